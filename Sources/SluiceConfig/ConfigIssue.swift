@@ -1,0 +1,32 @@
+/// One problem in a configuration file, located by key path and line so a person can fix it
+/// without guessing: `pools[0].replicas[1]: "127.0.0.1:99999" is not a host:port (line 9)`.
+public struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
+    public var path: String
+    public var line: Int?
+    public var message: String
+
+    public init(path: String, line: Int?, message: String) {
+        self.path = path
+        self.line = line
+        self.message = message
+    }
+
+    public var description: String {
+        let location = path.isEmpty ? "" : "\(path): "
+        let lineText = line.map { " (line \($0))" } ?? ""
+        return "\(location)\(message)\(lineText)"
+    }
+}
+
+/// Every issue found in one file; decoding does not stop at the first.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public var issues: [ConfigIssue]
+
+    public init(issues: [ConfigIssue]) {
+        self.issues = issues
+    }
+
+    public var description: String {
+        issues.map(\.description).joined(separator: "\n")
+    }
+}

@@ -1,0 +1,104 @@
+import SluiceCore
+import Yams
+
+extension GatewayConfiguration {
+    /// Parses and validates YAML text. Throws `ConfigError` listing every issue found.
+    public static func decode(yaml: String) throws(ConfigError) -> GatewayConfiguration {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: yaml)
+        } catch let error as YamlError {
+            throw ConfigError(issues: [ConfigIssue(path: "", line: yamlErrorLine(error), message: "not valid YAML: \(error)")])
+        } catch {
+            throw ConfigError(issues: [ConfigIssue(path: "", line: nil, message: "not valid YAML: \(error)")])
+        }
+        guard let node else {
+            throw ConfigError(issues: [ConfigIssue(path: "", line: nil, message: "the file is empty")])
+        }
+        let diagnostics = Diagnostics()
+        let root = NodeReader(node: node, path: "", diagnostics: diagnostics)
+        let config = decodeRoot(root)
+        if let config, diagnostics.issues.isEmpty {
+            return config
+        }
+        throw ConfigError(issues: diagnostics.issues)
+    }
+
+    private static func yamlErrorLine(_ error: YamlError) -> Int? {
+        switch error {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
+            return mark.line
+        default:
+            return nil
+        }
+    }
+
+    private static func decodeRoot(_ root: NodeReader) -> GatewayConfiguration? {
+        guard let keys = root.mapping(allowed: ["listen", "workers", "log_level", "admin", "pools", "limits", "shutdown"]) else {
+            return nil
+        }
+        guard let listenNode = keys["listen"] else {
+            root.report("missing required key \"listen\"")
+            return nil
+        }
+        let listen = listenNode.hostPort(allowZeroPort: true)
+        let admin: AdminConfiguration?
+        if let adminNode = keys["admin"] {
+            admin = decodeAdmin(adminNode)
+        } else {
+            root.report("missing required key \"admin\"")
+            admin = nil
+        }
+        var pools: [PoolConfiguration]? = nil
+        if let poolsNode = keys["pools"], let items = poolsNode.sequence() {
+            if items.isEmpty { poolsNode.report("at least one pool is required") }
+            let decoded = items.compactMap(decodePool)
+            if decoded.count == items.count { pools = decoded }
+            var seen: Set<String> = []
+            for (item, pool) in zip(items, decoded) where !seen.insert(pool.name).inserted {
+                item.report("duplicate pool name \"\(pool.name)\"")
+            }
+        } else if keys["pools"] == nil {
+            root.report("missing required key \"pools\"")
+        }
+        guard let listen, let admin, let pools else { return nil }
+        var config = GatewayConfiguration(listen: listen, admin: admin, pools: pools)
+        if let node = keys["workers"], let value = node.int(in: 1...256) { config.workers = value }
+        if let node = keys["log_level"], let value = node.oneOf(logLevels) { config.logLevel = value }
+        if let node = keys["limits"] { config.limits = decodeLimits(node) }
+        if let node = keys["shutdown"], let entries = node.mapping(allowed: ["grace"]) {
+            if let grace = entries["grace"]?.duration() { config.shutdownGrace = grace }
+        }
+        if listen.port != 0, listen == admin.listen, let node = keys["admin"] {
+            node.child(key: "listen", node: node.node).report("the admin listener cannot share the data listener's address \(listen)")
+        }
+        return config
+    }
+
+    private static func decodeAdmin(_ reader: NodeReader) -> AdminConfiguration? {
+        guard let keys = reader.mapping(allowed: ["listen", "token_env"]) else { return nil }
+        guard let listenNode = keys["listen"] else {
+            reader.report("missing required key \"listen\"")
+            return nil
+        }
+        guard let listen = listenNode.hostPort(allowZeroPort: true) else { return nil }
+        var admin = AdminConfiguration(listen: listen)
+        if let tokenNode = keys["token_env"], let name = tokenNode.string() {
+            if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) {
+                tokenNode.report("\"\(name)\" is not an environment variable name")
+            } else {
+                admin.tokenEnv = name
+            }
+        }
+        return admin
+    }
+
+    private static func decodeLimits(_ reader: NodeReader) -> LimitsConfiguration {
+        var limits = LimitsConfiguration()
+        guard let keys = reader.mapping(allowed: ["max_header_bytes", "max_body_bytes", "max_inspect_bytes"]) else { return limits }
+        if let value = keys["max_header_bytes"]?.byteSize(in: 1_024...(1 << 20)) { limits.maxHeaderBytes = value }
+        if let value = keys["max_body_bytes"]?.byteSize(in: 0...(1 << 40)) { limits.maxBodyBytes = value }
+        if let value = keys["max_inspect_bytes"]?.byteSize(in: 1_024...(64 << 20)) { limits.maxInspectBytes = value }
+        return limits
+    }
+}

@@ -1,0 +1,89 @@
+import SluiceCore
+
+/// Everything `sluice serve` needs, decoded and validated from one YAML file. Defaults live here,
+/// next to the fields, so the README's reference and the code cannot drift apart silently.
+public struct GatewayConfiguration: Sendable, Equatable {
+    /// Data-plane listener.
+    public var listen: ReplicaID
+    /// Event-loop threads; nil means one per core.
+    public var workers: Int?
+    public var logLevel: String = "info"
+    public var admin: AdminConfiguration
+    public var pools: [PoolConfiguration]
+    public var limits = LimitsConfiguration()
+    /// How long in-flight requests and streams may run on after SIGTERM before they are cut.
+    public var shutdownGrace: Duration = .seconds(30)
+
+    public init(listen: ReplicaID, admin: AdminConfiguration, pools: [PoolConfiguration]) {
+        self.listen = listen
+        self.admin = admin
+        self.pools = pools
+    }
+
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+}
+
+public struct AdminConfiguration: Sendable, Equatable {
+    public var listen: ReplicaID
+    /// Environment variable holding the bearer token for `/admin/*`; the token never sits in YAML.
+    public var tokenEnv: String?
+
+    public init(listen: ReplicaID, tokenEnv: String? = nil) {
+        self.listen = listen
+        self.tokenEnv = tokenEnv
+    }
+}
+
+public struct LimitsConfiguration: Sendable, Equatable {
+    /// Request line plus headers; over it the client gets 431.
+    public var maxHeaderBytes = 16_384
+    /// Request body; over it the client gets 413.
+    public var maxBodyBytes = 8_388_608
+    /// How much of a body the gateway will hold to read its `model` field when routing needs it.
+    public var maxInspectBytes = 1_048_576
+
+    public init() {}
+}
+
+public enum RoutingPolicyName: String, Sendable, Equatable, CaseIterable {
+    case roundRobin = "round-robin"
+}
+
+public struct PoolConfiguration: Sendable, Equatable {
+    public var name: String
+    public var paths: [PathPattern]
+    /// Nil means any model; see `RouteTable`.
+    public var models: [String]?
+    public var replicas: [ReplicaID]
+    public var policy: RoutingPolicyName = .roundRobin
+    public var timeouts = TimeoutsConfiguration()
+    public var upstream = UpstreamConfiguration()
+    public var ejection = EjectionPolicy()
+
+    public init(name: String, paths: [PathPattern], models: [String]? = nil, replicas: [ReplicaID]) {
+        self.name = name
+        self.paths = paths
+        self.models = models
+        self.replicas = replicas
+    }
+}
+
+public struct TimeoutsConfiguration: Sendable, Equatable {
+    /// TCP connect to a replica; past it the replica counts a failure and the client gets 502.
+    public var connect: Duration = .seconds(2)
+    /// From the request's last byte sent to the response head; past it the client gets 504.
+    public var responseHeader: Duration = .seconds(60)
+    /// Longest silence from the replica mid-response (between body parts); past it the stream is cut.
+    public var idle: Duration = .seconds(300)
+
+    public init() {}
+}
+
+public struct UpstreamConfiguration: Sendable, Equatable {
+    /// Connections per replica *per event loop* (pools are per loop, like Envoy's per-worker pools).
+    public var maxConnections = 1024
+    /// How long an unused keep-alive connection stays open.
+    public var keepaliveIdle: Duration = .seconds(60)
+
+    public init() {}
+}

@@ -1,0 +1,83 @@
+import SluiceCore
+
+extension GatewayConfiguration {
+    static func decodePool(_ reader: NodeReader) -> PoolConfiguration? {
+        guard let keys = reader.mapping(allowed: ["name", "match", "replicas", "routing", "timeouts", "upstream", "health"]) else {
+            return nil
+        }
+        var name: String?
+        if let node = keys["name"], let value = node.string() {
+            if value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") }) {
+                name = value
+            } else {
+                node.report("\"\(value)\" is not a pool name (letters, digits, - _ . only)")
+            }
+        } else if keys["name"] == nil {
+            reader.report("missing required key \"name\"")
+        }
+
+        var paths: [PathPattern]?
+        var models: [String]?
+        if let matchNode = keys["match"], let match = matchNode.mapping(allowed: ["paths", "models"]) {
+            if let pathsNode = match["paths"], let items = pathsNode.sequence() {
+                if items.isEmpty { pathsNode.report("at least one path is required") }
+                let parsed = items.compactMap { item -> PathPattern? in
+                    guard let text = item.string() else { return nil }
+                    guard let pattern = PathPattern(text) else {
+                        item.report("\"\(text)\" is not a path pattern (start with /; a * may only end it, after a /)")
+                        return nil
+                    }
+                    return pattern
+                }
+                if parsed.count == items.count { paths = parsed }
+            } else if match["paths"] == nil {
+                matchNode.report("missing required key \"paths\"")
+            }
+            if let modelsNode = match["models"], let list = modelsNode.strings() {
+                if list.isEmpty { modelsNode.report("list at least one model, or \"*\" for any") }
+                models = list
+            }
+        } else if keys["match"] == nil {
+            reader.report("missing required key \"match\"")
+        }
+
+        var replicas: [ReplicaID]?
+        if let replicasNode = keys["replicas"], let items = replicasNode.sequence() {
+            let parsed = items.compactMap { $0.hostPort() }
+            if parsed.count == items.count {
+                replicas = parsed
+                var seen: Set<ReplicaID> = []
+                for (item, id) in zip(items, parsed) where !seen.insert(id).inserted {
+                    item.report("duplicate replica \(id)")
+                }
+            }
+        } else if keys["replicas"] == nil {
+            reader.report("missing required key \"replicas\"")
+        }
+
+        guard let name, let paths, let replicas else { return nil }
+        var pool = PoolConfiguration(name: name, paths: paths, models: models, replicas: replicas)
+
+        if let node = keys["routing"], let routing = node.mapping(allowed: ["policy"]) {
+            if let policyNode = routing["policy"],
+               let text = policyNode.oneOf(RoutingPolicyName.allCases.map(\.rawValue)),
+               let policy = RoutingPolicyName(rawValue: text) {
+                pool.policy = policy
+            }
+        }
+        if let node = keys["timeouts"], let timeouts = node.mapping(allowed: ["connect", "response_header", "idle"]) {
+            if let value = timeouts["connect"]?.duration(atLeast: .milliseconds(1)) { pool.timeouts.connect = value }
+            if let value = timeouts["response_header"]?.duration(atLeast: .milliseconds(1)) { pool.timeouts.responseHeader = value }
+            if let value = timeouts["idle"]?.duration(atLeast: .milliseconds(1)) { pool.timeouts.idle = value }
+        }
+        if let node = keys["upstream"], let upstream = node.mapping(allowed: ["max_connections", "keepalive_idle"]) {
+            if let value = upstream["max_connections"]?.int(in: 1...65_536) { pool.upstream.maxConnections = value }
+            if let value = upstream["keepalive_idle"]?.duration() { pool.upstream.keepaliveIdle = value }
+        }
+        if let node = keys["health"], let health = node.mapping(allowed: ["eject_after", "eject_for"]) {
+            if let value = health["eject_after"]?.int(in: 1...1_000) { pool.ejection.consecutiveFailures = value }
+            if let value = health["eject_for"]?.duration() { pool.ejection.duration = UInt64(value.nanoseconds) }
+        }
+        return pool
+    }
+}

@@ -1,0 +1,251 @@
+/// Validates a JSON document and extracts a few top-level string fields (`model`, later `user`),
+/// without building a tree. The gateway forwards the original bytes unchanged; this only reads.
+///
+/// Single pass over the bytes, no allocation except for the extracted values. Nesting is limited
+/// (`maxDepth`) so a hostile body cannot exhaust the stack.
+public struct JSONFieldScanner {
+    public struct Failure: Error, Equatable, CustomStringConvertible {
+        public var offset: Int
+        public var reason: String
+        public var description: String { "\(reason) at byte \(offset)" }
+    }
+
+    public static let maxDepth = 128
+
+    /// Returns the values of the requested top-level keys that are strings. A requested key whose
+    /// value is not a string is reported as absent. Throws when the document is not valid JSON
+    /// or its top level is not an object.
+    public static func topLevelStrings(
+        _ names: Set<String>,
+        in bytes: UnsafeRawBufferPointer
+    ) throws(Failure) -> [String: String] {
+        var scanner = Cursor(bytes: bytes)
+        var found: [String: String] = [:]
+        scanner.skipWhitespace()
+        guard scanner.peek() == UInt8(ascii: "{") else {
+            throw Failure(offset: scanner.index, reason: "expected a JSON object")
+        }
+        scanner.index += 1
+        scanner.skipWhitespace()
+        if scanner.peek() == UInt8(ascii: "}") {
+            scanner.index += 1
+        } else {
+            while true {
+                scanner.skipWhitespace()
+                let key = try scanner.string(decode: true)!
+                scanner.skipWhitespace()
+                try scanner.expect(UInt8(ascii: ":"))
+                scanner.skipWhitespace()
+                if names.contains(key), scanner.peek() == UInt8(ascii: "\"") {
+                    found[key] = try scanner.string(decode: true)!
+                } else {
+                    if names.contains(key) { found[key] = nil }
+                    try scanner.value(depth: 1)
+                }
+                scanner.skipWhitespace()
+                guard let next = scanner.next() else {
+                    throw Failure(offset: scanner.index, reason: "unexpected end of input")
+                }
+                if next == UInt8(ascii: "}") { break }
+                guard next == UInt8(ascii: ",") else {
+                    throw Failure(offset: scanner.index - 1, reason: "expected ',' or '}'")
+                }
+            }
+        }
+        scanner.skipWhitespace()
+        guard scanner.index == bytes.count else {
+            throw Failure(offset: scanner.index, reason: "unexpected data after the JSON object")
+        }
+        return found
+    }
+
+    public static func topLevelStrings(_ names: Set<String>, in bytes: [UInt8]) throws(Failure) -> [String: String] {
+        let result = bytes.withUnsafeBytes { raw in
+            Result { () throws(Failure) -> [String: String] in try topLevelStrings(names, in: raw) }
+        }
+        return try result.get()
+    }
+}
+
+extension JSONFieldScanner {
+    fileprivate struct Cursor {
+        let bytes: UnsafeRawBufferPointer
+        var index = 0
+
+        init(bytes: UnsafeRawBufferPointer) {
+            self.bytes = bytes
+        }
+
+        func peek() -> UInt8? {
+            index < bytes.count ? bytes[index] : nil
+        }
+
+        mutating func next() -> UInt8? {
+            guard index < bytes.count else { return nil }
+            defer { index += 1 }
+            return bytes[index]
+        }
+
+        mutating func skipWhitespace() {
+            while index < bytes.count {
+                switch bytes[index] {
+                case 0x20, 0x09, 0x0A, 0x0D: index += 1
+                default: return
+                }
+            }
+        }
+
+        mutating func expect(_ byte: UInt8) throws(Failure) {
+            guard next() == byte else {
+                throw Failure(offset: index - 1, reason: "expected '\(Character(Unicode.Scalar(byte)))'")
+            }
+        }
+
+        mutating func value(depth: Int) throws(Failure) {
+            guard depth <= JSONFieldScanner.maxDepth else {
+                throw Failure(offset: index, reason: "nesting deeper than \(JSONFieldScanner.maxDepth)")
+            }
+            guard let byte = peek() else { throw Failure(offset: index, reason: "unexpected end of input") }
+            switch byte {
+            case UInt8(ascii: "\""):
+                _ = try string(decode: false)
+            case UInt8(ascii: "{"):
+                index += 1
+                skipWhitespace()
+                if peek() == UInt8(ascii: "}") { index += 1; return }
+                while true {
+                    skipWhitespace()
+                    _ = try string(decode: false)
+                    skipWhitespace()
+                    try expect(UInt8(ascii: ":"))
+                    skipWhitespace()
+                    try value(depth: depth + 1)
+                    skipWhitespace()
+                    let next = next()
+                    if next == UInt8(ascii: "}") { return }
+                    guard next == UInt8(ascii: ",") else {
+                        throw Failure(offset: index - 1, reason: "expected ',' or '}'")
+                    }
+                }
+            case UInt8(ascii: "["):
+                index += 1
+                skipWhitespace()
+                if peek() == UInt8(ascii: "]") { index += 1; return }
+                while true {
+                    skipWhitespace()
+                    try value(depth: depth + 1)
+                    skipWhitespace()
+                    let next = next()
+                    if next == UInt8(ascii: "]") { return }
+                    guard next == UInt8(ascii: ",") else {
+                        throw Failure(offset: index - 1, reason: "expected ',' or ']'")
+                    }
+                }
+            case UInt8(ascii: "t"): try literal("true")
+            case UInt8(ascii: "f"): try literal("false")
+            case UInt8(ascii: "n"): try literal("null")
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                try number()
+            default:
+                throw Failure(offset: index, reason: "unexpected character")
+            }
+        }
+
+        mutating func literal(_ word: StaticString) throws(Failure) {
+            let start = index
+            for expected in UnsafeRawBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount) {
+                guard next() == expected else { throw Failure(offset: start, reason: "invalid literal") }
+            }
+        }
+
+        mutating func digits() -> Int {
+            let start = index
+            while let byte = peek(), byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") { index += 1 }
+            return index - start
+        }
+
+        mutating func number() throws(Failure) {
+            let start = index
+            if peek() == UInt8(ascii: "-") { index += 1 }
+            if peek() == UInt8(ascii: "0") {
+                index += 1
+            } else if digits() == 0 {
+                throw Failure(offset: start, reason: "invalid number")
+            }
+            if peek() == UInt8(ascii: ".") {
+                index += 1
+                guard digits() > 0 else { throw Failure(offset: start, reason: "invalid number") }
+            }
+            if peek() == UInt8(ascii: "e") || peek() == UInt8(ascii: "E") {
+                index += 1
+                if peek() == UInt8(ascii: "+") || peek() == UInt8(ascii: "-") { index += 1 }
+                guard digits() > 0 else { throw Failure(offset: start, reason: "invalid number") }
+            }
+        }
+
+        /// Reads a string starting at the opening quote. Returns its decoded text when `decode`.
+        mutating func string(decode: Bool) throws(Failure) -> String? {
+            let start = index
+            guard next() == UInt8(ascii: "\"") else { throw Failure(offset: start, reason: "expected a string") }
+            var scalars: [UInt8] = []
+            while true {
+                guard let byte = next() else { throw Failure(offset: start, reason: "unterminated string") }
+                switch byte {
+                case UInt8(ascii: "\""):
+                    guard decode else { return nil }
+                    return String(decoding: scalars, as: UTF8.self)
+                case UInt8(ascii: "\\"):
+                    guard let escaped = next() else { throw Failure(offset: start, reason: "unterminated string") }
+                    switch escaped {
+                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"):
+                        if decode { scalars.append(escaped) }
+                    case UInt8(ascii: "b"): if decode { scalars.append(0x08) }
+                    case UInt8(ascii: "f"): if decode { scalars.append(0x0C) }
+                    case UInt8(ascii: "n"): if decode { scalars.append(0x0A) }
+                    case UInt8(ascii: "r"): if decode { scalars.append(0x0D) }
+                    case UInt8(ascii: "t"): if decode { scalars.append(0x09) }
+                    case UInt8(ascii: "u"):
+                        var code: UInt32 = try hex4()
+                        if (0xD800..<0xDC00).contains(code), peek() == UInt8(ascii: "\\") {
+                            index += 1
+                            guard next() == UInt8(ascii: "u") else {
+                                throw Failure(offset: index - 1, reason: "invalid surrogate pair")
+                            }
+                            let low = try hex4()
+                            guard (0xDC00..<0xE000).contains(low) else {
+                                throw Failure(offset: index - 1, reason: "invalid surrogate pair")
+                            }
+                            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                        }
+                        if decode {
+                            let scalar = Unicode.Scalar(code) ?? "\u{FFFD}"
+                            scalars.append(contentsOf: Array(String(Character(scalar)).utf8))
+                        }
+                    default:
+                        throw Failure(offset: index - 1, reason: "invalid escape")
+                    }
+                case 0x00..<0x20:
+                    throw Failure(offset: index - 1, reason: "control character in string")
+                default:
+                    if decode { scalars.append(byte) }
+                }
+            }
+        }
+
+        mutating func hex4() throws(Failure) -> UInt32 {
+            var value: UInt32 = 0
+            for _ in 0..<4 {
+                guard let byte = next() else { throw Failure(offset: index, reason: "invalid \\u escape") }
+                let digit: UInt8
+                switch byte {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+                default: throw Failure(offset: index - 1, reason: "invalid \\u escape")
+                }
+                value = value << 4 | UInt32(digit)
+            }
+            return value
+        }
+    }
+}

@@ -1,0 +1,16 @@
+/// The membership of one pool at one moment. Immutable: a membership change builds a new snapshot
+/// and swaps it in atomically, so a pick in progress keeps the view it started with.
+public final class PoolSnapshot: Sendable {
+    public let replicas: [Replica]
+    /// Increases with every membership change; lets observers tell snapshots apart.
+    public let generation: UInt64
+
+    public init(replicas: [Replica], generation: UInt64 = 0) {
+        self.replicas = replicas
+        self.generation = generation
+    }
+
+    public func replica(_ id: ReplicaID) -> Replica? {
+        replicas.first { $0.id == id }
+    }
+}

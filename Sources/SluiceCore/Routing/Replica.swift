@@ -1,0 +1,69 @@
+import Synchronization
+
+/// One model-server replica as the gateway sees it: an address plus the live counters that
+/// balancing policies read. Counters are atomics so that a pick never takes a lock; the object is
+/// shared by every pool snapshot that lists the replica, so counts survive membership changes.
+public final class Replica: Sendable {
+    public let id: ReplicaID
+    private let inFlightCount = Atomic<Int>(0)
+    private let failures = Atomic<Int>(0)
+    /// Monotonic nanoseconds until which the replica is out of rotation; 0 when it is in.
+    private let ejectedUntilNanos = Atomic<UInt64>(0)
+    private let drainingFlag = Atomic<Bool>(false)
+
+    public init(id: ReplicaID) {
+        self.id = id
+    }
+
+    /// Requests the gateway has sent to this replica and not yet finished.
+    public var inFlight: Int { inFlightCount.load(ordering: .relaxed) }
+
+    public var consecutiveFailures: Int { failures.load(ordering: .relaxed) }
+
+    /// A draining replica takes no new requests; its in-flight ones finish.
+    public var isDraining: Bool {
+        get { drainingFlag.load(ordering: .relaxed) }
+    }
+
+    public func setDraining(_ draining: Bool) {
+        drainingFlag.store(draining, ordering: .relaxed)
+    }
+
+    /// Call once when a request is committed to this replica; pair with exactly one
+    /// `requestFinished()` on every path (success, error, cancellation).
+    public func requestStarted() {
+        inFlightCount.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    public func requestFinished() {
+        inFlightCount.wrappingSubtract(1, ordering: .relaxed)
+    }
+
+    public func isEjected(at now: UInt64) -> Bool {
+        ejectedUntilNanos.load(ordering: .relaxed) > now
+    }
+
+    /// Whether a policy may send a new request here at `now`.
+    public func isAvailable(at now: UInt64) -> Bool {
+        !isDraining && !isEjected(at: now)
+    }
+
+    public func recordSuccess() {
+        if failures.load(ordering: .relaxed) != 0 {
+            failures.store(0, ordering: .relaxed)
+        }
+    }
+
+    /// Records a failure to reach the replica. Returns true when this failure ejected it.
+    @discardableResult
+    public func recordFailure(at now: UInt64, policy: EjectionPolicy) -> Bool {
+        let count = failures.wrappingAdd(1, ordering: .relaxed).newValue
+        guard count >= policy.consecutiveFailures else { return false }
+        failures.store(0, ordering: .relaxed)
+        ejectedUntilNanos.store(now &+ policy.duration, ordering: .relaxed)
+        return true
+    }
+
+    /// Ejected-until instant, for the admin view (0 when in rotation).
+    public var ejectedUntil: UInt64 { ejectedUntilNanos.load(ordering: .relaxed) }
+}

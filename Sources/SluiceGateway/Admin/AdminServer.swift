@@ -1,0 +1,88 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// The admin listener: health, readiness, Prometheus metrics and the `/admin/*` API, on its own
+/// port so it can be firewalled apart from client traffic. Speed does not matter here, so each
+/// request is read whole and answered by `AdminRoutes`.
+enum AdminServer {
+    static func bind(host: String, port: Int, group: any EventLoopGroup, gateway: Gateway, token: String?) async throws -> any Channel {
+        let routes = AdminRoutes(gateway: gateway, token: token)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 128)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(AdminHandler(routes: routes))
+                }
+            }
+        return try await bootstrap.bind(host: host, port: port).get()
+    }
+}
+
+/// Collects one admin request (body capped at 1 MiB) and writes the route's answer.
+final class AdminHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    static let maxBody = 1 << 20
+
+    private let routes: AdminRoutes
+    private var head: HTTPRequestHead?
+    private var body: ByteBuffer?
+    private var tooLarge = false
+
+    init(routes: AdminRoutes) {
+        self.routes = routes
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body = nil
+            tooLarge = false
+        case .body(var part):
+            if (body?.readableBytes ?? 0) + part.readableBytes > Self.maxBody {
+                tooLarge = true
+            } else if body == nil {
+                body = part
+            } else {
+                body!.writeBuffer(&part)
+            }
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let request = AdminRequest(
+                method: head.method, uri: head.uri, headers: head.headers,
+                body: body, peer: context.channel.remoteAddress)
+            let response: AdminResponse = tooLarge ? .error(.payloadTooLarge, "request body over 1 MiB", code: "request_too_large") : routes.handle(request)
+            write(response, keepAlive: head.isKeepAlive, version: head.version, context: context)
+        }
+    }
+
+    private func write(_ response: AdminResponse, keepAlive: Bool, version: HTTPVersion, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: response.contentType)
+        headers.add(name: "content-length", value: String(response.body.readableBytes))
+        headers.add(name: "cache-control", value: "no-store")
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        for (name, value) in response.extraHeaders { headers.add(name: name, value: value) }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: response.status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+        if keepAlive {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
+            let loopContext = context
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                loopContext.close(promise: nil)
+            }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,78 @@
+import NIOCore
+import SluiceCore
+
+/// `GET /readyz`: ready once listening, not draining, and every pool has a replica in rotation.
+struct ReadinessView: Encodable {
+    struct Pool: Encodable {
+        var replicas: Int
+        var available: Int
+    }
+
+    var ready: Bool
+    var phase: String
+    var pools: [String: Pool]
+
+    init(gateway: Gateway) {
+        let now = NIODeadline.now().uptimeNanoseconds
+        ready = gateway.isReady
+        phase = "\(gateway.currentPhase)"
+        var pools: [String: Pool] = [:]
+        for pool in gateway.runtime.pools {
+            let replicas = pool.snapshot.replicas
+            pools[pool.name] = Pool(replicas: replicas.count, available: replicas.filter { $0.isAvailable(at: now) }.count)
+        }
+        self.pools = pools
+    }
+}
+
+/// `GET /admin/pools`: each pool's routing and the live state of its replicas.
+struct PoolsView: Encodable {
+    struct Pool: Encodable {
+        var name: String
+        var policy: String
+        var paths: [String]
+        var models: [String]?
+        var generation: UInt64
+        var replicas: [ReplicaView]
+    }
+
+    struct ReplicaView: Encodable {
+        var id: String
+        var in_flight: Int
+        var available: Bool
+        var draining: Bool
+        var ejected_for_ms: Int64
+        var consecutive_failures: Int
+        var upstream_connections_open: Int
+        var upstream_connections_idle: Int
+    }
+
+    var pools: [Pool]
+
+    init(gateway: Gateway) {
+        let now = NIODeadline.now().uptimeNanoseconds
+        let connections = gateway.runtime.upstreamStats.totals()
+        pools = gateway.runtime.pools.map { pool in
+            let snapshot = pool.snapshot
+            return Pool(
+                name: pool.name,
+                policy: pool.configuration.policy.rawValue,
+                paths: pool.configuration.paths.map(\.description),
+                models: pool.configuration.models,
+                generation: snapshot.generation,
+                replicas: snapshot.replicas.map { replica in
+                    let totals = connections[.init(pool: pool.name, replica: replica.id)] ?? .init()
+                    let until = replica.ejectedUntil
+                    return ReplicaView(
+                        id: replica.id.description,
+                        in_flight: replica.inFlight,
+                        available: replica.isAvailable(at: now),
+                        draining: replica.isDraining,
+                        ejected_for_ms: until > now ? Int64((until - now) / 1_000_000) : 0,
+                        consecutive_failures: replica.consecutiveFailures,
+                        upstream_connections_open: totals.open,
+                        upstream_connections_idle: totals.idle)
+                })
+        }
+    }
+}

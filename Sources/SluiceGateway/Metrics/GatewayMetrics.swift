@@ -1,0 +1,89 @@
+import Prometheus
+
+/// The gateway's Prometheus metrics. Everything touched per request is pre-created (counters
+/// are lock-free atomics); gauges that describe state (in-flight, connections) are filled in at
+/// scrape time from the live atomics instead of being updated on the request path.
+public final class GatewayMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    let unrouted: PoolMetrics
+    let downstreamConnections: Gauge
+    let downstreamConnectionsTotal: Counter
+
+    static let latencyBuckets: [Duration] = [
+        .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+        .milliseconds(2_500), .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(120),
+    ]
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        unrouted = PoolMetrics(pool: "", registry: registry)
+        downstreamConnections = registry.makeGauge(
+            descriptor: .sluice("sluice_downstream_connections", "Client connections open now."))
+        downstreamConnectionsTotal = registry.makeCounter(
+            descriptor: .sluice("sluice_downstream_connections_total", "Client connections accepted."))
+    }
+
+    func pool(_ name: String) -> PoolMetrics {
+        PoolMetrics(pool: name, registry: registry)
+    }
+}
+
+/// Per-pool request metrics. `pool` is empty for requests that matched no pool.
+final class PoolMetrics: Sendable {
+    let pool: String
+    let registry: PrometheusCollectorRegistry
+    /// Counters for the statuses the gateway sees most, created up front; others are made on
+    /// first use (the registry deduplicates them under its lock).
+    private let common: [Counter?]
+    private let duration: DurationHistogram
+    private let firstByte: DurationHistogram
+    let clientCancelled: Counter
+
+    private static var requestsTotal: MetricNameDescriptor {
+        .sluice(
+        "sluice_requests_total", "Requests answered, by pool and HTTP status (499: the client left first).")
+    }
+
+    private static let commonStatuses = [200, 400, 404, 413, 431, 499, 502, 503, 504]
+
+    init(pool: String, registry: PrometheusCollectorRegistry) {
+        self.pool = pool
+        self.registry = registry
+        var common = [Counter?](repeating: nil, count: 600)
+        for status in Self.commonStatuses {
+            common[status] = registry.makeCounter(descriptor: Self.requestsTotal, labels: [("pool", pool), ("status", String(status))])
+        }
+        self.common = common
+        duration = registry.makeDurationHistogram(
+            descriptor: .sluice("sluice_request_duration_seconds", "From the request head to the last response byte sent to the client."),
+            labels: [("pool", pool)], buckets: GatewayMetrics.latencyBuckets)
+        firstByte = registry.makeDurationHistogram(
+            descriptor: .sluice("sluice_response_first_byte_seconds", "From the request head to the replica's response head (time to first byte)."),
+            labels: [("pool", pool)], buckets: GatewayMetrics.latencyBuckets)
+        clientCancelled = registry.makeCounter(
+            descriptor: .sluice("sluice_upstream_cancelled_total", "Upstream requests cancelled because the client disconnected."),
+            labels: [("pool", pool)])
+    }
+
+    func recordResponse(status: Int, duration: Duration) {
+        counter(status).increment()
+        self.duration.record(duration)
+    }
+
+    func recordFirstByte(_ duration: Duration) {
+        firstByte.record(duration)
+    }
+
+    private func counter(_ status: Int) -> Counter {
+        if status >= 0, status < common.count, let counter = common[status] { return counter }
+        return registry.makeCounter(descriptor: Self.requestsTotal, labels: [("pool", pool), ("status", String(status))])
+    }
+}
+
+extension MetricNameDescriptor {
+    /// A descriptor from a full metric name (the name already carries `sluice_` and its unit).
+    static func sluice(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+}

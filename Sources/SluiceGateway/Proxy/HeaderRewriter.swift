@@ -1,0 +1,107 @@
+import NIOHTTP1
+
+/// What a proxy must change in the headers it forwards (RFC 9110 §7.6.1), and the request
+/// identity headers Sluice adds. Framing headers (`content-length`, `transfer-encoding`) are kept:
+/// NIO's encoders frame the forwarded body from them.
+enum HeaderRewriter {
+    /// Connection-scoped headers that never cross a proxy.
+    private static let hopByHop: [String] = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+        "proxy-authenticate", "proxy-authorization",
+    ]
+
+    private static func isHopByHop(_ name: String, extra: [Substring]) -> Bool {
+        for candidate in hopByHop where candidate.utf8.count == name.utf8.count {
+            if name.lowercased() == candidate { return true }
+        }
+        if !extra.isEmpty {
+            let lower = name.lowercased()
+            return extra.contains { $0 == lower }
+        }
+        return false
+    }
+
+    /// Removes hop-by-hop headers, including those the `Connection` header names.
+    static func removeHopByHop(_ headers: inout HTTPHeaders) {
+        var needsWork = false
+        for (name, _) in headers where isHopByHop(name, extra: []) {
+            needsWork = true
+            break
+        }
+        guard needsWork else { return }
+        let named: [Substring] = headers["connection"].flatMap { value in
+            value.split(separator: ",").map { Substring($0.trimmedSpaces().lowercased()) }
+        }
+        var kept = HTTPHeaders()
+        kept.reserveCapacity(headers.count)
+        for (name, value) in headers where !isHopByHop(name, extra: named) {
+            kept.add(name: name, value: value)
+        }
+        headers = kept
+    }
+
+    /// The request head sent to the replica. Returns the request ID (kept or created).
+    static func upstreamRequest(
+        _ head: inout HTTPRequestHead,
+        clientAddress: String?,
+        random: inout FastRandom
+    ) -> String {
+        removeHopByHop(&head.headers)
+        head.version = .http1_1
+        if let clientAddress {
+            if let existing = head.headers.first(name: "x-forwarded-for") {
+                head.headers.replaceOrAdd(name: "x-forwarded-for", value: existing + ", " + clientAddress)
+            } else {
+                head.headers.add(name: "x-forwarded-for", value: clientAddress)
+            }
+        }
+        head.headers.replaceOrAdd(name: "x-forwarded-proto", value: "http")
+        let requestID: String
+        if let existing = head.headers.first(name: "x-request-id"), !existing.isEmpty, existing.utf8.count <= 200 {
+            requestID = existing
+        } else {
+            requestID = random.hex(bytes: 16)
+            head.headers.replaceOrAdd(name: "x-request-id", value: requestID)
+        }
+        if !isValidTraceparent(head.headers.first(name: "traceparent")) {
+            let traceID = random.hex(bytes: 16)
+            let spanID = random.hex(bytes: 8)
+            head.headers.replaceOrAdd(name: "traceparent", value: "00-\(traceID)-\(spanID)-01")
+        }
+        return requestID
+    }
+
+    /// The response head sent to the client.
+    static func downstreamResponse(
+        _ head: inout HTTPResponseHead,
+        requestVersion: HTTPVersion,
+        requestID: String,
+        keepAlive: Bool
+    ) {
+        removeHopByHop(&head.headers)
+        head.version = requestVersion
+        if !head.headers.contains(name: "x-request-id") {
+            head.headers.add(name: "x-request-id", value: requestID)
+        }
+        if !keepAlive {
+            head.headers.add(name: "connection", value: "close")
+        } else if requestVersion == .http1_0 {
+            head.headers.add(name: "connection", value: "keep-alive")
+        }
+    }
+
+    /// W3C Trace Context `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`, IDs not all zero.
+    static func isValidTraceparent(_ value: String?) -> Bool {
+        guard let value else { return false }
+        let bytes = Array(value.utf8)
+        guard bytes.count == 55, bytes[2] == UInt8(ascii: "-"), bytes[35] == UInt8(ascii: "-"), bytes[52] == UInt8(ascii: "-") else {
+            return false
+        }
+        func isHex(_ range: Range<Int>) -> Bool {
+            bytes[range].allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+        }
+        guard isHex(0..<2), isHex(3..<35), isHex(36..<52), isHex(53..<55) else { return false }
+        guard !(bytes[0] == UInt8(ascii: "f") && bytes[1] == UInt8(ascii: "f")) else { return false }
+        return bytes[3..<35].contains { $0 != UInt8(ascii: "0") } && bytes[36..<52].contains { $0 != UInt8(ascii: "0") }
+    }
+}

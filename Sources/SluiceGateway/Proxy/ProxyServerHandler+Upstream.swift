@@ -1,0 +1,222 @@
+import NIOCore
+import NIOHTTP1
+import SluiceCore
+
+extension ProxyServerHandler: UpstreamDelegate {
+    var downstreamIsWritable: Bool { context.channel.isWritable }
+
+    func upstreamReceived(_ part: HTTPClientResponsePart) {
+        guard let exchange, exchange.upstream != nil, !exchange.finished else { return }
+        switch part {
+        case .head(let response):
+            let now = NIODeadline.now()
+            exchange.responseStarted = true
+            exchange.status = Int(response.status.code)
+            exchange.upstreamKeepAlive = response.isKeepAlive
+            exchange.lastActivity = now
+            exchange.replica?.recordSuccess()
+            exchange.pool?.metrics.recordFirstByte(.nanoseconds(Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds)))
+            if exchange.timer == nil, let pool = exchange.pool {
+                // The replica answered before the request ended; watch the stream from here.
+                scheduleTimer(exchange, at: now + .nanoseconds(pool.configuration.timeouts.idle.nanoseconds))
+            }
+            var head = response
+            HeaderRewriter.downstreamResponse(
+                &head, requestVersion: exchange.requestVersion, requestID: exchange.requestID ?? "",
+                keepAlive: exchange.keepAlive)
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+        case .body(let buffer):
+            exchange.lastActivity = .now()
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        case .end(let trailers):
+            if let upstream = exchange.upstream {
+                exchange.upstream = nil
+                if exchange.requestSent && exchange.upstreamKeepAlive {
+                    exchange.connectionPool?.release(upstream)
+                } else {
+                    exchange.connectionPool?.discard(upstream)
+                }
+            }
+            finish(exchange, status: exchange.status)
+            if !exchange.keepAlive {
+                mode = .closed
+                let context = self.context!
+                context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+                return
+            }
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            self.exchange = nil
+            mode = exchange.requestEnded ? .idle : .discarding(closeAfter: false)
+        }
+    }
+
+    func upstreamReadComplete() {
+        context.flush()
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        if isWritable { resumeReading() }
+    }
+
+    func upstreamClosed(error: (any Error)?) {
+        guard let exchange, let upstream = exchange.upstream, !exchange.finished else { return }
+        exchange.upstream = nil
+        if !exchange.responseStarted {
+            if let replica = exchange.replica, let pool = exchange.pool {
+                replica.recordFailure(at: NIODeadline.now().uptimeNanoseconds, policy: pool.configuration.ejection)
+            }
+            let reused = upstream.useCount > 1 ? " (on a reused keep-alive connection)" : ""
+            let detail = error.map { ": \($0)" } ?? ""
+            let name = exchange.replica.map { "\($0.id)" } ?? "the replica"
+            respond(.replicaFailed("\(name) closed the connection before answering\(reused)\(detail)"), closeAfter: !exchange.requestEnded)
+        } else {
+            abort(exchange, status: 502)
+        }
+    }
+}
+
+extension ProxyServerHandler: UpstreamRequester {
+    func upstreamReady(_ connection: UpstreamConnection) {
+        guard let exchange, case .proxying = mode, exchange.upstream == nil, !exchange.finished else {
+            connection.pool.release(connection)
+            return
+        }
+        attach(connection, to: exchange)
+    }
+
+    func upstreamFailed(_ error: any Error) {
+        guard let exchange, case .proxying = mode, exchange.upstream == nil, !exchange.finished,
+              let pool = exchange.pool, let replica = exchange.replica
+        else { return }
+        let now = NIODeadline.now()
+        replica.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection)
+        exchange.attempts += 1
+        // Nothing has been sent yet, so one retry on another replica is always safe.
+        if exchange.attempts < 2, let other = pool.pick(RoutingFacts(), now: now), other !== replica {
+            replica.requestFinished()
+            other.requestStarted()
+            exchange.replica = other
+            cancelTimer(exchange)
+            acquireUpstream(exchange)
+            return
+        }
+        respond(.replicaFailed("could not connect to \(replica.id): \(error)"), closeAfter: !exchange.requestEnded)
+    }
+}
+
+extension ProxyServerHandler {
+    /// Answers the client with a gateway error, if no response has started, and settles the exchange.
+    func respond(_ error: GatewayError, closeAfter requested: Bool) {
+        let exchange = self.exchange
+        if let exchange {
+            if exchange.responseStarted {
+                abort(exchange, status: Int(error.status.code))
+                return
+            }
+            abandonUpstream(exchange)
+        }
+        let closeAfter = requested || !(exchange?.keepAlive ?? false)
+        let body = context.channel.allocator.buffer(string: error.jsonBody())
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(4)
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "content-length", value: String(body.readableBytes))
+        if let requestID = exchange?.requestID {
+            headers.add(name: "x-request-id", value: requestID)
+        }
+        if closeAfter {
+            headers.add(name: "connection", value: "close")
+        }
+        let head = HTTPResponseHead(version: exchange?.requestVersion ?? .http1_1, status: error.status, headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let status = Int(error.status.code)
+        if let exchange {
+            exchange.responseStarted = true
+            exchange.status = status
+            finish(exchange, status: status)
+        } else {
+            runtime.metrics.unrouted.recordResponse(status: status, duration: .zero)
+        }
+        if closeAfter {
+            mode = .closed
+            self.exchange = nil
+            let context = self.context!
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        if exchange?.requestEnded ?? true {
+            self.exchange = nil
+            mode = .idle
+        } else {
+            self.exchange = nil
+            mode = .discarding(closeAfter: false)
+        }
+    }
+
+    /// Ends an exchange whose response has started: HTTP/1.1 can only signal that by closing.
+    func abort(_ exchange: Exchange, status: Int) {
+        abandonUpstream(exchange)
+        finish(exchange, status: status)
+        self.exchange = nil
+        mode = .closed
+        context.close(promise: nil)
+    }
+
+    // MARK: - Timers
+
+    func startResponseTimer(_ exchange: Exchange) {
+        guard let pool = exchange.pool else { return }
+        cancelTimer(exchange)
+        scheduleTimer(exchange, at: .now() + .nanoseconds(pool.configuration.timeouts.responseHeader.nanoseconds))
+    }
+
+    func scheduleTimer(_ exchange: Exchange, at deadline: NIODeadline) {
+        exchange.timer = try? context.eventLoop.assumeIsolated().scheduleCallback(
+            at: deadline, handler: ExchangeTimer(handler: self, exchange: exchange))
+    }
+
+    func cancelTimer(_ exchange: Exchange) {
+        if let timer = exchange.timer {
+            exchange.timer = nil
+            timer.cancel()
+        }
+    }
+
+    /// One timer per exchange covers three phases: waiting for a connection, waiting for the
+    /// response head, and silence mid-stream (re-armed from the last activity, so body parts
+    /// never touch the timer).
+    func timerFired(_ exchange: Exchange) {
+        exchange.timer = nil
+        guard self.exchange === exchange, !exchange.finished, let pool = exchange.pool else { return }
+        let timeouts = pool.configuration.timeouts
+        if exchange.upstream == nil {
+            exchange.connectionPool?.cancel(self)
+            respond(.replicaTimeout(after: "the connect timeout (\(timeouts.connect)); the connection pool may be full"), closeAfter: !exchange.requestEnded)
+        } else if !exchange.responseStarted {
+            exchange.replica?.recordFailure(at: NIODeadline.now().uptimeNanoseconds, policy: pool.configuration.ejection)
+            respond(.replicaTimeout(after: "the response_header timeout (\(timeouts.responseHeader))"), closeAfter: !exchange.requestEnded)
+        } else {
+            let idle = TimeAmount.nanoseconds(timeouts.idle.nanoseconds)
+            if NIODeadline.now() - exchange.lastActivity >= idle {
+                abort(exchange, status: 504)
+            } else {
+                scheduleTimer(exchange, at: exchange.lastActivity + idle)
+            }
+        }
+    }
+}
+
+private struct ExchangeTimer: NIOScheduledCallbackHandler {
+    let handler: ProxyServerHandler
+    let exchange: Exchange
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        handler.timerFired(exchange)
+    }
+}

@@ -1,0 +1,327 @@
+import NIOCore
+import NIOHTTP1
+import SluiceConfig
+import SluiceCore
+
+/// The data path for one client connection: reads a request, chooses a pool and a replica,
+/// borrows an upstream connection from this event loop's pool and streams both ways.
+///
+/// Bodies are forwarded part by part as NIO delivers them (never copied, never buffered whole)
+/// unless routing needs the `model` field, which is read from a capped buffer and then forwarded
+/// as that same buffer. Reads are held while the other side cannot take more bytes, so a slow
+/// peer makes the gateway stop reading instead of buffering.
+///
+/// HTTP/1.1 pipelining is handled by NIO's `HTTPServerPipelineHandler` before this handler: it
+/// lets one request through at a time, so this handler has at most one `Exchange`.
+final class ProxyServerHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    enum Mode {
+        case idle
+        /// Holding the body to read its `model` field.
+        case inspecting
+        /// A pool was chosen; waiting for or talking to a replica.
+        case proxying
+        /// The request was answered early; the rest of its body is read and dropped.
+        case discarding(closeAfter: Bool)
+        case closed
+    }
+
+    /// How much request body may wait for an upstream connection before reads stop.
+    static let pendingLimit = 64 * 1024
+
+    let runtime: GatewayRuntime
+    let upstreams: EventLoopUpstreams
+    var context: ChannelHandlerContext!
+    var mode = Mode.idle
+    var exchange: Exchange?
+    var pendingRead = false
+    var clientAddress: String?
+
+    init(runtime: GatewayRuntime, upstreams: EventLoopUpstreams) {
+        self.runtime = runtime
+        self.upstreams = upstreams
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        clientAddress = context.channel.remoteAddress?.ipAddress
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        runtime.tracker.add(context.channel)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            receivedHead(head)
+        case .body(let buffer):
+            receivedBody(buffer)
+        case .end(let trailers):
+            receivedEnd(trailers)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let exchange, exchange.wroteUpstreamSinceFlush, let upstream = exchange.upstream {
+            exchange.wroteUpstreamSinceFlush = false
+            upstream.handler.flush()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if case .proxying = mode, let exchange {
+            if let upstream = exchange.upstream {
+                if !upstream.isWritable {
+                    pendingRead = true
+                    return
+                }
+            } else if exchange.pendingBytes >= Self.pendingLimit {
+                pendingRead = true
+                return
+            }
+        }
+        context.read()
+    }
+
+    func resumeReading() {
+        guard pendingRead else { return }
+        pendingRead = false
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            exchange?.upstream?.handler.resumeReading()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        runtime.tracker.remove(context.channel)
+        if let exchange {
+            self.exchange = nil
+            if let upstream = exchange.upstream {
+                // The client left: cancel the upstream request by closing its connection.
+                exchange.upstream = nil
+                exchange.connectionPool?.discard(upstream)
+                exchange.pool?.metrics.clientCancelled.increment()
+            } else if case .proxying = mode, let connectionPool = exchange.connectionPool {
+                connectionPool.cancel(self)
+            }
+            finish(exchange, status: exchange.responseStarted ? exchange.status : 499)
+        }
+        mode = .closed
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let parserError = error as? HTTPParserError, exchange?.responseStarted != true, !isClosed {
+            let answer: GatewayError
+            if parserError == .headerOverflow {
+                answer = .headersTooLarge(limit: runtime.limits.maxHeaderBytes)
+            } else {
+                answer = .malformed()
+            }
+            if let exchange { abandonUpstream(exchange) }
+            respond(answer, closeAfter: true)
+            return
+        }
+        context.close(promise: nil)
+    }
+
+    var isClosed: Bool {
+        if case .closed = mode { return true }
+        return false
+    }
+
+    // MARK: - Request
+
+    private func receivedHead(_ head: HTTPRequestHead) {
+        guard case .idle = mode else { return }
+        let exchange = Exchange(head: head, now: .now())
+        self.exchange = exchange
+        let limits = runtime.limits
+        if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length > limits.maxBodyBytes {
+            respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: true)
+            return
+        }
+        switch runtime.routeTable.route(path: exchange.path) {
+        case .pool(let index):
+            begin(exchange, pool: runtime.pools[index])
+        case .needsModel:
+            mode = .inspecting
+            exchange.inspectBuffer = context.channel.allocator.buffer(capacity: 0)
+        case .noRoute:
+            respond(.noRoute(path: String(exchange.path), model: nil), closeAfter: false)
+        }
+    }
+
+    private func receivedBody(_ buffer: ByteBuffer) {
+        guard let exchange else { return }
+        let limits = runtime.limits
+        switch mode {
+        case .proxying:
+            exchange.bodyBytes += buffer.readableBytes
+            if exchange.bodyBytes > limits.maxBodyBytes {
+                abandonUpstream(exchange)
+                respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: true)
+                return
+            }
+            if let upstream = exchange.upstream {
+                upstream.handler.write(.body(.byteBuffer(buffer)))
+                exchange.wroteUpstreamSinceFlush = true
+            } else {
+                exchange.pending.append(.body(.byteBuffer(buffer)))
+                exchange.pendingBytes += buffer.readableBytes
+            }
+        case .inspecting:
+            exchange.bodyBytes += buffer.readableBytes
+            if exchange.bodyBytes > limits.maxBodyBytes {
+                respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: true)
+            } else if exchange.bodyBytes > limits.maxInspectBytes {
+                respond(.inspectTooLarge(limit: limits.maxInspectBytes), closeAfter: true)
+            } else {
+                var buffer = buffer
+                exchange.inspectBuffer?.writeBuffer(&buffer)
+            }
+        case .idle, .discarding, .closed:
+            break
+        }
+    }
+
+    private func receivedEnd(_ trailers: HTTPHeaders?) {
+        switch mode {
+        case .discarding(let closeAfter):
+            exchange = nil
+            if closeAfter {
+                mode = .closed
+                context.close(promise: nil)
+            } else {
+                mode = .idle
+            }
+        case .inspecting:
+            guard let exchange else { return }
+            exchange.requestEnded = true
+            routeByModel(exchange, trailers: trailers)
+        case .proxying:
+            guard let exchange else { return }
+            exchange.requestEnded = true
+            if let upstream = exchange.upstream {
+                upstream.handler.write(.end(trailers))
+                upstream.handler.flush()
+                exchange.wroteUpstreamSinceFlush = false
+                exchange.requestSent = true
+                if !exchange.responseStarted { startResponseTimer(exchange) }
+            } else {
+                exchange.pending.append(.end(trailers))
+            }
+        case .idle, .closed:
+            break
+        }
+    }
+
+    private func routeByModel(_ exchange: Exchange, trailers: HTTPHeaders?) {
+        let body = exchange.inspectBuffer ?? context.channel.allocator.buffer(capacity: 0)
+        exchange.inspectBuffer = nil
+        let scanned = body.withUnsafeReadableBytes { bytes in
+            Result { () throws(JSONFieldScanner.Failure) -> [String: String] in
+                try JSONFieldScanner.topLevelStrings(["model"], in: bytes)
+            }
+        }
+        let model: String?
+        switch scanned {
+        case .success(let fields):
+            model = fields["model"]
+        case .failure(let failure):
+            respond(.badJSON(failure.description), closeAfter: false)
+            return
+        }
+        switch runtime.routeTable.route(path: exchange.path, model: model) {
+        case .pool(let index):
+            if body.readableBytes > 0 {
+                exchange.pending.append(.body(.byteBuffer(body)))
+                exchange.pendingBytes += body.readableBytes
+            }
+            exchange.pending.append(.end(trailers))
+            begin(exchange, pool: runtime.pools[index])
+        case .needsModel, .noRoute:
+            respond(.noRoute(path: String(exchange.path), model: model ?? "(none)"), closeAfter: false)
+        }
+    }
+
+    /// Commits the exchange to a pool: picks a replica and asks for a connection to it.
+    private func begin(_ exchange: Exchange, pool: PoolRuntime) {
+        exchange.pool = pool
+        guard let replica = pool.pick(RoutingFacts(), now: exchange.start) else {
+            respond(.noHealthyReplica(pool: pool.name), closeAfter: false)
+            return
+        }
+        replica.requestStarted()
+        exchange.replica = replica
+        exchange.requestID = HeaderRewriter.upstreamRequest(
+            &exchange.head, clientAddress: clientAddress, random: &upstreams.random)
+        mode = .proxying
+        acquireUpstream(exchange)
+    }
+
+    func acquireUpstream(_ exchange: Exchange) {
+        guard let pool = exchange.pool, let replica = exchange.replica else { return }
+        let connectionPool = upstreams.connectionPool(for: replica.id, in: pool)
+        exchange.connectionPool = connectionPool
+        if let connection = connectionPool.acquire(for: self) {
+            attach(connection, to: exchange)
+        } else if exchange.timer == nil {
+            // Covers waiting for a free slot in a full pool; the TCP connect has its own timeout.
+            let wait = TimeAmount.nanoseconds(pool.configuration.timeouts.connect.nanoseconds) + .milliseconds(50)
+            scheduleTimer(exchange, at: .now() + wait)
+        }
+    }
+
+    /// Sends the head and any parts that arrived while waiting.
+    func attach(_ connection: UpstreamConnection, to exchange: Exchange) {
+        cancelTimer(exchange)
+        exchange.upstream = connection
+        connection.handler.delegate = self
+        connection.handler.write(.head(exchange.head))
+        while let part = exchange.pending.popFirst() {
+            connection.handler.write(part)
+        }
+        exchange.pendingBytes = 0
+        connection.handler.flush()
+        exchange.wroteUpstreamSinceFlush = false
+        if exchange.requestEnded {
+            exchange.requestSent = true
+            startResponseTimer(exchange)
+        }
+        if connection.isWritable { resumeReading() }
+    }
+
+    /// Closes the exchange's upstream side, if any, without answering the client.
+    func abandonUpstream(_ exchange: Exchange) {
+        cancelTimer(exchange)
+        if let upstream = exchange.upstream {
+            exchange.upstream = nil
+            exchange.connectionPool?.discard(upstream)
+        } else if case .proxying = mode, let connectionPool = exchange.connectionPool {
+            connectionPool.cancel(self)
+        }
+    }
+
+    /// Settles in-flight counts and metrics exactly once per exchange.
+    func finish(_ exchange: Exchange, status: Int) {
+        guard !exchange.finished else { return }
+        exchange.finished = true
+        cancelTimer(exchange)
+        if let replica = exchange.replica {
+            exchange.replica = nil
+            replica.requestFinished()
+        }
+        let metrics = exchange.pool?.metrics ?? runtime.metrics.unrouted
+        metrics.recordResponse(status: status, duration: .nanoseconds(Int64(NIODeadline.now().uptimeNanoseconds - exchange.start.uptimeNanoseconds)))
+    }
+}

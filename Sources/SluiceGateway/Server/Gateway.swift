@@ -1,0 +1,157 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SluiceConfig
+import SluiceCore
+import Synchronization
+
+/// The running gateway: the data listener, the admin listener and the shared runtime.
+///
+/// `start()` binds both listeners (port 0 allowed; the bound addresses are returned, so tests
+/// never guess ports) and `shutdown(grace:)` stops accepting, lets exchanges in progress finish
+/// for up to `grace`, then closes what is left. `GatewayService` wraps this for ServiceLifecycle.
+public final class Gateway: Sendable {
+    public struct BoundAddresses: Sendable {
+        public var data: SocketAddress
+        public var admin: SocketAddress
+    }
+
+    let runtime: GatewayRuntime
+    let group: any EventLoopGroup
+    private let upstreamsByLoop: [ObjectIdentifier: NIOLoopBound<EventLoopUpstreams>]
+    private let loops: [any EventLoop]
+    private let adminToken: String?
+    private let channels = NIOLockedValueBox(Channels())
+    private let phase = Atomic<UInt8>(Phase.created.rawValue)
+
+    private struct Channels: Sendable {
+        var data: (any Channel)?
+        var admin: (any Channel)?
+    }
+
+    enum Phase: UInt8 {
+        case created, serving, draining, stopped
+    }
+
+    public var metrics: GatewayMetrics { runtime.metrics }
+
+    /// - Parameter adminToken: the bearer token for `/admin/*`, already read from the environment.
+    public init(
+        configuration: GatewayConfiguration,
+        group: any EventLoopGroup,
+        adminToken: String?,
+        metrics: GatewayMetrics = GatewayMetrics(),
+        logger: Logger = Logger(label: "sluice")
+    ) {
+        self.runtime = GatewayRuntime(configuration: configuration, metrics: metrics, logger: logger)
+        self.group = group
+        self.adminToken = adminToken.flatMap { $0.isEmpty ? nil : $0 }
+        var upstreams: [ObjectIdentifier: NIOLoopBound<EventLoopUpstreams>] = [:]
+        for loop in group.makeIterator() {
+            upstreams[ObjectIdentifier(loop)] = NIOLoopBound(
+                EventLoopUpstreams(eventLoop: loop, statsRegistry: runtime.upstreamStats), eventLoop: loop)
+        }
+        self.upstreamsByLoop = upstreams
+        self.loops = Array(group.makeIterator())
+    }
+
+    var currentPhase: Phase { Phase(rawValue: phase.load(ordering: .acquiring)) ?? .created }
+
+    /// Ready when the data listener is bound, not draining, and every pool has a replica in rotation.
+    var isReady: Bool {
+        guard currentPhase == .serving else { return false }
+        let now = NIODeadline.now().uptimeNanoseconds
+        return runtime.pools.allSatisfy { pool in pool.snapshot.replicas.contains { $0.isAvailable(at: now) } }
+    }
+
+    @discardableResult
+    public func start() async throws -> BoundAddresses {
+        let configuration = runtime.configuration
+        let admin = try await AdminServer.bind(
+            host: configuration.admin.listen.host, port: configuration.admin.listen.port,
+            group: group, gateway: self, token: adminToken)
+        let data: any Channel
+        do {
+            data = try await bindData(host: configuration.listen.host, port: configuration.listen.port)
+        } catch {
+            try? await admin.close()
+            throw error
+        }
+        channels.withLockedValue { $0 = Channels(data: data, admin: admin) }
+        phase.store(Phase.serving.rawValue, ordering: .releasing)
+        if adminToken == nil {
+            runtime.logger.warning(
+                "no admin token configured: /admin/* answers only loopback clients",
+                metadata: ["token_env": "\(configuration.admin.tokenEnv ?? "(none)")"])
+        }
+        return BoundAddresses(data: data.localAddress!, admin: admin.localAddress!)
+    }
+
+    private func bindData(host: String, port: Int) async throws -> any Channel {
+        let runtime = self.runtime
+        let upstreams = self.upstreamsByLoop
+        let limits = runtime.limits
+        let decoderLimits = {
+            var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+            decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
+            decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
+            return decoderLimits
+        }()
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.configureHTTPServerPipeline(
+                        withPipeliningAssistance: true,
+                        withErrorHandling: false,
+                        withEncoderConfiguration: .init(),
+                        withDecoderLimitConfiguration: decoderLimits)
+                    let loopUpstreams = upstreams[ObjectIdentifier(channel.eventLoop)]!.value
+                    try sync.addHandler(ProxyServerHandler(runtime: runtime, upstreams: loopUpstreams))
+                    runtime.metrics.downstreamConnectionsTotal.increment()
+                }
+            }
+        return try await bootstrap.bind(host: host, port: port).get()
+    }
+
+    /// Stops accepting, asks open connections to finish, waits up to `grace`, then closes the rest.
+    public func shutdown(grace: Duration) async {
+        guard phase.compareExchange(expected: Phase.serving.rawValue, desired: Phase.draining.rawValue, ordering: .acquiringAndReleasing).exchanged else {
+            return
+        }
+        let (data, admin) = channels.withLockedValue { ($0.data, $0.admin) }
+        try? await data?.close()
+        runtime.tracker.quiesceAll()
+        let tracker = runtime.tracker
+        let logger = runtime.logger
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await tracker.waitUntilEmpty()
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: grace)
+                return false
+            }
+            let drained = await group.next() ?? false
+            if !drained {
+                logger.warning("grace period over: closing connections still open", metadata: ["open": "\(tracker.count)"])
+                tracker.closeAll()
+            }
+            group.cancelAll()
+        }
+        for loop in loops {
+            let upstreams = upstreamsByLoop[ObjectIdentifier(loop)]!
+            try? await loop.submit { upstreams.value.closeIdleConnections() }.get()
+        }
+        try? await admin?.close()
+        phase.store(Phase.stopped.rawValue, ordering: .releasing)
+    }
+}

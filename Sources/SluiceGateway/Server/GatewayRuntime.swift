@@ -1,0 +1,35 @@
+import Logging
+import NIOCore
+import SluiceConfig
+import SluiceCore
+
+/// What every connection handler shares: the routing table, the pools, limits and metrics.
+/// Built once from a configuration; immutable but for the atomics inside pools and replicas.
+final class GatewayRuntime: Sendable {
+    let configuration: GatewayConfiguration
+    let routeTable: RouteTable
+    let pools: [PoolRuntime]
+    let metrics: GatewayMetrics
+    let tracker = ConnectionTracker()
+    let upstreamStats = UpstreamStatsRegistry()
+    let logger: Logger
+
+    init(configuration: GatewayConfiguration, metrics: GatewayMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+        let pools = configuration.pools.enumerated().map { index, pool in
+            PoolRuntime(index: index, configuration: pool, metrics: metrics)
+        }
+        self.pools = pools
+        self.routeTable = RouteTable(entries: configuration.pools.map { pool in
+            RouteTable.Entry(paths: pool.paths, models: pool.models.map(Set.init))
+        })
+    }
+
+    var limits: LimitsConfiguration { configuration.limits }
+
+    func pool(named name: String) -> PoolRuntime? {
+        pools.first { $0.name == name }
+    }
+}

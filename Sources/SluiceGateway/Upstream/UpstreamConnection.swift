@@ -1,0 +1,23 @@
+import NIOCore
+
+/// One keep-alive HTTP/1.1 connection to a replica, owned by its event loop's pool.
+final class UpstreamConnection {
+    let channel: any Channel
+    let handler: UpstreamHandler
+    unowned let pool: UpstreamConnectionPool
+    /// When it was last returned to the pool; the idle sweep closes it after `keepaliveIdle`.
+    var idleSince: NIODeadline = .now()
+    /// Whether it has served a request before (a reused connection may have been closed by the
+    /// replica while idle; the error text says so).
+    var useCount = 0
+    /// Whether it sits in the pool's idle stack.
+    var isIdle = false
+
+    init(channel: any Channel, handler: UpstreamHandler, pool: UpstreamConnectionPool) {
+        self.channel = channel
+        self.handler = handler
+        self.pool = pool
+    }
+
+    var isWritable: Bool { channel.isWritable }
+}

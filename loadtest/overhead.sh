@@ -1,0 +1,391 @@
+#!/usr/bin/env bash
+# loadtest/overhead.sh — data-plane overhead benchmark: Sluice vs HAProxy vs nginx.
+#
+# Starts four fast fake backends (one nginx, 1 worker, 4 ports, fixed ~300 B
+# chat-completion JSON), then three reverse proxies in front of them (HAProxy,
+# nginx, Sluice; 2 threads/workers each), and drives each with wrk using a
+# ~1 KB POST /v1/chat/completions (loadtest/overhead/post.lua). "direct" is wrk
+# straight at one backend: the ceiling. Rounds are interleaved
+# (direct, haproxy, nginx, sluice; repeat) and every measured run is preceded
+# by a warm-up run. Everything binds to 127.0.0.1 and is torn down on exit.
+#
+# Per run it records req/s, p50/p99 latency, non-2xx and socket errors, and the
+# CPU time (utime+stime of the proxy process and all its children) per 1,000
+# requests. At the end it prints medians over rounds, RSS, and the
+# sluice/haproxy and sluice/nginx ratios.
+#
+# Usage: loadtest/overhead.sh [--help]
+#
+# Environment:
+#   DURATION=10        seconds per measured wrk run
+#   ROUNDS=3           number of interleaved rounds
+#   CONNECTIONS=64     wrk -c (concurrent connections)
+#   THREADS=1          wrk -t
+#   WARMUP=2           seconds of warm-up wrk run before each measured run (0 = none)
+#   SLUICE_BIN=.build/release/sluice
+#                      Sluice binary (default is relative to the repo root; a
+#                      relative path you set is relative to your cwd). If it is
+#                      missing, the script runs
+#                      `swift build -c release --product sluice` in the repo root.
+#   NO_BUILD=1         never build; fail with a message if SLUICE_BIN is missing
+#   SKIP_SLUICE=1      benchmark only direct/haproxy/nginx
+#   OUT=loadtest/out   output directory; writes overhead-<timestamp>.jsonl (one
+#                      JSON object per run), .txt (summary table) and .wrk.log
+#                      (raw wrk output)
+#   PORT_BASE=N        use fixed ports N..N+7 instead of picking free ones
+#                      (backends N..N+3, haproxy N+4, nginx N+5, sluice N+6,
+#                      sluice admin N+7)
+#   KEEP_TMP=1         keep the temp dir (configs, process logs) after exit
+#
+# Requirements (not installed by this script): wrk nginx haproxy curl python3
+#   apt-get install -y wrk nginx haproxy curl python3
+#
+# Exit status: 0 ok; 1 setup failure; 3 benchmark completed but at least one
+# measured run had non-2xx responses or socket errors (see the WARNING lines).
+
+set -euo pipefail
+
+usage() {
+    sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+}
+
+case "${1:-}" in
+    -h|--help) usage; exit 0 ;;
+    "") ;;
+    *) echo "unknown argument: $1 (try --help)" >&2; exit 1 ;;
+esac
+
+log() { printf '[overhead] %s\n' "$*" >&2; }
+die() { printf '[overhead] ERROR: %s\n' "$*" >&2; exit 1; }
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+TPL_DIR="$SCRIPT_DIR/overhead"
+LUA="$TPL_DIR/post.lua"
+REPORT="$TPL_DIR/report.py"
+
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-1}
+WARMUP=${WARMUP:-2}
+SKIP_SLUICE=${SKIP_SLUICE:-0}
+NO_BUILD=${NO_BUILD:-0}
+KEEP_TMP=${KEEP_TMP:-0}
+
+for v in DURATION ROUNDS CONNECTIONS THREADS WARMUP; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
+done
+(( DURATION > 0 && ROUNDS > 0 && CONNECTIONS > 0 && THREADS > 0 )) \
+    || die "DURATION, ROUNDS, CONNECTIONS and THREADS must be > 0"
+(( CONNECTIONS >= THREADS )) || die "CONNECTIONS must be >= THREADS (wrk requirement)"
+
+# User-supplied relative paths are relative to the caller's cwd; defaults to the repo.
+if [[ -n ${SLUICE_BIN:-} ]]; then
+    SLUICE_BIN=$(realpath -m -- "$SLUICE_BIN")
+else
+    SLUICE_BIN="$ROOT/.build/release/sluice"
+fi
+if [[ -n ${OUT:-} ]]; then OUT=$(realpath -m -- "$OUT"); else OUT="$ROOT/loadtest/out"; fi
+
+# ---------------------------------------------------------------- tools ----
+find_tool() {  # nginx/haproxy live in /usr/sbin, which a non-root PATH may lack
+    command -v "$1" 2>/dev/null || { [[ -x /usr/sbin/$1 ]] && echo "/usr/sbin/$1"; } || true
+}
+WRK=$(find_tool wrk); NGINX=$(find_tool nginx); HAPROXY=$(find_tool haproxy)
+CURL=$(find_tool curl); PYTHON=$(find_tool python3)
+missing=()
+[[ -n $WRK ]] || missing+=(wrk)
+[[ -n $NGINX ]] || missing+=(nginx)
+[[ -n $HAPROXY ]] || missing+=(haproxy)
+[[ -n $CURL ]] || missing+=(curl)
+[[ -n $PYTHON ]] || missing+=(python3)
+if (( ${#missing[@]} )); then
+    die "missing tools: ${missing[*]}. Install them with: apt-get install -y ${missing[*]}"
+fi
+for f in "$LUA" "$REPORT" "$TPL_DIR"/{backend-nginx.conf,proxy-nginx.conf,haproxy.cfg,sluice.yaml}.tmpl; do
+    [[ -f $f ]] || die "missing file $f"
+done
+
+# ---------------------------------------------------------- sluice binary ----
+if [[ $SKIP_SLUICE == 1 ]]; then
+    log "SKIP_SLUICE=1: not benchmarking Sluice"
+else
+    if [[ ! -e $SLUICE_BIN ]]; then
+        if [[ $NO_BUILD == 1 ]]; then
+            die "Sluice binary not found at '$SLUICE_BIN' and NO_BUILD=1, so not building it. Build it with 'swift build -c release --product sluice', point SLUICE_BIN at an existing binary, or set SKIP_SLUICE=1."
+        fi
+        command -v swift >/dev/null 2>&1 \
+            || die "Sluice binary not found at '$SLUICE_BIN' and no 'swift' in PATH to build it. Set SLUICE_BIN, or SKIP_SLUICE=1."
+        log "Sluice binary not found at $SLUICE_BIN; running: swift build -c release --product sluice (in $ROOT)"
+        (cd "$ROOT" && swift build -c release --product sluice) || die "swift build failed"
+        [[ -e $SLUICE_BIN ]] || die "swift build finished but '$SLUICE_BIN' still does not exist (set SLUICE_BIN?)"
+    fi
+    [[ -f $SLUICE_BIN && -x $SLUICE_BIN ]] || die "'$SLUICE_BIN' is not an executable file"
+fi
+
+# ------------------------------------------------------ temp dir, cleanup ----
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-overhead.XXXXXX")
+PIDS=()
+
+proc_tree() {  # print PID and all its descendants
+    local p=$1 c
+    echo "$p"
+    for c in $(pgrep -P "$p" 2>/dev/null || true); do proc_tree "$c"; done
+}
+
+cleanup() {
+    local rc=$? p all=()
+    trap - EXIT INT TERM
+    if [[ -n ${WRK_PID:-} ]]; then kill -TERM "$WRK_PID" 2>/dev/null || true; fi
+    for p in "${PIDS[@]}"; do
+        kill -0 "$p" 2>/dev/null || continue
+        mapfile -t -O "${#all[@]}" all < <(proc_tree "$p")
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    if (( ${#all[@]} )); then
+        for _ in $(seq 30); do
+            local alive=0
+            for p in "${all[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+            (( alive )) || break
+            sleep 0.1
+        done
+        for p in "${all[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    fi
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [[ $KEEP_TMP == 1 ]]; then
+        log "kept temp dir $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ ports ----
+if [[ -n ${PORT_BASE:-} ]]; then
+    if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || (( PORT_BASE < 1 || PORT_BASE + 7 > 65535 )); then
+        die "PORT_BASE must be a port number <= 65528"
+    fi
+    read -r -a PORTS <<<"$(seq -s ' ' "$PORT_BASE" $((PORT_BASE + 7)))"
+else
+    # Bind all eight at once so they are distinct, then release them.
+    read -r -a PORTS <<<"$("$PYTHON" -c '
+import socket
+ss = []
+for _ in range(8):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); ss.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in ss))
+')"
+fi
+B1=${PORTS[0]} B2=${PORTS[1]} B3=${PORTS[2]} B4=${PORTS[3]}
+HAPROXY_PORT=${PORTS[4]} NGINX_PORT=${PORTS[5]} SLUICE_PORT=${PORTS[6]} SLUICE_ADMIN_PORT=${PORTS[7]}
+
+# --------------------------------------------------------------- configs ----
+if [[ $EUID -eq 0 ]]; then
+    # as root nginx workers would drop to 'nobody', who cannot use our 0700 temp dir
+    USER_DIRECTIVE="user root root;"
+else
+    USER_DIRECTIVE="# (not root: workers keep the current user)"
+fi
+
+render() {  # render TEMPLATE OUTFILE DIR PORT
+    sed -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" -e "s|@ADMIN_PORT@|$SLUICE_ADMIN_PORT|g" \
+        -e "s|@B1@|$B1|g" -e "s|@B2@|$B2|g" -e "s|@B3@|$B3|g" -e "s|@B4@|$B4|g" \
+        -e "s|@USER_DIRECTIVE@|$USER_DIRECTIVE|g" "$1" >"$2"
+    ! grep -q '@[A-Z][A-Z0-9_]*@' "$2" || die "unrendered placeholder in $2"
+}
+
+mkdir -p "$WORK/backend" "$WORK/nginx" "$WORK/haproxy" "$WORK/sluice"
+render "$TPL_DIR/backend-nginx.conf.tmpl" "$WORK/backend/nginx.conf" "$WORK/backend" 0
+render "$TPL_DIR/proxy-nginx.conf.tmpl" "$WORK/nginx/nginx.conf" "$WORK/nginx" "$NGINX_PORT"
+render "$TPL_DIR/haproxy.cfg.tmpl" "$WORK/haproxy/haproxy.cfg" "$WORK/haproxy" "$HAPROXY_PORT"
+render "$TPL_DIR/sluice.yaml.tmpl" "$WORK/sluice/sluice.yaml" "$WORK/sluice" "$SLUICE_PORT"
+
+# Request body for the curl sanity checks, taken from post.lua (single source).
+"$PYTHON" - "$LUA" "$WORK/body.json" <<'EOF'
+import json, re, sys
+src = open(sys.argv[1]).read()
+body = re.search(r"wrk\.body\s*=\s*\[\[(.*?)\]\]", src, re.S).group(1)
+json.loads(body)  # must be valid JSON
+open(sys.argv[2], "w").write(body)
+EOF
+
+# ------------------------------------------------------------- processes ----
+start() {  # start NAME CMD...  -> sets LAST_PID; stdout/stderr to $WORK/NAME.log
+    local name=$1; shift
+    "$@" >"$WORK/$name.log" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+show_logs() {  # show_logs NAME [extra files...]
+    local f
+    for f in "$WORK/$1.log" "${@:2}"; do
+        [[ -s $f ]] || continue
+        echo "---- $f (last 30 lines) ----" >&2
+        tail -n 30 "$f" >&2
+    done
+}
+
+wait_ready() {  # wait_ready NAME PID URL [extra log files...]  (<= ~10 s)
+    local name=$1 pid=$2 url=$3 deadline=$(( SECONDS + 10 ))
+    while (( SECONDS < deadline )); do
+        kill -0 "$pid" 2>/dev/null || { show_logs "$name" "${@:4}"; die "$name exited during startup"; }
+        if "$CURL" -sf -o /dev/null --max-time 1 "$url"; then return 0; fi
+        sleep 0.1
+    done
+    show_logs "$name" "${@:4}"
+    die "$name not ready after ~10 s ($url)"
+}
+
+sanity_post() {  # sanity_post NAME PID BASEURL [extra log files...]
+    local name=$1 pid=$2 url="$3/v1/chat/completions" code
+    code=$("$CURL" -s -o "$WORK/$name.sanity" -w '%{http_code}' --max-time 5 \
+        -H 'Content-Type: application/json' --data-binary "@$WORK/body.json" "$url" || true)
+    if [[ $code != 200 ]] || ! grep -q '"chat.completion"' "$WORK/$name.sanity"; then
+        show_logs "$name" "${@:4}"
+        echo "---- response body ----" >&2; head -c 500 "$WORK/$name.sanity" >&2 || true; echo >&2
+        die "$name: sanity POST $url returned HTTP '$code' (expected 200 with a chat.completion body)"
+    fi
+}
+
+log "temp dir $WORK; ports: backends $B1 $B2 $B3 $B4, haproxy $HAPROXY_PORT, nginx $NGINX_PORT, sluice $SLUICE_PORT (admin $SLUICE_ADMIN_PORT)"
+
+start backend "$NGINX" -p "$WORK/backend" -e "$WORK/backend/error.log" -c "$WORK/backend/nginx.conf" -g 'daemon off;'
+BACKEND_PID=$LAST_PID
+for p in "$B1" "$B2" "$B3" "$B4"; do
+    wait_ready backend "$BACKEND_PID" "http://127.0.0.1:$p/" "$WORK/backend/error.log"
+done
+sanity_post backend "$BACKEND_PID" "http://127.0.0.1:$B1" "$WORK/backend/error.log"
+
+start haproxy "$HAPROXY" -db -f "$WORK/haproxy/haproxy.cfg"
+HAPROXY_PID=$LAST_PID
+wait_ready haproxy "$HAPROXY_PID" "http://127.0.0.1:$HAPROXY_PORT/"
+sanity_post haproxy "$HAPROXY_PID" "http://127.0.0.1:$HAPROXY_PORT"
+
+start nginx "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;'
+NGINX_PID=$LAST_PID
+wait_ready nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/" "$WORK/nginx/error.log"
+sanity_post nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT" "$WORK/nginx/error.log"
+
+SLUICE_PID=""
+if [[ $SKIP_SLUICE != 1 ]]; then
+    start sluice "$SLUICE_BIN" serve --config "$WORK/sluice/sluice.yaml"
+    SLUICE_PID=$LAST_PID
+    wait_ready sluice "$SLUICE_PID" "http://127.0.0.1:$SLUICE_ADMIN_PORT/readyz"
+    sanity_post sluice "$SLUICE_PID" "http://127.0.0.1:$SLUICE_PORT"
+fi
+
+# --------------------------------------------------------------- measure ----
+CLK_TCK=$(getconf CLK_TCK)
+
+tree_cpu_ticks() {  # utime+stime (clock ticks) of PID and all descendants
+    local total=0 p stat f
+    for p in $(proc_tree "$1"); do
+        stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        stat=${stat##*) }          # drop "pid (comm) " — comm may contain spaces
+        read -r -a f <<<"$stat"    # f[0] is field 3 (state): utime=f[11], stime=f[12]
+        total=$(( total + f[11] + f[12] ))
+    done
+    echo "$total"
+}
+
+tree_rss_mb() {  # VmRSS of PID and all descendants, MB
+    local total=0 p kb
+    for p in $(proc_tree "$1"); do
+        kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
+        total=$(( total + ${kb:-0} ))
+    done
+    awk -v k="$total" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT"
+JSONL="$OUT/overhead-$STAMP.jsonl"
+TXT="$OUT/overhead-$STAMP.txt"
+WRKLOG="$OUT/overhead-$STAMP.wrk.log"
+: >"$JSONL"
+: >"$WRKLOG"
+
+WRK_ARGS=(-t"$THREADS" -c"$CONNECTIONS" --latency -s "$LUA")
+
+# wrk runs in the background + `wait`, so that a TERM/INT to this script runs
+# the cleanup trap at once instead of after the current wrk run ends.
+WRK_PID=""
+run_wrk() {  # run_wrk OUTFILE WRK-ARGS...
+    local out=$1 rc=0; shift
+    "$WRK" "${WRK_ARGS[@]}" "$@" >"$out" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || rc=$?
+    WRK_PID=""
+    return "$rc"
+}
+
+run_target() {  # run_target ROUND NAME PID URL
+    local round=$1 name=$2 pid=$3 url="$4/v1/chat/completions" c0 c1 b0 b1 out="$WORK/wrk.out"
+    kill -0 "$pid" 2>/dev/null || { show_logs "$name"; die "$name (pid $pid) is no longer running"; }
+    if (( WARMUP > 0 )); then
+        run_wrk "$WORK/wrk.warmup" -d"${WARMUP}s" "$url" \
+            || { cat "$WORK/wrk.warmup" >&2; die "wrk warm-up against $name failed"; }
+    fi
+    c0=$(tree_cpu_ticks "$pid"); b0=$(tree_cpu_ticks "$BACKEND_PID")
+    run_wrk "$out" -d"${DURATION}s" "$url" \
+        || { cat "$out" >&2; die "wrk against $name failed"; }
+    c1=$(tree_cpu_ticks "$pid"); b1=$(tree_cpu_ticks "$BACKEND_PID")
+    { echo "==== round $round target $name $(date -Is) ===="; cat "$out"; } >>"$WRKLOG"
+    "$PYTHON" "$REPORT" parse "$out" \
+        round="$round" target="$name" url="$url" \
+        duration_s="$DURATION" connections="$CONNECTIONS" threads="$THREADS" \
+        cpu_ticks=$(( c1 - c0 )) backend_cpu_ticks=$(( b1 - b0 )) clk_tck="$CLK_TCK" \
+        rss_mb="$(tree_rss_mb "$pid")" \
+        >>"$JSONL" || { cat "$out" >&2; die "could not parse wrk output for $name"; }
+}
+
+TARGETS=("direct:$BACKEND_PID:http://127.0.0.1:$B1"
+         "haproxy:$HAPROXY_PID:http://127.0.0.1:$HAPROXY_PORT"
+         "nginx:$NGINX_PID:http://127.0.0.1:$NGINX_PORT")
+if [[ -n $SLUICE_PID ]]; then TARGETS+=("sluice:$SLUICE_PID:http://127.0.0.1:$SLUICE_PORT"); fi
+
+per_run=$(( (WARMUP + DURATION) * ${#TARGETS[@]} * ROUNDS ))
+log "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s (+${WARMUP}s warm-up), $ROUNDS round(s), ${#TARGETS[@]} targets: ~${per_run}s"
+
+for round in $(seq "$ROUNDS"); do
+    log "round $round/$ROUNDS"
+    for t in "${TARGETS[@]}"; do
+        IFS=: read -r name pid _ <<<"$t"
+        base="${t#*:*:}"            # the URL (contains ':' itself)
+        run_target "$round" "$name" "$pid" "$base"
+    done
+done
+
+# ---------------------------------------------------------------- report ----
+{
+    printf '{"backend": %s, "haproxy": %s, "nginx": %s' \
+        "$(tree_rss_mb "$BACKEND_PID")" "$(tree_rss_mb "$HAPROXY_PID")" "$(tree_rss_mb "$NGINX_PID")"
+    if [[ -n $SLUICE_PID ]]; then printf ', "sluice": %s' "$(tree_rss_mb "$SLUICE_PID")"; fi
+    printf '}\n'
+} >"$WORK/rss.json"
+
+{
+    echo "Sluice data-plane overhead benchmark — $(date -Is)"
+    echo "host: $(uname -srm), $(nproc) CPUs; $("$HAPROXY" -v 2>&1 | head -n1 | cut -d' ' -f1-3); $("$NGINX" -v 2>&1); $("$WRK" -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
+    echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (warm-up ${WARMUP}s), ${ROUNDS} round(s), POST $(wc -c <"$WORK/body.json") B body"
+    if [[ -n $SLUICE_PID ]]; then echo "sluice: $SLUICE_BIN"; else echo "sluice: skipped"; fi
+    echo
+    "$PYTHON" "$REPORT" summarize "$JSONL" "$WORK/rss.json"
+} >"$TXT"
+
+echo
+cat "$TXT"
+echo
+log "raw runs: $JSONL"
+log "table:    $TXT"
+log "wrk logs: $WRKLOG"
+
+if grep -q '"flagged": true' "$JSONL"; then
+    log "at least one run had errors (see WARNING above)"
+    exit 3
+fi
