@@ -20,7 +20,7 @@ public final class Gateway: Sendable {
 
     let runtime: GatewayRuntime
     let group: any EventLoopGroup
-    private let upstreamsByLoop: [ObjectIdentifier: NIOLoopBound<EventLoopUpstreams>]
+    private let upstreamsByLoop: [ObjectIdentifier: LoopOwned<EventLoopUpstreams>]
     private let loops: [any EventLoop]
     private let adminToken: String?
     private let channels = NIOLockedValueBox(Channels())
@@ -48,9 +48,9 @@ public final class Gateway: Sendable {
         self.runtime = GatewayRuntime(configuration: configuration, metrics: metrics, logger: logger)
         self.group = group
         self.adminToken = adminToken.flatMap { $0.isEmpty ? nil : $0 }
-        var upstreams: [ObjectIdentifier: NIOLoopBound<EventLoopUpstreams>] = [:]
+        var upstreams: [ObjectIdentifier: LoopOwned<EventLoopUpstreams>] = [:]
         for loop in group.makeIterator() {
-            upstreams[ObjectIdentifier(loop)] = NIOLoopBound(
+            upstreams[ObjectIdentifier(loop)] = LoopOwned(
                 EventLoopUpstreams(eventLoop: loop, statsRegistry: runtime.upstreamStats), eventLoop: loop)
         }
         self.upstreamsByLoop = upstreams

@@ -1,0 +1,142 @@
+import NIOCore
+import NIOHTTP1
+
+/// Reads one request whole (the simulator is not the thing being measured) and plays its reply,
+/// writing and flushing each SSE event on its own schedule.
+final class ReplicaHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let server: ReplicaServer
+    private var head: HTTPRequestHead?
+    private var body: ByteBuffer?
+    private var echoing = false
+    private var active = true
+
+    init(server: ReplicaServer) {
+        self.server = server
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        server.connections.withLock { $0[ObjectIdentifier(context.channel)] = context.channel }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        active = false
+        server.connections.withLock { $0[ObjectIdentifier(context.channel)] = nil }
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body = nil
+            echoing = head.method == .POST && head.uri == "/v1/echo"
+            if echoing {
+                // Stream the body straight back, to test bodies that pass through in parts.
+                var headers = responseHeaders(contentType: head.headers.first(name: "content-type") ?? "application/octet-stream")
+                headers.add(name: "transfer-encoding", value: "chunked")
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            }
+        case .body(var part):
+            if echoing {
+                context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(part))), promise: nil)
+            } else if body == nil {
+                body = part
+            } else {
+                body!.writeBuffer(&part)
+            }
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            if echoing {
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                server.served.wrappingAdd(1, ordering: .relaxed)
+                return
+            }
+            if server.configuration.stall { return }
+            let bytes = body.map { Array($0.readableBytesView) } ?? []
+            let path = head.uri.firstIndex(of: "?").map { head.uri[..<$0] } ?? head.uri[...]
+            let reply = ReplicaAPI(configuration: server.configuration).reply(
+                method: head.method.rawValue, path: path, body: bytes, metrics: server.metricsText)
+            play(reply, version: head.version, context: context)
+        }
+    }
+
+    private func responseHeaders(contentType: String) -> HTTPHeaders {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: contentType)
+        headers.add(name: "x-replica-id", value: server.configuration.id)
+        return headers
+    }
+
+    private func play(_ reply: ReplicaReply, version: HTTPVersion, context: ChannelHandlerContext) {
+        server.running.wrappingAdd(1, ordering: .relaxed)
+        switch reply {
+        case .json(let status, let body, let delay):
+            let buffer = context.channel.allocator.buffer(string: body)
+            var headers = responseHeaders(contentType: "application/json")
+            headers.add(name: "content-length", value: String(buffer.readableBytes))
+            let head = HTTPResponseHead(version: version, status: .init(statusCode: status), headers: headers)
+            after(delay, context: context) {
+                context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+                context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+                context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+                self.done()
+            }
+        case .text(let status, let contentType, let body):
+            let buffer = context.channel.allocator.buffer(string: body)
+            var headers = responseHeaders(contentType: contentType)
+            headers.add(name: "content-length", value: String(buffer.readableBytes))
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: .init(statusCode: status), headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            done()
+        case .stream(let events, let firstDelay, let interval):
+            var headers = responseHeaders(contentType: "text/event-stream")
+            headers.add(name: "cache-control", value: "no-cache")
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: .ok, headers: headers))), promise: nil)
+            sendEvents(events[...], delay: firstDelay, interval: interval, context: context)
+        case .echo:
+            done()
+        }
+    }
+
+    private func sendEvents(_ events: ArraySlice<String>, delay: Duration, interval: Duration, context: ChannelHandlerContext) {
+        after(delay, context: context) {
+            guard let event = events.first else {
+                context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+                self.done()
+                return
+            }
+            let buffer = context.channel.allocator.buffer(string: "data: \(event)\n\n")
+            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            self.sendEvents(events.dropFirst(), delay: interval, interval: interval, context: context)
+        }
+    }
+
+    /// Runs `body` after `delay` unless the connection has closed by then.
+    private func after(_ delay: Duration, context: ChannelHandlerContext, _ body: @escaping () -> Void) {
+        let run = { [self] in
+            guard active else {
+                done()
+                return
+            }
+            body()
+        }
+        if delay <= .zero {
+            run()
+        } else {
+            let (seconds, attoseconds) = delay.components
+            let nanos = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+            context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanos), run)
+        }
+    }
+
+    private func done() {
+        server.running.wrappingSubtract(1, ordering: .relaxed)
+        server.served.wrappingAdd(1, ordering: .relaxed)
+    }
+}

@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import SluiceConfig
+import SluiceGateway
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the gateway with a config file until SIGTERM or SIGINT.")
+
+    @Option(name: .long, help: "The YAML config file.")
+    var config: String
+
+    func run() async throws {
+        let configuration = try loadConfiguration(path: config)
+        bootstrapLogging(level: configuration.logLevel)
+        let logger = Logger(label: "sluice")
+        let token = configuration.admin.tokenEnv.flatMap { ProcessInfo.processInfo.environment[$0] }
+        if let name = configuration.admin.tokenEnv, token?.isEmpty ?? true {
+            logger.warning("admin.token_env names \(name), but it is unset or empty")
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.workers ?? System.coreCount)
+        let gateway = Gateway(configuration: configuration, group: group, adminToken: token, logger: logger)
+        let bound = try await gateway.start()
+        logger.notice("sluice serving", metadata: [
+            "listen": "\(bound.data)", "admin": "\(bound.admin)",
+            "pools": "\(configuration.pools.map(\.name).joined(separator: ","))",
+        ])
+        let group2 = ServiceGroup(configuration: .init(
+            services: [.init(service: GatewayService(gateway: gateway, grace: configuration.shutdownGrace))],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group2.run()
+        try await group.shutdownGracefully()
+        logger.notice("sluice stopped")
+    }
+}
+
+func bootstrapLogging(level: String) {
+    let parsed = Logger.Level(rawValue: level) ?? .info
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = parsed
+        return handler
+    }
+}
