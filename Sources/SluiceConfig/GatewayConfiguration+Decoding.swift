@@ -8,7 +8,7 @@ extension GatewayConfiguration {
         do {
             node = try Yams.compose(yaml: yaml)
         } catch let error as YamlError {
-            throw ConfigError(issues: [ConfigIssue(path: "", line: yamlErrorLine(error), message: "not valid YAML: \(error)")])
+            throw ConfigError(issues: [ConfigIssue(path: "", line: yamlErrorLine(error), message: "not valid YAML: \(yamlProblem(error))")])
         } catch {
             throw ConfigError(issues: [ConfigIssue(path: "", line: nil, message: "not valid YAML: \(error)")])
         }
@@ -22,6 +22,16 @@ extension GatewayConfiguration {
             return config
         }
         throw ConfigError(issues: diagnostics.issues)
+    }
+
+    /// The parser's complaint on one line, without libyaml's caret drawing.
+    private static func yamlProblem(_ error: YamlError) -> String {
+        switch error {
+        case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _):
+            return [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ", ")
+        default:
+            return "\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)"
+        }
     }
 
     private static func yamlErrorLine(_ error: YamlError) -> Int? {

@@ -7,6 +7,8 @@ final class ReplicaHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
+    static let echoedHeaders = ["x-forwarded-for", "x-forwarded-proto", "x-request-id", "traceparent", "connection", "keep-alive", "x-custom", "host"]
+
     private let server: ReplicaServer
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
@@ -38,6 +40,10 @@ final class ReplicaHandler: ChannelInboundHandler {
                 // Stream the body straight back, to test bodies that pass through in parts.
                 var headers = responseHeaders(contentType: head.headers.first(name: "content-type") ?? "application/octet-stream")
                 headers.add(name: "transfer-encoding", value: "chunked")
+                // Report what arrived, so tests can check what the gateway forwarded.
+                for name in Self.echoedHeaders {
+                    headers.add(name: "x-seen-" + name, value: head.headers[name].joined(separator: ",").isEmpty ? "-" : head.headers[name].joined(separator: ","))
+                }
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
             }
         case .body(var part):

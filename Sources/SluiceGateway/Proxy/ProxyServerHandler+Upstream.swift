@@ -46,9 +46,11 @@ extension ProxyServerHandler: UpstreamDelegate {
                 }
                 return
             }
-            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            // State first: writing the end lets NIO's pipelining handler deliver the next
+            // request synchronously, re-entering this handler.
             self.exchange = nil
             mode = exchange.requestEnded ? .idle : .discarding(closeAfter: false)
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
         }
     }
 
@@ -149,14 +151,10 @@ extension ProxyServerHandler {
             }
             return
         }
+        // State first, as in `upstreamReceived(.end)`: the write may deliver the next request.
+        self.exchange = nil
+        mode = (exchange?.requestEnded ?? true) ? .idle : .discarding(closeAfter: false)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        if exchange?.requestEnded ?? true {
-            self.exchange = nil
-            mode = .idle
-        } else {
-            self.exchange = nil
-            mode = .discarding(closeAfter: false)
-        }
     }
 
     /// Ends an exchange whose response has started: HTTP/1.1 can only signal that by closing.

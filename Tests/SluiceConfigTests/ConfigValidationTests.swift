@@ -1,0 +1,129 @@
+import SluiceCore
+import Testing
+@testable import SluiceConfig
+
+@Suite struct ConfigValidationTests {
+    static let valid = """
+    listen: "127.0.0.1:8080"
+    admin:
+      listen: "127.0.0.1:9090"
+      token_env: SLUICE_ADMIN_TOKEN      # bearer token is read from this environment variable
+    pools:
+      - name: chat
+        match: { paths: ["/v1/chat/completions", "/v1/completions"], models: ["*"] }
+        replicas: ["127.0.0.1:9001", "127.0.0.1:9002"]
+        routing: { policy: round-robin }
+        timeouts: { connect: 2s, response_header: 60s, idle: 300s }
+    limits: { max_header_bytes: 16384, max_body_bytes: 8388608 }
+    """
+
+    func issues(_ yaml: String) -> [ConfigIssue] {
+        do {
+            _ = try GatewayConfiguration.decode(yaml: yaml)
+            return []
+        } catch {
+            return error.issues
+        }
+    }
+
+    @Test func theDocumentedShapeDecodes() throws {
+        let config = try GatewayConfiguration.decode(yaml: Self.valid)
+        #expect(config.listen == ReplicaID(host: "127.0.0.1", port: 8080))
+        #expect(config.admin.tokenEnv == "SLUICE_ADMIN_TOKEN")
+        #expect(config.pools.count == 1)
+        let pool = config.pools[0]
+        #expect(pool.replicas == [ReplicaID(host: "127.0.0.1", port: 9001), ReplicaID(host: "127.0.0.1", port: 9002)])
+        #expect(pool.models == ["*"])
+        #expect(pool.policy == .roundRobin)
+        #expect(pool.timeouts.connect == .seconds(2))
+        #expect(pool.timeouts.responseHeader == .seconds(60))
+        #expect(pool.timeouts.idle == .seconds(300))
+        #expect(config.limits.maxHeaderBytes == 16384)
+        #expect(config.limits.maxBodyBytes == 8_388_608)
+    }
+
+    @Test func badHostPortNamesKeyPathAndLine() {
+        let yaml = Self.valid.replacingOccurrences(of: "\"127.0.0.1:9002\"", with: "\"127.0.0.1:99999\"")
+        #expect(issues(yaml).map(\.description) == [#"pools[0].replicas[1]: "127.0.0.1:99999" is not a host:port (line 8)"#])
+    }
+
+    @Test func unknownKeyIsAnErrorWithAHint() {
+        let yaml = Self.valid.replacingOccurrences(of: "    routing: { policy: round-robin }", with: "    routnig: { policy: round-robin }")
+        let found = issues(yaml)
+        #expect(found.count == 1)
+        #expect(found.first?.path == "pools[0].routnig")
+        #expect(found.first?.line == 9)
+        #expect(found.first?.message.contains(#"did you mean "routing"?"#) == true)
+    }
+
+    @Test func durationsNeedUnits() {
+        let yaml = Self.valid.replacingOccurrences(of: "connect: 2s", with: "connect: 2")
+        #expect(issues(yaml).map(\.description) == [#"pools[0].timeouts.connect: "2" is not a duration (use a unit: 250ms, 2s, 5m) (line 10)"#])
+    }
+
+    @Test func missingRequiredKey() {
+        let yaml = Self.valid.replacingOccurrences(of: "listen: \"127.0.0.1:8080\"\n", with: "")
+        #expect(issues(yaml).map(\.description) == [#"missing required key "listen" (line 1)"#])
+    }
+
+    @Test func wrongType() {
+        let yaml = Self.valid.replacingOccurrences(of: #"replicas: ["127.0.0.1:9001", "127.0.0.1:9002"]"#, with: #"replicas: "127.0.0.1:9001""#)
+        #expect(issues(yaml).map(\.description) == ["pools[0].replicas: expected a list (line 8)"])
+    }
+
+    @Test func unknownPolicy() {
+        let yaml = Self.valid.replacingOccurrences(of: "policy: round-robin", with: "policy: fastest")
+        #expect(issues(yaml).map(\.description) == [#"pools[0].routing.policy: "fastest" is not one of round-robin (line 9)"#])
+    }
+
+    @Test func duplicatePoolNamesAndReplicas() {
+        let yaml = """
+        listen: "127.0.0.1:8080"
+        admin: { listen: "127.0.0.1:9090" }
+        pools:
+          - { name: chat, match: { paths: ["/a"] }, replicas: ["127.0.0.1:1", "127.0.0.1:1"] }
+          - { name: chat, match: { paths: ["/b"] }, replicas: [] }
+        """
+        #expect(issues(yaml).map(\.description) == [
+            "pools[0].replicas[1]: duplicate replica 127.0.0.1:1 (line 4)",
+            #"pools[1]: duplicate pool name "chat" (line 5)"#,
+        ])
+    }
+
+    @Test func outOfRangeNumbers() {
+        let yaml = Self.valid.replacingOccurrences(of: "max_header_bytes: 16384", with: "max_header_bytes: 12")
+        #expect(issues(yaml).map(\.description) == ["limits.max_header_bytes: 12 bytes is out of range 1024...1048576 (line 11)"])
+    }
+
+    @Test func badPathPattern() {
+        let yaml = Self.valid.replacingOccurrences(of: #""/v1/completions""#, with: #""v1/*/x""#)
+        #expect(issues(yaml).first?.description == #"pools[0].match.paths[1]: "v1/*/x" is not a path pattern (start with /; a * may only end it, after a /) (line 7)"#)
+    }
+
+    @Test func syntaxErrorsCarryALine() {
+        let found = issues("listen: \"127.0.0.1:8080\"\npools: [\n  - a\n")
+        #expect(found.count == 1)
+        #expect(found.first?.message.hasPrefix("not valid YAML") == true)
+        #expect(found.first?.line != nil)
+    }
+
+    @Test func everyIssueIsReportedNotJustTheFirst() {
+        let yaml = Self.valid
+            .replacingOccurrences(of: "connect: 2s", with: "connect: soon")
+            .replacingOccurrences(of: "\"127.0.0.1:9090\"", with: "\"nowhere\"")
+        #expect(issues(yaml).count == 2)
+    }
+
+    @Test func scalarParsers() {
+        #expect(ConfigValues.duration("250ms") == .milliseconds(250))
+        #expect(ConfigValues.duration("1.5s") == .milliseconds(1500))
+        #expect(ConfigValues.duration("5m") == .seconds(300))
+        #expect(ConfigValues.duration("-1s") == nil)
+        #expect(ConfigValues.byteSize("8MiB") == 8 << 20)
+        #expect(ConfigValues.byteSize("16 KiB") == 16 << 10)
+        #expect(ConfigValues.hostPort("[::1]:80") == ReplicaID(host: "::1", port: 80))
+        #expect(ConfigValues.hostPort("::1:80") == nil)
+        #expect(ConfigValues.hostPort("host:0") == nil)
+        #expect(ConfigValues.hostPort("host:0", allowZeroPort: true) == ReplicaID(host: "host", port: 0))
+    }
+}

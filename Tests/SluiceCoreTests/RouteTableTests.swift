@@ -1,0 +1,67 @@
+import Testing
+@testable import SluiceCore
+
+@Suite struct RouteTableTests {
+    @Test func pathPatterns() {
+        let exact = PathPattern("/v1/chat/completions")!
+        #expect(exact.matches("/v1/chat/completions"))
+        #expect(!exact.matches("/v1/chat/completions/x"))
+        let prefix = PathPattern("/v2/*")!
+        #expect(prefix.matches("/v2/models/m/infer"))
+        #expect(prefix.matches("/v2"))
+        #expect(!prefix.matches("/v20"))
+        #expect(PathPattern("/*")!.matches("/anything"))
+        #expect(PathPattern("v1") == nil)
+        #expect(PathPattern("/v1/*/x") == nil)
+        #expect(PathPattern("/v1*") == nil)
+    }
+
+    @Test func routesByPathThenModel() {
+        let table = RouteTable(entries: [
+            .init(paths: [PathPattern("/v1/chat/completions")!], models: ["llama"]),
+            .init(paths: [PathPattern("/v1/chat/completions")!], models: ["*"]),
+            .init(paths: [PathPattern("/v1/embeddings")!], models: nil),
+        ])
+        #expect(table.route(path: "/v1/embeddings") == .pool(2))
+        #expect(table.route(path: "/v1/chat/completions") == .needsModel)
+        #expect(table.route(path: "/v1/chat/completions", model: "llama") == .pool(0))
+        #expect(table.route(path: "/v1/chat/completions", model: "mistral") == .pool(1))
+        #expect(table.route(path: "/v1/chat/completions", model: nil) == .pool(1))
+        #expect(table.route(path: "/nope") == .noRoute)
+    }
+
+    @Test func modelOnlyPoolsSayNoRouteForUnknownModels() {
+        let table = RouteTable(entries: [.init(paths: [PathPattern("/v1/*")!], models: ["a"])])
+        #expect(table.route(path: "/v1/chat/completions", model: "b") == .noRoute)
+        #expect(table.route(path: "/v1/chat/completions", model: nil) == .noRoute)
+    }
+}
+
+@Suite struct JSONFieldScannerTests {
+    func scan(_ text: String) throws(JSONFieldScanner.Failure) -> [String: String] {
+        try JSONFieldScanner.topLevelStrings(["model", "user"], in: Array(text.utf8))
+    }
+
+    @Test func extractsTopLevelStringsOnly() throws {
+        let fields = try scan(#"{"messages":[{"model":"inner","content":"x"}],"model":"llama-3","n":1.5e3,"ok":true,"user":"\u00e9\"q"}"#)
+        #expect(fields == ["model": "llama-3", "user": "é\"q"])
+        #expect(try scan(#"{"model":42}"#) == [:])
+        #expect(try scan(#" { } "#) == [:])
+        #expect(try scan(#"{"model":"\ud83d\ude00"}"#) == ["model": "😀"])
+    }
+
+    @Test(arguments: [
+        "", "[]", "{", #"{"model":}"#, #"{"model":"x",}"#, #"{"a":tru}"#, #"{"a":01}"#, #"{"a":1.}"#,
+        #"{"a":"\x"}"#, "{\"a\":\"line\nbreak\"}", #"{"a":1} x"#, #"{'a':1}"#,
+    ])
+    func rejectsInvalidJSON(_ text: String) {
+        #expect(throws: JSONFieldScanner.Failure.self) { try scan(text) }
+    }
+
+    @Test func limitsNesting() {
+        let deep = #"{"a":"# + String(repeating: "[", count: 200) + String(repeating: "]", count: 200) + "}"
+        #expect(throws: JSONFieldScanner.Failure.self) { try scan(deep) }
+        let fine = #"{"a":"# + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}"
+        #expect(throws: Never.self) { try scan(fine) }
+    }
+}

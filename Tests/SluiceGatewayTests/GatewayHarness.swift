@@ -1,0 +1,99 @@
+import Logging
+import NIOCore
+import NIOPosix
+import SluiceConfig
+import SluiceCore
+import SluiceReplica
+import SluiceTesting
+@testable import SluiceGateway
+
+/// A gateway on 127.0.0.1:0 in front of simulated replicas on 127.0.0.1:0, torn down after the
+/// test body. Every port is the one actually bound, so nothing guesses or sleeps.
+struct GatewayHarness {
+    let group: any EventLoopGroup
+    let gateway: Gateway
+    let replicas: [ReplicaServer]
+    let replicaIDs: [ReplicaID]
+    let data: SocketAddress
+    let admin: SocketAddress
+
+    static func run(
+        replicas replicaConfigurations: [ReplicaConfiguration] = [ReplicaConfiguration(id: "r1")],
+        adminToken: String? = nil,
+        configure: (inout GatewayConfiguration, [ReplicaID]) -> Void = { _, _ in },
+        _ body: (GatewayHarness) async throws -> Void
+    ) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var replicas: [ReplicaServer] = []
+        var ids: [ReplicaID] = []
+        for configuration in replicaConfigurations {
+            let replica = ReplicaServer(configuration: configuration, group: group)
+            let address = try await replica.start()
+            replicas.append(replica)
+            ids.append(ReplicaID(host: "127.0.0.1", port: address.port!))
+        }
+        var pool = PoolConfiguration(
+            name: "chat", paths: ["/v1/*"].compactMap(PathPattern.init), replicas: ids)
+        pool.timeouts.connect = .seconds(2)
+        var configuration = GatewayConfiguration(
+            listen: ReplicaID(host: "127.0.0.1", port: 0),
+            admin: AdminConfiguration(listen: ReplicaID(host: "127.0.0.1", port: 0)),
+            pools: [pool])
+        configure(&configuration, ids)
+        var logger = Logger(label: "sluice-test")
+        logger.logLevel = .critical
+        let gateway = Gateway(configuration: configuration, group: group, adminToken: adminToken, logger: logger)
+        let bound = try await gateway.start()
+        let harness = GatewayHarness(
+            group: group, gateway: gateway, replicas: replicas, replicaIDs: ids, data: bound.data, admin: bound.admin)
+        do {
+            try await body(harness)
+        } catch {
+            await harness.tearDown()
+            throw error
+        }
+        await harness.tearDown()
+    }
+
+    private func tearDown() async {
+        await gateway.shutdown(grace: .seconds(1))
+        for replica in replicas { await replica.stop() }
+        try? await group.shutdownGracefully()
+    }
+
+    func request(
+        _ uri: String, headers: [(String, String)] = [("content-type", "application/json")], body: String? = nil
+    ) async throws -> TestResponse {
+        try await request(.POST, uri, headers: headers, body: body)
+    }
+
+    func request(
+        _ method: HTTPMethod, _ uri: String, headers: [(String, String)] = [("content-type", "application/json")],
+        body: String? = nil
+    ) async throws -> TestResponse {
+        try await TestHTTPConnection.request(method, uri, to: data, group: group, headers: headers, body: body)
+    }
+
+    func adminRequest(_ uri: String, headers: [(String, String)] = []) async throws -> TestResponse {
+        try await TestHTTPConnection.request(.GET, uri, to: admin, group: group, headers: headers)
+    }
+
+    /// The gateway's in-flight count for a replica of the first pool.
+    func inFlight(_ index: Int = 0) -> Int {
+        gateway.runtime.pools[0].snapshot.replicas[index].inFlight
+    }
+
+    /// A port where nothing listens: bound, then closed.
+    static func closedPort(group: any EventLoopGroup) async throws -> Int {
+        let channel = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress!.port!
+        try await channel.close()
+        return port
+    }
+}
+
+import NIOHTTP1
+
+func chatBody(stream: Bool = false, maxTokens: Int = 4, model: String = "sim-7b", prompt: String = "hello sluice") -> String {
+    #"{"model":"\#(model)","stream":\#(stream),"max_tokens":\#(maxTokens),"messages":[{"role":"user","content":"\#(prompt)"}]}"#
+}

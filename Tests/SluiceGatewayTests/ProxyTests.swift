@@ -1,0 +1,159 @@
+import NIOCore
+import NIOHTTP1
+import SluiceConfig
+import SluiceCore
+import SluiceReplica
+import SluiceTesting
+import Testing
+@testable import SluiceGateway
+
+@Suite(.serialized) struct ProxyTests {
+    @Test func chatCompletionJSON() async throws {
+        try await GatewayHarness.run { h in
+            let response = try await h.request("/v1/chat/completions", body: chatBody())
+            #expect(response.status == 200)
+            #expect(response.header("x-replica-id") == "r1")
+            #expect(response.header("x-request-id")?.count == 32)
+            #expect(response.text.contains(#""object":"chat.completion""#))
+            #expect(response.text.contains(#""usage""#))
+            #expect(h.inFlight() == 0)
+        }
+    }
+
+    @Test func streamedTokensArriveBeforeTheReplicaFinishes() async throws {
+        var slow = ReplicaConfiguration(id: "slow")
+        slow.timeToFirstToken = .milliseconds(5)
+        slow.interTokenDelay = .milliseconds(100)
+        try await GatewayHarness.run(replicas: [slow]) { h in
+            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
+            try await connection.channel.executeThenClose { inbound, outbound in
+                try await outbound.writeRequest(.POST, "/v1/chat/completions", headers: [("content-type", "application/json")],
+                                                body: ByteBuffer(string: chatBody(stream: true, maxTokens: 20)))
+                var iterator = inbound.makeAsyncIterator()
+                guard case .head(let head) = try await iterator.next() else {
+                    Issue.record("expected a response head")
+                    return
+                }
+                #expect(head.status == .ok)
+                #expect(head.headers.first(name: "content-type") == "text/event-stream")
+                guard case .body(let first) = try await iterator.next() else {
+                    Issue.record("expected a body part")
+                    return
+                }
+                // The first token is here while the replica is still producing the other 19.
+                #expect(String(buffer: first).hasPrefix("data: "))
+                #expect(h.replicas[0].requestsRunning == 1)
+                #expect(h.inFlight() == 1)
+                var rest = ByteBuffer()
+                var events = 1
+                while let part = try await iterator.next() {
+                    if case .body(var chunk) = part {
+                        events += 1
+                        rest.writeBuffer(&chunk)
+                    }
+                    if case .end = part { break }
+                }
+                #expect(events >= 5, "tokens arrive as separate parts, not one buffered body")
+                #expect(String(buffer: rest).hasSuffix("data: [DONE]\n\n"))
+            }
+            #expect(await eventually { h.inFlight() == 0 })
+        }
+    }
+
+    @Test func embeddings() async throws {
+        try await GatewayHarness.run { h in
+            let response = try await h.request("/v1/embeddings", body: #"{"model":"e","input":["a","b","c"]}"#)
+            #expect(response.status == 200)
+            #expect(response.text.contains(#""index":2"#))
+        }
+    }
+
+    @Test func largeBodyPassesThroughIntactBothWays() async throws {
+        try await GatewayHarness.run { h in
+            var generator = SystemRandomNumberGenerator()
+            let bytes = (0..<(3 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
+            let echoed: TestResponse? = try await connection.channel.executeThenClose { inbound, outbound in
+                var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/v1/echo")
+                head.headers.add(name: "content-type", value: "application/octet-stream")
+                head.headers.add(name: "transfer-encoding", value: "chunked")
+                try await outbound.write(.head(head))
+                for start in stride(from: 0, to: bytes.count, by: 64 * 1024) {
+                    try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: bytes[start..<min(start + 64 * 1024, bytes.count)]))))
+                }
+                try await outbound.write(.end(nil))
+                var iterator = inbound.makeAsyncIterator()
+                return try await iterator.readResponse()
+            }
+            let response = try #require(echoed)
+            #expect(response.status == 200)
+            #expect(response.body.readableBytes == bytes.count)
+            #expect(SimulatedText.stableHash(String(decoding: Array(response.body.readableBytesView), as: UTF8.self))
+                    == SimulatedText.stableHash(String(decoding: bytes, as: UTF8.self)))
+            #expect(Array(response.body.readableBytesView) == bytes)
+        }
+    }
+
+    @Test func forwardedHeadersAreRewritten() async throws {
+        try await GatewayHarness.run { h in
+            let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            let response = try await h.request("/v1/echo", headers: [
+                ("content-type", "text/plain"), ("x-request-id", "req-123"), ("traceparent", traceparent),
+                ("x-forwarded-for", "203.0.113.9"), ("connection", "keep-alive, x-custom"), ("x-custom", "hop"),
+                ("keep-alive", "timeout=5"),
+            ], body: "ping")
+            #expect(response.status == 200)
+            #expect(response.text == "ping")
+            #expect(response.header("x-seen-x-request-id") == "req-123")
+            #expect(response.header("x-request-id") == "req-123")
+            #expect(response.header("x-seen-traceparent") == traceparent)
+            #expect(response.header("x-seen-x-forwarded-for") == "203.0.113.9, 127.0.0.1")
+            #expect(response.header("x-seen-x-forwarded-proto") == "http")
+            #expect(response.header("x-seen-connection") == "-")
+            #expect(response.header("x-seen-keep-alive") == "-")
+            #expect(response.header("x-seen-x-custom") == "-", "headers named in Connection are hop-by-hop")
+            #expect(response.header("x-seen-host") == "sluice.test")
+
+            let fresh = try await h.request("/v1/echo", headers: [("content-type", "text/plain")], body: "x")
+            let created = try #require(fresh.header("x-seen-traceparent"))
+            #expect(HeaderRewriter.isValidTraceparent(created))
+            #expect(fresh.header("x-seen-x-request-id")?.count == 32)
+        }
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        try await GatewayHarness.run { h in
+            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
+            try await connection.channel.executeThenClose { inbound, outbound in
+                for prompt in ["one", "two", "three"] {
+                    try await outbound.writeRequest(.POST, "/v1/echo", headers: [("content-type", "text/plain")], body: ByteBuffer(string: prompt))
+                }
+                var iterator = inbound.makeAsyncIterator()
+                for expected in ["one", "two", "three"] {
+                    let response = try await iterator.readResponse()
+                    #expect(response?.text == expected)
+                }
+            }
+        }
+    }
+
+    @Test func routesByModelAndRejectsBadJSON() async throws {
+        try await GatewayHarness.run(replicas: [ReplicaConfiguration(id: "llama"), ReplicaConfiguration(id: "other")]) { config, ids in
+            let paths = ["/v1/chat/completions"].compactMap(PathPattern.init)
+            config.pools = [
+                PoolConfiguration(name: "llama", paths: paths, models: ["llama-3"], replicas: [ids[0]]),
+                PoolConfiguration(name: "rest", paths: paths, models: ["*"], replicas: [ids[1]]),
+            ]
+        } _: { h in
+            let llama = try await h.request("/v1/chat/completions", body: chatBody(model: "llama-3"))
+            #expect(llama.header("x-replica-id") == "llama")
+            #expect(llama.text.contains(#""model":"llama-3""#), "the body is forwarded unchanged")
+            let other = try await h.request("/v1/chat/completions", body: chatBody(model: "mistral"))
+            #expect(other.header("x-replica-id") == "other")
+            let bad = try await h.request("/v1/chat/completions", body: #"{"model":"llama-3","messages":["#)
+            #expect(bad.status == 400)
+            #expect(bad.text.contains(#""code":"invalid_json""#))
+            #expect(bad.header("content-type") == "application/json")
+        }
+    }
+}
