@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -52,7 +53,7 @@ struct DemoCommand: AsyncParsableCommand {
         let bound = try await gateway.start()
         let base = "http://\(listenAddress.host):\(bound.data.port!)"
         let adminBase = "http://\(adminAddress.host):\(bound.admin.port!)"
-        print("""
+        say("""
         Sluice demo: gateway \(base) -> replicas \(addresses.map(\.description).joined(separator: ", "))
           admin:   \(adminBase)/admin/pools   \(adminBase)/metrics   \(adminBase)/readyz
           try a streamed chat completion (tokens arrive one by one; x-replica-id shows the replica):
@@ -74,7 +75,7 @@ struct DemoCommand: AsyncParsableCommand {
         try await services.run()
         for replica in replicas { await replica.stop() }
         try await group.shutdownGracefully()
-        print("Sluice demo stopped.")
+        say("Sluice demo stopped.")
     }
 }
 
@@ -101,9 +102,14 @@ struct DemoTicker: Service {
                 let parts = zip(replicas, zip(now, last)).map { replica, counts in
                     "\(replica.configuration.id): +\(counts.0 - counts.1) (running \(replica.requestsRunning))"
                 }
-                print("served  " + parts.joined(separator: "   "))
+                say("served  " + parts.joined(separator: "   "))
                 last = now
             }
         }
     }
+}
+
+/// Writes a line to standard output at once (print is block-buffered when piped to a file).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

@@ -70,8 +70,13 @@ import Testing
 
     @Test func largeBodyPassesThroughIntactBothWays() async throws {
         try await GatewayHarness.run { h in
-            var generator = SystemRandomNumberGenerator()
-            let bytes = (0..<(3 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+            let bytes = (0..<(3 << 20)).map { _ -> UInt8 in
+                state ^= state << 13
+                state ^= state >> 7
+                state ^= state << 17
+                return UInt8(truncatingIfNeeded: state)
+            }
             let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
             let echoed: TestResponse? = try await connection.channel.executeThenClose { inbound, outbound in
                 var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/v1/echo")
@@ -88,9 +93,7 @@ import Testing
             let response = try #require(echoed)
             #expect(response.status == 200)
             #expect(response.body.readableBytes == bytes.count)
-            #expect(SimulatedText.stableHash(String(decoding: Array(response.body.readableBytesView), as: UTF8.self))
-                    == SimulatedText.stableHash(String(decoding: bytes, as: UTF8.self)))
-            #expect(Array(response.body.readableBytesView) == bytes)
+            #expect(fnv1a(response.body.readableBytesView) == fnv1a(bytes))
         }
     }
 
@@ -156,4 +159,14 @@ import Testing
             #expect(bad.header("content-type") == "application/json")
         }
     }
+}
+
+/// FNV-1a over bytes: compares multi-megabyte bodies without printing them on failure.
+func fnv1a(_ bytes: some Sequence<UInt8>) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in bytes {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x0000_0100_0000_01B3
+    }
+    return hash
 }

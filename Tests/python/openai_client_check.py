@@ -1,0 +1,47 @@
+"""The official `openai` Python client, pointed at Sluice, against sluice-replica.
+
+Run by the Swift test `OpenAIClientTests` with the gateway's base URL as the only argument.
+Exits non-zero (with the reason) if any call fails or returns something unexpected.
+"""
+import sys
+
+import openai
+
+
+def main(base_url: str) -> None:
+    client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=10)
+
+    chat = client.chat.completions.create(
+        model="sim-7b", max_tokens=5, messages=[{"role": "user", "content": "hello through sluice"}]
+    )
+    assert chat.object == "chat.completion", chat
+    assert chat.choices[0].message.content, chat
+    assert chat.usage.completion_tokens == 5, chat.usage
+    print("chat ok:", chat.choices[0].message.content)
+
+    stream = client.chat.completions.create(
+        model="sim-7b", max_tokens=6, stream=True, messages=[{"role": "user", "content": "stream please"}]
+    )
+    pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+    assert len(pieces) == 6, pieces
+    print("stream ok:", "".join(pieces))
+
+    # The client asks for base64 by default and decodes it back to floats.
+    embeddings = client.embeddings.create(model="sim-embed", input=["one", "two", "three"])
+    assert [item.index for item in embeddings.data] == [0, 1, 2], embeddings
+    assert all(len(item.embedding) == 8 for item in embeddings.data), embeddings
+    print("embeddings ok:", len(embeddings.data), "vectors")
+
+    try:
+        client.chat.completions.create(model="sim-7b", messages=[{"role": "user", "content": "x"}],
+                                       extra_headers={"x-big": "h" * 20000})
+    except openai.APIStatusError as error:
+        assert error.status_code == 431, error
+        assert error.body["code"] == "headers_too_large", error.body
+        print("error ok:", error.status_code, error.body["code"])
+    else:
+        raise AssertionError("expected a 431")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
