@@ -11,14 +11,22 @@ enum HeaderRewriter {
     ]
 
     private static func isHopByHop(_ name: String, extra: [Substring]) -> Bool {
-        for candidate in hopByHop where candidate.utf8.count == name.utf8.count {
-            if name.lowercased() == candidate { return true }
+        for candidate in hopByHop where equalsIgnoringASCIICase(name, candidate) {
+            return true
         }
-        if !extra.isEmpty {
-            let lower = name.lowercased()
-            return extra.contains { $0 == lower }
+        return extra.contains { equalsIgnoringASCIICase(name, $0) }
+    }
+
+    /// ASCII case-insensitive equality without allocating (header names are ASCII).
+    static func equalsIgnoringASCIICase(_ a: some StringProtocol, _ lowercase: some StringProtocol) -> Bool {
+        let left = a.utf8
+        let right = lowercase.utf8
+        guard left.count == right.count else { return false }
+        for (x, y) in zip(left, right) {
+            let folded = (x >= 0x41 && x <= 0x5A) ? x | 0x20 : x
+            if folded != y { return false }
         }
-        return false
+        return true
     }
 
     /// Removes hop-by-hop headers, including those the `Connection` header names.

@@ -38,7 +38,7 @@ extension ProxyServerHandler: UpstreamDelegate {
                 }
             }
             finish(exchange, status: exchange.status)
-            if !exchange.keepAlive {
+            if !exchange.keepAlive || quiescing {
                 mode = .closed
                 let context = self.context!
                 context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
@@ -51,6 +51,7 @@ extension ProxyServerHandler: UpstreamDelegate {
             self.exchange = nil
             mode = exchange.requestEnded ? .idle : .discarding(closeAfter: false)
             context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            exchangeEnded()
         }
     }
 
@@ -119,7 +120,7 @@ extension ProxyServerHandler {
             }
             abandonUpstream(exchange)
         }
-        let closeAfter = requested || !(exchange?.keepAlive ?? false)
+        let closeAfter = requested || !(exchange?.keepAlive ?? false) || quiescing
         let body = context.channel.allocator.buffer(string: error.jsonBody())
         var headers = HTTPHeaders()
         headers.reserveCapacity(4)
@@ -155,6 +156,7 @@ extension ProxyServerHandler {
         self.exchange = nil
         mode = (exchange?.requestEnded ?? true) ? .idle : .discarding(closeAfter: false)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        exchangeEnded()
     }
 
     /// Ends an exchange whose response has started: HTTP/1.1 can only signal that by closing.

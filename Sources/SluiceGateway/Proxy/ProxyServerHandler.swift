@@ -11,8 +11,11 @@ import SluiceCore
 /// as that same buffer. Reads are held while the other side cannot take more bytes, so a slow
 /// peer makes the gateway stop reading instead of buffering.
 ///
-/// HTTP/1.1 pipelining is handled by NIO's `HTTPServerPipelineHandler` before this handler: it
-/// lets one request through at a time, so this handler has at most one `Exchange`.
+/// HTTP/1.1 pipelining is handled here rather than by NIO's `HTTPServerPipelineHandler`: that
+/// handler stops reading after every request until its response ends, which costs two
+/// `epoll_ctl` calls per request. This handler keeps reading, and only when a client really
+/// pipelines does it queue the next request's parts (and then stop reading) until the current
+/// exchange ends. At most one `Exchange` is active.
 final class ProxyServerHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
@@ -38,7 +41,15 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     var mode = Mode.idle
     var exchange: Exchange?
     var pendingRead = false
+    /// Between `channelRead` and `channelReadComplete`: upstream writes made now are flushed once,
+    /// at the end of the burst, so a request read in one go costs one upstream write syscall.
+    var inReadBurst = false
     var clientAddress: String?
+    /// Parts of pipelined requests that arrived while an exchange was active.
+    var queued = CircularBuffer<HTTPServerRequestPart>()
+    var delivering = false
+    /// Set by a graceful shutdown: finish the current exchange, then close.
+    var quiescing = false
 
     init(runtime: GatewayRuntime, upstreams: EventLoopUpstreams) {
         self.runtime = runtime
@@ -56,7 +67,21 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        inReadBurst = true
+        let part = unwrapInboundIn(data)
+        if !queued.isEmpty {
+            queued.append(part)
+            return
+        }
+        if case .head = part, !isIdle {
+            queued.append(part)
+            return
+        }
+        handle(part)
+    }
+
+    private func handle(_ part: HTTPServerRequestPart) {
+        switch part {
         case .head(let head):
             receivedHead(head)
         case .body(let buffer):
@@ -66,7 +91,45 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         }
     }
 
+    var isIdle: Bool {
+        if case .idle = mode { return true }
+        return false
+    }
+
+    /// Called whenever an exchange has ended and the handler may be idle: delivers queued
+    /// pipelined requests, or closes the connection when shutting down.
+    func exchangeEnded() {
+        guard !delivering else { return }
+        delivering = true
+        defer { delivering = false }
+        while let part = queued.first {
+            if case .head = part, !isIdle { return }
+            queued.removeFirst()
+            handle(part)
+        }
+        if quiescing, isIdle {
+            mode = .closed
+            context.close(promise: nil)
+            return
+        }
+        resumeReading()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            quiescing = true
+            if let exchange, !exchange.responseStarted { exchange.keepAlive = false }
+            if isIdle, queued.isEmpty {
+                mode = .closed
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) {
+        inReadBurst = false
         if let exchange, exchange.wroteUpstreamSinceFlush, let upstream = exchange.upstream {
             exchange.wroteUpstreamSinceFlush = false
             upstream.handler.flush()
@@ -74,6 +137,10 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
+        if !queued.isEmpty {
+            pendingRead = true
+            return
+        }
         if case .proxying = mode, let exchange {
             if let upstream = exchange.upstream {
                 if !upstream.isWritable {
@@ -144,6 +211,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     private func receivedHead(_ head: HTTPRequestHead) {
         guard case .idle = mode else { return }
         let exchange = Exchange(head: head, now: .now())
+        if quiescing { exchange.keepAlive = false }
         self.exchange = exchange
         let limits = runtime.limits
         if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length > limits.maxBodyBytes {
@@ -203,6 +271,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
                 context.close(promise: nil)
             } else {
                 mode = .idle
+                exchangeEnded()
             }
         case .inspecting:
             guard let exchange else { return }
@@ -213,8 +282,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             exchange.requestEnded = true
             if let upstream = exchange.upstream {
                 upstream.handler.write(.end(trailers))
-                upstream.handler.flush()
-                exchange.wroteUpstreamSinceFlush = false
+                flushUpstream(upstream, exchange)
                 exchange.requestSent = true
                 if !exchange.responseStarted { startResponseTimer(exchange) }
             } else {
@@ -292,13 +360,22 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             connection.handler.write(part)
         }
         exchange.pendingBytes = 0
-        connection.handler.flush()
-        exchange.wroteUpstreamSinceFlush = false
+        flushUpstream(connection, exchange)
         if exchange.requestEnded {
             exchange.requestSent = true
             startResponseTimer(exchange)
         }
         if connection.isWritable { resumeReading() }
+    }
+
+    /// Flushes now, or at the end of the current read burst when inside one.
+    func flushUpstream(_ connection: UpstreamConnection, _ exchange: Exchange) {
+        if inReadBurst {
+            exchange.wroteUpstreamSinceFlush = true
+        } else {
+            exchange.wroteUpstreamSinceFlush = false
+            connection.handler.flush()
+        }
     }
 
     /// Closes the exchange's upstream side, if any, without answering the client.

@@ -109,8 +109,10 @@ public final class Gateway: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.configureHTTPServerPipeline(
-                        withPipeliningAssistance: true,
+                        withPipeliningAssistance: false,  // ProxyServerHandler pipelines itself
                         withErrorHandling: false,
+                        // Headers reach the encoder from llhttp (already validated) or from us.
+                        withOutboundHeaderValidation: false,
                         withEncoderConfiguration: .init(),
                         withDecoderLimitConfiguration: decoderLimits)
                     let loopUpstreams = upstreams[ObjectIdentifier(channel.eventLoop)]!.value
