@@ -36,7 +36,8 @@ final class Exchange {
     var status = 0
     var upstreamKeepAlive = true
     var lastActivity: NIODeadline
-    var timer: NIOScheduledCallback?
+    /// When this exchange's current phase times out; nil when nothing is being timed.
+    var deadline: NIODeadline?
     /// Set once metrics and in-flight counts are settled; makes `finish` idempotent.
     var finished = false
 

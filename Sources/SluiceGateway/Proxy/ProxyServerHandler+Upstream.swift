@@ -16,7 +16,7 @@ extension ProxyServerHandler: UpstreamDelegate {
             exchange.lastActivity = now
             exchange.replica?.recordSuccess()
             exchange.pool?.metrics.recordFirstByte(.nanoseconds(Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds)))
-            if exchange.timer == nil, let pool = exchange.pool {
+            if exchange.deadline == nil, let pool = exchange.pool {
                 // The replica answered before the request ended; watch the stream from here.
                 scheduleTimer(exchange, at: now + .nanoseconds(pool.configuration.timeouts.idle.nanoseconds))
             }
@@ -176,15 +176,30 @@ extension ProxyServerHandler {
         scheduleTimer(exchange, at: .now() + .nanoseconds(pool.configuration.timeouts.responseHeader.nanoseconds))
     }
 
+    /// Sets the exchange's deadline. The connection keeps one timer across exchanges and only
+    /// schedules when none is due before `deadline`: a timer that fires early re-arms for the
+    /// remaining time. So a keep-alive connection schedules about once per timeout period, not
+    /// once per request.
     func scheduleTimer(_ exchange: Exchange, at deadline: NIODeadline) {
-        exchange.timer = try? context.eventLoop.assumeIsolated().scheduleCallback(
-            at: deadline, handler: ExchangeTimer(handler: self, exchange: exchange))
+        exchange.deadline = deadline
+        if timer != nil, timerDeadline <= deadline { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        timer = try? context.eventLoop.assumeIsolated().scheduleCallback(at: deadline, handler: ConnectionTimer(handler: self))
     }
 
     func cancelTimer(_ exchange: Exchange) {
-        if let timer = exchange.timer {
-            exchange.timer = nil
-            timer.cancel()
+        exchange.deadline = nil
+    }
+
+    fileprivate func connectionTimerFired() {
+        timer = nil
+        timerDeadline = .distantFuture
+        guard let exchange, !exchange.finished, let deadline = exchange.deadline else { return }
+        if NIODeadline.now() < deadline {
+            scheduleTimer(exchange, at: deadline)
+        } else {
+            timerFired(exchange)
         }
     }
 
@@ -192,7 +207,7 @@ extension ProxyServerHandler {
     /// response head, and silence mid-stream (re-armed from the last activity, so body parts
     /// never touch the timer).
     func timerFired(_ exchange: Exchange) {
-        exchange.timer = nil
+        exchange.deadline = nil
         guard self.exchange === exchange, !exchange.finished, let pool = exchange.pool else { return }
         let timeouts = pool.configuration.timeouts
         if exchange.upstream == nil {
@@ -212,11 +227,10 @@ extension ProxyServerHandler {
     }
 }
 
-private struct ExchangeTimer: NIOScheduledCallbackHandler {
+private struct ConnectionTimer: NIOScheduledCallbackHandler {
     let handler: ProxyServerHandler
-    let exchange: Exchange
 
     func handleScheduledCallback(eventLoop: some EventLoop) {
-        handler.timerFired(exchange)
+        handler.connectionTimerFired()
     }
 }

@@ -50,6 +50,9 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     var delivering = false
     /// Set by a graceful shutdown: finish the current exchange, then close.
     var quiescing = false
+    /// The connection's one timer and the instant it fires; see `arm(_:at:)`.
+    var timer: NIOScheduledCallback?
+    var timerDeadline = NIODeadline.distantFuture
 
     init(runtime: GatewayRuntime, upstreams: EventLoopUpstreams) {
         self.runtime = runtime
@@ -170,6 +173,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         runtime.tracker.remove(context.channel)
+        timer?.cancel()
+        timer = nil
         if let exchange {
             self.exchange = nil
             if let upstream = exchange.upstream {
@@ -343,7 +348,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         exchange.connectionPool = connectionPool
         if let connection = connectionPool.acquire(for: self) {
             attach(connection, to: exchange)
-        } else if exchange.timer == nil {
+        } else if exchange.deadline == nil {
             // Covers waiting for a free slot in a full pool; the TCP connect has its own timeout.
             let wait = TimeAmount.nanoseconds(pool.configuration.timeouts.connect.nanoseconds) + .milliseconds(50)
             scheduleTimer(exchange, at: .now() + wait)
