@@ -69,7 +69,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceGateway", "SluiceConfig", "SluiceReplica",
+                "SluiceGateway", "SluiceConfig", "SluiceReplica", "SluiceTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

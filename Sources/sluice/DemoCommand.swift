@@ -23,6 +23,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Stop after this many seconds (default: run until Ctrl-C).")
     var duration: Double?
 
+    @Option(name: .long, help: "Requests per second of built-in demo traffic (0: none, only what you send).")
+    var rate: Double = 4
+
     func run() async throws {
         guard let listenAddress = ConfigValues.hostPort(listen, allowZeroPort: true),
               let adminAddress = ConfigValues.hostPort(admin, allowZeroPort: true)
@@ -61,13 +64,17 @@ struct DemoCommand: AsyncParsableCommand {
               -d '{"model":"sim-7b","stream":true,"max_tokens":12,"messages":[{"role":"user","content":"hello sluice"}]}'
           or embeddings:
             curl \(base)/v1/embeddings -H 'content-type: application/json' -d '{"model":"sim-embed","input":["a","b"]}'
+          built-in traffic: \(rate) requests/s (streamed chat, chat, embeddings; --rate 0 turns it off)
           Ctrl-C stops it.
         """)
 
-        let ticker = DemoTicker(replicas: replicas, duration: duration)
+        let stats = DemoStats()
+        let traffic = DemoTraffic(target: bound.data, group: group, rate: rate, stats: stats)
+        let ticker = DemoTicker(replicas: replicas, stats: stats, duration: duration)
         let services = ServiceGroup(configuration: .init(
             services: [
                 .init(service: GatewayService(gateway: gateway, grace: .seconds(5))),
+                .init(service: traffic),
                 .init(service: ticker, successTerminationBehavior: .gracefullyShutdownGroup),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -82,6 +89,7 @@ struct DemoCommand: AsyncParsableCommand {
 /// Prints what the replicas have served every few seconds; ends the demo after `duration`.
 struct DemoTicker: Service {
     let replicas: [ReplicaServer]
+    let stats: DemoStats
     let duration: Double?
 
     func run() async throws {
@@ -97,6 +105,7 @@ struct DemoTicker: Service {
                 return
             }
             if Task.isCancelled { return }
+            if let line = stats.drainLine() { say(line) }
             let now = replicas.map(\.requestsServed)
             if now != last {
                 let parts = zip(replicas, zip(now, last)).map { replica, counts in
