@@ -41,6 +41,9 @@ public struct LimitsConfiguration: Sendable, Equatable {
     public var maxBodyBytes = 8_388_608
     /// How much of a body the gateway will hold to read its `model` field when routing needs it.
     public var maxInspectBytes = 1_048_576
+    /// Longest silence from a client in the middle of a request (its body); past it the client
+    /// gets 408 and the upstream request is cancelled, so a stalled upload cannot hold a replica.
+    public var clientTimeout: Duration = .seconds(60)
 
     public init() {}
 }
@@ -82,8 +85,9 @@ public struct TimeoutsConfiguration: Sendable, Equatable {
 public struct UpstreamConfiguration: Sendable, Equatable {
     /// Connections per replica *per event loop* (pools are per loop, like Envoy's per-worker pools).
     public var maxConnections = 1024
-    /// How long an unused keep-alive connection stays open.
-    public var keepaliveIdle: Duration = .seconds(60)
+    /// How long an unused keep-alive connection stays open. Kept below uvicorn's 5 s (vLLM,
+    /// MLServer, KServe), so the gateway, not the replica, closes idle connections.
+    public var keepaliveIdle: Duration = .seconds(4)
 
     public init() {}
 }

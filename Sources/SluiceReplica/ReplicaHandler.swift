@@ -35,7 +35,7 @@ final class ReplicaHandler: ChannelInboundHandler {
         case .head(let head):
             self.head = head
             body = nil
-            echoing = head.method == .POST && head.uri == "/v1/echo"
+            echoing = head.uri == "/v1/echo"
             if echoing {
                 // Stream the body straight back, to test bodies that pass through in parts.
                 var headers = responseHeaders(contentType: head.headers.first(name: "content-type") ?? "application/octet-stream")
@@ -63,6 +63,22 @@ final class ReplicaHandler: ChannelInboundHandler {
                 return
             }
             if server.configuration.stall { return }
+            if server.dropNext.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged {
+                context.close(promise: nil)
+                return
+            }
+            if head.uri == "/v1/sim/eof" {
+                // An HTTP/1.0-style answer: no length, the body ends when the connection closes.
+                var headers = responseHeaders(contentType: "text/plain")
+                headers.add(name: "connection", value: "close")
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_0, status: .ok, headers: headers))), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: "until close")))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+                server.served.wrappingAdd(1, ordering: .relaxed)
+                return
+            }
             let bytes = body.map { Array($0.readableBytesView) } ?? []
             let path = head.uri.firstIndex(of: "?").map { head.uri[..<$0] } ?? head.uri[...]
             let reply = ReplicaAPI(configuration: server.configuration).reply(

@@ -12,6 +12,7 @@ public final class ReplicaServer: Sendable {
     let running = Atomic<Int>(0)
     let served = Atomic<Int>(0)
     let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    let dropNext = Atomic<Bool>(false)
 
     public init(configuration: ReplicaConfiguration, group: any EventLoopGroup) {
         self.configuration = configuration
@@ -38,6 +39,12 @@ public final class ReplicaServer: Sendable {
             .bind(host: host, port: port).get()
         listener.withLock { $0 = channel }
         return channel.localAddress!
+    }
+
+    /// The next request is read and its connection closed without an answer: what a client sees
+    /// when a server closes a keep-alive connection just as a request goes out on it.
+    public func dropNextRequest() {
+        dropNext.store(true, ordering: .relaxed)
     }
 
     public func stop() async {

@@ -35,15 +35,27 @@ final class Exchange {
     var responseStarted = false
     var status = 0
     var upstreamKeepAlive = true
+    /// Last byte from the replica (for the stream idle timeout).
     var lastActivity: NIODeadline
-    /// When this exchange's current phase times out; nil when nothing is being timed.
-    var deadline: NIODeadline?
+    /// Last byte from the client while its request is incomplete (for the client timeout).
+    var lastClientActivity: NIODeadline
+    /// When the upstream side's current phase (connection wait, response head, stream idle)
+    /// times out; nil when it is not being timed.
+    var upstreamDeadline: NIODeadline?
+    /// What was written on a reused keep-alive connection, kept (bounded) so the request can be
+    /// sent again once if the replica had closed that connection while it sat idle.
+    var replay: [HTTPClientRequestPart]?
+    var replayBytes = 0
+    var retriedStaleConnection = false
+    /// The client sent `Expect: 100-continue`; answered once the request is accepted.
+    var expectsContinue = false
     /// Set once metrics and in-flight counts are settled; makes `finish` idempotent.
     var finished = false
 
     init(head: HTTPRequestHead, now: NIODeadline) {
         self.start = now
         self.lastActivity = now
+        self.lastClientActivity = now
         self.head = head
         self.requestVersion = head.version
         self.keepAlive = head.isKeepAlive

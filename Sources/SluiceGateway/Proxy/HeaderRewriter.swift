@@ -37,15 +37,43 @@ enum HeaderRewriter {
             break
         }
         guard needsWork else { return }
+        // Headers named in `Connection` are hop-by-hop too, except the ones that frame the
+        // message or name the host: dropping those would let a client make the forwarded body's
+        // framing disagree with what the gateway parsed (request smuggling).
         let named: [Substring] = headers["connection"].flatMap { value in
             value.split(separator: ",").map { Substring($0.trimmedSpaces().lowercased()) }
-        }
+        }.filter { $0 != "content-length" && $0 != "transfer-encoding" && $0 != "host" }
         var kept = HTTPHeaders()
         kept.reserveCapacity(headers.count)
         for (name, value) in headers where !isHopByHop(name, extra: named) {
             kept.add(name: name, value: value)
         }
         headers = kept
+    }
+
+    /// Makes the request's framing unambiguous before anything is forwarded: a
+    /// `Transfer-Encoding` must be exactly `chunked` (it is then re-written in canonical form and
+    /// any `Content-Length` dropped, as RFC 9112 §6.3 says the encoding wins). Returns the error
+    /// to answer with otherwise.
+    static func normalizeFraming(_ head: inout HTTPRequestHead) -> GatewayError? {
+        let codings = head.headers["transfer-encoding"]
+        guard !codings.isEmpty else { return nil }
+        let joined = codings.joined(separator: ",").split(separator: ",").map { $0.trimmedSpaces().lowercased() }
+        guard joined == ["chunked"] else {
+            return .unsupportedTransferEncoding(codings.joined(separator: ", "))
+        }
+        head.headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
+        head.headers.remove(name: "content-length")
+        return nil
+    }
+
+    /// Removes `Expect: 100-continue` (the gateway answers it itself) and says whether it was there.
+    static func takeExpectContinue(_ head: inout HTTPRequestHead) -> Bool {
+        guard let expect = head.headers.first(name: "expect"),
+              equalsIgnoringASCIICase(expect.trimmedSpaces(), "100-continue")
+        else { return false }
+        head.headers.remove(name: "expect")
+        return true
     }
 
     /// The request head sent to the replica. Returns the request ID (kept or created).

@@ -16,11 +16,17 @@ extension ProxyServerHandler: UpstreamDelegate {
             exchange.lastActivity = now
             exchange.replica?.recordSuccess()
             exchange.pool?.metrics.recordFirstByte(.nanoseconds(Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds)))
-            if exchange.deadline == nil, let pool = exchange.pool {
-                // The replica answered before the request ended; watch the stream from here.
-                scheduleTimer(exchange, at: now + .nanoseconds(pool.configuration.timeouts.idle.nanoseconds))
+            if let pool = exchange.pool {
+                // From the head on, the replica's silence is what is timed.
+                exchange.upstreamDeadline = now + .nanoseconds(pool.configuration.timeouts.idle.nanoseconds)
+                armTimer(exchange)
             }
             var head = response
+            if exchange.requestVersion == .http1_0, !head.headers.contains(name: "content-length"), head.status.mayHaveResponseBody {
+                // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
+                head.headers.remove(name: "transfer-encoding")
+                exchange.keepAlive = false
+            }
             HeaderRewriter.downstreamResponse(
                 &head, requestVersion: exchange.requestVersion, requestID: exchange.requestID ?? "",
                 keepAlive: exchange.keepAlive)
@@ -66,6 +72,17 @@ extension ProxyServerHandler: UpstreamDelegate {
     func upstreamClosed(error: (any Error)?) {
         guard let exchange, let upstream = exchange.upstream, !exchange.finished else { return }
         exchange.upstream = nil
+        if !exchange.responseStarted, upstream.useCount > 1, !exchange.retriedStaleConnection, let replay = exchange.replay {
+            // A reused keep-alive connection closed before any answer: most likely the replica
+            // closed it while idle (the race every keep-alive proxy has). Nothing was answered,
+            // so send the same bytes once more on another connection; not a replica failure.
+            exchange.retriedStaleConnection = true
+            exchange.replay = nil
+            exchange.pending = CircularBuffer(replay)
+            exchange.pendingBytes = exchange.replayBytes
+            acquireUpstream(exchange)
+            return
+        }
         if !exchange.responseStarted {
             if let replica = exchange.replica, let pool = exchange.pool {
                 replica.recordFailure(at: NIODeadline.now().uptimeNanoseconds, policy: pool.configuration.ejection)
@@ -101,7 +118,7 @@ extension ProxyServerHandler: UpstreamRequester {
             replica.requestFinished()
             other.requestStarted()
             exchange.replica = other
-            cancelTimer(exchange)
+            exchange.upstreamDeadline = nil
             acquireUpstream(exchange)
             return
         }
@@ -172,57 +189,72 @@ extension ProxyServerHandler {
 
     func startResponseTimer(_ exchange: Exchange) {
         guard let pool = exchange.pool else { return }
-        cancelTimer(exchange)
-        scheduleTimer(exchange, at: .now() + .nanoseconds(pool.configuration.timeouts.responseHeader.nanoseconds))
+        exchange.upstreamDeadline = .now() + .nanoseconds(pool.configuration.timeouts.responseHeader.nanoseconds)
+        armTimer(exchange)
     }
 
-    /// Sets the exchange's deadline. The connection keeps one timer across exchanges and only
-    /// schedules when none is due before `deadline`: a timer that fires early re-arms for the
-    /// remaining time. So a keep-alive connection schedules about once per timeout period, not
-    /// once per request.
-    func scheduleTimer(_ exchange: Exchange, at deadline: NIODeadline) {
-        exchange.deadline = deadline
+    /// The earliest instant at which something about this exchange must be checked: the client
+    /// going quiet mid-request, or the upstream phase's deadline.
+    func nextDeadline(_ exchange: Exchange) -> NIODeadline? {
+        var deadline = exchange.upstreamDeadline
+        if !exchange.requestEnded {
+            let client = exchange.lastClientActivity + .nanoseconds(runtime.limits.clientTimeout.nanoseconds)
+            deadline = deadline.map { min($0, client) } ?? client
+        }
+        return deadline
+    }
+
+    /// Makes sure the connection's timer fires no later than the exchange's next deadline.
+    ///
+    /// The connection keeps one timer across exchanges and schedules only when none is due
+    /// before that deadline; a timer that fires early re-evaluates and re-arms. So a keep-alive
+    /// connection schedules about once per timeout period, not once per request, and body parts
+    /// never touch the timer (they only move `lastActivity` / `lastClientActivity`).
+    func armTimer(_ exchange: Exchange) {
+        guard let deadline = nextDeadline(exchange) else { return }
         if timer != nil, timerDeadline <= deadline { return }
         timer?.cancel()
         timerDeadline = deadline
         timer = try? context.eventLoop.assumeIsolated().scheduleCallback(at: deadline, handler: ConnectionTimer(handler: self))
     }
 
-    func cancelTimer(_ exchange: Exchange) {
-        exchange.deadline = nil
-    }
-
     fileprivate func connectionTimerFired() {
         timer = nil
         timerDeadline = .distantFuture
-        guard let exchange, !exchange.finished, let deadline = exchange.deadline else { return }
-        if NIODeadline.now() < deadline {
-            scheduleTimer(exchange, at: deadline)
-        } else {
-            timerFired(exchange)
-        }
+        guard let exchange, !exchange.finished else { return }
+        evaluateTimeouts(exchange)
     }
 
-    /// One timer per exchange covers three phases: waiting for a connection, waiting for the
-    /// response head, and silence mid-stream (re-armed from the last activity, so body parts
-    /// never touch the timer).
-    func timerFired(_ exchange: Exchange) {
-        exchange.deadline = nil
-        guard self.exchange === exchange, !exchange.finished, let pool = exchange.pool else { return }
+    /// Checks every deadline of the exchange against now; acts on the first passed, else re-arms.
+    func evaluateTimeouts(_ exchange: Exchange) {
+        let now = NIODeadline.now()
+        let limits = runtime.limits
+        if !exchange.requestEnded, now - exchange.lastClientActivity >= .nanoseconds(limits.clientTimeout.nanoseconds) {
+            respond(.clientTimeout(after: "\(limits.clientTimeout)"), closeAfter: true)
+            return
+        }
+        guard let pool = exchange.pool, var deadline = exchange.upstreamDeadline else {
+            armTimer(exchange)
+            return
+        }
         let timeouts = pool.configuration.timeouts
+        if exchange.responseStarted {
+            deadline = exchange.lastActivity + .nanoseconds(timeouts.idle.nanoseconds)
+            exchange.upstreamDeadline = deadline
+        }
+        guard now >= deadline else {
+            armTimer(exchange)
+            return
+        }
+        exchange.upstreamDeadline = nil
         if exchange.upstream == nil {
             exchange.connectionPool?.cancel(self)
             respond(.replicaTimeout(after: "the connect timeout (\(timeouts.connect)); the connection pool may be full"), closeAfter: !exchange.requestEnded)
         } else if !exchange.responseStarted {
-            exchange.replica?.recordFailure(at: NIODeadline.now().uptimeNanoseconds, policy: pool.configuration.ejection)
+            exchange.replica?.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection)
             respond(.replicaTimeout(after: "the response_header timeout (\(timeouts.responseHeader))"), closeAfter: !exchange.requestEnded)
         } else {
-            let idle = TimeAmount.nanoseconds(timeouts.idle.nanoseconds)
-            if NIODeadline.now() - exchange.lastActivity >= idle {
-                abort(exchange, status: 504)
-            } else {
-                scheduleTimer(exchange, at: exchange.lastActivity + idle)
-            }
+            abort(exchange, status: 504)
         }
     }
 }

@@ -62,11 +62,9 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         clientAddress = context.channel.remoteAddress?.ipAddress
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
         runtime.tracker.add(context.channel)
-        context.fireChannelActive()
+        // Accepted just as a shutdown began, after the quiesce went out: close when idle.
+        if runtime.isDraining { quiescing = true }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -171,6 +169,15 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         context.fireChannelWritabilityChanged()
     }
 
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        // Accepted as a shutdown began: nothing is in progress, so close at once.
+        if quiescing, isIdle {
+            mode = .closed
+            context.close(promise: nil)
+        }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         runtime.tracker.remove(context.channel)
         timer?.cancel()
@@ -192,18 +199,25 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let parserError = error as? HTTPParserError, exchange?.responseStarted != true, !isClosed {
+        // A parse error is answered only when it belongs to the request being read now: not
+        // to a pipelined one behind a request already sent, nor after a response completed.
+        if let parserError = error as? HTTPParserError, !isClosed, ownsParseError {
             let answer: GatewayError
             if parserError == .headerOverflow {
                 answer = .headersTooLarge(limit: runtime.limits.maxHeaderBytes)
             } else {
                 answer = .malformed()
             }
-            if let exchange { abandonUpstream(exchange) }
             respond(answer, closeAfter: true)
             return
         }
         context.close(promise: nil)
+    }
+
+    private var ownsParseError: Bool {
+        guard queued.isEmpty else { return false }
+        if let exchange { return !exchange.requestEnded && !exchange.responseStarted }
+        return isIdle
     }
 
     var isClosed: Bool {
@@ -219,19 +233,35 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         if quiescing { exchange.keepAlive = false }
         self.exchange = exchange
         let limits = runtime.limits
+        if let framingError = HeaderRewriter.normalizeFraming(&exchange.head) {
+            respond(framingError, closeAfter: true)
+            return
+        }
         if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length > limits.maxBodyBytes {
             respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: true)
             return
         }
+        exchange.expectsContinue = HeaderRewriter.takeExpectContinue(&exchange.head)
         switch runtime.routeTable.route(path: exchange.path) {
         case .pool(let index):
             begin(exchange, pool: runtime.pools[index])
         case .needsModel:
             mode = .inspecting
             exchange.inspectBuffer = context.channel.allocator.buffer(capacity: 0)
+            sendContinueIfExpected(exchange)
+            armTimer(exchange)
         case .noRoute:
             respond(.noRoute(path: String(exchange.path), model: nil), closeAfter: false)
         }
+    }
+
+    /// `Expect: 100-continue` is answered by the gateway once it has accepted the request (the
+    /// header is not forwarded: the body may have to be read before any replica is chosen).
+    func sendContinueIfExpected(_ exchange: Exchange) {
+        guard exchange.expectsContinue, !exchange.requestEnded else { return }
+        exchange.expectsContinue = false
+        let head = HTTPResponseHead(version: exchange.requestVersion, status: .continue)
+        context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
     }
 
     private func receivedBody(_ buffer: ByteBuffer) {
@@ -240,6 +270,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         switch mode {
         case .proxying:
             exchange.bodyBytes += buffer.readableBytes
+            exchange.lastClientActivity = .now()
             if exchange.bodyBytes > limits.maxBodyBytes {
                 abandonUpstream(exchange)
                 respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: true)
@@ -248,12 +279,14 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             if let upstream = exchange.upstream {
                 upstream.handler.write(.body(.byteBuffer(buffer)))
                 exchange.wroteUpstreamSinceFlush = true
+                remember(.body(.byteBuffer(buffer)), bytes: buffer.readableBytes, in: exchange)
             } else {
                 exchange.pending.append(.body(.byteBuffer(buffer)))
                 exchange.pendingBytes += buffer.readableBytes
             }
         case .inspecting:
             exchange.bodyBytes += buffer.readableBytes
+            exchange.lastClientActivity = .now()
             if exchange.bodyBytes > limits.maxBodyBytes {
                 respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: true)
             } else if exchange.bodyBytes > limits.maxInspectBytes {
@@ -287,9 +320,10 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             exchange.requestEnded = true
             if let upstream = exchange.upstream {
                 upstream.handler.write(.end(trailers))
+                remember(.end(trailers), bytes: 0, in: exchange)
                 flushUpstream(upstream, exchange)
                 exchange.requestSent = true
-                if !exchange.responseStarted { startResponseTimer(exchange) }
+                if !exchange.responseStarted { startResponseTimer(exchange) } else { armTimer(exchange) }
             } else {
                 exchange.pending.append(.end(trailers))
             }
@@ -338,7 +372,12 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         exchange.replica = replica
         exchange.requestID = HeaderRewriter.upstreamRequest(
             &exchange.head, clientAddress: clientAddress, random: &upstreams.random)
+        if !exchange.head.headers.contains(name: "host") {
+            // HTTP/1.0 clients may omit Host; HTTP/1.1 (what is sent upstream) requires it.
+            exchange.head.headers.add(name: "host", value: replica.id.description)
+        }
         mode = .proxying
+        sendContinueIfExpected(exchange)
         acquireUpstream(exchange)
     }
 
@@ -348,29 +387,50 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         exchange.connectionPool = connectionPool
         if let connection = connectionPool.acquire(for: self) {
             attach(connection, to: exchange)
-        } else if exchange.deadline == nil {
-            // Covers waiting for a free slot in a full pool; the TCP connect has its own timeout.
+        } else if self.exchange === exchange, !exchange.finished, exchange.upstream == nil {
+            // (A connect that fails at once is reported inside `acquire`, which may already have
+            // answered or retried this exchange: hence the checks.) The wait covers a full pool;
+            // the TCP connect has its own timeout.
             let wait = TimeAmount.nanoseconds(pool.configuration.timeouts.connect.nanoseconds) + .milliseconds(50)
-            scheduleTimer(exchange, at: .now() + wait)
+            exchange.upstreamDeadline = .now() + wait
+            armTimer(exchange)
         }
     }
 
     /// Sends the head and any parts that arrived while waiting.
     func attach(_ connection: UpstreamConnection, to exchange: Exchange) {
-        cancelTimer(exchange)
+        exchange.upstreamDeadline = nil
         exchange.upstream = connection
+        exchange.requestSent = false
         connection.handler.delegate = self
+        let reused = connection.useCount > 1 && !exchange.retriedStaleConnection
+        exchange.replay = reused ? [] : nil
+        exchange.replayBytes = 0
         connection.handler.write(.head(exchange.head))
         while let part = exchange.pending.popFirst() {
             connection.handler.write(part)
+            remember(part, bytes: part.byteCount, in: exchange)
         }
         exchange.pendingBytes = 0
         flushUpstream(connection, exchange)
         if exchange.requestEnded {
             exchange.requestSent = true
             startResponseTimer(exchange)
+        } else {
+            armTimer(exchange)
         }
         if connection.isWritable { resumeReading() }
+    }
+
+    /// Keeps a written part for a possible resend (see `Exchange.replay`), up to 64 KiB.
+    func remember(_ part: HTTPClientRequestPart, bytes: Int, in exchange: Exchange) {
+        guard exchange.replay != nil else { return }
+        exchange.replayBytes += bytes
+        if exchange.replayBytes > Self.pendingLimit {
+            exchange.replay = nil
+        } else {
+            exchange.replay!.append(part)
+        }
     }
 
     /// Flushes now, or at the end of the current read burst when inside one.
@@ -385,7 +445,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     /// Closes the exchange's upstream side, if any, without answering the client.
     func abandonUpstream(_ exchange: Exchange) {
-        cancelTimer(exchange)
+        exchange.upstreamDeadline = nil
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             exchange.connectionPool?.discard(upstream)
@@ -398,12 +458,19 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     func finish(_ exchange: Exchange, status: Int) {
         guard !exchange.finished else { return }
         exchange.finished = true
-        cancelTimer(exchange)
+        exchange.upstreamDeadline = nil
         if let replica = exchange.replica {
             exchange.replica = nil
             replica.requestFinished()
         }
         let metrics = exchange.pool?.metrics ?? runtime.metrics.unrouted
         metrics.recordResponse(status: status, duration: .nanoseconds(Int64(NIODeadline.now().uptimeNanoseconds - exchange.start.uptimeNanoseconds)))
+    }
+}
+
+extension HTTPClientRequestPart {
+    var byteCount: Int {
+        if case .body(.byteBuffer(let buffer)) = self { return buffer.readableBytes }
+        return 0
     }
 }

@@ -129,6 +129,7 @@ public final class Gateway: Sendable {
             return
         }
         let (data, admin) = channels.withLockedValue { ($0.data, $0.admin) }
+        runtime.beginDraining()
         try? await data?.close()
         runtime.tracker.quiesceAll()
         let tracker = runtime.tracker

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import SluiceConfig
 import SluiceCore
+import Synchronization
 
 /// What every connection handler shares: the routing table, the pools, limits and metrics.
 /// Built once from a configuration; immutable but for the atomics inside pools and replicas.
@@ -13,6 +14,14 @@ final class GatewayRuntime: Sendable {
     let tracker = ConnectionTracker()
     let upstreamStats = UpstreamStatsRegistry()
     let logger: Logger
+    private let draining = Atomic<Bool>(false)
+
+    /// Set when a graceful shutdown starts; connections accepted after it close once idle.
+    var isDraining: Bool { draining.load(ordering: .relaxed) }
+
+    func beginDraining() {
+        draining.store(true, ordering: .relaxed)
+    }
 
     init(configuration: GatewayConfiguration, metrics: GatewayMetrics, logger: Logger) {
         self.configuration = configuration

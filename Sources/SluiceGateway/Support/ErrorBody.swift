@@ -53,6 +53,14 @@ public struct GatewayError: Error, Sendable, Equatable {
         .init(status: .gatewayTimeout, message: "The model replica did not answer within \(after).", type: "server_error", code: "replica_timeout")
     }
 
+    public static func unsupportedTransferEncoding(_ value: String) -> GatewayError {
+        .init(status: .notImplemented, message: "Transfer-Encoding \"\(value)\" is not supported; only chunked is.", type: "invalid_request_error", code: "unsupported_transfer_encoding")
+    }
+
+    public static func clientTimeout(after: String) -> GatewayError {
+        .init(status: .requestTimeout, message: "The request was not received in full: the client sent nothing for \(after).", type: "invalid_request_error", code: "request_timeout")
+    }
+
     public static func shuttingDown() -> GatewayError {
         .init(status: .serviceUnavailable, message: "The gateway is shutting down; retry on another instance.", type: "server_error", code: "shutting_down")
     }

@@ -26,6 +26,8 @@ final class UpstreamConnectionPool {
     private var connecting = 0
     private var waiters = CircularBuffer<any UpstreamRequester>()
     private var sweep: NIOScheduledCallback?
+    /// Set by `closeIdle()` at shutdown: connections returned afterwards are closed, not kept.
+    private(set) var isClosed = false
 
     init(replica: ReplicaID, eventLoop: any EventLoop, settings: UpstreamSettings, stats: UpstreamStats) {
         self.replica = replica
@@ -89,6 +91,8 @@ final class UpstreamConnectionPool {
         if let waiter = waiters.popFirst() {
             connection.useCount += 1
             waiter.upstreamReady(connection)
+        } else if isClosed {
+            connection.channel.close(promise: nil)
         } else {
             connection.isIdle = true
             connection.idleSince = .now()
@@ -130,14 +134,22 @@ final class UpstreamConnectionPool {
             case .success(let channel):
                 self.stats.connectsSucceeded.wrappingAdd(1, ordering: .relaxed)
                 guard let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self) else {
+                    self.openCount -= 1
+                    self.stats.open.wrappingSubtract(1, ordering: .relaxed)
                     channel.close(promise: nil)
                     self.connectFailed(ChannelError.ioOnClosedChannel)
                     return
                 }
-                let connection = UpstreamConnection(channel: channel, handler: handler, pool: self)
-                handler.connection = connection
                 if channel.isActive {
-                    self.hand(connection)
+                    let connection = UpstreamConnection(channel: channel, handler: handler, pool: self)
+                    handler.connection = connection
+                    if self.isClosed {
+                        // Shutting down: do not keep new idle connections.
+                        channel.close(promise: nil)
+                        self.connectFailed(ChannelError.ioOnClosedChannel)
+                    } else {
+                        self.hand(connection)
+                    }
                 } else {
                     // Closed before we saw it: its inactive event already passed without a
                     // connection to report, so account for it here.
@@ -163,7 +175,8 @@ final class UpstreamConnectionPool {
 
     private func scheduleSweep() {
         guard sweep == nil else { return }
-        let period = TimeAmount.nanoseconds(max(settings.keepaliveIdle.nanoseconds / 2, 100_000_000))
+        // A quarter of the idle time, so no connection outlives `keepaliveIdle` by more than 25%.
+        let period = TimeAmount.nanoseconds(max(settings.keepaliveIdle.nanoseconds / 4, 50_000_000))
         sweep = try? eventLoop.assumeIsolated().scheduleCallback(in: period, handler: IdleSweep(pool: self))
     }
 
@@ -182,6 +195,7 @@ final class UpstreamConnectionPool {
 
     /// Closes every idle connection (graceful shutdown).
     func closeIdle() {
+        isClosed = true
         let all = idle
         idle.removeAll()
         for connection in all {

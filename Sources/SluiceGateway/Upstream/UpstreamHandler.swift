@@ -21,8 +21,10 @@ final class UpstreamHandler: ChannelDuplexHandler {
     typealias OutboundOut = HTTPClientRequestPart
 
     weak var delegate: (any UpstreamDelegate)?
-    /// Set once the connection is handed to a pool, so a close while idle can remove it.
-    weak var connection: UpstreamConnection?
+    /// Set once the connection is handed to a pool, so its close is always accounted for, even
+    /// when the exchange already dropped it (an EOF-delimited response ends on close). Strong on
+    /// purpose: the cycle with `UpstreamConnection.handler` is broken in `channelInactive`.
+    var connection: UpstreamConnection?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
     private var lastError: (any Error)?
@@ -64,6 +66,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
         let delegate = self.delegate
         self.delegate = nil
         if let connection {
+            self.connection = nil
             connection.pool.connectionClosed(connection)
         }
         delegate?.upstreamClosed(error: lastError)

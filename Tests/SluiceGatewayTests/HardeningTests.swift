@@ -1,0 +1,116 @@
+import NIOCore
+import NIOHTTP1
+import SluiceConfig
+import SluiceCore
+import SluiceReplica
+import SluiceTesting
+import Testing
+@testable import SluiceGateway
+
+/// Framing, 1xx, HTTP/1.0, client stalls and connection reuse: the cases a reverse proxy gets
+/// wrong in ways that only show under odd clients or failing replicas.
+@Suite(.serialized) struct HardeningTests {
+    @Test func eofDelimitedResponsesReleaseTheirPoolSlots() async throws {
+        try await GatewayHarness.run { h in
+            for _ in 0..<5 {
+                let response = try await h.request(.GET, "/v1/sim/eof")
+                #expect(response.status == 200)
+                #expect(response.text == "until close")
+            }
+            let key = UpstreamStatsRegistry.PoolReplica(pool: "chat", replica: h.replicaIDs[0])
+            #expect(await eventually { h.gateway.runtime.upstreamStats.totals()[key]?.open == 0 })
+            #expect(h.inFlight() == 0)
+        }
+    }
+
+    @Test func framingHeadersNamedInConnectionAreKept() async throws {
+        try await GatewayHarness.run { h in
+            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
+            try await connection.channel.executeThenClose { inbound, outbound in
+                // A GET with a body whose framing a naive proxy would drop; then a second request
+                // on the same connection must still be answered on its own.
+                try await outbound.writeRequest(.GET, "/v1/echo", headers: [("connection", "content-length")], body: ByteBuffer(string: "hello"))
+                try await outbound.writeRequest(.POST, "/v1/echo", body: ByteBuffer(string: "second"))
+                var iterator = inbound.makeAsyncIterator()
+                #expect(try await iterator.readResponse()?.text == "hello")
+                #expect(try await iterator.readResponse()?.text == "second")
+            }
+        }
+    }
+
+    @Test func onlyChunkedTransferEncodingIsAccepted() async throws {
+        try await GatewayHarness.run { h in
+            // Raw bytes: NIO's client encoder would rewrite the header to plain `chunked`.
+            let reply = try await RawConnection.exchange(
+                "POST /v1/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip, chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+                with: h.data, group: h.group)
+            #expect(reply.hasPrefix("HTTP/1.1 501"))
+            #expect(reply.contains("unsupported_transfer_encoding"))
+        }
+    }
+
+    @Test func expectContinueIsAnsweredByTheGateway() async throws {
+        try await GatewayHarness.run { h in
+            // Raw bytes: NIO's client decoder drops 1xx responses.
+            let interim = try await RawConnection.exchange(
+                "POST /v1/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\nexpect: 100-continue\r\n\r\n",
+                with: h.data, group: h.group, until: "\r\n\r\n", thenSend: "body", thenUntil: "0\r\n\r\n")
+            #expect(interim.hasPrefix("HTTP/1.1 100 Continue\r\n"))
+            #expect(interim.contains("HTTP/1.1 200 OK"))
+            #expect(interim.contains("\r\nbody\r\n"))
+            #expect(!interim.contains("x-seen-expect"))
+        }
+    }
+
+    @Test func http10ClientsGetACloseDelimitedStream() async throws {
+        try await GatewayHarness.run { h in
+            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
+            let response: TestResponse? = try await connection.channel.executeThenClose { inbound, outbound in
+                let body = ByteBuffer(string: chatBody(stream: true, maxTokens: 3))
+                var head = HTTPRequestHead(version: .http1_0, method: .POST, uri: "/v1/chat/completions")
+                head.headers.add(name: "content-length", value: String(body.readableBytes))
+                head.headers.add(name: "connection", value: "keep-alive")
+                try await outbound.write(.head(head))
+                try await outbound.write(.body(.byteBuffer(body)))
+                try await outbound.write(.end(nil))
+                var iterator = inbound.makeAsyncIterator()
+                return try await iterator.readResponse()
+            }
+            let stream = try #require(response)
+            #expect(stream.head.version == .http1_0)
+            #expect(stream.header("transfer-encoding") == nil)
+            #expect(stream.header("connection") == "close")
+            #expect(stream.text.hasSuffix("data: [DONE]\n\n"))
+        }
+    }
+
+    @Test func aStalledUploadGets408AndReleasesTheReplica() async throws {
+        try await GatewayHarness.run(configure: { config, _ in config.limits.clientTimeout = .milliseconds(300) }) { h in
+            let reply = try await RawConnection.exchange(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{\"model\":\"only part of it",
+                with: h.data, group: h.group)
+            #expect(reply.hasPrefix("HTTP/1.1 408"))
+            #expect(reply.contains("request_timeout"))
+            #expect(reply.contains("connection: close"))
+            #expect(await eventually { h.inFlight() == 0 })
+            #expect(await eventually { h.replicas[0].requestsRunning == 0 })
+        }
+    }
+
+    @Test func aKeepAliveConnectionClosedByTheReplicaIsRetriedOnce() async throws {
+        try await GatewayHarness.run { h in
+            // One client connection, so both requests use the same event loop's upstream pool.
+            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
+            try await connection.channel.executeThenClose { inbound, outbound in
+                var iterator = inbound.makeAsyncIterator()
+                try await outbound.writeRequest(.POST, "/v1/chat/completions", body: ByteBuffer(string: chatBody()))
+                #expect(try await iterator.readResponse()?.status == 200)
+                h.replicas[0].dropNextRequest()
+                try await outbound.writeRequest(.POST, "/v1/chat/completions", body: ByteBuffer(string: chatBody()))
+                #expect(try await iterator.readResponse()?.status == 200)
+            }
+            #expect(h.gateway.runtime.pools[0].snapshot.replicas[0].consecutiveFailures == 0)
+            #expect(h.replicas[0].requestsServed == 2)
+        }
+    }
+}
