@@ -163,10 +163,7 @@ extension ProxyServerHandler {
         if closeAfter {
             mode = .closed
             self.exchange = nil
-            let context = self.context!
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                context.close(promise: nil)
-            }
+            closeLingering(after: context.writeAndFlush(wrapOutboundOut(.end(nil))))
             return
         }
         // State first, as in `upstreamReceived(.end)`: the write may deliver the next request.
@@ -174,6 +171,20 @@ extension ProxyServerHandler {
         mode = (exchange?.requestEnded ?? true) ? .idle : .discarding(closeAfter: false)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         exchangeEnded()
+    }
+
+    /// Closes after an answer that may have come before the client finished sending (413, 431,
+    /// 408): first only our sending side, then reads and drops what the client still sends for
+    /// up to 2 s. Closing at once with unread bytes makes the kernel send a reset, and many
+    /// clients then report "connection reset" instead of the answer (nginx's lingering close).
+    func closeLingering(after written: EventLoopFuture<Void>) {
+        let context = self.context!
+        written.assumeIsolated().whenComplete { _ in
+            context.close(mode: .output, promise: nil)
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) {
+                context.close(promise: nil)
+            }
+        }
     }
 
     /// Ends an exchange whose response has started: HTTP/1.1 can only signal that by closing.

@@ -68,6 +68,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Closed (possibly lingering after an early answer): what still arrives is dropped.
+        if isClosed { return }
         inReadBurst = true
         let part = unwrapInboundIn(data)
         if !queued.isEmpty {
@@ -211,6 +213,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             respond(answer, closeAfter: true)
             return
         }
+        // While lingering, the decoder reports bytes it will not parse: expected, not fatal.
+        if isClosed { return }
         context.close(promise: nil)
     }
 
