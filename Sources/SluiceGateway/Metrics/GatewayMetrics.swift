@@ -8,6 +8,14 @@ public final class GatewayMetrics: Sendable {
     let unrouted: PoolMetrics
     let downstreamConnections: Gauge
     let downstreamConnectionsTotal: Counter
+    let requestDuration = LatencyHistogramFamily(
+        name: "sluice_request_duration_seconds",
+        help: "From the request head to the last response byte sent to the client.",
+        bounds: GatewayMetrics.latencyBuckets)
+    let firstByte = LatencyHistogramFamily(
+        name: "sluice_response_first_byte_seconds",
+        help: "From the request head to the replica's response head (time to first byte).",
+        bounds: GatewayMetrics.latencyBuckets)
 
     static let latencyBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
@@ -17,7 +25,7 @@ public final class GatewayMetrics: Sendable {
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
-        unrouted = PoolMetrics(pool: "", registry: registry)
+        unrouted = PoolMetrics(pool: "", registry: registry, requestDuration: requestDuration, firstByte: firstByte)
         downstreamConnections = registry.makeGauge(
             descriptor: .sluice("sluice_downstream_connections", "Client connections open now."))
         downstreamConnectionsTotal = registry.makeCounter(
@@ -25,7 +33,15 @@ public final class GatewayMetrics: Sendable {
     }
 
     func pool(_ name: String) -> PoolMetrics {
-        PoolMetrics(pool: name, registry: registry)
+        PoolMetrics(pool: name, registry: registry, requestDuration: requestDuration, firstByte: firstByte)
+    }
+
+    /// The Prometheus text of everything: the registry's metrics and the lock-free histograms.
+    func render() -> String {
+        var text = registry.emitToString()
+        requestDuration.render(into: &text)
+        firstByte.render(into: &text)
+        return text
     }
 }
 
@@ -36,8 +52,8 @@ final class PoolMetrics: Sendable {
     /// Counters for the statuses the gateway sees most, created up front; others are made on
     /// first use (the registry deduplicates them under its lock).
     private let common: [Counter?]
-    private let duration: DurationHistogram
-    private let firstByte: DurationHistogram
+    private let duration: LatencyHistogram
+    private let firstByte: LatencyHistogram
     let clientCancelled: Counter
 
     private static var requestsTotal: MetricNameDescriptor {
@@ -47,7 +63,7 @@ final class PoolMetrics: Sendable {
 
     private static let commonStatuses = [200, 400, 404, 413, 431, 499, 502, 503, 504]
 
-    init(pool: String, registry: PrometheusCollectorRegistry) {
+    init(pool: String, registry: PrometheusCollectorRegistry, requestDuration: LatencyHistogramFamily, firstByte: LatencyHistogramFamily) {
         self.pool = pool
         self.registry = registry
         var common = [Counter?](repeating: nil, count: 600)
@@ -55,24 +71,20 @@ final class PoolMetrics: Sendable {
             common[status] = registry.makeCounter(descriptor: Self.requestsTotal, labels: [("pool", pool), ("status", String(status))])
         }
         self.common = common
-        duration = registry.makeDurationHistogram(
-            descriptor: .sluice("sluice_request_duration_seconds", "From the request head to the last response byte sent to the client."),
-            labels: [("pool", pool)], buckets: GatewayMetrics.latencyBuckets)
-        firstByte = registry.makeDurationHistogram(
-            descriptor: .sluice("sluice_response_first_byte_seconds", "From the request head to the replica's response head (time to first byte)."),
-            labels: [("pool", pool)], buckets: GatewayMetrics.latencyBuckets)
+        duration = requestDuration.makeSeries(labels: [("pool", pool)])
+        self.firstByte = firstByte.makeSeries(labels: [("pool", pool)])
         clientCancelled = registry.makeCounter(
             descriptor: .sluice("sluice_upstream_cancelled_total", "Upstream requests cancelled because the client disconnected."),
             labels: [("pool", pool)])
     }
 
-    func recordResponse(status: Int, duration: Duration) {
+    func recordResponse(status: Int, nanoseconds: Int64) {
         counter(status).increment()
-        self.duration.record(duration)
+        duration.record(nanoseconds: nanoseconds)
     }
 
-    func recordFirstByte(_ duration: Duration) {
-        firstByte.record(duration)
+    func recordFirstByte(nanoseconds: Int64) {
+        firstByte.record(nanoseconds: nanoseconds)
     }
 
     private func counter(_ status: Int) -> Counter {

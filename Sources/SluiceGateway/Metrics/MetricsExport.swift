@@ -28,6 +28,6 @@ enum MetricsExport {
                     .set(Int64(totals.connectsFailed))
             }
         }
-        return registry.emitToString()
+        return runtime.metrics.render()
     }
 }

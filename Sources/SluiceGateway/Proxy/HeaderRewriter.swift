@@ -93,16 +93,29 @@ enum HeaderRewriter {
         }
         head.headers.replaceOrAdd(name: "x-forwarded-proto", value: "http")
         let requestID: String
-        if let existing = head.headers.first(name: "x-request-id"), !existing.isEmpty, existing.utf8.count <= 200 {
-            requestID = existing
+        var created = false
+        let existingID = head.headers.first(name: "x-request-id")
+        if let existingID, !existingID.isEmpty, existingID.utf8.count <= 200 {
+            requestID = existingID
         } else {
             requestID = random.hex(bytes: 16)
-            head.headers.replaceOrAdd(name: "x-request-id", value: requestID)
+            created = true
+            if existingID == nil {
+                head.headers.add(name: "x-request-id", value: requestID)
+            } else {
+                head.headers.replaceOrAdd(name: "x-request-id", value: requestID)
+            }
         }
-        if !isValidTraceparent(head.headers.first(name: "traceparent")) {
-            let traceID = random.hex(bytes: 16)
-            let spanID = random.hex(bytes: 8)
-            head.headers.replaceOrAdd(name: "traceparent", value: "00-\(traceID)-\(spanID)-01")
+        let traceparent = head.headers.first(name: "traceparent")
+        if !isValidTraceparent(traceparent) {
+            // A request ID Sluice just made is 32 random hex digits: it doubles as the trace ID,
+            // which also lets logs be joined to traces.
+            let value = makeTraceparent(traceID: created ? requestID : random.hex(bytes: 16), spanID: random.next())
+            if traceparent == nil {
+                head.headers.add(name: "traceparent", value: value)
+            } else {
+                head.headers.replaceOrAdd(name: "traceparent", value: value)
+            }
         }
         return requestID
     }
@@ -123,6 +136,23 @@ enum HeaderRewriter {
             head.headers.add(name: "connection", value: "close")
         } else if requestVersion == .http1_0 {
             head.headers.add(name: "connection", value: "keep-alive")
+        }
+    }
+
+    /// `00-<trace>-<span>-01` in one allocation.
+    static func makeTraceparent(traceID: String, spanID: UInt64) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        let span = spanID == 0 ? 1 : spanID
+        return String(unsafeUninitializedCapacity: 55) { buffer in
+            var index = 0
+            for byte in "00-".utf8 { buffer[index] = byte; index += 1 }
+            for byte in traceID.utf8.prefix(32) { buffer[index] = byte; index += 1 }
+            buffer[index] = UInt8(ascii: "-"); index += 1
+            for shift in stride(from: 60, through: 0, by: -4) {
+                buffer[index] = digits[Int((span >> UInt64(shift)) & 0xF)]; index += 1
+            }
+            for byte in "-01".utf8 { buffer[index] = byte; index += 1 }
+            return index
         }
     }
 

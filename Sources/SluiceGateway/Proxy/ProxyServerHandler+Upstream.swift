@@ -15,7 +15,7 @@ extension ProxyServerHandler: UpstreamDelegate {
             exchange.upstreamKeepAlive = response.isKeepAlive
             exchange.lastActivity = now
             exchange.replica?.recordSuccess()
-            exchange.pool?.metrics.recordFirstByte(.nanoseconds(Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds)))
+            exchange.pool?.metrics.recordFirstByte(nanoseconds: Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds))
             if let pool = exchange.pool {
                 // From the head on, the replica's silence is what is timed.
                 exchange.upstreamDeadline = now + .nanoseconds(pool.configuration.timeouts.idle.nanoseconds)
@@ -158,7 +158,7 @@ extension ProxyServerHandler {
             exchange.status = status
             finish(exchange, status: status)
         } else {
-            runtime.metrics.unrouted.recordResponse(status: status, duration: .zero)
+            runtime.metrics.unrouted.recordResponse(status: status, nanoseconds: 0)
         }
         if closeAfter {
             mode = .closed

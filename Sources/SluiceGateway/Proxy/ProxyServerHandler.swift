@@ -468,7 +468,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             replica.requestFinished()
         }
         let metrics = exchange.pool?.metrics ?? runtime.metrics.unrouted
-        metrics.recordResponse(status: status, duration: .nanoseconds(Int64(NIODeadline.now().uptimeNanoseconds - exchange.start.uptimeNanoseconds)))
+        metrics.recordResponse(status: status, nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds - exchange.start.uptimeNanoseconds))
     }
 }
 
