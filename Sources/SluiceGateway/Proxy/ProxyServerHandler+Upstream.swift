@@ -90,7 +90,7 @@ extension ProxyServerHandler: UpstreamDelegate {
             let reused = upstream.useCount > 1 ? " (on a reused keep-alive connection)" : ""
             let detail = error.map { ": \($0)" } ?? ""
             let name = exchange.replica.map { "\($0.id)" } ?? "the replica"
-            respond(.replicaFailed("\(name) closed the connection before answering\(reused)\(detail)"), closeAfter: !exchange.requestEnded)
+            respond(.replicaFailed("\(name) closed the connection before answering\(reused)\(detail)"), closeAfter: mustCloseUnfinished(exchange))
         } else {
             abort(exchange, status: 502)
         }
@@ -122,7 +122,7 @@ extension ProxyServerHandler: UpstreamRequester {
             acquireUpstream(exchange)
             return
         }
-        respond(.replicaFailed("could not connect to \(replica.id): \(error)"), closeAfter: !exchange.requestEnded)
+        respond(.replicaFailed("could not connect to \(replica.id): \(error)"), closeAfter: mustCloseUnfinished(exchange))
     }
 }
 
@@ -171,6 +171,16 @@ extension ProxyServerHandler {
         mode = (exchange?.requestEnded ?? true) ? .idle : .discarding(closeAfter: false)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         exchangeEnded()
+    }
+
+    /// After an early answer, whether the rest of the request is better cut (close) than read and
+    /// dropped: yes when its size is unknown (chunked) or over 1 MiB still to come. Reading a
+    /// small rest keeps the connection, and clients that write their whole request before
+    /// reading do not fail on a closed socket.
+    func mustCloseUnfinished(_ exchange: Exchange) -> Bool {
+        guard !exchange.requestEnded else { return false }
+        guard let length = exchange.head.headers.first(name: "content-length").flatMap({ Int($0) }) else { return true }
+        return length - exchange.bodyBytes > 1 << 20
     }
 
     /// Closes after an answer that may have come before the client finished sending (413, 431,
@@ -260,10 +270,10 @@ extension ProxyServerHandler {
         exchange.upstreamDeadline = nil
         if exchange.upstream == nil {
             exchange.connectionPool?.cancel(self)
-            respond(.replicaTimeout(after: "the connect timeout (\(timeouts.connect)); the connection pool may be full"), closeAfter: !exchange.requestEnded)
+            respond(.replicaTimeout(after: "the connect timeout (\(timeouts.connect)); the connection pool may be full"), closeAfter: mustCloseUnfinished(exchange))
         } else if !exchange.responseStarted {
             exchange.replica?.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection)
-            respond(.replicaTimeout(after: "the response_header timeout (\(timeouts.responseHeader))"), closeAfter: !exchange.requestEnded)
+            respond(.replicaTimeout(after: "the response_header timeout (\(timeouts.responseHeader))"), closeAfter: mustCloseUnfinished(exchange))
         } else {
             abort(exchange, status: 504)
         }
