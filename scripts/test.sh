@@ -11,6 +11,11 @@ if ! "$VENV/bin/python" -c 'import openai' 2>/dev/null; then
 fi
 export SLUICE_PYTHON="$PWD/$VENV/bin/python"
 
+# SluiceCore stays pure: no NIO, no Foundation, no logging (its policies take clocks and randomness as arguments).
+if grep -rnE '^import (NIO|Foundation|Logging|Dispatch)' Sources/SluiceCore; then
+    echo "SluiceCore must not import I/O, Foundation or logging"; exit 1
+fi
+
 swift build --build-tests
 swift test --skip-build
 
@@ -35,4 +40,27 @@ curl -sfN "$url/v1/chat/completions" -H 'content-type: application/json' \
     -d '{"model":"sim-7b","stream":true,"max_tokens":3,"messages":[{"role":"user","content":"hi"}]}' | grep -q 'data: \[DONE\]'
 wait "$demo"
 grep -q "Sluice demo stopped." "$log" || { cat "$log"; echo "demo did not stop cleanly"; exit 1; }
+# `sluice serve` in front of a `sluice-replica`: proxies, then drains and exits 0 on SIGTERM.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+rport=$(free_port); dport=$(free_port); aport=$(free_port)
+cfg=$(mktemp --suffix=.yaml)
+cat >"$cfg" <<YAML
+listen: "127.0.0.1:$dport"
+admin: { listen: "127.0.0.1:$aport" }
+pools:
+  - { name: chat, match: { paths: ["/v1/*"] }, replicas: ["127.0.0.1:$rport"] }
+YAML
+.build/debug/sluice-replica --port "$rport" --id sigterm-replica >/dev/null 2>&1 &
+replica=$!
+.build/debug/sluice serve --config "$cfg" >"$log" 2>&1 &
+serve=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$aport/readyz" >/dev/null && break; sleep 0.05; done
+curl -sf "http://127.0.0.1:$dport/v1/chat/completions" -H 'content-type: application/json' \
+    -d '{"model":"m","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}' | grep -q '"chat.completion"'
+kill -TERM "$serve"
+wait "$serve" || { cat "$log"; echo "sluice serve did not exit cleanly on SIGTERM"; exit 1; }
+grep -q "sluice stopped" "$log" || { cat "$log"; echo "sluice serve did not report a clean stop"; exit 1; }
+kill "$replica"; wait "$replica" 2>/dev/null || true
+rm -f "$cfg"
+
 echo "scripts/test.sh: all tests passed"
