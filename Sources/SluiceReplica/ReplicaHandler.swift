@@ -14,6 +14,7 @@ final class ReplicaHandler: ChannelInboundHandler {
     private var body: ByteBuffer?
     private var echoing = false
     private var active = true
+    private var downloadRemaining = 0
 
     init(server: ReplicaServer) {
         self.server = server
@@ -67,6 +68,17 @@ final class ReplicaHandler: ChannelInboundHandler {
                 context.close(promise: nil)
                 return
             }
+            if head.uri.hasPrefix("/v1/sim/download?bytes="), let total = Int(head.uri.dropFirst("/v1/sim/download?bytes=".count)) {
+                // A large body written only as fast as the socket takes it (the simulator's own
+                // backpressure), to test that the gateway passes a slow reader's pace upstream.
+                var headers = responseHeaders(contentType: "application/octet-stream")
+                headers.add(name: "content-length", value: String(total))
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+                downloadRemaining = total
+                server.running.wrappingAdd(1, ordering: .relaxed)
+                pumpDownload(context: context)
+                return
+            }
             if head.uri == "/v1/sim/eof" {
                 // An HTTP/1.0-style answer: no length, the body ends when the connection closes.
                 var headers = responseHeaders(contentType: "text/plain")
@@ -84,6 +96,29 @@ final class ReplicaHandler: ChannelInboundHandler {
             let reply = ReplicaAPI(configuration: server.configuration).reply(
                 method: head.method.rawValue, path: path, body: bytes, metrics: server.metricsText)
             play(reply, version: head.version, context: context)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, downloadRemaining > 0 { pumpDownload(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func pumpDownload(context: ChannelHandlerContext) {
+        let server = self.server
+        while downloadRemaining > 0, context.channel.isWritable, active {
+            let size = min(downloadRemaining, 64 * 1024)
+            var chunk = context.channel.allocator.buffer(capacity: size)
+            chunk.writeRepeatingByte(UInt8(ascii: "d"), count: size)
+            downloadRemaining -= size
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(chunk)))).whenSuccess {
+                server.downloadBytesWritten.wrappingAdd(size, ordering: .relaxed)
+            }
+        }
+        if downloadRemaining == 0, active {
+            downloadRemaining = -1
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            done()
         }
     }
 

@@ -13,6 +13,7 @@ public final class ReplicaServer: Sendable {
     let served = Atomic<Int>(0)
     let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
     let dropNext = Atomic<Bool>(false)
+    let downloadBytesWritten = Atomic<Int>(0)
 
     public init(configuration: ReplicaConfiguration, group: any EventLoopGroup) {
         self.configuration = configuration
@@ -40,6 +41,10 @@ public final class ReplicaServer: Sendable {
         listener.withLock { $0 = channel }
         return channel.localAddress!
     }
+
+    /// Bytes of `/v1/sim/download` bodies the kernel has accepted so far (a write completes only
+    /// once the socket takes it), so a test can see a slow reader hold the sender back.
+    public var downloadedBytes: Int { downloadBytesWritten.load(ordering: .relaxed) }
 
     /// The next request is read and its connection closed without an answer: what a client sees
     /// when a server closes a keep-alive connection just as a request goes out on it.

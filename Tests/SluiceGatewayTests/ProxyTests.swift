@@ -170,3 +170,41 @@ func fnv1a(_ bytes: some Sequence<UInt8>) -> UInt64 {
     }
     return hash
 }
+
+@Suite(.serialized) struct BackpressureTests {
+    @Test func aSlowReaderHoldsTheReplicaBackInsteadOfFillingTheGateway() async throws {
+        let total = 64 << 20
+        try await GatewayHarness.run { h in
+            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
+            try await connection.channel.executeThenClose { inbound, outbound in
+                try await outbound.writeRequest(.GET, "/v1/sim/download?bytes=\(total)")
+                var iterator = inbound.makeAsyncIterator()
+                guard case .head(let head) = try await iterator.next() else {
+                    Issue.record("expected a head")
+                    return
+                }
+                #expect(head.headers.first(name: "content-length") == String(total))
+                // Stop reading. The replica must stall well short of the whole body: the gateway
+                // stops reading from it once the client side is full.
+                var last = -1
+                var steady = 0
+                _ = await eventually(timeout: .seconds(20)) {
+                    let now = h.replicas[0].downloadedBytes
+                    steady = now == last ? steady + 1 : 0
+                    last = now
+                    try? await Task.sleep(for: .milliseconds(100))
+                    return steady >= 3
+                }
+                #expect(steady >= 3, "the replica kept writing")
+                #expect(last < total / 2, "the replica wrote \(last) of \(total) bytes to a client that reads nothing")
+                // Read the rest: everything arrives, in order and complete.
+                var received = 0
+                while let part = try await iterator.next() {
+                    if case .body(let chunk) = part { received += chunk.readableBytes }
+                    if case .end = part { break }
+                }
+                #expect(received == total)
+            }
+        }
+    }
+}
