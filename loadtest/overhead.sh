@@ -299,7 +299,7 @@ sanity_post() {  # sanity_post NAME PID BASEURL [extra log files...]
     fi
 }
 
-log "temp dir $WORK; ports: backends $B1 $B2 $B3 $B4, haproxy $HAPROXY_PORT, nginx $NGINX_PORT, envoy $ENVOY_PORT (admin $ENVOY_ADMIN_PORT), sluice $SLUICE_PORT (admin $SLUICE_ADMIN_PORT)"
+log "temp dir $WORK; ports: backends $B1 $B2 $B3 $B4, haproxy $HAPROXY_PORT, nginx $NGINX_PORT${ENVOY_BIN:+, envoy $ENVOY_PORT (admin $ENVOY_ADMIN_PORT)}, sluice $SLUICE_PORT (admin $SLUICE_ADMIN_PORT)"
 
 start backend "$NGINX" -p "$WORK/backend" -e "$WORK/backend/error.log" -c "$WORK/backend/nginx.conf" -g 'daemon off;'
 BACKEND_PID=$LAST_PID

@@ -18,7 +18,7 @@ import statistics
 import sys
 
 TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
-ORDER = ["direct", "haproxy", "nginx", "sluice"]
+ORDER = ["direct", "haproxy", "nginx", "envoy", "sluice"]
 
 
 def to_ms(text):
@@ -166,19 +166,22 @@ def cmd_summarize(path, rss_path=None):
     lines.append("")
     if rss:
         lines.append("RSS after all rounds (VmRSS, process + all child processes):")
-        for t in ("sluice", "haproxy", "nginx", "backend"):
+        for t in ("sluice", "haproxy", "nginx", "envoy", "backend"):
             if t in rss and rss[t] is not None:
                 lines.append(f"  {t:<8} {rss[t]:8.1f} MB")
         lines.append("")
 
     def ratio(a, b, key):
-        if a in summary and b in summary and summary[b][key]:
+        if a in summary and b in summary and summary[a][key] is not None and summary[b][key]:
             return f"{summary[a][key] / summary[b][key]:.3f}"
         return "n/a"
 
     lines.append(f"sluice/haproxy req/s : {ratio('sluice', 'haproxy', 'rps')}")
     lines.append(f"sluice/haproxy p99   : {ratio('sluice', 'haproxy', 'p99')}")
     lines.append(f"sluice/nginx   req/s : {ratio('sluice', 'nginx', 'rps')}")
+    if "sluice" in summary and "envoy" in summary:
+        lines.append(f"sluice/envoy   req/s : {ratio('sluice', 'envoy', 'rps')}")
+        lines.append(f"sluice/envoy   CPU   : {ratio('sluice', 'envoy', 'cpu')}  (CPU ms/1k req; < 1 = Sluice uses less)")
     flagged = [r for r in runs if r.get("flagged")]
     if flagged:
         lines.append("")
