@@ -105,11 +105,12 @@ extension GatewayConfiguration {
 
     private static func decodeLimits(_ reader: NodeReader) -> LimitsConfiguration {
         var limits = LimitsConfiguration()
-        guard let keys = reader.mapping(allowed: ["max_header_bytes", "max_body_bytes", "max_inspect_bytes", "client_timeout"]) else { return limits }
+        guard let keys = reader.mapping(allowed: ["max_header_bytes", "max_body_bytes", "max_inspect_bytes", "client_timeout", "keepalive_timeout"]) else { return limits }
         if let value = keys["max_header_bytes"]?.byteSize(in: 1_024...(1 << 20)) { limits.maxHeaderBytes = value }
         if let value = keys["max_body_bytes"]?.byteSize(in: 0...(1 << 40)) { limits.maxBodyBytes = value }
         if let value = keys["max_inspect_bytes"]?.byteSize(in: 1_024...(64 << 20)) { limits.maxInspectBytes = value }
         if let value = keys["client_timeout"]?.duration(atLeast: .milliseconds(1)) { limits.clientTimeout = value }
+        if let value = keys["keepalive_timeout"]?.duration(atLeast: .milliseconds(1)) { limits.keepaliveTimeout = value }
         return limits
     }
 }

@@ -44,6 +44,9 @@ public struct LimitsConfiguration: Sendable, Equatable {
     /// Longest silence from a client in the middle of a request (its body); past it the client
     /// gets 408 and the upstream request is cancelled, so a stalled upload cannot hold a replica.
     public var clientTimeout: Duration = .seconds(60)
+    /// How long a client connection may stay open with no request in progress (between
+    /// requests, or before a request head is complete); nginx's `keepalive_timeout` default.
+    public var keepaliveTimeout: Duration = .seconds(75)
 
     public init() {}
 }

@@ -114,3 +114,23 @@ import Testing
         }
     }
 }
+
+@Suite(.serialized) struct KeepaliveTimeoutTests {
+    @Test func idleAndSlowHeaderConnectionsAreClosed() async throws {
+        try await GatewayHarness.run(configure: { config, _ in config.limits.keepaliveTimeout = .milliseconds(300) }) { h in
+            // Never completes a request head: closed after the keep-alive timeout (RawConnection
+            // returns when the server closes; its own limit is 10 s).
+            let clock = ContinuousClock()
+            let start = clock.now
+            let reply = try await RawConnection.exchange("GET /v1/models HTTP/1.1\r\nhost: x\r\n", with: h.data, group: h.group)
+            #expect(reply.isEmpty)
+            #expect(clock.now - start < .seconds(5))
+            // Idle after a complete exchange: closed too, after the answer.
+            let after = try await RawConnection.exchange(
+                "POST /v1/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi", with: h.data, group: h.group)
+            #expect(after.hasPrefix("HTTP/1.1 200 OK"))
+            #expect(after.hasSuffix("2\r\nhi\r\n0\r\n\r\n"))
+            #expect(await eventually { h.gateway.runtime.tracker.count == 0 })
+        }
+    }
+}

@@ -242,8 +242,33 @@ extension ProxyServerHandler {
     fileprivate func connectionTimerFired() {
         timer = nil
         timerDeadline = .distantFuture
-        guard let exchange, !exchange.finished else { return }
+        guard let exchange else {
+            checkIdle()
+            return
+        }
+        guard !exchange.finished else { return }
         evaluateTimeouts(exchange)
+    }
+
+    /// With no exchange in progress (idle, or dropping the rest of an answered request), the
+    /// connection may stay `keepalive_timeout` without a complete new request head.
+    func armIdleTimer() {
+        guard exchange == nil, !isClosed else { return }
+        let deadline = idleSince + .nanoseconds(runtime.limits.keepaliveTimeout.nanoseconds)
+        if timer != nil, timerDeadline <= deadline { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        timer = try? context.eventLoop.assumeIsolated().scheduleCallback(at: deadline, handler: ConnectionTimer(handler: self))
+    }
+
+    private func checkIdle() {
+        guard exchange == nil, !isClosed else { return }
+        if NIODeadline.now() - idleSince >= .nanoseconds(runtime.limits.keepaliveTimeout.nanoseconds) {
+            mode = .closed
+            context.close(promise: nil)
+        } else {
+            armIdleTimer()
+        }
     }
 
     /// Checks every deadline of the exchange against now; acts on the first passed, else re-arms.

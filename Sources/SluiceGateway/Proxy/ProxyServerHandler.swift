@@ -53,6 +53,10 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     /// The connection's one timer and the instant it fires; see `arm(_:at:)`.
     var timer: NIOScheduledCallback?
     var timerDeadline = NIODeadline.distantFuture
+    /// When the connection last became free of exchanges (or opened): with no request in
+    /// progress, a client gets `limits.keepalive_timeout` to start and finish sending the next
+    /// request head, then the connection is closed (this also ends slow-header attacks).
+    var idleSince = NIODeadline.now()
 
     init(runtime: GatewayRuntime, upstreams: EventLoopUpstreams) {
         self.runtime = runtime
@@ -65,6 +69,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         runtime.tracker.add(context.channel)
         // Accepted just as a shutdown began, after the quiesce went out: close when idle.
         if runtime.isDraining { quiescing = true }
+        idleSince = .now()
+        armIdleTimer()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -114,6 +120,10 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             mode = .closed
             context.close(promise: nil)
             return
+        }
+        if exchange == nil {
+            idleSince = .now()
+            armIdleTimer()
         }
         resumeReading()
     }
