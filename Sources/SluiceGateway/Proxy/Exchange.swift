@@ -64,7 +64,7 @@ final class Exchange {
     /// The request target without its query string.
     var path: Substring {
         let uri = head.uri
-        if let query = uri.firstIndex(where: { $0 == "?" || $0 == "#" }) {
+        if let query = uri.utf8.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
             return uri[..<query]
         }
         return uri[...]

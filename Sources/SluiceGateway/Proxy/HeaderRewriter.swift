@@ -4,19 +4,6 @@ import NIOHTTP1
 /// identity headers Sluice adds. Framing headers (`content-length`, `transfer-encoding`) are kept:
 /// NIO's encoders frame the forwarded body from them.
 enum HeaderRewriter {
-    /// Connection-scoped headers that never cross a proxy.
-    private static let hopByHop: [String] = [
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
-        "proxy-authenticate", "proxy-authorization",
-    ]
-
-    private static func isHopByHop(_ name: String, extra: [Substring]) -> Bool {
-        for candidate in hopByHop where equalsIgnoringASCIICase(name, candidate) {
-            return true
-        }
-        return extra.contains { equalsIgnoringASCIICase(name, $0) }
-    }
-
     /// ASCII case-insensitive equality without allocating (header names are ASCII).
     static func equalsIgnoringASCIICase(_ a: some StringProtocol, _ lowercase: some StringProtocol) -> Bool {
         let left = a.utf8
@@ -29,14 +16,44 @@ enum HeaderRewriter {
         return true
     }
 
+    /// The fixed hop-by-hop name `name` spells (any case), found by length first: header
+    /// lists are scanned twice per request, so this avoids comparing every header with every name.
+    static func fixedHopByHop(_ name: String) -> String? {
+        let candidates: [String]
+        switch name.utf8.count {
+        case 2: candidates = ["te"]
+        case 7: candidates = ["upgrade", "trailer"]
+        case 10: candidates = ["connection", "keep-alive"]
+        case 16: candidates = ["proxy-connection"]
+        case 18: candidates = ["proxy-authenticate"]
+        case 19: candidates = ["proxy-authorization"]
+        default: return nil
+        }
+        return candidates.first { equalsIgnoringASCIICase(name, $0) }
+    }
+
     /// Removes hop-by-hop headers, including those the `Connection` header names.
     static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        var needsWork = false
-        for (name, _) in headers where isHopByHop(name, extra: []) {
-            needsWork = true
-            break
+        var found: [String] = []
+        var namesOthers = false
+        for (name, value) in headers {
+            guard let fixed = fixedHopByHop(name) else { continue }
+            found.append(fixed)
+            if fixed == "connection" {
+                for token in value.split(separator: ",") {
+                    let trimmed = token.trimmedSpaces()
+                    if !equalsIgnoringASCIICase(trimmed, "keep-alive"), !equalsIgnoringASCIICase(trimmed, "close") {
+                        namesOthers = true
+                    }
+                }
+            }
         }
-        guard needsWork else { return }
+        guard !found.isEmpty else { return }
+        if !namesOthers {
+            // The common case (`Connection: keep-alive`): remove in place.
+            for name in found { headers.remove(name: name) }
+            return
+        }
         // Headers named in `Connection` are hop-by-hop too, except the ones that frame the
         // message or name the host: dropping those would let a client make the forwarded body's
         // framing disagree with what the gateway parsed (request smuggling).
@@ -45,7 +62,7 @@ enum HeaderRewriter {
         }.filter { $0 != "content-length" && $0 != "transfer-encoding" && $0 != "host" }
         var kept = HTTPHeaders()
         kept.reserveCapacity(headers.count)
-        for (name, value) in headers where !isHopByHop(name, extra: named) {
+        for (name, value) in headers where fixedHopByHop(name) == nil && !named.contains(where: { equalsIgnoringASCIICase(name, $0) }) {
             kept.add(name: name, value: value)
         }
         headers = kept

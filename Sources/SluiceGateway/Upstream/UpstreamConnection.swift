@@ -12,6 +12,8 @@ final class UpstreamConnection {
     var useCount = 0
     /// Whether it sits in the pool's idle stack.
     var isIdle = false
+    /// False once its channel went inactive (cheaper to read than `channel.isActive`).
+    var isOpen = true
 
     init(channel: any Channel, handler: UpstreamHandler, pool: UpstreamConnectionPool) {
         self.channel = channel

@@ -45,7 +45,7 @@ final class UpstreamConnectionPool {
         while let connection = idle.popLast() {
             stats.idle.wrappingSubtract(1, ordering: .relaxed)
             connection.isIdle = false
-            if connection.channel.isActive {
+            if connection.isOpen {
                 connection.useCount += 1
                 return connection
             }
@@ -65,7 +65,7 @@ final class UpstreamConnectionPool {
     /// Returns a connection whose exchange ended cleanly and may carry another request.
     func release(_ connection: UpstreamConnection) {
         connection.handler.delegate = nil
-        guard connection.channel.isActive else { return }
+        guard connection.isOpen else { return }
         hand(connection)
     }
 

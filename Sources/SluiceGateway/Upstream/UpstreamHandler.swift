@@ -67,6 +67,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
         self.delegate = nil
         if let connection {
             self.connection = nil
+            connection.isOpen = false
             connection.pool.connectionClosed(connection)
         }
         delegate?.upstreamClosed(error: lastError)
