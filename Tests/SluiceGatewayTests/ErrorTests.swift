@@ -93,14 +93,8 @@ import Testing
     }
 
     @Test func clientDisconnectMidStreamReleasesInFlightAndCancelsUpstream() async throws {
-        var slow = ReplicaConfiguration(id: "slow")
-        slow.interTokenDelay = .milliseconds(100)
-        try await GatewayHarness.run(replicas: [slow]) { h in
-            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
-            try await connection.channel.executeThenClose { inbound, outbound in
-                try await outbound.writeRequest(.POST, "/v1/chat/completions", headers: [("content-type", "application/json")],
-                                                body: ByteBuffer(string: chatBody(stream: true, maxTokens: 100)))
-                var iterator = inbound.makeAsyncIterator()
+        try await GatewayHarness.run(replicas: [GatewayHarness.slowReplica(interTokenDelay: .milliseconds(100))]) { h in
+            try await h.withChatStream(maxTokens: 100) { iterator in
                 _ = try await iterator.next()
                 _ = try await iterator.next()
                 #expect(h.inFlight() == 1)
@@ -115,14 +109,8 @@ import Testing
     }
 
     @Test func gracefulShutdownFinishesAnInFlightStream() async throws {
-        var slow = ReplicaConfiguration(id: "slow")
-        slow.interTokenDelay = .milliseconds(50)
-        try await GatewayHarness.run(replicas: [slow]) { h in
-            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
-            try await connection.channel.executeThenClose { inbound, outbound in
-                try await outbound.writeRequest(.POST, "/v1/chat/completions", headers: [("content-type", "application/json")],
-                                                body: ByteBuffer(string: chatBody(stream: true, maxTokens: 20)))
-                var iterator = inbound.makeAsyncIterator()
+        try await GatewayHarness.run(replicas: [GatewayHarness.slowReplica(interTokenDelay: .milliseconds(50))]) { h in
+            try await h.withChatStream(maxTokens: 20) { iterator in
                 guard case .head(let head) = try await iterator.next() else {
                     Issue.record("expected a head")
                     return

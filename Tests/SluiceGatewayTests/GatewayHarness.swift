@@ -78,6 +78,29 @@ struct GatewayHarness {
         try await TestHTTPConnection.request(.GET, uri, to: admin, group: group, headers: headers)
     }
 
+    /// Opens a connection, asks for a streamed chat completion of `maxTokens` tokens and hands
+    /// the response parts, as they arrive, to `body`; the connection closes when it returns.
+    func withChatStream(
+        maxTokens: Int,
+        _ body: (inout NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator) async throws -> Void
+    ) async throws {
+        let connection = try await TestHTTPConnection.connect(to: data, group: group)
+        try await connection.channel.executeThenClose { inbound, outbound in
+            try await outbound.writeRequest(.POST, "/v1/chat/completions", headers: [("content-type", "application/json")],
+                                            body: ByteBuffer(string: chatBody(stream: true, maxTokens: maxTokens)))
+            var iterator = inbound.makeAsyncIterator()
+            try await body(&iterator)
+        }
+    }
+
+    /// A replica that streams one token every `interTokenDelay`.
+    static func slowReplica(interTokenDelay: Duration) -> ReplicaConfiguration {
+        var slow = ReplicaConfiguration(id: "slow")
+        slow.timeToFirstToken = .milliseconds(5)
+        slow.interTokenDelay = interTokenDelay
+        return slow
+    }
+
     /// The gateway's in-flight count for a replica of the first pool.
     func inFlight(_ index: Int = 0) -> Int {
         gateway.runtime.pools[0].snapshot.replicas[index].inFlight

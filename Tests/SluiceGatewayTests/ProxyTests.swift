@@ -21,15 +21,8 @@ import Testing
     }
 
     @Test func streamedTokensArriveBeforeTheReplicaFinishes() async throws {
-        var slow = ReplicaConfiguration(id: "slow")
-        slow.timeToFirstToken = .milliseconds(5)
-        slow.interTokenDelay = .milliseconds(100)
-        try await GatewayHarness.run(replicas: [slow]) { h in
-            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
-            try await connection.channel.executeThenClose { inbound, outbound in
-                try await outbound.writeRequest(.POST, "/v1/chat/completions", headers: [("content-type", "application/json")],
-                                                body: ByteBuffer(string: chatBody(stream: true, maxTokens: 20)))
-                var iterator = inbound.makeAsyncIterator()
+        try await GatewayHarness.run(replicas: [GatewayHarness.slowReplica(interTokenDelay: .milliseconds(100))]) { h in
+            try await h.withChatStream(maxTokens: 20) { iterator in
                 guard case .head(let head) = try await iterator.next() else {
                     Issue.record("expected a response head")
                     return
