@@ -60,7 +60,13 @@ curl -sf "http://127.0.0.1:$dport/v1/chat/completions" -H 'content-type: applica
 kill -TERM "$serve"
 wait "$serve" || { cat "$log"; echo "sluice serve did not exit cleanly on SIGTERM"; exit 1; }
 grep -q "sluice stopped" "$log" || { cat "$log"; echo "sluice serve did not report a clean stop"; exit 1; }
-kill "$replica"; wait "$replica" 2>/dev/null || true
+# The benchmark floor (`sluice relay`, a plain TCP relay) carries a request to the same replica.
+relport=$(free_port)
+.build/debug/sluice relay --listen "127.0.0.1:$relport" --to "127.0.0.1:$rport" >/dev/null 2>&1 &
+relay=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$relport/health" >/dev/null && break; sleep 0.05; done
+curl -sf "http://127.0.0.1:$relport/v1/models" | grep -q '"sim-7b"'
+kill "$relay" "$replica"; wait "$relay" "$replica" 2>/dev/null || true
 rm -f "$cfg"
 
 echo "scripts/test.sh: all tests passed"
