@@ -16,7 +16,8 @@ extension ProxyServerHandler {
             return
         }
         if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length > limits.maxBodyBytes {
-            respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: true)
+            // A small rest is read and dropped (the connection stays); a large one is cut.
+            respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: mustCloseUnfinished(exchange))
             return
         }
         exchange.expectsContinue = HeaderRewriter.takeExpectContinue(&exchange.head)
