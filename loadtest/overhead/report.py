@@ -18,7 +18,7 @@ import statistics
 import sys
 
 TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
-ORDER = ["direct", "haproxy", "nginx", "envoy", "sluice"]
+ORDER = ["direct", "haproxy", "nginx", "envoy", "relay", "sluice"]
 
 
 def to_ms(text):
@@ -163,10 +163,13 @@ def cmd_summarize(path, rss_path=None):
     lines.append("")
     lines.append("CPU ms/1k req = proxy process tree utime+stime during the measured run per 1,000 requests")
     lines.append("                (for 'direct': the backend nginx master+worker).")
+    if "relay" in summary:
+        lines.append("relay         = `sluice relay`: plain SwiftNIO TCP relay, one backend connection per client")
+        lines.append("                connection; the floor for any SwiftNIO proxy on this machine: no HTTP parsing.")
     lines.append("")
     if rss:
         lines.append("RSS after all rounds (VmRSS, process + all child processes):")
-        for t in ("sluice", "haproxy", "nginx", "envoy", "backend"):
+        for t in ("sluice", "relay", "haproxy", "nginx", "envoy", "backend"):
             if t in rss and rss[t] is not None:
                 lines.append(f"  {t:<8} {rss[t]:8.1f} MB")
         lines.append("")
@@ -182,6 +185,9 @@ def cmd_summarize(path, rss_path=None):
     if "sluice" in summary and "envoy" in summary:
         lines.append(f"sluice/envoy   req/s : {ratio('sluice', 'envoy', 'rps')}")
         lines.append(f"sluice/envoy   CPU   : {ratio('sluice', 'envoy', 'cpu')}  (CPU ms/1k req; < 1 = Sluice uses less)")
+    if "sluice" in summary and "relay" in summary:
+        lines.append(f"sluice/relay   CPU   : {ratio('sluice', 'relay', 'cpu')}  (CPU ms/1k req; the cost of Sluice's HTTP handling over NIO's floor)")
+        lines.append(f"sluice/relay   req/s : {ratio('sluice', 'relay', 'rps')}")
     flagged = [r for r in runs if r.get("flagged")]
     if flagged:
         lines.append("")
