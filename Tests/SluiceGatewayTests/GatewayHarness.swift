@@ -20,10 +20,11 @@ struct GatewayHarness {
     static func run(
         replicas replicaConfigurations: [ReplicaConfiguration] = [ReplicaConfiguration(id: "r1")],
         adminToken: String? = nil,
+        threads: Int = 2,
         configure: (inout GatewayConfiguration, [ReplicaID]) -> Void = { _, _ in },
         _ body: (GatewayHarness) async throws -> Void
     ) async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         var replicas: [ReplicaServer] = []
         var ids: [ReplicaID] = []
         for configuration in replicaConfigurations {

@@ -134,3 +134,45 @@ import Testing
         }
     }
 }
+
+@Suite(.serialized) struct UpstreamPoolTests {
+    @Test func theConnectionLimitQueuesRequestsAndIdleConnectionsAreClosed() async throws {
+        // One event loop, so both client connections share one upstream pool.
+        try await GatewayHarness.run(
+            replicas: [GatewayHarness.slowReplica(interTokenDelay: .milliseconds(50))], threads: 1,
+            configure: { config, _ in
+                config.pools[0].upstream.maxConnections = 1
+                config.pools[0].upstream.keepaliveIdle = .milliseconds(200)
+            }
+        ) { h in
+            let key = UpstreamStatsRegistry.PoolReplica(pool: "chat", replica: h.replicaIDs[0])
+            let stream = Task {
+                try await h.withChatStream(maxTokens: 10) { iterator in
+                    while let part = try await iterator.next() {
+                        if case .end = part { break }
+                    }
+                }
+            }
+            #expect(await eventually { h.inFlight() == 1 })
+            // A second request waits for the only connection instead of opening another.
+            let second = Task { try await h.request("/v1/chat/completions", body: chatBody()) }
+            #expect(await eventually { h.inFlight() == 2 })
+            #expect(h.gateway.runtime.upstreamStats.totals()[key]?.open == 1)
+            try await stream.value
+            #expect(try await second.value.status == 200)
+            #expect(h.gateway.runtime.upstreamStats.totals()[key]?.connectsSucceeded == 1, "the connection was reused")
+            // Unused for keepalive_idle: closed by the idle sweep.
+            #expect(await eventually { h.gateway.runtime.upstreamStats.totals()[key]?.open == 0 })
+        }
+    }
+
+    @Test func replicaMetricsUseVLLMNames() async throws {
+        try await GatewayHarness.run { h in
+            let address = try SocketAddress(ipAddress: "127.0.0.1", port: h.replicaIDs[0].port)
+            let metrics = try await TestHTTPConnection.request(.GET, "/metrics", to: address, group: h.group)
+            #expect(metrics.status == 200)
+            #expect(metrics.text.contains(#"vllm:num_requests_running{model_name="sim-7b"} 0"#))
+            #expect(metrics.text.contains("vllm:num_requests_waiting"))
+        }
+    }
+}

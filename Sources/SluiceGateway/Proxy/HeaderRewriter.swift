@@ -19,17 +19,18 @@ enum HeaderRewriter {
     /// The fixed hop-by-hop name `name` spells (any case), found by length first: header
     /// lists are scanned twice per request, so this avoids comparing every header with every name.
     static func fixedHopByHop(_ name: String) -> String? {
-        let candidates: [String]
+        func match(_ candidate: String) -> String? {
+            equalsIgnoringASCIICase(name, candidate) ? candidate : nil
+        }
         switch name.utf8.count {
-        case 2: candidates = ["te"]
-        case 7: candidates = ["upgrade", "trailer"]
-        case 10: candidates = ["connection", "keep-alive"]
-        case 16: candidates = ["proxy-connection"]
-        case 18: candidates = ["proxy-authenticate"]
-        case 19: candidates = ["proxy-authorization"]
+        case 2: return match("te")
+        case 7: return match("upgrade") ?? match("trailer")
+        case 10: return match("connection") ?? match("keep-alive")
+        case 16: return match("proxy-connection")
+        case 18: return match("proxy-authenticate")
+        case 19: return match("proxy-authorization")
         default: return nil
         }
-        return candidates.first { equalsIgnoringASCIICase(name, $0) }
     }
 
     /// Removes hop-by-hop headers, including those the `Connection` header names.

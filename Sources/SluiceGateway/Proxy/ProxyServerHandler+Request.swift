@@ -45,37 +45,33 @@ extension ProxyServerHandler {
 
     func receivedBody(_ buffer: ByteBuffer) {
         guard let exchange else { return }
-        let limits = runtime.limits
         switch mode {
-        case .proxying:
-            exchange.bodyBytes += buffer.readableBytes
-            exchange.lastClientActivity = .now()
-            if exchange.bodyBytes > limits.maxBodyBytes {
-                abandonUpstream(exchange)
-                respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: true)
-                return
-            }
-            if let upstream = exchange.upstream {
-                upstream.handler.write(.body(.byteBuffer(buffer)))
-                exchange.wroteUpstreamSinceFlush = true
-                remember(.body(.byteBuffer(buffer)), bytes: buffer.readableBytes, in: exchange)
-            } else {
-                exchange.pending.append(.body(.byteBuffer(buffer)))
-                exchange.pendingBytes += buffer.readableBytes
-            }
-        case .inspecting:
-            exchange.bodyBytes += buffer.readableBytes
-            exchange.lastClientActivity = .now()
-            if exchange.bodyBytes > limits.maxBodyBytes {
-                respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: true)
-            } else if exchange.bodyBytes > limits.maxInspectBytes {
+        case .proxying, .inspecting: break
+        case .idle, .discarding, .closed: return
+        }
+        let limits = runtime.limits
+        exchange.bodyBytes += buffer.readableBytes
+        exchange.lastClientActivity = .now()
+        if exchange.bodyBytes > limits.maxBodyBytes {
+            respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: true)
+            return
+        }
+        if case .inspecting = mode {
+            if exchange.bodyBytes > limits.maxInspectBytes {
                 respond(.inspectTooLarge(limit: limits.maxInspectBytes), closeAfter: true)
             } else {
                 var buffer = buffer
                 exchange.inspectBuffer?.writeBuffer(&buffer)
             }
-        case .idle, .discarding, .closed:
-            break
+            return
+        }
+        if let upstream = exchange.upstream {
+            upstream.handler.write(.body(.byteBuffer(buffer)))
+            exchange.wroteUpstreamSinceFlush = true
+            remember(.body(.byteBuffer(buffer)), bytes: buffer.readableBytes, in: exchange)
+        } else {
+            exchange.pending.append(.body(.byteBuffer(buffer)))
+            exchange.pendingBytes += buffer.readableBytes
         }
     }
 

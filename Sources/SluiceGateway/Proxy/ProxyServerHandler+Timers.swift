@@ -28,6 +28,10 @@ extension ProxyServerHandler {
     /// never touch the timer (they only move `lastActivity` / `lastClientActivity`).
     func armTimer(_ exchange: Exchange) {
         guard let deadline = nextDeadline(exchange) else { return }
+        ensureTimer(firesBy: deadline)
+    }
+
+    private func ensureTimer(firesBy deadline: NIODeadline) {
         if timer != nil, timerDeadline <= deadline { return }
         timer?.cancel()
         timerDeadline = deadline
@@ -49,11 +53,7 @@ extension ProxyServerHandler {
     /// connection may stay `keepalive_timeout` without a complete new request head.
     func armIdleTimer() {
         guard exchange == nil, !isClosed else { return }
-        let deadline = idleSince + .nanoseconds(runtime.limits.keepaliveTimeout.nanoseconds)
-        if timer != nil, timerDeadline <= deadline { return }
-        timer?.cancel()
-        timerDeadline = deadline
-        timer = try? context.eventLoop.assumeIsolated().scheduleCallback(at: deadline, handler: ConnectionTimer(handler: self))
+        ensureTimer(firesBy: idleSince + .nanoseconds(runtime.limits.keepaliveTimeout.nanoseconds))
     }
 
     func checkIdle() {

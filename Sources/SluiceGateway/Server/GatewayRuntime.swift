@@ -37,8 +37,4 @@ final class GatewayRuntime: Sendable {
     }
 
     var limits: LimitsConfiguration { configuration.limits }
-
-    func pool(named name: String) -> PoolRuntime? {
-        pools.first { $0.name == name }
-    }
 }

@@ -61,10 +61,6 @@ public struct GatewayError: Error, Sendable, Equatable {
         .init(status: .requestTimeout, message: "The request was not received in full: the client sent nothing for \(after).", type: "invalid_request_error", code: "request_timeout")
     }
 
-    public static func shuttingDown() -> GatewayError {
-        .init(status: .serviceUnavailable, message: "The gateway is shutting down; retry on another instance.", type: "server_error", code: "shutting_down")
-    }
-
     public func jsonBody() -> String {
         "{\"error\":{\"message\":\(jsonString(message)),\"type\":\(jsonString(type)),\"code\":\(jsonString(code))}}"
     }

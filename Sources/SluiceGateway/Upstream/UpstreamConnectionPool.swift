@@ -37,9 +37,6 @@ final class UpstreamConnectionPool {
         self.literalAddress = try? SocketAddress(ipAddress: replica.host, port: replica.port)
     }
 
-    var idleCount: Int { idle.count }
-    var waiterCount: Int { waiters.count }
-
     /// An idle connection at once, or nil and a later `upstreamReady` / `upstreamFailed` call.
     func acquire(for requester: any UpstreamRequester) -> UpstreamConnection? {
         while let connection = idle.popLast() {
