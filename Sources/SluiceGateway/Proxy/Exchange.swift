@@ -1,17 +1,24 @@
 import NIOCore
-import NIOHTTP1
 import SluiceCore
 
 /// One request/response pair on a downstream connection: what was asked, where it went, and how
 /// far each direction has got. Owned by the connection's `ProxyServerHandler`, on its loop.
 final class Exchange {
     let start: NIODeadline
-    /// The head as it will be sent upstream (rewritten once a pool is chosen).
-    var head: HTTPRequestHead
-    let requestVersion: HTTPVersion
+    /// The request target without its query string.
+    let path: String
+    /// The client's HTTP minor version (0 or 1); responses are written in it.
+    let requestMinorVersion: Int
+    let isHEAD: Bool
+    let contentLength: Int?
     /// Whether the client wants the connection kept after this exchange.
     var keepAlive: Bool
     var requestID: String?
+    /// The request head, kept (with its own copy of the bytes) only while the body is read to
+    /// route by `model`; nil once the upstream head is written.
+    var heldHead: HTTP1Head?
+    /// The head as sent upstream.
+    var upstreamHead: ByteBuffer?
 
     var pool: PoolRuntime?
     var replica: Replica?
@@ -21,8 +28,8 @@ final class Exchange {
 
     /// Body held while routing needs the `model` field.
     var inspectBuffer: ByteBuffer?
-    /// Parts received before the upstream connection was ready.
-    var pending = CircularBuffer<HTTPClientRequestPart>(initialCapacity: 2)
+    /// Request bytes received before the upstream connection was ready.
+    var pending = CircularBuffer<ByteBuffer>(initialCapacity: 2)
     var pendingBytes = 0
     var bodyBytes = 0
     var wroteUpstreamSinceFlush = false
@@ -35,6 +42,7 @@ final class Exchange {
     var responseStarted = false
     var status = 0
     var upstreamKeepAlive = true
+    var reframing = HeaderRewriter.BodyReframing.none
     /// Last byte from the replica (for the stream idle timeout).
     var lastActivity: NIODeadline
     /// Last byte from the client while its request is incomplete (for the client timeout).
@@ -42,9 +50,9 @@ final class Exchange {
     /// When the upstream side's current phase (connection wait, response head, stream idle)
     /// times out; nil when it is not being timed.
     var upstreamDeadline: NIODeadline?
-    /// What was written on a reused keep-alive connection, kept (bounded) so the request can be
-    /// sent again once if the replica had closed that connection while it sat idle.
-    var replay: [HTTPClientRequestPart]?
+    /// What was written on a reused keep-alive connection after the head, kept (bounded) so the
+    /// request can be sent again once if the replica had closed that connection while idle.
+    var replay: [ByteBuffer]?
     var replayBytes = 0
     var retriedStaleConnection = false
     /// The client sent `Expect: 100-continue`; answered once the request is accepted.
@@ -52,21 +60,20 @@ final class Exchange {
     /// Set once metrics and in-flight counts are settled; makes `finish` idempotent.
     var finished = false
 
-    init(head: HTTPRequestHead, now: NIODeadline) {
+    init(head: HTTP1Head, now: NIODeadline) {
         self.start = now
         self.lastActivity = now
         self.lastClientActivity = now
-        self.head = head
-        self.requestVersion = head.version
-        self.keepAlive = head.isKeepAlive
-    }
-
-    /// The request target without its query string.
-    var path: Substring {
-        let uri = head.uri
-        if let query = uri.utf8.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
-            return uri[..<query]
+        let target = head.targetString
+        if let query = target.utf8.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
+            self.path = String(target[..<query])
+        } else {
+            self.path = target
         }
-        return uri[...]
+        self.requestMinorVersion = head.minorVersion
+        self.isHEAD = head.isHEAD
+        self.contentLength = head.contentLength
+        self.keepAlive = head.keepAlive
+        self.expectsContinue = head.expectsContinue
     }
 }

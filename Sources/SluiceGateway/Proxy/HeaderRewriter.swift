@@ -1,191 +1,249 @@
-import NIOHTTP1
+import NIOCore
 
-/// What a proxy must change in the headers it forwards (RFC 9110 §7.6.1), and the request
-/// identity headers Sluice adds. Framing headers (`content-length`, `transfer-encoding`) are kept:
-/// NIO's encoders frame the forwarded body from them.
+/// What a proxy must change in the heads it forwards (RFC 9110 §7.6.1), and the request identity
+/// fields Sluice adds. Heads are written as bytes straight from the received ones: fields pass
+/// through as they came (name case included) unless named below.
 enum HeaderRewriter {
-    /// ASCII case-insensitive equality without allocating (header names are ASCII).
-    static func equalsIgnoringASCIICase(_ a: some StringProtocol, _ lowercase: some StringProtocol) -> Bool {
-        let left = a.utf8
-        let right = lowercase.utf8
-        guard left.count == right.count else { return false }
-        for (x, y) in zip(left, right) {
-            let folded = (x >= 0x41 && x <= 0x5A) ? x | 0x20 : x
-            if folded != y { return false }
-        }
-        return true
+    /// The fields the rewriter treats specially, found by length first (each is then compared
+    /// once), so a head costs one switch per field.
+    enum FieldKind {
+        case hopByHop, contentLength, transferEncoding, host, expect
+        case xForwardedFor, xForwardedProto, xRequestID, traceparent, other
     }
 
-    /// The fixed hop-by-hop name `name` spells (any case), found by length first: header
-    /// lists are scanned twice per request, so this avoids comparing every header with every name.
-    static func fixedHopByHop(_ name: String) -> String? {
-        func match(_ candidate: String) -> String? {
-            equalsIgnoringASCIICase(name, candidate) ? candidate : nil
+    static func kind(_ name: Slice<UnsafeRawBufferPointer>) -> FieldKind {
+        func match(_ candidate: String, _ kind: FieldKind) -> FieldKind? {
+            HTTP1Bytes.equalsLowercase(name, candidate) ? kind : nil
         }
-        switch name.utf8.count {
-        case 2: return match("te")
-        case 7: return match("upgrade") ?? match("trailer")
-        case 10: return match("connection") ?? match("keep-alive")
-        case 16: return match("proxy-connection")
-        case 18: return match("proxy-authenticate")
-        case 19: return match("proxy-authorization")
-        default: return nil
+        switch name.count {
+        case 2: return match("te", .hopByHop) ?? .other
+        case 4: return match("host", .host) ?? .other
+        case 6: return match("expect", .expect) ?? .other
+        case 7: return match("upgrade", .hopByHop) ?? match("trailer", .hopByHop) ?? .other
+        case 10: return match("connection", .hopByHop) ?? match("keep-alive", .hopByHop) ?? .other
+        case 11: return match("traceparent", .traceparent) ?? .other
+        case 12: return match("x-request-id", .xRequestID) ?? .other
+        case 14: return match("content-length", .contentLength) ?? .other
+        case 15: return match("x-forwarded-for", .xForwardedFor) ?? .other
+        case 16: return match("proxy-connection", .hopByHop) ?? .other
+        case 17: return match("transfer-encoding", .transferEncoding) ?? match("x-forwarded-proto", .xForwardedProto) ?? .other
+        case 18: return match("proxy-authenticate", .hopByHop) ?? .other
+        case 19: return match("proxy-authorization", .hopByHop) ?? .other
+        default: return .other
         }
     }
 
-    /// Removes hop-by-hop headers, including those the `Connection` header names.
-    static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        var found: [String] = []
-        var namesOthers = false
-        for (name, value) in headers {
-            guard let fixed = fixedHopByHop(name) else { continue }
-            found.append(fixed)
-            if fixed == "connection" {
-                for token in value.split(separator: ",") {
-                    let trimmed = token.trimmedSpaces()
-                    if !equalsIgnoringASCIICase(trimmed, "keep-alive"), !equalsIgnoringASCIICase(trimmed, "close") {
-                        namesOthers = true
-                    }
-                }
+    /// Fields the `Connection` field names (lowercased), which are hop-by-hop too, except the
+    /// ones that frame the message or name the host: dropping those would let a client make the
+    /// forwarded framing disagree with what the gateway parsed (request smuggling).
+    static func namedInConnection(_ head: HTTP1Head, _ raw: UnsafeRawBufferPointer) -> [String] {
+        guard head.connectionNamesOthers else { return [] }
+        var names: [String] = []
+        for field in head.fields where HTTP1Bytes.equalsLowercase(raw[field.name], "connection") {
+            HTTP1Bytes.forEachListElement(raw[field.value]) { option in
+                let name = String(decoding: option, as: UTF8.self).lowercased()
+                if name != "content-length", name != "transfer-encoding", name != "host" { names.append(name) }
             }
         }
-        guard !found.isEmpty else { return }
-        if !namesOthers {
-            // The common case (`Connection: keep-alive`): remove in place.
-            for name in found { headers.remove(name: name) }
-            return
-        }
-        // Headers named in `Connection` are hop-by-hop too, except the ones that frame the
-        // message or name the host: dropping those would let a client make the forwarded body's
-        // framing disagree with what the gateway parsed (request smuggling).
-        let named: [Substring] = headers["connection"].flatMap { value in
-            value.split(separator: ",").map { Substring($0.trimmedSpaces().lowercased()) }
-        }.filter { $0 != "content-length" && $0 != "transfer-encoding" && $0 != "host" }
-        var kept = HTTPHeaders()
-        kept.reserveCapacity(headers.count)
-        for (name, value) in headers where fixedHopByHop(name) == nil && !named.contains(where: { equalsIgnoringASCIICase(name, $0) }) {
-            kept.add(name: name, value: value)
-        }
-        headers = kept
+        return names
     }
 
-    /// Makes the request's framing unambiguous before anything is forwarded: a
-    /// `Transfer-Encoding` must be exactly `chunked` (it is then re-written in canonical form and
-    /// any `Content-Length` dropped, as RFC 9112 §6.3 says the encoding wins). Returns the error
-    /// to answer with otherwise.
-    static func normalizeFraming(_ head: inout HTTPRequestHead) -> GatewayError? {
-        let codings = head.headers["transfer-encoding"]
-        guard !codings.isEmpty else { return nil }
-        let joined = codings.joined(separator: ",").split(separator: ",").map { $0.trimmedSpaces().lowercased() }
-        guard joined == ["chunked"] else {
-            return .unsupportedTransferEncoding(codings.joined(separator: ", "))
-        }
-        head.headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
-        head.headers.remove(name: "content-length")
-        return nil
+    private static func isNamed(_ name: Slice<UnsafeRawBufferPointer>, in names: [String]) -> Bool {
+        !names.isEmpty && names.contains { HTTP1Bytes.equalsLowercase(name, $0) }
     }
 
-    /// Removes `Expect: 100-continue` (the gateway answers it itself) and says whether it was there.
-    static func takeExpectContinue(_ head: inout HTTPRequestHead) -> Bool {
-        guard let expect = head.headers.first(name: "expect"),
-              equalsIgnoringASCIICase(expect.trimmedSpaces(), "100-continue")
-        else { return false }
-        head.headers.remove(name: "expect")
-        return true
-    }
-
-    /// The request head sent to the replica. Returns the request ID (kept or created).
-    static func upstreamRequest(
-        _ head: inout HTTPRequestHead,
+    /// Writes the request head sent to the replica and returns the request ID (kept or created).
+    ///
+    /// Always HTTP/1.1; hop-by-hop fields removed; `Expect: 100-continue` removed (the gateway
+    /// answers it); a `Transfer-Encoding` (validated as exactly `chunked`) written canonically,
+    /// and a `Content-Length` beside it dropped; `X-Forwarded-For` extended, `X-Forwarded-Proto`
+    /// set; `x-request-id` and `traceparent` kept when valid, else created; `Host` added from
+    /// `host` when the client sent none (HTTP/1.0).
+    static func writeUpstreamRequest(
+        _ head: HTTP1Head,
+        host: String,
         clientAddress: String?,
-        random: inout FastRandom
+        random: inout FastRandom,
+        into out: inout ByteBuffer
     ) -> String {
-        removeHopByHop(&head.headers)
-        head.version = .http1_1
+        var requestID: String?
+        var keptTraceparent = false
+        var forwardedFor = ""
+        head.bytes.withUnsafeReadableBytes { raw in
+            let named = namedInConnection(head, raw)
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[head.method]))
+            out.writeInteger(HTTP1Bytes.space)
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[head.target]))
+            out.writeStaticString(" HTTP/1.1\r\n")
+            for field in head.fields {
+                let name = raw[field.name]
+                switch kind(name) {
+                case .hopByHop, .transferEncoding, .xForwardedProto:
+                    continue
+                case .contentLength where head.hasTransferEncoding:
+                    continue
+                case .expect where head.expectsContinue:
+                    continue
+                case .xForwardedFor:
+                    if !forwardedFor.isEmpty { forwardedFor += ", " }
+                    forwardedFor += String(decoding: raw[field.value], as: UTF8.self)
+                    continue
+                case .xRequestID:
+                    guard requestID == nil, (1...200).contains(field.value.count) else { continue }
+                    requestID = String(decoding: raw[field.value], as: UTF8.self)
+                case .traceparent:
+                    guard !keptTraceparent, isValidTraceparent(raw[field.value]) else { continue }
+                    keptTraceparent = true
+                default:
+                    if isNamed(name, in: named) { continue }
+                }
+                writeField(raw, field, into: &out)
+            }
+        }
+        if head.isChunked { out.writeStaticString("transfer-encoding: chunked\r\n") }
         if let clientAddress {
-            if let existing = head.headers.first(name: "x-forwarded-for") {
-                head.headers.replaceOrAdd(name: "x-forwarded-for", value: existing + ", " + clientAddress)
-            } else {
-                head.headers.add(name: "x-forwarded-for", value: clientAddress)
+            out.writeStaticString("x-forwarded-for: ")
+            if !forwardedFor.isEmpty {
+                out.writeString(forwardedFor)
+                out.writeStaticString(", ")
             }
+            out.writeString(clientAddress)
+            out.writeStaticString("\r\n")
+        } else if !forwardedFor.isEmpty {
+            out.writeStaticString("x-forwarded-for: ")
+            out.writeString(forwardedFor)
+            out.writeStaticString("\r\n")
         }
-        head.headers.replaceOrAdd(name: "x-forwarded-proto", value: "http")
-        let requestID: String
-        var created = false
-        let existingID = head.headers.first(name: "x-request-id")
-        if let existingID, !existingID.isEmpty, existingID.utf8.count <= 200 {
-            requestID = existingID
-        } else {
-            requestID = random.hex(bytes: 16)
-            created = true
-            if existingID == nil {
-                head.headers.add(name: "x-request-id", value: requestID)
-            } else {
-                head.headers.replaceOrAdd(name: "x-request-id", value: requestID)
-            }
+        out.writeStaticString("x-forwarded-proto: http\r\n")
+        let created = requestID == nil
+        let id = requestID ?? random.hex(bytes: 16)
+        if created {
+            out.writeStaticString("x-request-id: ")
+            out.writeString(id)
+            out.writeStaticString("\r\n")
         }
-        let traceparent = head.headers.first(name: "traceparent")
-        if !isValidTraceparent(traceparent) {
+        if !keptTraceparent {
             // A request ID Sluice just made is 32 random hex digits: it doubles as the trace ID,
             // which also lets logs be joined to traces.
-            let value = makeTraceparent(traceID: created ? requestID : random.hex(bytes: 16), spanID: random.next())
-            if traceparent == nil {
-                head.headers.add(name: "traceparent", value: value)
-            } else {
-                head.headers.replaceOrAdd(name: "traceparent", value: value)
-            }
+            out.writeStaticString("traceparent: ")
+            writeTraceparent(traceID: created ? id : random.hex(bytes: 16), spanID: random.next(), into: &out)
+            out.writeStaticString("\r\n")
         }
-        return requestID
+        if !head.hasHost {
+            // HTTP/1.0 clients may omit Host; HTTP/1.1 (what is sent upstream) requires it.
+            out.writeStaticString("host: ")
+            out.writeString(host)
+            out.writeStaticString("\r\n")
+        }
+        out.writeStaticString("\r\n")
+        return id
     }
 
-    /// The response head sent to the client.
-    static func downstreamResponse(
-        _ head: inout HTTPResponseHead,
-        requestVersion: HTTPVersion,
+    /// How the response body is framed towards the client, when it differs from upstream.
+    enum BodyReframing {
+        case none
+        /// The upstream body is chunked but the client speaks HTTP/1.0: data is sent bare and the
+        /// connection closed after it.
+        case unchunk
+        /// The upstream body runs until close but the client speaks HTTP/1.1: it is chunked so
+        /// the client connection can be kept.
+        case chunk
+    }
+
+    /// Writes the response head sent to the client: the client's HTTP version, hop-by-hop fields
+    /// removed, `x-request-id` added when the replica did not echo one, `Connection` as needed.
+    static func writeDownstreamResponse(
+        _ head: HTTP1Head,
+        clientMinorVersion: Int,
         requestID: String,
-        keepAlive: Bool
+        keepAlive: Bool,
+        reframing: BodyReframing,
+        into out: inout ByteBuffer
     ) {
-        removeHopByHop(&head.headers)
-        head.version = requestVersion
-        if !head.headers.contains(name: "x-request-id") {
-            head.headers.add(name: "x-request-id", value: requestID)
+        var hasRequestID = false
+        out.writeStaticString(clientMinorVersion == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+        head.bytes.withUnsafeReadableBytes { raw in
+            let named = namedInConnection(head, raw)
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[head.statusText]))
+            out.writeStaticString("\r\n")
+            for field in head.fields {
+                let name = raw[field.name]
+                switch kind(name) {
+                case .hopByHop:
+                    continue
+                case .transferEncoding where reframing == .unchunk:
+                    continue
+                case .xRequestID:
+                    hasRequestID = true
+                case .contentLength, .transferEncoding:
+                    break
+                default:
+                    if isNamed(name, in: named) { continue }
+                }
+                writeField(raw, field, into: &out)
+            }
+        }
+        if reframing == .chunk { out.writeStaticString("transfer-encoding: chunked\r\n") }
+        if !hasRequestID {
+            out.writeStaticString("x-request-id: ")
+            out.writeString(requestID)
+            out.writeStaticString("\r\n")
         }
         if !keepAlive {
-            head.headers.add(name: "connection", value: "close")
-        } else if requestVersion == .http1_0 {
-            head.headers.add(name: "connection", value: "keep-alive")
+            out.writeStaticString("connection: close\r\n")
+        } else if clientMinorVersion == 0 {
+            out.writeStaticString("connection: keep-alive\r\n")
         }
+        out.writeStaticString("\r\n")
     }
 
-    /// `00-<trace>-<span>-01` in one allocation.
-    static func makeTraceparent(traceID: String, spanID: UInt64) -> String {
-        let digits = Array("0123456789abcdef".utf8)
+    @inline(__always)
+    private static func writeField(_ raw: UnsafeRawBufferPointer, _ field: HTTP1Head.Field, into out: inout ByteBuffer) {
+        out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[field.name]))
+        out.writeStaticString(": ")
+        out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[field.value]))
+        out.writeStaticString("\r\n")
+    }
+
+    /// `00-<trace>-<span>-01`.
+    static func writeTraceparent(traceID: String, spanID: UInt64, into out: inout ByteBuffer) {
         let span = spanID == 0 ? 1 : spanID
-        return String(unsafeUninitializedCapacity: 55) { buffer in
-            var index = 0
-            for byte in "00-".utf8 { buffer[index] = byte; index += 1 }
-            for byte in traceID.utf8.prefix(32) { buffer[index] = byte; index += 1 }
-            buffer[index] = UInt8(ascii: "-"); index += 1
-            for shift in stride(from: 60, through: 0, by: -4) {
-                buffer[index] = digits[Int((span >> UInt64(shift)) & 0xF)]; index += 1
-            }
-            for byte in "-01".utf8 { buffer[index] = byte; index += 1 }
-            return index
+        out.writeStaticString("00-")
+        out.writeString(String(traceID.prefix(32)))
+        out.writeInteger(UInt8(ascii: "-"))
+        for shift in stride(from: 60, through: 0, by: -4) {
+            let digit = UInt8((span >> UInt64(shift)) & 0xF)
+            out.writeInteger(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
         }
+        out.writeStaticString("-01")
+    }
+
+    /// `00-<trace>-<span>-01` as a string (tests and logs).
+    static func makeTraceparent(traceID: String, spanID: UInt64) -> String {
+        var buffer = ByteBuffer()
+        writeTraceparent(traceID: traceID, spanID: spanID, into: &buffer)
+        return String(buffer: buffer)
+    }
+
+    static func isValidTraceparent(_ value: String?) -> Bool {
+        guard let value else { return false }
+        return Array(value.utf8).withUnsafeBytes { isValidTraceparent($0[...]) }
     }
 
     /// W3C Trace Context `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`, IDs not all zero.
-    static func isValidTraceparent(_ value: String?) -> Bool {
-        guard let value else { return false }
-        let bytes = Array(value.utf8)
-        guard bytes.count == 55, bytes[2] == UInt8(ascii: "-"), bytes[35] == UInt8(ascii: "-"), bytes[52] == UInt8(ascii: "-") else {
-            return false
-        }
+    static func isValidTraceparent(_ bytes: Slice<UnsafeRawBufferPointer>) -> Bool {
+        guard bytes.count == 55 else { return false }
+        let base = bytes.startIndex
+        func at(_ offset: Int) -> UInt8 { bytes[base + offset] }
+        guard at(2) == UInt8(ascii: "-"), at(35) == UInt8(ascii: "-"), at(52) == UInt8(ascii: "-") else { return false }
         func isHex(_ range: Range<Int>) -> Bool {
-            bytes[range].allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+            range.allSatisfy { offset in
+                let byte = at(offset)
+                return (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+            }
         }
         guard isHex(0..<2), isHex(3..<35), isHex(36..<52), isHex(53..<55) else { return false }
-        guard !(bytes[0] == UInt8(ascii: "f") && bytes[1] == UInt8(ascii: "f")) else { return false }
-        return bytes[3..<35].contains { $0 != UInt8(ascii: "0") } && bytes[36..<52].contains { $0 != UInt8(ascii: "0") }
+        guard !(at(0) == UInt8(ascii: "f") && at(1) == UInt8(ascii: "f")) else { return false }
+        return (3..<35).contains { at($0) != UInt8(ascii: "0") } && (36..<52).contains { at($0) != UInt8(ascii: "0") }
     }
 }

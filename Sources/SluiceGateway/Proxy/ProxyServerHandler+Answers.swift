@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 
 /// The answers Sluice gives itself (errors), and ending a connection when it must.
 extension ProxyServerHandler {
@@ -14,20 +13,22 @@ extension ProxyServerHandler {
             abandonUpstream(exchange)
         }
         let closeAfter = requested || !(exchange?.keepAlive ?? false) || quiescing
-        let body = context.channel.allocator.buffer(string: error.jsonBody())
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(4)
-        headers.add(name: "content-type", value: "application/json")
-        headers.add(name: "content-length", value: String(body.readableBytes))
+        let body = error.jsonBody()
+        var fields = [("content-type", "application/json"), ("content-length", String(body.utf8.count))]
         if let requestID = exchange?.requestID {
-            headers.add(name: "x-request-id", value: requestID)
+            fields.append(("x-request-id", requestID))
         }
+        let minorVersion = exchange?.requestMinorVersion ?? 1
         if closeAfter {
-            headers.add(name: "connection", value: "close")
+            fields.append(("connection", "close"))
+        } else if minorVersion == 0 {
+            fields.append(("connection", "keep-alive"))
         }
-        let head = HTTPResponseHead(version: exchange?.requestVersion ?? .http1_1, status: error.status, headers: headers)
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        var out = context.channel.allocator.buffer(capacity: 256 + body.utf8.count)
+        HTTP1Writer.writeResponseHead(
+            status: Int(error.status.code), reason: error.status.reasonPhrase, minorVersion: minorVersion,
+            fields: fields, into: &out)
+        out.writeString(body)
         let status = Int(error.status.code)
         if let exchange {
             exchange.responseStarted = true
@@ -39,13 +40,12 @@ extension ProxyServerHandler {
         if closeAfter {
             mode = .closed
             self.exchange = nil
-            closeLingering(after: context.writeAndFlush(wrapOutboundOut(.end(nil))))
+            closeLingering(after: context.writeAndFlush(wrapOutboundOut(out)))
             return
         }
-        // State first, as in `upstreamReceived(.end)`: the write may deliver the next request.
         self.exchange = nil
         mode = (exchange?.requestEnded ?? true) ? .idle : .discarding(closeAfter: false)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
         exchangeEnded()
     }
 
@@ -55,7 +55,7 @@ extension ProxyServerHandler {
     /// reading do not fail on a closed socket.
     func mustCloseUnfinished(_ exchange: Exchange) -> Bool {
         guard !exchange.requestEnded else { return false }
-        guard let length = exchange.head.headers.first(name: "content-length").flatMap({ Int($0) }) else { return true }
+        guard let length = exchange.contentLength else { return true }
         return length - exchange.bodyBytes > 1 << 20
     }
 

@@ -1,36 +1,37 @@
 import NIOCore
-import NIOHTTP1
 import SluiceConfig
 import SluiceCore
 
 /// Reading a request, choosing its pool and replica, and sending it upstream.
 extension ProxyServerHandler {
-    func receivedHead(_ head: HTTPRequestHead) {
+    func receivedHead(_ head: HTTP1Head) {
         guard case .idle = mode else { return }
         let exchange = Exchange(head: head, now: .now())
         if quiescing { exchange.keepAlive = false }
         self.exchange = exchange
         let limits = runtime.limits
-        if let framingError = HeaderRewriter.normalizeFraming(&exchange.head) {
-            respond(framingError, closeAfter: true)
-            return
-        }
-        if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length > limits.maxBodyBytes {
+        if let length = head.contentLength, length > limits.maxBodyBytes {
             // A small rest is read and dropped (the connection stays); a large one is cut.
             respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: mustCloseUnfinished(exchange))
             return
         }
-        exchange.expectsContinue = HeaderRewriter.takeExpectContinue(&exchange.head)
-        switch runtime.routeTable.route(path: exchange.path) {
+        switch runtime.routeTable.route(path: exchange.path[...]) {
         case .pool(let index):
-            begin(exchange, pool: runtime.pools[index])
+            // Forwarded as received: chunk framing included.
+            parser.passChunkFraming = true
+            begin(exchange, head: head, pool: runtime.pools[index])
         case .needsModel:
             mode = .inspecting
+            // The body is collected as data (framing removed) to be scanned as JSON.
+            parser.passChunkFraming = false
+            var held = head
+            held.bytes = context.channel.allocator.buffer(buffer: head.bytes)
+            exchange.heldHead = held
             exchange.inspectBuffer = context.channel.allocator.buffer(capacity: 0)
             sendContinueIfExpected(exchange)
             armTimer(exchange)
         case .noRoute:
-            respond(.noRoute(path: String(exchange.path), model: nil), closeAfter: false)
+            respond(.noRoute(path: exchange.path, model: nil), closeAfter: false)
         }
     }
 
@@ -39,8 +40,9 @@ extension ProxyServerHandler {
     func sendContinueIfExpected(_ exchange: Exchange) {
         guard exchange.expectsContinue, !exchange.requestEnded else { return }
         exchange.expectsContinue = false
-        let head = HTTPResponseHead(version: exchange.requestVersion, status: .continue)
-        context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
+        var out = context.channel.allocator.buffer(capacity: 32)
+        out.writeStaticString(exchange.requestMinorVersion == 0 ? "HTTP/1.0 100 Continue\r\n\r\n" : "HTTP/1.1 100 Continue\r\n\r\n")
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
     }
 
     func receivedBody(_ buffer: ByteBuffer) {
@@ -50,7 +52,7 @@ extension ProxyServerHandler {
         case .idle, .discarding, .closed: return
         }
         let limits = runtime.limits
-        exchange.bodyBytes += buffer.readableBytes
+        exchange.bodyBytes = parser.bodyBytes
         exchange.lastClientActivity = .now()
         if exchange.bodyBytes > limits.maxBodyBytes {
             respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: true)
@@ -66,16 +68,16 @@ extension ProxyServerHandler {
             return
         }
         if let upstream = exchange.upstream {
-            upstream.handler.write(.body(.byteBuffer(buffer)))
+            upstream.handler.write(buffer)
             exchange.wroteUpstreamSinceFlush = true
-            remember(.body(.byteBuffer(buffer)), bytes: buffer.readableBytes, in: exchange)
+            remember(buffer, in: exchange)
         } else {
-            exchange.pending.append(.body(.byteBuffer(buffer)))
+            exchange.pending.append(buffer)
             exchange.pendingBytes += buffer.readableBytes
         }
     }
 
-    func receivedEnd(_ trailers: HTTPHeaders?) {
+    func receivedEnd() {
         switch mode {
         case .discarding(let closeAfter):
             exchange = nil
@@ -89,25 +91,21 @@ extension ProxyServerHandler {
         case .inspecting:
             guard let exchange else { return }
             exchange.requestEnded = true
-            routeByModel(exchange, trailers: trailers)
+            routeByModel(exchange)
         case .proxying:
             guard let exchange else { return }
             exchange.requestEnded = true
             if let upstream = exchange.upstream {
-                upstream.handler.write(.end(trailers))
-                remember(.end(trailers), bytes: 0, in: exchange)
                 flushUpstream(upstream, exchange)
                 exchange.requestSent = true
                 if !exchange.responseStarted { startResponseTimer(exchange) } else { armTimer(exchange) }
-            } else {
-                exchange.pending.append(.end(trailers))
             }
         case .idle, .closed:
             break
         }
     }
 
-    func routeByModel(_ exchange: Exchange, trailers: HTTPHeaders?) {
+    func routeByModel(_ exchange: Exchange) {
         let body = exchange.inspectBuffer ?? context.channel.allocator.buffer(capacity: 0)
         exchange.inspectBuffer = nil
         let scanned = body.withUnsafeReadableBytes { bytes in
@@ -123,21 +121,33 @@ extension ProxyServerHandler {
             respond(.badJSON(failure.description), closeAfter: false)
             return
         }
-        switch runtime.routeTable.route(path: exchange.path, model: model) {
+        guard let head = exchange.heldHead else { return }
+        exchange.heldHead = nil
+        switch runtime.routeTable.route(path: exchange.path[...], model: model) {
         case .pool(let index):
-            if body.readableBytes > 0 {
-                exchange.pending.append(.body(.byteBuffer(body)))
+            if head.isChunked {
+                // The data was collected without its framing: sent on as one chunk.
+                var framed = context.channel.allocator.buffer(capacity: body.readableBytes + 32)
+                if body.readableBytes > 0 {
+                    HTTP1Writer.writeChunkHeader(length: body.readableBytes, into: &framed)
+                    framed.writeImmutableBuffer(body)
+                    framed.writeStaticString(HTTP1Writer.chunkEnd)
+                }
+                framed.writeStaticString(HTTP1Writer.lastChunk)
+                exchange.pending.append(framed)
+                exchange.pendingBytes += framed.readableBytes
+            } else if body.readableBytes > 0 {
+                exchange.pending.append(body)
                 exchange.pendingBytes += body.readableBytes
             }
-            exchange.pending.append(.end(trailers))
-            begin(exchange, pool: runtime.pools[index])
+            begin(exchange, head: head, pool: runtime.pools[index])
         case .needsModel, .noRoute:
-            respond(.noRoute(path: String(exchange.path), model: model ?? "(none)"), closeAfter: false)
+            respond(.noRoute(path: exchange.path, model: model ?? "(none)"), closeAfter: false)
         }
     }
 
     /// Commits the exchange to a pool: picks a replica and asks for a connection to it.
-    func begin(_ exchange: Exchange, pool: PoolRuntime) {
+    func begin(_ exchange: Exchange, head: HTTP1Head, pool: PoolRuntime) {
         exchange.pool = pool
         guard let replica = pool.pick(RoutingFacts(), now: exchange.start) else {
             respond(.noHealthyReplica(pool: pool.name), closeAfter: false)
@@ -145,12 +155,10 @@ extension ProxyServerHandler {
         }
         replica.requestStarted()
         exchange.replica = replica
-        exchange.requestID = HeaderRewriter.upstreamRequest(
-            &exchange.head, clientAddress: clientAddress, random: &upstreams.random)
-        if !exchange.head.headers.contains(name: "host") {
-            // HTTP/1.0 clients may omit Host; HTTP/1.1 (what is sent upstream) requires it.
-            exchange.head.headers.add(name: "host", value: replica.id.description)
-        }
+        var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 256)
+        exchange.requestID = HeaderRewriter.writeUpstreamRequest(
+            head, host: replica.id.description, clientAddress: clientAddress, random: &upstreams.random, into: &out)
+        exchange.upstreamHead = out
         mode = .proxying
         sendContinueIfExpected(exchange)
         acquireUpstream(exchange)
@@ -178,13 +186,14 @@ extension ProxyServerHandler {
         exchange.upstream = connection
         exchange.requestSent = false
         connection.handler.delegate = self
+        connection.handler.expectResponse(toHEAD: exchange.isHEAD)
         let reused = connection.useCount > 1 && !exchange.retriedStaleConnection
         exchange.replay = reused ? [] : nil
         exchange.replayBytes = 0
-        connection.handler.write(.head(exchange.head))
-        while let part = exchange.pending.popFirst() {
-            connection.handler.write(part)
-            remember(part, bytes: part.byteCount, in: exchange)
+        if let head = exchange.upstreamHead { connection.handler.write(head) }
+        while let buffer = exchange.pending.popFirst() {
+            connection.handler.write(buffer)
+            remember(buffer, in: exchange)
         }
         exchange.pendingBytes = 0
         flushUpstream(connection, exchange)
@@ -197,14 +206,14 @@ extension ProxyServerHandler {
         if connection.isWritable { resumeReading() }
     }
 
-    /// Keeps a written part for a possible resend (see `Exchange.replay`), up to 64 KiB.
-    func remember(_ part: HTTPClientRequestPart, bytes: Int, in exchange: Exchange) {
+    /// Keeps written body bytes for a possible resend (see `Exchange.replay`), up to 64 KiB.
+    func remember(_ buffer: ByteBuffer, in exchange: Exchange) {
         guard exchange.replay != nil else { return }
-        exchange.replayBytes += bytes
+        exchange.replayBytes += buffer.readableBytes
         if exchange.replayBytes > Self.pendingLimit {
             exchange.replay = nil
         } else {
-            exchange.replay!.append(part)
+            exchange.replay!.append(buffer)
         }
     }
 
@@ -240,12 +249,5 @@ extension ProxyServerHandler {
         }
         let metrics = exchange.pool?.metrics ?? runtime.metrics.unrouted
         metrics.recordResponse(status: status, nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds - exchange.start.uptimeNanoseconds))
-    }
-}
-
-extension HTTPClientRequestPart {
-    var byteCount: Int {
-        if case .body(.byteBuffer(let buffer)) = self { return buffer.readableBytes }
-        return 0
     }
 }

@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 
 /// Timeouts: one timer per connection, checked against the exchange's deadlines.
 extension ProxyServerHandler {

@@ -1,64 +1,84 @@
 import NIOCore
-import NIOHTTP1
 import SluiceCore
 
 extension ProxyServerHandler: UpstreamDelegate {
     var downstreamIsWritable: Bool { context.channel.isWritable }
 
-    func upstreamReceived(_ part: HTTPClientResponsePart) {
-        guard let exchange, exchange.upstream != nil, !exchange.finished else { return }
-        switch part {
-        case .head(let response):
-            let now = NIODeadline.now()
-            exchange.responseStarted = true
-            exchange.status = Int(response.status.code)
-            exchange.upstreamKeepAlive = response.isKeepAlive
-            exchange.lastActivity = now
-            exchange.replica?.recordSuccess()
-            exchange.pool?.metrics.recordFirstByte(nanoseconds: Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds))
-            if let pool = exchange.pool {
-                // From the head on, the replica's silence is what is timed.
-                exchange.upstreamDeadline = now + .nanoseconds(pool.configuration.timeouts.idle.nanoseconds)
-                armTimer(exchange)
-            }
-            var head = response
-            if exchange.requestVersion == .http1_0, !head.headers.contains(name: "content-length"), head.status.mayHaveResponseBody {
-                // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
-                head.headers.remove(name: "transfer-encoding")
+    func upstreamReceivedHead(_ head: HTTP1Head) {
+        guard let exchange, let upstream = exchange.upstream, !exchange.finished else { return }
+        let now = NIODeadline.now()
+        exchange.responseStarted = true
+        exchange.status = head.status
+        exchange.upstreamKeepAlive = head.keepAlive && head.status != 101
+        exchange.lastActivity = now
+        exchange.replica?.recordSuccess()
+        exchange.pool?.metrics.recordFirstByte(nanoseconds: Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds))
+        if let pool = exchange.pool {
+            // From the head on, the replica's silence is what is timed.
+            exchange.upstreamDeadline = now + .nanoseconds(pool.configuration.timeouts.idle.nanoseconds)
+            armTimer(exchange)
+        }
+        let untilClose = upstream.handler.parser.readsUntilClose
+        if exchange.requestMinorVersion == 0 {
+            // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
+            if head.isChunked, !untilClose, !exchange.isHEAD, head.status != 204, head.status != 304 {
+                exchange.reframing = .unchunk
+                exchange.keepAlive = false
+            } else if untilClose {
                 exchange.keepAlive = false
             }
-            HeaderRewriter.downstreamResponse(
-                &head, requestVersion: exchange.requestVersion, requestID: exchange.requestID ?? "",
-                keepAlive: exchange.keepAlive)
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-        case .body(let buffer):
-            exchange.lastActivity = .now()
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        case .end(let trailers):
-            if let upstream = exchange.upstream {
-                exchange.upstream = nil
-                if exchange.requestSent && exchange.upstreamKeepAlive {
-                    exchange.connectionPool?.release(upstream)
-                } else {
-                    exchange.connectionPool?.discard(upstream)
-                }
-            }
-            finish(exchange, status: exchange.status)
-            if !exchange.keepAlive || quiescing {
-                mode = .closed
-                let context = self.context!
-                context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
-                    context.close(promise: nil)
-                }
-                return
-            }
-            // State first: writing the end lets NIO's pipelining handler deliver the next
-            // request synchronously, re-entering this handler.
-            self.exchange = nil
-            mode = exchange.requestEnded ? .idle : .discarding(closeAfter: false)
-            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
-            exchangeEnded()
+        } else if untilClose {
+            exchange.reframing = .chunk
         }
+        upstream.handler.parser.passChunkFraming = exchange.reframing != .unchunk
+        var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 64)
+        HeaderRewriter.writeDownstreamResponse(
+            head, clientMinorVersion: exchange.requestMinorVersion, requestID: exchange.requestID ?? "",
+            keepAlive: exchange.keepAlive, reframing: exchange.reframing, into: &out)
+        context.write(wrapOutboundOut(out), promise: nil)
+    }
+
+    func upstreamReceivedBody(_ buffer: ByteBuffer) {
+        guard let exchange, exchange.upstream != nil, !exchange.finished else { return }
+        exchange.lastActivity = .now()
+        if exchange.reframing == .chunk {
+            var header = context.channel.allocator.buffer(capacity: 12)
+            HTTP1Writer.writeChunkHeader(length: buffer.readableBytes, into: &header)
+            context.write(wrapOutboundOut(header), promise: nil)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            context.write(wrapOutboundOut(context.channel.allocator.buffer(staticString: HTTP1Writer.chunkEnd)), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
+    }
+
+    func upstreamReceivedEnd(reusable: Bool) {
+        guard let exchange, exchange.upstream != nil, !exchange.finished else { return }
+        if let upstream = exchange.upstream {
+            exchange.upstream = nil
+            if reusable && exchange.requestSent && exchange.upstreamKeepAlive {
+                exchange.connectionPool?.release(upstream)
+            } else {
+                exchange.connectionPool?.discard(upstream)
+            }
+        }
+        finish(exchange, status: exchange.status)
+        let last = exchange.reframing == .chunk ? context.channel.allocator.buffer(staticString: HTTP1Writer.lastChunk) : nil
+        if !exchange.keepAlive || quiescing {
+            mode = .closed
+            let context = self.context!
+            // (An empty write completes once everything before it is written.)
+            let written = context.writeAndFlush(wrapOutboundOut(last ?? context.channel.allocator.buffer(capacity: 0)))
+            written.assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+            return
+        }
+        self.exchange = nil
+        mode = exchange.requestEnded ? .idle : .discarding(closeAfter: false)
+        if let last { context.write(wrapOutboundOut(last), promise: nil) }
+        context.flush()
+        exchangeEnded()
     }
 
     func upstreamReadComplete() {

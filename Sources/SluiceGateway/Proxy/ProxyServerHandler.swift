@@ -1,25 +1,24 @@
 import NIOCore
-import NIOHTTP1
 import SluiceConfig
 import SluiceCore
 
-/// The data path for one client connection: reads a request, chooses a pool and a replica,
-/// borrows an upstream connection from this event loop's pool and streams both ways.
+/// The data path for one client connection: parses requests (`HTTP1Parser`), chooses a pool and
+/// a replica, borrows an upstream connection from this event loop's pool and streams both ways.
 ///
-/// Bodies are forwarded part by part as NIO delivers them (never copied, never buffered whole)
-/// unless routing needs the `model` field, which is read from a capped buffer and then forwarded
-/// as that same buffer. Reads are held while the other side cannot take more bytes, so a slow
-/// peer makes the gateway stop reading instead of buffering.
+/// It is the connection's only handler: bytes in, bytes out. Heads are rewritten byte to byte
+/// (`HeaderRewriter`), and bodies are forwarded as slices of the buffers read from the socket
+/// (never copied, never buffered whole) unless routing needs the `model` field, which is read
+/// from a capped buffer and then forwarded as that same buffer. Reads are held while the other
+/// side cannot take more bytes, so a slow peer makes the gateway stop reading instead of
+/// buffering.
 ///
-/// HTTP/1.1 pipelining is handled here rather than by NIO's `HTTPServerPipelineHandler`: that
-/// handler stops reading after every request until its response ends, which costs two
-/// `epoll_ctl` calls per request. This handler keeps reading, and only when a client really
-/// pipelines does it queue the next request's parts (and then stop reading) until the current
-/// exchange ends. At most one `Exchange` is active.
+/// HTTP/1.1 pipelining costs nothing here: a request that arrives while another is in progress
+/// simply stays unparsed in `unparsed` (and reads stop) until the current exchange ends. At
+/// most one `Exchange` is active.
 final class ProxyServerHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     enum Mode {
         case idle
@@ -45,9 +44,11 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     /// at the end of the burst, so a request read in one go costs one upstream write syscall.
     var inReadBurst = false
     var clientAddress: String?
-    /// Parts of pipelined requests that arrived while an exchange was active.
-    var queued = CircularBuffer<HTTPServerRequestPart>()
-    var delivering = false
+    var parser: HTTP1Parser
+    /// Bytes read but not parsed yet: the rest of a read, or a pipelined request waiting for
+    /// the current exchange to end.
+    var unparsed: ByteBuffer?
+    var parsing = false
     /// Set by a graceful shutdown: finish the current exchange, then close.
     var quiescing = false
     /// The connection's one timer and the instant it fires; see `arm(_:at:)`.
@@ -61,6 +62,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     init(runtime: GatewayRuntime, upstreams: EventLoopUpstreams) {
         self.runtime = runtime
         self.upstreams = upstreams
+        self.parser = HTTP1Parser(role: .request, maxHeadBytes: runtime.limits.maxHeaderBytes)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -77,27 +79,73 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         // Closed (possibly lingering after an early answer): what still arrives is dropped.
         if isClosed { return }
         inReadBurst = true
-        let part = unwrapInboundIn(data)
-        if !queued.isEmpty {
-            queued.append(part)
-            return
+        var buffer = unwrapInboundIn(data)
+        if unparsed != nil {
+            unparsed!.writeBuffer(&buffer)
+        } else {
+            unparsed = buffer
         }
-        if case .head = part, !isIdle {
-            queued.append(part)
-            return
-        }
-        handle(part)
+        parseAvailable()
     }
 
-    func handle(_ part: HTTPServerRequestPart) {
-        switch part {
-        case .head(let head):
-            receivedHead(head)
-        case .body(let buffer):
-            receivedBody(buffer)
-        case .end(let trailers):
-            receivedEnd(trailers)
+    /// Parses and handles what has been read, as far as the connection's state allows: a new
+    /// request's head is parsed only when no exchange is active.
+    func parseAvailable() {
+        guard !parsing else { return }
+        parsing = true
+        defer { parsing = false }
+        while !isClosed, unparsed != nil {
+            if parser.isAtMessageStart, !isIdle { break }
+            let event: HTTP1Parser.Event?
+            do {
+                event = try parser.next(&unparsed!)
+            } catch {
+                parseFailed(error)
+                break
+            }
+            guard let event else { break }
+            switch event {
+            case .head(let head):
+                receivedHead(head)
+            case .body(let buffer):
+                receivedBody(buffer)
+            case .end:
+                receivedEnd()
+            }
         }
+        // Let go of the read buffer as soon as it is consumed, so NIO can reuse it.
+        if let buffer = unparsed, buffer.readableBytes == 0 { unparsed = nil }
+        if quiescing, isIdle {
+            mode = .closed
+            context.close(promise: nil)
+        }
+    }
+
+    /// Bytes that are not HTTP/1.1: answered when no response has started, else the exchange is cut.
+    func parseFailed(_ error: HTTP1ParseError) {
+        if let exchange, exchange.responseStarted {
+            abort(exchange, status: 400)
+            return
+        }
+        let answer: GatewayError
+        switch error {
+        case .headTooLarge: answer = .headersTooLarge(limit: runtime.limits.maxHeaderBytes)
+        case .unsupportedTransferEncoding(let value): answer = .unsupportedTransferEncoding(value)
+        case .malformed(let reason): answer = .malformed(reason)
+        }
+        if case .discarding = mode {
+            // The request was answered already; only its rest was being read.
+            mode = .closed
+            context.close(promise: nil)
+            return
+        }
+        respond(answer, closeAfter: true)
+    }
+
+    /// Whether a pipelined request is waiting for the current exchange to end.
+    var holdsPipelinedRequest: Bool {
+        guard let unparsed, unparsed.readableBytes > 0 else { return false }
+        return parser.isAtMessageStart && !isIdle
     }
 
     var isIdle: Bool {
@@ -105,22 +153,10 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         return false
     }
 
-    /// Called whenever an exchange has ended and the handler may be idle: delivers queued
-    /// pipelined requests, or closes the connection when shutting down.
+    /// Called whenever an exchange has ended and the handler may be idle: parses a pipelined
+    /// request, or closes the connection when shutting down.
     func exchangeEnded() {
-        guard !delivering else { return }
-        delivering = true
-        defer { delivering = false }
-        while let part = queued.first {
-            if case .head = part, !isIdle { return }
-            queued.removeFirst()
-            handle(part)
-        }
-        if quiescing, isIdle {
-            mode = .closed
-            context.close(promise: nil)
-            return
-        }
+        parseAvailable()
         if exchange == nil {
             idleSince = .now()
             armIdleTimer()
@@ -132,7 +168,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         if event is ChannelShouldQuiesceEvent {
             quiescing = true
             if let exchange, !exchange.responseStarted { exchange.keepAlive = false }
-            if isIdle, queued.isEmpty {
+            if isIdle, !holdsPipelinedRequest {
                 mode = .closed
                 context.close(promise: nil)
             }
@@ -150,7 +186,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if !queued.isEmpty {
+        if holdsPipelinedRequest {
             pendingRead = true
             return
         }
@@ -211,27 +247,9 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A parse error is answered only when it belongs to the request being read now: not
-        // to a pipelined one behind a request already sent, nor after a response completed.
-        if let parserError = error as? HTTPParserError, !isClosed, ownsParseError {
-            let answer: GatewayError
-            if parserError == .headerOverflow {
-                answer = .headersTooLarge(limit: runtime.limits.maxHeaderBytes)
-            } else {
-                answer = .malformed()
-            }
-            respond(answer, closeAfter: true)
-            return
-        }
-        // While lingering, the decoder reports bytes it will not parse: expected, not fatal.
+        // While lingering after an early answer, errors (a reset) are expected: not news.
         if isClosed { return }
         context.close(promise: nil)
-    }
-
-    private var ownsParseError: Bool {
-        guard queued.isEmpty else { return false }
-        if let exchange { return !exchange.requestEnded && !exchange.responseStarted }
-        return isIdle
     }
 
     var isClosed: Bool {

@@ -92,13 +92,6 @@ public final class Gateway: Sendable {
     private func bindData(host: String, port: Int) async throws -> any Channel {
         let runtime = self.runtime
         let upstreams = self.upstreamsByLoop
-        let limits = runtime.limits
-        let decoderLimits = {
-            var decoderLimits = NIOHTTPDecoderLimitConfiguration()
-            decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
-            decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
-            return decoderLimits
-        }()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -107,14 +100,8 @@ public final class Gateway: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // One handler: ProxyServerHandler parses and writes HTTP/1.1 itself.
                     let sync = channel.pipeline.syncOperations
-                    try sync.configureHTTPServerPipeline(
-                        withPipeliningAssistance: false,  // ProxyServerHandler pipelines itself
-                        withErrorHandling: false,
-                        // Headers reach the encoder from llhttp (already validated) or from us.
-                        withOutboundHeaderValidation: false,
-                        withEncoderConfiguration: .init(),
-                        withDecoderLimitConfiguration: decoderLimits)
                     let loopUpstreams = upstreams[ObjectIdentifier(channel.eventLoop)]!.value
                     try sync.addHandler(ProxyServerHandler(runtime: runtime, upstreams: loopUpstreams))
                     runtime.metrics.downstreamConnectionsTotal.increment()

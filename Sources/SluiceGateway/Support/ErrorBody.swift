@@ -37,8 +37,8 @@ public struct GatewayError: Error, Sendable, Equatable {
         .init(status: .init(statusCode: 431, reasonPhrase: "Request Header Fields Too Large"), message: "The request headers exceed the limit of \(limit) bytes.", type: "invalid_request_error", code: "headers_too_large")
     }
 
-    public static func malformed() -> GatewayError {
-        .init(status: .badRequest, message: "The request is not valid HTTP/1.1.", type: "invalid_request_error", code: "bad_request")
+    public static func malformed(_ reason: String) -> GatewayError {
+        .init(status: .badRequest, message: "The request is not valid HTTP/1.1: \(reason).", type: "invalid_request_error", code: "bad_request")
     }
 
     public static func replicaFailed(_ detail: String) -> GatewayError {

@@ -1,10 +1,13 @@
 import NIOCore
-import NIOHTTP1
 
 /// The side of an exchange that an upstream connection reports to. Implemented by the
 /// downstream connection's handler; both live on the same event loop, so calls are direct.
 protocol UpstreamDelegate: AnyObject {
-    func upstreamReceived(_ part: HTTPClientResponsePart)
+    func upstreamReceivedHead(_ head: HTTP1Head)
+    func upstreamReceivedBody(_ buffer: ByteBuffer)
+    /// The response ended; `reusable` is false when the connection must not carry another
+    /// request (the body ran until close, or bytes followed the response).
+    func upstreamReceivedEnd(reusable: Bool)
     func upstreamReadComplete()
     func upstreamWritabilityChanged(isWritable: Bool)
     func upstreamClosed(error: (any Error)?)
@@ -12,19 +15,25 @@ protocol UpstreamDelegate: AnyObject {
     var downstreamIsWritable: Bool { get }
 }
 
-/// Last handler of an upstream connection's pipeline: passes response parts to the current
-/// delegate and holds reads while the client is slow (the GlueHandler pattern, without its lock
-/// because both channels share one event loop).
+/// The only handler of an upstream connection's pipeline: parses responses (`HTTP1Parser`),
+/// passes them to the current delegate, writes the request bytes the delegate gives it, and
+/// holds reads while the client is slow (the GlueHandler pattern, without its lock because both
+/// channels share one event loop).
 final class UpstreamHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// Responses from replicas may carry larger heads than Sluice accepts from clients.
+    static let maxResponseHeadBytes = 64 * 1024
 
     weak var delegate: (any UpstreamDelegate)?
     /// Set once the connection is handed to a pool, so its close is always accounted for, even
     /// when the exchange already dropped it (an EOF-delimited response ends on close). Strong on
     /// purpose: the cycle with `UpstreamConnection.handler` is broken in `channelInactive`.
     var connection: UpstreamConnection?
+    var parser = HTTP1Parser(role: .response, maxHeadBytes: UpstreamHandler.maxResponseHeadBytes)
+    private var unparsed: ByteBuffer?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
     private var lastError: (any Error)?
@@ -37,13 +46,44 @@ final class UpstreamHandler: ChannelDuplexHandler {
         self.context = nil
     }
 
+    /// Called before a request is written: how to read its response.
+    func expectResponse(toHEAD: Bool) {
+        parser.requestWasHEAD = toHEAD
+        parser.passChunkFraming = true
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        if let delegate {
-            delegate.upstreamReceived(part)
-        } else if case .head = part {
-            // A response nobody asked for (or after the client left): the connection's state is
-            // unknown, so it must not be reused.
+        var buffer = unwrapInboundIn(data)
+        if unparsed != nil {
+            unparsed!.writeBuffer(&buffer)
+        } else {
+            unparsed = buffer
+        }
+        while let delegate {
+            let event: HTTP1Parser.Event?
+            do {
+                event = try parser.next(&unparsed!)
+            } catch {
+                lastError = error
+                context.close(promise: nil)
+                return
+            }
+            guard let event else { break }
+            switch event {
+            case .head(let head):
+                delegate.upstreamReceivedHead(head)
+            case .body(let body):
+                delegate.upstreamReceivedBody(body)
+            case .end:
+                delegate.upstreamReceivedEnd(reusable: unparsed!.readableBytes == 0)
+            }
+        }
+        if unparsed!.readableBytes == 0 {
+            unparsed = nil
+        } else if delegate == nil {
+            // A response nobody asked for (or bytes after one, or after the client left): the
+            // connection's state is unknown, so it must not be reused.
+            unparsed = nil
             context.close(promise: nil)
         }
     }
@@ -63,6 +103,10 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if let delegate, parser.finishAtClose() != nil {
+            // A body delimited by the connection's close has ended.
+            delegate.upstreamReceivedEnd(reusable: false)
+        }
         let delegate = self.delegate
         self.delegate = nil
         if let connection {
@@ -82,8 +126,8 @@ final class UpstreamHandler: ChannelDuplexHandler {
         }
     }
 
-    func write(_ part: HTTPClientRequestPart) {
-        context?.write(wrapOutboundOut(part), promise: nil)
+    func write(_ buffer: ByteBuffer) {
+        context?.write(wrapOutboundOut(buffer), promise: nil)
     }
 
     func flush() {
