@@ -49,6 +49,33 @@ import Testing
         }
     }
 
+    @Test func smugglingShapesAreRefusedWithAReason() async throws {
+        try await GatewayHarness.run { h in
+            let attempts = [
+                "POST /v1/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ncontent-length: 40\r\n\r\nhello",
+                "POST /v1/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding : chunked\r\n\r\n0\r\n\r\n",
+                "POST /v1/echo HTTP/1.1\r\nhost: x\r\nx: y\r\n transfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+                "POST /v1/echo HTTP/1.1\nhost: x\r\n\r\n",
+            ]
+            for attempt in attempts {
+                let reply = try await RawConnection.exchange(attempt, with: h.data, group: h.group)
+                #expect(reply.hasPrefix("HTTP/1.1 400"), "\(attempt.debugDescription)")
+                #expect(reply.contains(#""code":"bad_request""#) && reply.contains("not valid HTTP/1.1: "))
+                #expect(reply.lowercased().contains("connection: close"))
+            }
+            // A chunked upload with extensions and a trailer reaches the replica intact and the
+            // connection stays usable for a pipelined request behind it.
+            let reply = try await RawConnection.exchange(
+                "POST /v1/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3;a=b\r\nabc\r\n2\r\nde\r\n0\r\nx-t: 1\r\n\r\n"
+                    + "POST /v1/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\nconnection: close\r\n\r\nnext",
+                with: h.data, group: h.group)
+            // (The echo replica answers each chunk it reads as a chunk.)
+            #expect(reply.hasPrefix("HTTP/1.1 200"))
+            #expect(reply.contains("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\nHTTP/1.1 200 OK"))
+            #expect(reply.contains("\r\nnext\r\n0\r\n\r\n"))
+        }
+    }
+
     @Test func expectContinueIsAnsweredByTheGateway() async throws {
         try await GatewayHarness.run { h in
             // Raw bytes: NIO's client decoder drops 1xx responses.

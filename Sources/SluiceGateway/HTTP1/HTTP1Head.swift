@@ -56,13 +56,13 @@ struct HTTP1Head {
     var targetString: String { string(target) }
 
     /// The first field named `lowercaseName` (matched ignoring ASCII case).
-    func first(_ lowercaseName: String) -> Field? {
+    func first(_ lowercaseName: StaticString) -> Field? {
         fields.first { nameEquals($0, lowercaseName) }
     }
 
     func value(_ field: Field) -> String { string(field.value) }
 
-    func nameEquals(_ field: Field, _ lowercaseName: String) -> Bool {
+    func nameEquals(_ field: Field, _ lowercaseName: StaticString) -> Bool {
         bytes.withUnsafeReadableBytes { HTTP1Bytes.equalsLowercase($0[field.name], lowercaseName) }
     }
 
@@ -99,12 +99,22 @@ enum HTTP1Bytes {
         (byte >= 0x41 && byte <= 0x5A) ? byte | 0x20 : byte
     }
 
-    static func equalsLowercase(_ bytes: Slice<UnsafeRawBufferPointer>, _ lowercase: String) -> Bool {
-        var utf8 = lowercase.utf8.makeIterator()
+    /// Whether `bytes` spell `lowercase` ignoring ASCII case (field names, tokens).
+    @inline(__always)
+    static func equalsLowercase(_ bytes: Slice<UnsafeRawBufferPointer>, _ lowercase: StaticString) -> Bool {
+        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+        let expected = lowercase.utf8Start
+        var offset = 0
         for byte in bytes {
-            guard let expected = utf8.next(), lower(byte) == expected else { return false }
+            guard lower(byte) == expected[offset] else { return false }
+            offset += 1
         }
-        return utf8.next() == nil
+        return true
+    }
+
+    static func equalsLowercase(_ bytes: Slice<UnsafeRawBufferPointer>, _ lowercase: String) -> Bool {
+        guard bytes.count == lowercase.utf8.count else { return false }
+        return zip(bytes, lowercase.utf8).allSatisfy { lower($0) == $1 }
     }
 
     /// Calls `body` with each comma-separated element of a list value, without surrounding spaces.

@@ -12,7 +12,7 @@ enum HeaderRewriter {
     }
 
     static func kind(_ name: Slice<UnsafeRawBufferPointer>) -> FieldKind {
-        func match(_ candidate: String, _ kind: FieldKind) -> FieldKind? {
+        func match(_ candidate: StaticString, _ kind: FieldKind) -> FieldKind? {
             HTTP1Bytes.equalsLowercase(name, candidate) ? kind : nil
         }
         switch name.count {
@@ -205,11 +205,11 @@ enum HeaderRewriter {
         out.writeStaticString("\r\n")
     }
 
-    /// `00-<trace>-<span>-01`.
+    /// `00-<trace>-<span>-01`; `traceID` is 32 lowercase hex digits.
     static func writeTraceparent(traceID: String, spanID: UInt64, into out: inout ByteBuffer) {
         let span = spanID == 0 ? 1 : spanID
         out.writeStaticString("00-")
-        out.writeString(String(traceID.prefix(32)))
+        out.writeString(traceID)
         out.writeInteger(UInt8(ascii: "-"))
         for shift in stride(from: 60, through: 0, by: -4) {
             let digit = UInt8((span >> UInt64(shift)) & 0xF)
