@@ -3,10 +3,13 @@
 #
 # Starts four fast fake backends (one nginx, 1 worker, 4 ports, fixed ~300 B
 # chat-completion JSON), then four reverse proxies in front of them (HAProxy,
-# nginx, Envoy, Sluice; 2 threads/workers each), and drives each with wrk using
+# nginx, Envoy, Sluice; 2 threads/workers each, each thread pinned to its own
+# CPU where the proxy can do that: HAProxy cpu-map, nginx worker_cpu_affinity,
+# Sluice pin_workers; Envoy has no such option and runs unpinned; CPUs 0 and 1
+# must exist), and drives each with wrk using
 # a ~1 KB POST /v1/chat/completions (loadtest/overhead/post.lua). "direct" is
 # wrk straight at one backend: the ceiling. "relay" is `sluice relay` from the
-# same binary (--workers 2): a plain SwiftNIO TCP byte relay, one backend
+# same binary (--workers 2 --pin-workers): a plain SwiftNIO TCP byte relay, one backend
 # connection per client connection, round-robin over the four backends. It is
 # the floor for any SwiftNIO proxy on this machine: no HTTP parsing, so sluice
 # over relay is the cost of Sluice's HTTP handling. It runs whenever Sluice
@@ -375,7 +378,7 @@ RELAY_PID=""
 if [[ -n $RELAY_WANTED ]]; then
     start relay "$SLUICE_BIN" relay --listen "127.0.0.1:$RELAY_PORT" \
         --to "127.0.0.1:$B1" --to "127.0.0.1:$B2" --to "127.0.0.1:$B3" --to "127.0.0.1:$B4" \
-        --workers 2
+        --workers 2 --pin-workers
     RELAY_PID=$LAST_PID
     wait_ready_post relay "$RELAY_PID" "http://127.0.0.1:$RELAY_PORT"
 fi
@@ -480,7 +483,7 @@ done
     echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (warm-up ${WARMUP}s), ${ROUNDS} round(s), POST $(wc -c <"$WORK/body.json") B body"
     if [[ -n $ENVOY_PID ]]; then echo "envoy: $ENVOY_BIN (envoy $ENVOY_VERSION, --concurrency 2)"; else echo "envoy: skipped"; fi
     if [[ -n $SLUICE_PID ]]; then echo "sluice: $SLUICE_BIN"; else echo "sluice: skipped"; fi
-    if [[ -n $RELAY_PID ]]; then echo "relay: $SLUICE_BIN relay --workers 2 (SwiftNIO TCP relay, no HTTP parsing)"; else echo "relay: skipped"; fi
+    if [[ -n $RELAY_PID ]]; then echo "relay: $SLUICE_BIN relay --workers 2 --pin-workers (SwiftNIO TCP relay, no HTTP parsing)"; else echo "relay: skipped"; fi
     echo
     "$PYTHON" "$REPORT" summarize "$JSONL" "$WORK/rss.json"
 } >"$TXT"

@@ -44,7 +44,7 @@ extension GatewayConfiguration {
     }
 
     private static func decodeRoot(_ root: NodeReader) -> GatewayConfiguration? {
-        guard let keys = root.mapping(allowed: ["listen", "workers", "log_level", "admin", "pools", "limits", "shutdown"]) else {
+        guard let keys = root.mapping(allowed: ["listen", "workers", "pin_workers", "log_level", "admin", "pools", "limits", "shutdown"]) else {
             return nil
         }
         guard let listenNode = keys["listen"] else {
@@ -74,6 +74,7 @@ extension GatewayConfiguration {
         guard let listen, let admin, let pools else { return nil }
         var config = GatewayConfiguration(listen: listen, admin: admin, pools: pools)
         if let node = keys["workers"], let value = node.int(in: 1...256) { config.workers = value }
+        if let node = keys["pin_workers"], let value = node.bool() { config.pinWorkers = value }
         if let node = keys["log_level"], let value = node.oneOf(logLevels) { config.logLevel = value }
         if let node = keys["limits"] { config.limits = decodeLimits(node) }
         if let node = keys["shutdown"], let entries = node.mapping(allowed: ["grace"]) {

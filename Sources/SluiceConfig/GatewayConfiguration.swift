@@ -7,6 +7,10 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var listen: ReplicaID
     /// Event-loop threads; nil means one per core.
     public var workers: Int?
+    /// Pin event-loop thread i to the i-th CPU the process may run on. Off by default: it helps
+    /// only where the CPUs are the gateway's own (a dedicated host, or Kubernetes' static CPU
+    /// manager policy); two pinned processes sharing CPUs would crowd the same ones.
+    public var pinWorkers = false
     public var logLevel: String = "info"
     public var admin: AdminConfiguration
     public var pools: [PoolConfiguration]

@@ -2,6 +2,7 @@ import ArgumentParser
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import SluiceGateway
 
 /// `sluice relay`: a plain TCP relay on SwiftNIO (each client connection glued to its own
 /// backend connection, bytes forwarded as they come, no HTTP). It is not a gateway feature: it is
@@ -22,6 +23,9 @@ struct RelayCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Event-loop threads.")
     var workers = 2
 
+    @Flag(name: .long, help: "Pin each event loop to its own CPU (as pin_workers: true).")
+    var pinWorkers = false
+
     func run() async throws {
         let backends = try to.map { text -> SocketAddress in
             let parts = text.split(separator: ":")
@@ -31,7 +35,7 @@ struct RelayCommand: AsyncParsableCommand {
         guard !backends.isEmpty else { throw ValidationError("give at least one --to") }
         let parts = listen.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--listen takes host:port") }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
+        let (group, _) = WorkerAffinity.makeGroup(workers: workers, pinned: pinWorkers)
         let next = NIOLockedValueBox(0)
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)

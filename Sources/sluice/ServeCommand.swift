@@ -22,7 +22,13 @@ struct ServeCommand: AsyncParsableCommand {
         if let name = configuration.admin.tokenEnv, token?.isEmpty ?? true {
             logger.warning("admin.token_env names \(name), but it is unset or empty")
         }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.workers ?? System.coreCount)
+        let (group, pinned) = WorkerAffinity.makeGroup(
+            workers: configuration.workers ?? System.coreCount, pinned: configuration.pinWorkers)
+        if let pinned {
+            logger.info("event loops pinned", metadata: ["cpus": "\(pinned.map(String.init).joined(separator: ","))"])
+        } else if configuration.pinWorkers {
+            logger.warning("pin_workers: the CPUs this process may use are unknown here; event loops are not pinned")
+        }
         let gateway = Gateway(configuration: configuration, group: group, adminToken: token, logger: logger)
         let bound = try await gateway.start()
         logger.notice("sluice serving", metadata: [

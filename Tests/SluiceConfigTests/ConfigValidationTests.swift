@@ -42,6 +42,13 @@ import Testing
         #expect(config.limits.maxBodyBytes == 8_388_608)
     }
 
+    @Test func workersAndPinning() throws {
+        let config = try GatewayConfiguration.decode(yaml: "workers: 3\npin_workers: true\n" + Self.valid)
+        #expect(config.workers == 3 && config.pinWorkers)
+        #expect(try GatewayConfiguration.decode(yaml: Self.valid).pinWorkers == false)
+        #expect(issues("pin_workers: sometimes\n" + Self.valid).map(\.path) == ["pin_workers"])
+    }
+
     @Test func badHostPortNamesKeyPathAndLine() {
         let yaml = Self.valid.replacingOccurrences(of: "\"127.0.0.1:9002\"", with: "\"127.0.0.1:99999\"")
         #expect(issues(yaml).map(\.description) == [#"pools[0].replicas[1]: "127.0.0.1:99999" is not a host:port (line 8)"#])

@@ -1,4 +1,9 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A parsed HTTP/1.x message head: the bytes as received and where each piece lies in them.
 ///
@@ -46,7 +51,9 @@ struct HTTP1Head {
         minorVersion >= 1 ? !connectionClose : (connectionKeepAlive && !connectionClose)
     }
 
-    var isHEAD: Bool { equals(method, "HEAD") }
+    var isHEAD: Bool {
+        bytes.withUnsafeReadableBytes { HTTP1Bytes.equals($0[method], "HEAD") }
+    }
 
     func string(_ range: Range<Int>) -> String {
         bytes.getString(at: bytes.readerIndex + range.lowerBound, length: range.count) ?? ""
@@ -66,11 +73,6 @@ struct HTTP1Head {
         bytes.withUnsafeReadableBytes { HTTP1Bytes.equalsLowercase($0[field.name], lowercaseName) }
     }
 
-    func equals(_ range: Range<Int>, _ text: String) -> Bool {
-        bytes.withUnsafeReadableBytes { raw in
-            raw[range].elementsEqual(text.utf8)
-        }
-    }
 }
 
 /// Byte classes and comparisons of RFC 9110 / 9112, shared by the parser and the rewriter.
@@ -112,7 +114,15 @@ enum HTTP1Bytes {
         return true
     }
 
-    static func equalsLowercase(_ bytes: Slice<UnsafeRawBufferPointer>, _ lowercase: String) -> Bool {
+    /// Whether `bytes` spell `exact` (methods and versions are case-sensitive).
+    @inline(__always)
+    static func equals(_ bytes: Slice<UnsafeRawBufferPointer>, _ exact: StaticString) -> Bool {
+        guard bytes.count == exact.utf8CodeUnitCount else { return false }
+        return memcmp(UnsafeRawBufferPointer(rebasing: bytes).baseAddress!, exact.utf8Start, bytes.count) == 0
+    }
+
+    /// As above, for names only known at run time (those a `Connection` field lists).
+    static func equalsLowercase(_ bytes: Slice<UnsafeRawBufferPointer>, runtimeName lowercase: String) -> Bool {
         guard bytes.count == lowercase.utf8.count else { return false }
         return zip(bytes, lowercase.utf8).allSatisfy { lower($0) == $1 }
     }

@@ -460,7 +460,9 @@ struct HTTP1Parser {
     }
 
     private static func version(_ bytes: Slice<UnsafeRawBufferPointer>) throws(HTTP1ParseError) -> Int {
-        guard bytes.count == 8, bytes.starts(with: "HTTP/1.".utf8) else { throw .malformed("unsupported HTTP version") }
+        guard bytes.count == 8, HTTP1Bytes.equals(bytes[bytes.startIndex..<(bytes.startIndex + 7)], "HTTP/1.") else {
+            throw .malformed("unsupported HTTP version")
+        }
         switch bytes[bytes.startIndex + 7] {
         case UInt8(ascii: "1"): return 1
         case UInt8(ascii: "0"): return 0

@@ -49,7 +49,7 @@ enum HeaderRewriter {
     }
 
     private static func isNamed(_ name: Slice<UnsafeRawBufferPointer>, in names: [String]) -> Bool {
-        !names.isEmpty && names.contains { HTTP1Bytes.equalsLowercase(name, $0) }
+        !names.isEmpty && names.contains { HTTP1Bytes.equalsLowercase(name, runtimeName: $0) }
     }
 
     /// Writes the request head sent to the replica and returns the request ID (kept or created).

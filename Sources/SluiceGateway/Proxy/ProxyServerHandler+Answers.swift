@@ -78,6 +78,7 @@ extension ProxyServerHandler {
         abandonUpstream(exchange)
         finish(exchange, status: status)
         self.exchange = nil
+        stagedHead = nil
         mode = .closed
         context.close(promise: nil)
     }

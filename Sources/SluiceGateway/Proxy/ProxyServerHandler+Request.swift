@@ -155,7 +155,9 @@ extension ProxyServerHandler {
         }
         replica.requestStarted()
         exchange.replica = replica
-        var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 256)
+        // Room for a small body too: the upstream handler copies it behind the head (one write).
+        let smallBody = exchange.contentLength.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0
+        var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 256 + smallBody)
         exchange.requestID = HeaderRewriter.writeUpstreamRequest(
             head, host: replica.id.description, clientAddress: clientAddress, random: &upstreams.random, into: &out)
         exchange.upstreamHead = out

@@ -31,16 +31,31 @@ extension ProxyServerHandler: UpstreamDelegate {
             exchange.reframing = .chunk
         }
         upstream.handler.parser.passChunkFraming = exchange.reframing != .unchunk
-        var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 64)
+        let smallBody = head.contentLength.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0
+        var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 96 + smallBody)
         HeaderRewriter.writeDownstreamResponse(
             head, clientMinorVersion: exchange.requestMinorVersion, requestID: exchange.requestID ?? "",
             keepAlive: exchange.keepAlive, reframing: exchange.reframing, into: &out)
-        context.write(wrapOutboundOut(out), promise: nil)
+        stagedHead = out
+    }
+
+    /// Writes the held response head, if any.
+    func writeStagedHead() {
+        guard let head = stagedHead else { return }
+        stagedHead = nil
+        context.write(wrapOutboundOut(head), promise: nil)
     }
 
     func upstreamReceivedBody(_ buffer: ByteBuffer) {
         guard let exchange, exchange.upstream != nil, !exchange.finished else { return }
         exchange.lastActivity = .now()
+        if exchange.reframing == .none, var head = stagedHead, head.writableBytes >= buffer.readableBytes {
+            stagedHead = nil
+            head.writeImmutableBuffer(buffer)
+            context.write(wrapOutboundOut(head), promise: nil)
+            return
+        }
+        writeStagedHead()
         if exchange.reframing == .chunk {
             var header = context.channel.allocator.buffer(capacity: 12)
             HTTP1Writer.writeChunkHeader(length: buffer.readableBytes, into: &header)
@@ -63,6 +78,7 @@ extension ProxyServerHandler: UpstreamDelegate {
             }
         }
         finish(exchange, status: exchange.status)
+        writeStagedHead()
         let last = exchange.reframing == .chunk ? context.channel.allocator.buffer(staticString: HTTP1Writer.lastChunk) : nil
         if !exchange.keepAlive || quiescing {
             mode = .closed
@@ -82,6 +98,7 @@ extension ProxyServerHandler: UpstreamDelegate {
     }
 
     func upstreamReadComplete() {
+        writeStagedHead()
         context.flush()
     }
 

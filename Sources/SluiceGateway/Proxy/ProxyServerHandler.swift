@@ -33,6 +33,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     /// How much request body may wait for an upstream connection before reads stop.
     static let pendingLimit = 64 * 1024
+    /// Bodies up to this size are copied behind their head, so a small message is one write.
+    static let coalesceLimit = 8 * 1024
 
     let runtime: GatewayRuntime
     let upstreams: EventLoopUpstreams
@@ -49,6 +51,9 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     /// the current exchange to end.
     var unparsed: ByteBuffer?
     var parsing = false
+    /// A response head held until its first body bytes (or the end of the read burst), so a
+    /// small response is one write.
+    var stagedHead: ByteBuffer?
     /// Set by a graceful shutdown: finish the current exchange, then close.
     var quiescing = false
     /// The connection's one timer and the instant it fires; see `arm(_:at:)`.
