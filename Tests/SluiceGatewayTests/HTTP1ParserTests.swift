@@ -167,8 +167,8 @@ private func head(_ text: String, role: HTTP1Parser.Role = .request) throws -> H
 @Suite struct HeaderRewriterTests {
     private func upstream(_ text: String, client: String? = "10.0.0.9") throws -> (String, String) {
         var random = FastRandom()
-        var out = ByteBuffer()
-        let id = HeaderRewriter.writeUpstreamRequest(try head(text), host: "replica:8000", clientAddress: client, random: &random, into: &out)
+        let (out, id) = HeaderRewriter.upstreamRequest(
+            try head(text), host: "replica:8000", clientAddress: client, random: &random, allocator: ByteBufferAllocator())
         return (String(buffer: out), id)
     }
 
@@ -211,10 +211,9 @@ private func head(_ text: String, role: HTTP1Parser.Role = .request) throws -> H
 
     @Test func theDownstreamResponseSpeaksTheClientsVersion() throws {
         func downstream(_ text: String, minor: Int, keepAlive: Bool, reframing: HeaderRewriter.BodyReframing = .none) throws -> [String] {
-            var out = ByteBuffer()
-            HeaderRewriter.writeDownstreamResponse(
+            let out = HeaderRewriter.downstreamResponse(
                 try head(text, role: .response), clientMinorVersion: minor, requestID: "rid", keepAlive: keepAlive,
-                reframing: reframing, into: &out)
+                reframing: reframing, allocator: ByteBufferAllocator())
             return String(buffer: out).components(separatedBy: "\r\n")
         }
         let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-A: 1\r\n\r\n"

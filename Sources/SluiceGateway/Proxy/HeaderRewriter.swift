@@ -59,17 +59,23 @@ enum HeaderRewriter {
     /// and a `Content-Length` beside it dropped; `X-Forwarded-For` extended, `X-Forwarded-Proto`
     /// set; `x-request-id` and `traceparent` kept when valid, else created; `Host` added from
     /// `host` when the client sent none (HTTP/1.0).
-    static func writeUpstreamRequest(
+    ///
+    /// Returns the head in a new buffer with `extraCapacity` spare bytes, and the request ID.
+    /// (Everything is written to locals inside the byte-access closure: state captured by it
+    /// would be checked for exclusive access on every write.)
+    static func upstreamRequest(
         _ head: HTTP1Head,
         host: String,
         clientAddress: String?,
         random: inout FastRandom,
-        into out: inout ByteBuffer
-    ) -> String {
-        var requestID: String?
-        var keptTraceparent = false
-        var forwardedFor = ""
-        head.bytes.withUnsafeReadableBytes { raw in
+        allocator: ByteBufferAllocator,
+        extraCapacity: Int = 0
+    ) -> (head: ByteBuffer, requestID: String) {
+        var (out, requestID, keptTraceparent, forwardedFor) = head.bytes.withUnsafeReadableBytes { raw in
+            var out = allocator.buffer(capacity: raw.count + 256 + extraCapacity)
+            var requestID: String?
+            var keptTraceparent = false
+            var forwardedFor = ""
             let named = namedInConnection(head, raw)
             out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[head.method]))
             out.writeInteger(HTTP1Bytes.space)
@@ -99,6 +105,7 @@ enum HeaderRewriter {
                 }
                 writeField(raw, field, into: &out)
             }
+            return (out, requestID, keptTraceparent, forwardedFor)
         }
         if head.isChunked { out.writeStaticString("transfer-encoding: chunked\r\n") }
         if let clientAddress {
@@ -136,7 +143,7 @@ enum HeaderRewriter {
             out.writeStaticString("\r\n")
         }
         out.writeStaticString("\r\n")
-        return id
+        return (out, id)
     }
 
     /// How the response body is framed towards the client, when it differs from upstream.
@@ -152,18 +159,20 @@ enum HeaderRewriter {
 
     /// Writes the response head sent to the client: the client's HTTP version, hop-by-hop fields
     /// removed, `x-request-id` added when the replica did not echo one, `Connection` as needed.
-    static func writeDownstreamResponse(
+    static func downstreamResponse(
         _ head: HTTP1Head,
         clientMinorVersion: Int,
         requestID: String,
         keepAlive: Bool,
         reframing: BodyReframing,
-        into out: inout ByteBuffer
-    ) {
-        var hasRequestID = false
-        out.writeStaticString(clientMinorVersion == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
-        head.bytes.withUnsafeReadableBytes { raw in
+        allocator: ByteBufferAllocator,
+        extraCapacity: Int = 0
+    ) -> ByteBuffer {
+        var (out, hasRequestID) = head.bytes.withUnsafeReadableBytes { raw in
+            var out = allocator.buffer(capacity: raw.count + 96 + extraCapacity)
+            var hasRequestID = false
             let named = namedInConnection(head, raw)
+            out.writeStaticString(clientMinorVersion == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
             out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[head.statusText]))
             out.writeStaticString("\r\n")
             for field in head.fields {
@@ -182,6 +191,7 @@ enum HeaderRewriter {
                 }
                 writeField(raw, field, into: &out)
             }
+            return (out, hasRequestID)
         }
         if reframing == .chunk { out.writeStaticString("transfer-encoding: chunked\r\n") }
         if !hasRequestID {
@@ -195,6 +205,7 @@ enum HeaderRewriter {
             out.writeStaticString("connection: keep-alive\r\n")
         }
         out.writeStaticString("\r\n")
+        return out
     }
 
     @inline(__always)

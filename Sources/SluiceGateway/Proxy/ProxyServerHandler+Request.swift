@@ -157,9 +157,10 @@ extension ProxyServerHandler {
         exchange.replica = replica
         // Room for a small body too: the upstream handler copies it behind the head (one write).
         let smallBody = exchange.contentLength.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0
-        var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 256 + smallBody)
-        exchange.requestID = HeaderRewriter.writeUpstreamRequest(
-            head, host: replica.id.description, clientAddress: clientAddress, random: &upstreams.random, into: &out)
+        let (out, requestID) = HeaderRewriter.upstreamRequest(
+            head, host: replica.id.description, clientAddress: clientAddress, random: &upstreams.random,
+            allocator: context.channel.allocator, extraCapacity: smallBody)
+        exchange.requestID = requestID
         exchange.upstreamHead = out
         mode = .proxying
         sendContinueIfExpected(exchange)

@@ -32,10 +32,10 @@ extension ProxyServerHandler: UpstreamDelegate {
         }
         upstream.handler.parser.passChunkFraming = exchange.reframing != .unchunk
         let smallBody = head.contentLength.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0
-        var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 96 + smallBody)
-        HeaderRewriter.writeDownstreamResponse(
+        let out = HeaderRewriter.downstreamResponse(
             head, clientMinorVersion: exchange.requestMinorVersion, requestID: exchange.requestID ?? "",
-            keepAlive: exchange.keepAlive, reframing: exchange.reframing, into: &out)
+            keepAlive: exchange.keepAlive, reframing: exchange.reframing, allocator: context.channel.allocator,
+            extraCapacity: smallBody)
         stagedHead = out
     }
 
