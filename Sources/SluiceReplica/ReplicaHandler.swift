@@ -3,9 +3,13 @@ import NIOHTTP1
 
 /// Reads one request whole (the simulator is not the thing being measured) and plays its reply,
 /// writing and flushing each SSE event on its own schedule.
-final class ReplicaHandler: ChannelInboundHandler {
+final class ReplicaHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
+
+    /// Sent through every connection's pipeline by `ReplicaServer.resumeUploads()`.
+    struct ResumeReading: Sendable {}
 
     static let echoedHeaders = ["x-forwarded-for", "x-forwarded-proto", "x-request-id", "traceparent", "connection", "keep-alive", "x-custom", "host"]
 
@@ -15,6 +19,10 @@ final class ReplicaHandler: ChannelInboundHandler {
     private var echoing = false
     private var active = true
     private var downloadRemaining = 0
+    /// In a `/v1/sim/upload` request: the body is counted, not kept.
+    private var uploading = false
+    private var uploaded = 0
+    private var pendingRead = false
 
     init(server: ReplicaServer) {
         self.server = server
@@ -37,6 +45,8 @@ final class ReplicaHandler: ChannelInboundHandler {
             self.head = head
             body = nil
             echoing = head.uri == "/v1/echo"
+            uploading = head.uri == "/v1/sim/upload"
+            uploaded = 0
             if echoing {
                 // Stream the body straight back, to test bodies that pass through in parts.
                 var headers = responseHeaders(contentType: head.headers.first(name: "content-type") ?? "application/octet-stream")
@@ -48,7 +58,10 @@ final class ReplicaHandler: ChannelInboundHandler {
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
             }
         case .body(var part):
-            if echoing {
+            if uploading {
+                uploaded += part.readableBytes
+                server.uploadBytesRead.wrappingAdd(part.readableBytes, ordering: .relaxed)
+            } else if echoing {
                 context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(part))), promise: nil)
             } else if body == nil {
                 body = part
@@ -59,6 +72,17 @@ final class ReplicaHandler: ChannelInboundHandler {
             guard let head else { return }
             self.head = nil
             if echoing {
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                server.served.wrappingAdd(1, ordering: .relaxed)
+                return
+            }
+            if uploading {
+                uploading = false
+                let body = context.channel.allocator.buffer(string: #"{"received":\#(uploaded)}"#)
+                var headers = responseHeaders(contentType: "application/json")
+                headers.add(name: "content-length", value: String(body.readableBytes))
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
                 context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
                 server.served.wrappingAdd(1, ordering: .relaxed)
                 return
@@ -97,6 +121,27 @@ final class ReplicaHandler: ChannelInboundHandler {
                 method: head.method.rawValue, path: path, body: bytes, metrics: server.metricsText)
             play(reply, version: head.version, context: context)
         }
+    }
+
+    /// While uploads are paused, an upload's body is not read: the socket fills and the sender
+    /// (the gateway) must hold its own client back.
+    func read(context: ChannelHandlerContext) {
+        if uploading, server.uploadsPaused.load(ordering: .relaxed) {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ResumeReading {
+            if pendingRead {
+                pendingRead = false
+                context.read()
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

@@ -14,6 +14,8 @@ public final class ReplicaServer: Sendable {
     let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
     let dropNext = Atomic<Bool>(false)
     let downloadBytesWritten = Atomic<Int>(0)
+    let uploadBytesRead = Atomic<Int>(0)
+    let uploadsPaused = Atomic<Bool>(false)
 
     public init(configuration: ReplicaConfiguration, group: any EventLoopGroup) {
         self.configuration = configuration
@@ -45,6 +47,23 @@ public final class ReplicaServer: Sendable {
     /// Bytes of `/v1/sim/download` bodies the kernel has accepted so far (a write completes only
     /// once the socket takes it), so a test can see a slow reader hold the sender back.
     public var downloadedBytes: Int { downloadBytesWritten.load(ordering: .relaxed) }
+
+    /// Body bytes of `/v1/sim/upload` requests read so far.
+    public var uploadedBytes: Int { uploadBytesRead.load(ordering: .relaxed) }
+
+    /// Stops reading the bodies of `/v1/sim/upload` requests (as a replica busy elsewhere would),
+    /// until `resumeUploads()`.
+    public func pauseUploads() {
+        uploadsPaused.store(true, ordering: .relaxed)
+    }
+
+    public func resumeUploads() {
+        uploadsPaused.store(false, ordering: .relaxed)
+        let open = connections.withLock { Array($0.values) }
+        for channel in open {
+            channel.pipeline.fireUserInboundEventTriggered(ReplicaHandler.ResumeReading())
+        }
+    }
 
     /// The next request is read and its connection closed without an answer: what a client sees
     /// when a server closes a keep-alive connection just as a request goes out on it.

@@ -1,9 +1,11 @@
 import NIOCore
+import NIOPosix
 import NIOHTTP1
 import SluiceConfig
 import SluiceCore
 import SluiceReplica
 import SluiceTesting
+import Synchronization
 import Testing
 @testable import SluiceGateway
 
@@ -164,7 +166,61 @@ func fnv1a(_ bytes: some Sequence<UInt8>) -> UInt64 {
     return hash
 }
 
+private final class ByteCounter: Sendable {
+    let count = Atomic<Int>(0)
+}
+
 @Suite(.serialized) struct BackpressureTests {
+    @Test func aSlowReplicaHoldsTheUploadBackInsteadOfFillingTheGateway() async throws {
+        let total = 64 << 20
+        try await GatewayHarness.run(configure: { config, _ in config.limits.maxBodyBytes = 2 * total }) { h in
+            h.replicas[0].pauseUploads()
+            let channel = try await ClientBootstrap(group: h.group).connect(to: h.data) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+            let sent = ByteCounter()
+            try await channel.executeThenClose { inbound, outbound in
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask {
+                        // `write` waits while the socket is full: `sent` is what the kernel took.
+                        try await outbound.write(ByteBuffer(string: "POST /v1/sim/upload HTTP/1.1\r\nhost: x\r\ncontent-length: \(total)\r\n\r\n"))
+                        let chunk = ByteBuffer(repeating: UInt8(ascii: "u"), count: 64 * 1024)
+                        for _ in 0..<(total / chunk.readableBytes) {
+                            try await outbound.write(chunk)
+                            sent.count.wrappingAdd(chunk.readableBytes, ordering: .relaxed)
+                        }
+                    }
+                    // The client must stall well short of the whole body while the replica reads
+                    // nothing: the gateway stops reading from it once the replica's side is full.
+                    var last = -1
+                    var steady = 0
+                    _ = await eventually(timeout: .seconds(20)) {
+                        let now = sent.count.load(ordering: .relaxed)
+                        steady = now == last ? steady + 1 : 0
+                        last = now
+                        try? await Task.sleep(for: .milliseconds(100))
+                        return steady >= 3
+                    }
+                    #expect(steady >= 3, "the client kept sending")
+                    #expect(last < total / 2, "the gateway took \(last) of \(total) bytes for a replica that reads nothing")
+                    // Let the replica read: everything arrives, and the answer counts all of it.
+                    h.replicas[0].resumeUploads()
+                    var reply = ""
+                    var iterator = inbound.makeAsyncIterator()
+                    while !reply.contains("}"), let part = try await iterator.next() {
+                        reply += String(buffer: part)
+                    }
+                    #expect(reply.hasPrefix("HTTP/1.1 200"))
+                    #expect(reply.hasSuffix(#"{"received":\#(total)}"#))
+                    #expect(h.replicas[0].uploadedBytes == total)
+                    try await tasks.waitForAll()
+                }
+            }
+        }
+    }
+
     @Test func aSlowReaderHoldsTheReplicaBackInsteadOfFillingTheGateway() async throws {
         let total = 64 << 20
         try await GatewayHarness.run { h in
