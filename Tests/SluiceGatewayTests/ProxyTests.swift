@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOPosix
 import NIOHTTP1
@@ -170,54 +171,102 @@ private final class ByteCounter: Sendable {
     let count = Atomic<Int>(0)
 }
 
+/// Sends one upload of `total` body bytes only as fast as the socket takes them, counting the
+/// bytes whose write completed (the kernel accepted them), and collects the reply.
+private final class UploadHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let total: Int
+    let sent: ByteCounter
+    let reply: EventLoopPromise<String>
+    private var remaining: Int
+    private var received = ""
+
+    init(total: Int, sent: ByteCounter) {
+        self.total = total
+        self.sent = sent
+        self.remaining = total
+        self.reply = MultiThreadedEventLoopGroup.singleton.any().makePromise()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(ByteBuffer(string: "POST /v1/sim/upload HTTP/1.1\r\nhost: x\r\ncontent-length: \(total)\r\n\r\n")), promise: nil)
+        pump(context: context)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        pump(context: context)
+    }
+
+    private func pump(context: ChannelHandlerContext) {
+        let sent = self.sent
+        while remaining > 0, context.channel.isWritable {
+            let size = min(remaining, 64 * 1024)
+            remaining -= size
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(repeating: UInt8(ascii: "u"), count: size))).whenSuccess {
+                sent.count.wrappingAdd(size, ordering: .relaxed)
+            }
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        received += String(buffer: unwrapInboundIn(data))
+        if received.hasSuffix("}") { reply.succeed(received) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        reply.succeed(received)
+    }
+}
+
 @Suite(.serialized) struct BackpressureTests {
+    /// The most the kernel can buffer on the client → gateway → replica path: two receive and two
+    /// send buffers at their autotuning maximum (`tcp_rmem`/`tcp_wmem`, third field).
+    static func kernelPathBufferBytes() -> Int {
+        func maximum(_ name: String) -> Int {
+            let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/\(name)", encoding: .utf8)) ?? ""
+            return text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).last.flatMap { Int($0) } ?? (32 << 20)
+        }
+        return 2 * (maximum("tcp_rmem") + maximum("tcp_wmem"))
+    }
+
     @Test func aSlowReplicaHoldsTheUploadBackInsteadOfFillingTheGateway() async throws {
-        let total = 64 << 20
+        // Larger than anything the kernel could hold, so a gateway that buffered would show.
+        let kernel = Self.kernelPathBufferBytes()
+        let total = max(64 << 20, (2 * kernel) / (64 * 1024) * (64 * 1024))
         try await GatewayHarness.run(configure: { config, _ in config.limits.maxBodyBytes = 2 * total }) { h in
             h.replicas[0].pauseUploads()
-            let channel = try await ClientBootstrap(group: h.group).connect(to: h.data) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
-            }
             let sent = ByteCounter()
-            try await channel.executeThenClose { inbound, outbound in
-                try await withThrowingTaskGroup(of: Void.self) { tasks in
-                    tasks.addTask {
-                        // `write` waits while the socket is full: `sent` is what the kernel took.
-                        try await outbound.write(ByteBuffer(string: "POST /v1/sim/upload HTTP/1.1\r\nhost: x\r\ncontent-length: \(total)\r\n\r\n"))
-                        let chunk = ByteBuffer(repeating: UInt8(ascii: "u"), count: 64 * 1024)
-                        for _ in 0..<(total / chunk.readableBytes) {
-                            try await outbound.write(chunk)
-                            sent.count.wrappingAdd(chunk.readableBytes, ordering: .relaxed)
-                        }
-                    }
-                    // The client must stall well short of the whole body while the replica reads
-                    // nothing: the gateway stops reading from it once the replica's side is full.
-                    var last = -1
-                    var steady = 0
-                    _ = await eventually(timeout: .seconds(20)) {
-                        let now = sent.count.load(ordering: .relaxed)
-                        steady = now == last ? steady + 1 : 0
-                        last = now
-                        try? await Task.sleep(for: .milliseconds(100))
-                        return steady >= 3
-                    }
-                    #expect(steady >= 3, "the client kept sending")
-                    #expect(last < total / 2, "the gateway took \(last) of \(total) bytes for a replica that reads nothing")
-                    // Let the replica read: everything arrives, and the answer counts all of it.
-                    h.replicas[0].resumeUploads()
-                    var reply = ""
-                    var iterator = inbound.makeAsyncIterator()
-                    while !reply.contains("}"), let part = try await iterator.next() {
-                        reply += String(buffer: part)
-                    }
-                    #expect(reply.hasPrefix("HTTP/1.1 200"))
-                    #expect(reply.hasSuffix(#"{"received":\#(total)}"#))
-                    #expect(h.replicas[0].uploadedBytes == total)
-                    try await tasks.waitForAll()
+            let uploader = UploadHandler(total: total, sent: sent)
+            let channel = try await ClientBootstrap(group: h.group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(uploader) }
                 }
+                .connect(to: h.data).get()
+            // The client must stall while the replica reads nothing: the gateway stops reading
+            // from it once the replica's side is full.
+            var last = -1
+            var steady = 0
+            _ = await eventually(timeout: .seconds(20)) {
+                let now = sent.count.load(ordering: .relaxed)
+                steady = now == last ? steady + 1 : 0
+                last = now
+                try? await Task.sleep(for: .milliseconds(100))
+                return steady >= 3
             }
+            #expect(steady >= 3, "the client kept sending")
+            // What the client's kernel took fits in the kernel buffers of the path plus a little:
+            // the gateway itself holds at most a few reads.
+            #expect(last <= kernel + (4 << 20), "the client sent \(last) of \(total) bytes to a replica that reads nothing (kernel buffers: \(kernel))")
+            // Let the replica read: everything arrives, and the answer counts all of it.
+            h.replicas[0].resumeUploads()
+            let reply = try await uploader.reply.futureResult.get()
+            #expect(reply.hasPrefix("HTTP/1.1 200"))
+            #expect(reply.hasSuffix(#"{"received":\#(total)}"#))
+            #expect(h.replicas[0].uploadedBytes == total)
+            #expect(sent.count.load(ordering: .relaxed) == total)
+            try? await channel.close()
         }
     }
 
