@@ -1,0 +1,128 @@
+import Testing
+@testable import SluiceCore
+
+@Suite struct BatchEngineTests {
+    static let profile = EngineProfile(
+        maxRunning: 4, maxBatchedTokens: 256, blockSize: 16, kvBlocks: 200,
+        stepBase: .milliseconds(10), decodePerSequence: .milliseconds(1), prefillPerToken: .microseconds(100))
+
+    /// `count` words of 4 letters (one token each), different for each salt.
+    static func text(words count: Int, salt: String = "") -> String {
+        (0..<count).map { index in
+            var hash = SimTokenizer.fnv1a("\(salt)#\(index)".utf8)
+            return String((0..<4).map { _ in
+                defer { hash /= 26 }
+                return Character(Unicode.Scalar(UInt8(ascii: "a") + UInt8(hash % 26)))
+            })
+        }.joined(separator: " ")
+    }
+
+    static func request(_ id: Int, words: Int, salt: String = "", maxTokens: Int = 4) -> BatchEngine.Request {
+        let tokens = SimTokenizer.tokens(text(words: words, salt: salt))
+        return .init(id: id, promptTokens: tokens.count, blockHashes: SimTokenizer.blockHashes(tokens, blockSize: 16), maxTokens: maxTokens)
+    }
+
+    /// Runs until idle; returns when each request got its first token and finished.
+    static func run(_ engine: inout BatchEngine) -> (first: [Int: Duration], done: [Int: Duration]) {
+        var now = Duration.zero
+        var first: [Int: Duration] = [:]
+        var done: [Int: Duration] = [:]
+        var steps = 0
+        while let step = engine.step(), steps < 10_000 {
+            now += step.duration
+            steps += 1
+            for event in step.events {
+                switch event {
+                case .token(let id, 0): first[id] = now
+                case .token: break
+                case .finished(let id): done[id] = now
+                }
+            }
+        }
+        return (first, done)
+    }
+
+    @Test func theTokenizerIsDocumentedAndStable() {
+        #expect(SimTokenizer.count("hello world") == 4)  // hell·o worl·d
+        #expect(SimTokenizer.count("a bb ccc dddd eeeee") == 6)
+        #expect(SimTokenizer.tokens("abcdefgh abcd") == SimTokenizer.tokens("abcd efgh\nabcd"))
+        #expect(SimTokenizer.tokens("abcd") == SimTokenizer.tokens("  abcd \t"))
+        #expect(SimTokenizer.tokens("hello world").count == SimTokenizer.count("hello world"))
+        let tokens = SimTokenizer.tokens(String(repeating: "word ", count: 40))
+        #expect(SimTokenizer.blockHashes(tokens, blockSize: 16).count == 2)  // 40 tokens: two full blocks
+        // Chained: a block's hash depends on everything before it.
+        let other = SimTokenizer.tokens("x " + String(repeating: "word ", count: 40))
+        #expect(SimTokenizer.blockHashes(other, blockSize: 16)[1] != SimTokenizer.blockHashes(tokens, blockSize: 16)[1])
+    }
+
+    @Test func aCachedPrefixPrefillsFaster() {
+        var engine = BatchEngine(profile: Self.profile)
+        engine.submit(Self.request(1, words: 640, maxTokens: 1))
+        let cold = Self.run(&engine).first[1]!
+        #expect(engine.lastAdmittedCachedTokens == 0)
+        engine.submit(Self.request(2, words: 640, maxTokens: 1))
+        let warm = Self.run(&engine).first[2]!
+        // 640 tokens: 3 steps of 256-token chunks cold; warm, all but one token come from the cache.
+        #expect(cold == .milliseconds(10) * 3 + .microseconds(100) * 640)
+        #expect(engine.lastAdmittedCachedTokens == 639)
+        #expect(warm == .milliseconds(10) + .microseconds(100))
+        #expect(engine.cache.queriedTokens == 1280 && engine.cache.hitTokens == 639)
+        // A different prompt shares nothing.
+        engine.submit(Self.request(3, words: 640, salt: "z", maxTokens: 1))
+        _ = Self.run(&engine)
+        #expect(engine.lastAdmittedCachedTokens == 0)
+    }
+
+    @Test func aDecodeStepGrowsWithRunningSequences() {
+        for running in 1...4 {
+            var engine = BatchEngine(profile: Self.profile)
+            for id in 0..<running { engine.submit(Self.request(id, words: 16, salt: "\(id)", maxTokens: 8)) }
+            let prefill = engine.step()!
+            #expect(prefill.prefilled == 16 * running && prefill.decoding == 0)
+            let decode = engine.step()!
+            #expect(decode.decoding == running)
+            #expect(decode.duration == .milliseconds(10) + .milliseconds(1) * running)
+        }
+    }
+
+    @Test func requestsQueueOnceRunningSequencesHitTheCap() {
+        var engine = BatchEngine(profile: Self.profile)
+        for id in 0..<6 { engine.submit(Self.request(id, words: 16, salt: "\(id)", maxTokens: 3)) }
+        _ = engine.step()
+        #expect(engine.runningCount == 4 && engine.waitingCount == 2)
+        let times = Self.run(&engine)
+        #expect(times.done.count == 6)
+        // The two that waited got their first token only after the first four finished.
+        let lastOfFirstFour = (0..<4).map { times.done[$0]! }.max()!
+        #expect(times.first[4]! > lastOfFirstFour && times.first[5]! > lastOfFirstFour)
+        #expect(engine.isIdle && engine.cache.reserved == 0)
+    }
+
+    @Test func kvBlocksLimitAdmissionAndEvictLeastRecentlyUsedPrefixes() {
+        var profile = Self.profile
+        profile.kvBlocks = 10
+        var engine = BatchEngine(profile: profile)
+        // Each needs (64 + 16) / 16 = 5 blocks: two fit, the third waits for room.
+        for id in 0..<3 { engine.submit(Self.request(id, words: 64, salt: "\(id)", maxTokens: 16)) }
+        _ = engine.step()
+        #expect(engine.runningCount == 2 && engine.waitingCount == 1)
+        _ = Self.run(&engine)
+        #expect(engine.isIdle)
+        // Only the most recent prompts' blocks survive in a 10-block cache.
+        let newest = SimTokenizer.blockHashes(SimTokenizer.tokens(Self.text(words: 64, salt: "2")), blockSize: 16)
+        #expect(newest.allSatisfy { engine.cache.contains($0) })
+        #expect(engine.cache.cachedBlocks <= 10)
+    }
+
+    @Test func cancelFreesBlocks() {
+        var engine = BatchEngine(profile: Self.profile)
+        engine.submit(Self.request(1, words: 64, maxTokens: 100))
+        engine.submit(Self.request(2, words: 64, salt: "b", maxTokens: 100))
+        _ = engine.step()
+        #expect(engine.cache.reserved > 0)
+        engine.cancel(id: 1)
+        engine.cancel(id: 2)
+        #expect(engine.isIdle && engine.cache.reserved == 0)
+        #expect(engine.step() == nil)
+    }
+}
