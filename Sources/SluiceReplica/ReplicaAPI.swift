@@ -1,12 +1,16 @@
 import Foundation
 
 /// What the simulator answers, decided from the request alone (no I/O), so it is easy to test.
-enum ReplicaReply {
+enum ReplicaReply: Sendable {
     case json(status: Int, body: String, delay: Duration)
     /// Server-sent events: the first after `firstDelay`, each next after `interval`.
     case stream(events: [String], firstDelay: Duration, interval: Duration)
     case text(status: Int, contentType: String, body: String)
     case echo
+    /// Tokens come from the replica's continuous-batching engine.
+    case generate(Completion)
+    /// Answered with `reply` once a batch of this cost has run on the replica's device.
+    indirect case batch(ReplicaScheduler.BatchKind, cost: Duration, reply: ReplicaReply)
 }
 
 /// The OpenAI-compatible surface of the simulator: chat completions, completions, embeddings,
@@ -18,6 +22,10 @@ struct ReplicaAPI {
         switch (method, path) {
         case ("GET", "/health"), ("GET", "/v2/health/ready"), ("GET", "/v2/health/live"):
             return .json(status: 200, body: "{\"status\":\"ok\"}", delay: .zero)
+        case ("GET", _) where path.hasPrefix("/v2/models/"):
+            return v2Model(path.dropFirst("/v2/models/".count))
+        case ("POST", _) where path.hasPrefix("/v2/models/") && path.hasSuffix("/infer"):
+            return infer(model: path.dropFirst("/v2/models/".count).dropLast("/infer".count), body: body)
         case ("GET", "/v1/models"):
             let model = "{\"id\":\(quoted(configuration.model)),\"object\":\"model\",\"created\":0,\"owned_by\":\"sluice-replica\"}"
             return .json(status: 200, body: "{\"object\":\"list\",\"data\":[\(model)]}", delay: .zero)
@@ -60,43 +68,20 @@ struct ReplicaAPI {
         }
         let model = (request["model"] as? String) ?? configuration.model
         let maxTokens = max(1, min((request["max_tokens"] as? Int) ?? (request["max_completion_tokens"] as? Int) ?? configuration.defaultMaxTokens, 4096))
-        let promptTokens = SimulatedText.tokenCount(prompt)
-        let hash = SimulatedText.stableHash(prompt)
-        let tokens = (0..<maxTokens).map { SimulatedText.token($0, promptHash: hash) }
-        let id = (chat ? "chatcmpl-" : "cmpl-") + String(hash &+ UInt64(promptTokens), radix: 16)
-        let usage = "{\"prompt_tokens\":\(promptTokens),\"completion_tokens\":\(maxTokens),\"total_tokens\":\(promptTokens + maxTokens)}"
-        let object = chat ? "chat.completion" : "text_completion"
         let stream = (request["stream"] as? Bool) ?? false
-        if !stream {
-            let text = tokens.joined()
-            let choice = chat
-                ? "{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\(quoted(text))},\"finish_reason\":\"length\"}"
-                : "{\"index\":0,\"text\":\(quoted(text)),\"finish_reason\":\"length\"}"
-            let body = "{\"id\":\"\(id)\",\"object\":\"\(object)\",\"created\":0,\"model\":\(quoted(model)),\"choices\":[\(choice)],\"usage\":\(usage)}"
-            let delay = configuration.timeToFirstToken + configuration.interTokenDelay * (maxTokens - 1)
-            return .json(status: 200, body: body, delay: delay)
-        }
         let includeUsage = ((request["stream_options"] as? [String: Any])?["include_usage"] as? Bool) ?? false
-        let chunkObject = chat ? "chat.completion.chunk" : "text_completion"
-        func chunk(_ choice: String, usage: String = "null") -> String {
-            "{\"id\":\"\(id)\",\"object\":\"\(chunkObject)\",\"created\":0,\"model\":\(quoted(model)),\"choices\":[\(choice)]\(includeUsage ? ",\"usage\":\(usage)" : "")}"
+        let completion = Completion(chat: chat, prompt: prompt, model: model, maxTokens: maxTokens, stream: stream, includeUsage: includeUsage)
+        if configuration.engine != nil {
+            return .generate(completion)
         }
-        var events: [String] = []
-        for (index, token) in tokens.enumerated() {
-            let last = index == tokens.count - 1
-            let finish = last ? "\"length\"" : "null"
-            if chat {
-                let delta = index == 0 ? "{\"role\":\"assistant\",\"content\":\(quoted(token))}" : "{\"content\":\(quoted(token))}"
-                events.append(chunk("{\"index\":0,\"delta\":\(delta),\"finish_reason\":\(finish)}"))
-            } else {
-                events.append(chunk("{\"index\":0,\"text\":\(quoted(token)),\"finish_reason\":\(finish)}"))
-            }
+        let scale = configuration.timeScale
+        if !stream {
+            let delay = (configuration.timeToFirstToken + configuration.interTokenDelay * (maxTokens - 1)) * scale
+            return .json(status: 200, body: completion.json, delay: delay)
         }
-        if includeUsage {
-            events[events.count - 1] += "\n\ndata: " + chunk("", usage: usage)
-        }
-        events[events.count - 1] += "\n\ndata: [DONE]"
-        return .stream(events: events, firstDelay: configuration.timeToFirstToken, interval: configuration.interTokenDelay)
+        // (`event` already frames each event; the fixed-clock player adds the framing itself.)
+        let events = (0..<maxTokens).map { String(completion.event($0).dropFirst(6).dropLast(2)) }
+        return .stream(events: events, firstDelay: configuration.timeToFirstToken * scale, interval: configuration.interTokenDelay * scale)
     }
 
     private func embeddings(body: [UInt8]) -> ReplicaReply {
@@ -129,7 +114,60 @@ struct ReplicaAPI {
             items.append("{\"object\":\"embedding\",\"index\":\(index),\"embedding\":\(encoded)}")
         }
         let body = "{\"object\":\"list\",\"data\":[\(items.joined(separator: ","))],\"model\":\(quoted(model)),\"usage\":{\"prompt_tokens\":\(promptTokens),\"total_tokens\":\(promptTokens)}}"
-        return .json(status: 200, body: body, delay: configuration.timeToFirstToken)
+        let cost = configuration.embeddingBatchBase + configuration.embeddingPerInput * inputs.count
+        return .batch(.embeddings, cost: cost, reply: .json(status: 200, body: body, delay: .zero))
+    }
+
+    // MARK: Open Inference Protocol V2
+
+    private func v2Error(_ status: Int, _ message: String) -> ReplicaReply {
+        .json(status: status, body: "{\"error\":\(quoted(message))}", delay: .zero)
+    }
+
+    /// `GET /v2/models/{m}` (metadata) and `GET /v2/models/{m}/ready`.
+    private func v2Model(_ rest: Substring) -> ReplicaReply {
+        let ready = rest.hasSuffix("/ready")
+        let name = ready ? rest.dropLast("/ready".count) : rest
+        guard name == configuration.model else { return v2Error(404, "model \(name) not found") }
+        if ready { return .json(status: 200, body: "{\"name\":\(quoted(String(name))),\"ready\":true}", delay: .zero) }
+        let metadata = "{\"name\":\(quoted(String(name))),\"platform\":\"sluice-replica\",\"versions\":[\"1\"],"
+            + "\"inputs\":[{\"name\":\"input-0\",\"datatype\":\"FP64\",\"shape\":[-1,-1]}],"
+            + "\"outputs\":[{\"name\":\"predict\",\"datatype\":\"FP64\",\"shape\":[-1,1]}]}"
+        return .json(status: 200, body: metadata, delay: .zero)
+    }
+
+    /// `POST /v2/models/{m}/infer`: numeric tensors in (rows along the first dimension, data
+    /// flattened in row-major order as the protocol says), one output `predict` of shape
+    /// `[rows, 1]` out: each row's mean times 2 plus 1, so answers are easy to check.
+    private func infer(model: Substring, body: [UInt8]) -> ReplicaReply {
+        guard model == configuration.model else { return v2Error(404, "model \(model) not found") }
+        guard let request = parse(body), let inputs = request["inputs"] as? [[String: Any]], let first = inputs.first else {
+            return v2Error(400, "inputs is required")
+        }
+        guard let shape = first["shape"] as? [Int], let rows = shape.first, rows > 0, shape.allSatisfy({ $0 > 0 }) else {
+            return v2Error(400, "inputs[0].shape must be positive integers")
+        }
+        let values: [Double]
+        if let numbers = first["data"] as? [NSNumber] {
+            values = numbers.map(\.doubleValue)
+        } else if let nested = first["data"] as? [[NSNumber]] {
+            values = nested.flatMap { $0.map(\.doubleValue) }
+        } else {
+            return v2Error(400, "inputs[0].data must be numbers")
+        }
+        let perRow = shape.dropFirst().reduce(1, *)
+        guard values.count == rows * perRow else {
+            return v2Error(400, "inputs[0].data has \(values.count) values, shape \(shape) needs \(rows * perRow)")
+        }
+        let outputs = (0..<rows).map { row -> String in
+            let slice = values[(row * perRow)..<((row + 1) * perRow)]
+            return "\(slice.reduce(0, +) / Double(perRow) * 2 + 1)"
+        }
+        let id = (request["id"] as? String).map { ",\"id\":\(quoted($0))" } ?? ""
+        let answer = "{\"model_name\":\(quoted(String(model))),\"model_version\":\"1\"\(id),"
+            + "\"outputs\":[{\"name\":\"predict\",\"datatype\":\"FP64\",\"shape\":[\(rows),1],\"data\":[\(outputs.joined(separator: ","))]}]}"
+        let cost = configuration.inferBatchBase + configuration.inferPerRow * rows
+        return .batch(.infer, cost: cost, reply: .json(status: 200, body: answer, delay: .zero))
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 
@@ -17,12 +18,14 @@ final class ReplicaHandler: ChannelDuplexHandler {
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var echoing = false
-    private var active = true
+    private(set) var active = true
     private var downloadRemaining = 0
     /// In a `/v1/sim/upload` request: the body is counted, not kept.
     private var uploading = false
     private var uploaded = 0
     private var pendingRead = false
+    /// The engine's id for the completion in progress, to cancel it if the client leaves.
+    private var engineRequest: Int?
 
     init(server: ReplicaServer) {
         self.server = server
@@ -35,6 +38,11 @@ final class ReplicaHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         active = false
+        if let id = engineRequest {
+            engineRequest = nil
+            server.scheduler.cancel(id)
+            done()
+        }
         server.connections.withLock { $0[ObjectIdentifier(context.channel)] = nil }
         context.fireChannelInactive()
     }
@@ -87,9 +95,27 @@ final class ReplicaHandler: ChannelDuplexHandler {
                 server.served.wrappingAdd(1, ordering: .relaxed)
                 return
             }
-            if server.configuration.stall { return }
-            if server.dropNext.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged {
+            let path = head.uri.firstIndex(of: "?").map { head.uri[..<$0] } ?? head.uri[...]
+            let bytes = body.map { Array($0.readableBytesView) } ?? []
+            if path == "/admin/faults" {
+                answerFaults(method: head.method, body: bytes, version: head.version, context: context)
+                return
+            }
+            let inference = Self.isInference(path)
+            if server.isStarting, inference || path == "/health" || path.hasPrefix("/v2/health") {
+                play(.json(status: 503, body: #"{"error":{"message":"starting","type":"server_error","code":"starting"}}"#, delay: .zero),
+                     version: head.version, context: context)
+                return
+            }
+            let faults = server.faults
+            if faults.stall, inference { return }
+            if faults.closeConnections, inference {
                 context.close(promise: nil)
+                return
+            }
+            if inference, faults.errorRate > 0, server.draw() < faults.errorRate {
+                play(.json(status: 500, body: #"{"error":{"message":"injected error","type":"server_error","code":"injected_error"}}"#, delay: .zero),
+                     version: head.version, context: context)
                 return
             }
             if head.uri.hasPrefix("/v1/sim/download?bytes="), let total = Int(head.uri.dropFirst("/v1/sim/download?bytes=".count)) {
@@ -115,12 +141,59 @@ final class ReplicaHandler: ChannelDuplexHandler {
                 server.served.wrappingAdd(1, ordering: .relaxed)
                 return
             }
-            let bytes = body.map { Array($0.readableBytesView) } ?? []
-            let path = head.uri.firstIndex(of: "?").map { head.uri[..<$0] } ?? head.uri[...]
             let reply = ReplicaAPI(configuration: server.configuration).reply(
                 method: head.method.rawValue, path: path, body: bytes, metrics: server.metricsText)
-            play(reply, version: head.version, context: context)
+            if inference, faults.extraLatency > .zero {
+                server.running.wrappingAdd(1, ordering: .relaxed)
+                after(faults.extraLatency, context: context) {
+                    self.server.running.wrappingSubtract(1, ordering: .relaxed)
+                    self.play(reply, version: head.version, context: context)
+                }
+            } else {
+                play(reply, version: head.version, context: context)
+            }
         }
+    }
+
+    static func isInference(_ path: Substring) -> Bool {
+        path == "/v1/chat/completions" || path == "/v1/completions" || path == "/v1/embeddings"
+            || (path.hasPrefix("/v2/models/") && path.hasSuffix("/infer"))
+    }
+
+    /// `GET /admin/faults` shows the faults in force; `POST` changes any of them (JSON, snake_case
+    /// keys: `error_rate`, `extra_latency_ms`, `stall`, `close_connections`, `slow_start_s`) and
+    /// `{"exit": true}` ends the process.
+    private func answerFaults(method: HTTPMethod, body: [UInt8], version: HTTPVersion, context: ChannelHandlerContext) {
+        if method == .POST {
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
+                play(.json(status: 400, body: #"{"error":"body must be a JSON object"}"#, delay: .zero), version: version, context: context)
+                return
+            }
+            let known: Set = ["error_rate", "extra_latency_ms", "stall", "close_connections", "slow_start_s", "exit"]
+            if let unknown = object.keys.first(where: { !known.contains($0) }) {
+                play(.json(status: 400, body: "{\"error\":\(quoted("unknown key \(unknown)"))}", delay: .zero), version: version, context: context)
+                return
+            }
+            var faults = server.faults
+            if let value = object["error_rate"] as? Double { faults.errorRate = min(1, max(0, value)) }
+            if let value = object["extra_latency_ms"] as? Double { faults.extraLatency = .milliseconds(max(0, value)) }
+            if let value = object["stall"] as? Bool { faults.stall = value }
+            if let value = object["close_connections"] as? Bool { faults.closeConnections = value }
+            if let value = object["slow_start_s"] as? Double { faults.slowStart = .milliseconds(max(0, value) * 1000) }
+            server.faults = faults
+            if object["exit"] as? Bool == true {
+                let server = self.server
+                context.eventLoop.scheduleTask(in: .milliseconds(50)) { server.onExit() }
+            }
+        } else if method != .GET {
+            play(.json(status: 405, body: #"{"error":"GET or POST"}"#, delay: .zero), version: version, context: context)
+            return
+        }
+        let faults = server.faults
+        let text = "{\"error_rate\":\(faults.errorRate),\"extra_latency_ms\":\(Double(ReplicaScheduler.nanoseconds(faults.extraLatency)) / 1e6),"
+            + "\"stall\":\(faults.stall),\"close_connections\":\(faults.closeConnections),"
+            + "\"slow_start_s\":\(Double(ReplicaScheduler.nanoseconds(faults.slowStart)) / 1e9)}"
+        play(.json(status: 200, body: text, delay: .zero), version: version, context: context)
     }
 
     /// While uploads are paused, an upload's body is not read: the socket fills and the sender
@@ -167,14 +240,14 @@ final class ReplicaHandler: ChannelDuplexHandler {
         }
     }
 
-    private func responseHeaders(contentType: String) -> HTTPHeaders {
+    func responseHeaders(contentType: String) -> HTTPHeaders {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: contentType)
         headers.add(name: "x-replica-id", value: server.configuration.id)
         return headers
     }
 
-    private func play(_ reply: ReplicaReply, version: HTTPVersion, context: ChannelHandlerContext) {
+    func play(_ reply: ReplicaReply, version: HTTPVersion, context: ChannelHandlerContext) {
         server.running.wrappingAdd(1, ordering: .relaxed)
         switch reply {
         case .json(let status, let body, let delay):
@@ -203,6 +276,68 @@ final class ReplicaHandler: ChannelDuplexHandler {
             sendEvents(events[...], delay: firstDelay, interval: interval, context: context)
         case .echo:
             done()
+        case .batch(let kind, let cost, let then):
+            let bound = NIOLoopBound(HandlerContext(handler: self, context: context), eventLoop: context.eventLoop)
+            server.scheduler.runBatch(kind, cost: cost).whenComplete { _ in
+                bound.eventLoop.execute {
+                    let (handler, context) = (bound.value.handler, bound.value.context)
+                    handler.server.running.wrappingSubtract(1, ordering: .relaxed)
+                    handler.play(then, version: version, context: context)
+                }
+            }
+        case .generate(let completion):
+            generate(completion, version: version, context: context)
+        }
+    }
+
+    /// Streams (or collects) tokens as the engine produces them.
+    private func generate(_ completion: Completion, version: HTTPVersion, context: ChannelHandlerContext) {
+        if completion.stream {
+            var headers = responseHeaders(contentType: "text/event-stream")
+            headers.add(name: "cache-control", value: "no-cache")
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: .ok, headers: headers))), promise: nil)
+        }
+        let bound = NIOLoopBound(HandlerContext(handler: self, context: context), eventLoop: context.eventLoop)
+        let sink = ReplicaScheduler.TokenSink(
+            token: { index in
+                guard completion.stream else { return }
+                bound.eventLoop.execute {
+                    let (handler, context) = (bound.value.handler, bound.value.context)
+                    guard handler.active else { return }
+                    let buffer = context.channel.allocator.buffer(string: completion.event(index))
+                    context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+                }
+            },
+            finished: {
+                bound.eventLoop.execute {
+                    let (handler, context) = (bound.value.handler, bound.value.context)
+                    handler.engineRequest = nil
+                    guard handler.active else { return }
+                    if completion.stream {
+                        context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+                    } else {
+                        let buffer = context.channel.allocator.buffer(string: completion.json)
+                        var headers = handler.responseHeaders(contentType: "application/json")
+                        headers.add(name: "content-length", value: String(buffer.readableBytes))
+                        context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: .ok, headers: headers))), promise: nil)
+                        context.write(handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+                        context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+                    }
+                    handler.done()
+                }
+            })
+        let scheduler = server.scheduler
+        scheduler.submit(completion, sink: sink).whenSuccess { id in
+            bound.eventLoop.execute {
+                let handler = bound.value.handler
+                if handler.active {
+                    handler.engineRequest = id
+                } else {
+                    // The client left before the engine took the request.
+                    scheduler.cancel(id)
+                    handler.done()
+                }
+            }
         }
     }
 
@@ -237,8 +372,14 @@ final class ReplicaHandler: ChannelDuplexHandler {
         }
     }
 
-    private func done() {
+    func done() {
         server.running.wrappingSubtract(1, ordering: .relaxed)
         server.served.wrappingAdd(1, ordering: .relaxed)
     }
+}
+
+/// A handler and its context, carried across event-loop hops inside an `NIOLoopBound`.
+private struct HandlerContext {
+    let handler: ReplicaHandler
+    let context: ChannelHandlerContext
 }

@@ -16,10 +16,36 @@ public final class ReplicaServer: Sendable {
     let downloadBytesWritten = Atomic<Int>(0)
     let uploadBytesRead = Atomic<Int>(0)
     let uploadsPaused = Atomic<Bool>(false)
+    let scheduler: ReplicaScheduler
+    let faultState: Mutex<ReplicaFaults>
+    private let random: Mutex<SplitMix64>
+    private let started = ContinuousClock.now
+    /// Called by `POST /admin/faults {"exit": true}` (the executable exits the process).
+    let onExit: @Sendable () -> Void
 
-    public init(configuration: ReplicaConfiguration, group: any EventLoopGroup) {
+    public init(configuration: ReplicaConfiguration, group: any EventLoopGroup, onExit: @escaping @Sendable () -> Void = {}) {
         self.configuration = configuration
         self.group = group
+        self.scheduler = ReplicaScheduler(loop: group.next(), engine: configuration.engine, timeScale: configuration.timeScale)
+        self.faultState = Mutex(configuration.faults)
+        self.random = Mutex(SplitMix64(seed: configuration.seed))
+        self.onExit = onExit
+    }
+
+    public var faults: ReplicaFaults {
+        get { faultState.withLock { $0 } }
+        set { faultState.withLock { $0 = newValue } }
+    }
+
+    /// Still in the configured slow start.
+    var isStarting: Bool {
+        let slowStart = faultState.withLock { $0.slowStart }
+        return ContinuousClock.now - started < slowStart
+    }
+
+    /// The next draw in [0, 1) from the seeded generator.
+    func draw() -> Double {
+        random.withLock { Double($0.next() >> 11) / Double(1 << 53) }
     }
 
     /// Requests being answered now.
@@ -83,17 +109,45 @@ public final class ReplicaServer: Sendable {
 
     func metricsText() -> String {
         let labels = "{model_name=\"\(configuration.model)\"}"
-        return """
-        # HELP vllm:num_requests_running Number of requests currently running.
-        # TYPE vllm:num_requests_running gauge
-        vllm:num_requests_running\(labels) \(requestsRunning)
-        # HELP vllm:num_requests_waiting Number of requests waiting to be processed.
-        # TYPE vllm:num_requests_waiting gauge
-        vllm:num_requests_waiting\(labels) 0
-        # HELP sluice_replica_requests_served_total Requests answered by this simulated replica.
-        # TYPE sluice_replica_requests_served_total counter
-        sluice_replica_requests_served_total \(requestsServed)
+        let state = scheduler.snapshot.withLock { $0 }
+        // With the fixed clock there is no engine: what runs is what is being answered.
+        let running = configuration.engine == nil ? requestsRunning : state.running
+        var text = ""
+        func metric(_ name: String, _ type: String, _ help: String, _ value: String) {
+            text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name)\(labels) \(value)\n"
+        }
+        metric("vllm:num_requests_running", "gauge", "Number of requests currently running.", "\(running)")
+        metric("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", "\(state.waiting)")
+        // vLLM renamed these in 0.9-0.12; both names are served so either kind of scraper works.
+        metric("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", "\(state.kvUsage)")
+        metric("vllm:gpu_cache_usage_perc", "gauge", "GPU KV-cache usage (old name).", "\(state.kvUsage)")
+        metric("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in tokens.", "\(state.prefixQueries)")
+        metric("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in tokens.", "\(state.prefixHits)")
+        metric("vllm:gpu_prefix_cache_queries_total", "counter", "Prefix cache queries, in tokens (old name).", "\(state.prefixQueries)")
+        metric("vllm:gpu_prefix_cache_hits_total", "counter", "Prefix cache hits, in tokens (old name).", "\(state.prefixHits)")
+        text += "# HELP sluice_replica_requests_served_total Requests answered by this simulated replica.\n"
+        text += "# TYPE sluice_replica_requests_served_total counter\n"
+        text += "sluice_replica_requests_served_total \(requestsServed)\n"
+        text += "# HELP sluice_replica_batches_queued Embedding and infer batches queued or running.\n"
+        text += "# TYPE sluice_replica_batches_queued gauge\n"
+        text += "sluice_replica_batches_queued \(state.batchesQueued)\n"
+        return text
+    }
+}
 
-        """
+/// A small seeded generator (SplitMix64): the same seed gives the same faults.
+struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    init(seed: UInt64) {
+        state = seed
+    }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

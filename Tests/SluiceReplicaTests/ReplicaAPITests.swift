@@ -41,12 +41,14 @@ import Testing
     }
 
     @Test func embeddingsAsFloatsAndBase64() throws {
-        guard case .json(200, let floats, _) = reply("/v1/embeddings", #"{"input":["a","b"],"dimensions":4}"#),
-              case .json(200, let base64, _) = reply("/v1/embeddings", #"{"input":"a","encoding_format":"base64","dimensions":4}"#)
+        // Served as a batch on the replica's device: cost = base + per input × inputs.
+        guard case .batch(.embeddings, let cost, .json(200, let floats, _)) = reply("/v1/embeddings", #"{"input":["a","b"],"dimensions":4}"#),
+              case .batch(.embeddings, _, .json(200, let base64, _)) = reply("/v1/embeddings", #"{"input":"a","encoding_format":"base64","dimensions":4}"#)
         else {
             Issue.record("expected JSON")
             return
         }
+        #expect(cost == .milliseconds(2) + .microseconds(500) * 2)
         let list = try JSONSerialization.jsonObject(with: Data(floats.utf8)) as? [String: Any]
         let data = list?["data"] as? [[String: Any]]
         #expect(data?.count == 2)
