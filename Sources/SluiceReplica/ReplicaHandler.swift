@@ -129,6 +129,15 @@ final class ReplicaHandler: ChannelDuplexHandler {
                 pumpDownload(context: context)
                 return
             }
+            if head.uri == "/v1/sim/switch" {
+                // A replica that switches protocols although nobody asked it to.
+                var headers = responseHeaders(contentType: "text/plain")
+                headers.add(name: "upgrade", value: "websocket")
+                headers.add(name: "connection", value: "upgrade")
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers))), promise: nil)
+                server.served.wrappingAdd(1, ordering: .relaxed)
+                return
+            }
             if head.uri == "/v1/sim/eof" {
                 // An HTTP/1.0-style answer: no length, the body ends when the connection closes.
                 var headers = responseHeaders(contentType: "text/plain")

@@ -101,8 +101,12 @@ private func head(_ text: String, role: HTTP1Parser.Role = .request) throws -> H
         #expect(!http10.keepAlive && http10.minorVersion == 0 && !http10.hasHost)
         #expect(try head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keepAlive)
         #expect(!(try head("GET / HTTP/1.1\r\nConnection: upgrade, close\r\n\r\n").keepAlive))
+        // Both framings: the coding wins and the connection ends after the exchange, as for
+        // HTTP/1.0 with a coding (RFC 9112 §6.1).
         let both = try head("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: Chunked\r\n\r\n")
-        #expect(both.isChunked && both.contentLength == nil)
+        #expect(both.isChunked && both.contentLength == nil && !both.keepAlive)
+        #expect(!(try head("POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n").keepAlive))
+        #expect(!(try head("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expectsContinue))
         #expect(try head("POST / HTTP/1.1\r\nContent-Length: 7, 7\r\nContent-Length: 7\r\n\r\n").contentLength == 7)
         #expect(try head("POST / HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n").expectsContinue)
         #expect(try head("HEAD / HTTP/1.1\r\n\r\n").isHEAD)
@@ -123,6 +127,8 @@ private func head(_ text: String, role: HTTP1Parser.Role = .request) throws -> H
             ("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", .malformed("invalid content-length")),
             ("POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", .malformed("invalid content-length")),
             ("POST / HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n", .malformed("invalid content-length")),
+            ("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: ,\r\n\r\n", .malformed("invalid content-length")),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;" + String(repeating: "x", count: 2000) + "\r\n", .malformed("line too long in a chunked body")),
             ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", .unsupportedTransferEncoding("gzip, chunked")),
             ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", .unsupportedTransferEncoding("chunked, chunked")),
             ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", .malformed("invalid chunk size")),
@@ -179,7 +185,7 @@ private func head(_ text: String, role: HTTP1Parser.Role = .request) throws -> H
                 + "X-Forwarded-Proto: https\r\nAccept: */*\r\n\r\n")
         let lines = text.components(separatedBy: "\r\n")
         #expect(lines[0] == "POST /v1/x?y HTTP/1.1")
-        #expect(lines.contains("Content-Length: 2"))  // named in Connection, but it frames the body
+        #expect(lines.contains("content-length: 2"))  // named in Connection, but it frames the body
         #expect(lines.contains("Accept: */*"))
         #expect(lines.contains("x-forwarded-for: 1.2.3.4, 10.0.0.9"))
         #expect(lines.contains("x-forwarded-proto: http"))
@@ -187,7 +193,7 @@ private func head(_ text: String, role: HTTP1Parser.Role = .request) throws -> H
         #expect(lines.contains("host: replica:8000"))
         #expect(id.utf8.count == 32)
         #expect(lines.contains { $0.hasPrefix("traceparent: 00-\(id)-") })
-        for gone in ["Connection", "Keep-Alive", "X-Secret", "TE", "Upgrade", "Expect", "X-Forwarded-Proto: https"] {
+        for gone in ["Connection", "Keep-Alive", "X-Secret", "TE", "Upgrade", "Expect", "X-Forwarded-Proto: https", "Content-Length"] {
             #expect(!lines.contains { $0.hasPrefix(gone) }, "\(gone) must not be forwarded")
         }
         #expect(text.hasSuffix("\r\n\r\n"))
@@ -209,6 +215,12 @@ private func head(_ text: String, role: HTTP1Parser.Role = .request) throws -> H
         #expect(HeaderRewriter.isValidTraceparent(String(replaced.components(separatedBy: "traceparent: ")[1].prefix(55))))
     }
 
+    @Test func framingGoesUpstreamInOneCanonicalForm() throws {
+        let (list, _) = try upstream("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 05, 5\r\n\r\n")
+        let lines = list.components(separatedBy: "\r\n")
+        #expect(lines.filter { $0.lowercased().hasPrefix("content-length") } == ["content-length: 5"])
+    }
+
     @Test func theDownstreamResponseSpeaksTheClientsVersion() throws {
         func downstream(_ text: String, minor: Int, keepAlive: Bool, reframing: HeaderRewriter.BodyReframing = .none) throws -> [String] {
             let out = HeaderRewriter.downstreamResponse(
@@ -222,6 +234,11 @@ private func head(_ text: String, role: HTTP1Parser.Role = .request) throws -> H
         let untilClose = "HTTP/1.0 201 Created\r\nx-request-id: up\r\n\r\n"
         #expect(try downstream(untilClose, minor: 1, keepAlive: true, reframing: .chunk) == ["HTTP/1.1 201 Created", "x-request-id: up", "transfer-encoding: chunked", "", ""])
         #expect(try downstream("HTTP/1.1 204 No Content\r\n\r\n", minor: 0, keepAlive: true) == ["HTTP/1.0 204 No Content", "x-request-id: rid", "connection: keep-alive", "", ""])
+        // A Content-Length beside a transfer coding (or under re-framing) never reaches the client.
+        let both = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n"
+        #expect(try downstream(both, minor: 1, keepAlive: true) == ["HTTP/1.1 200 OK", "Transfer-Encoding: chunked", "x-request-id: rid", "", ""])
+        #expect(try downstream(both, minor: 0, keepAlive: false, reframing: .unchunk) == ["HTTP/1.0 200 OK", "x-request-id: rid", "connection: close", "", ""])
+        #expect(try downstream("HTTP/1.1 200 OK\r\nContent-Length: 007\r\n\r\n", minor: 1, keepAlive: true) == ["HTTP/1.1 200 OK", "content-length: 7", "x-request-id: rid", "", ""])
     }
 }
 

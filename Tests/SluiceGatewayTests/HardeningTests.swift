@@ -76,6 +76,16 @@ import Testing
         }
     }
 
+    @Test func aReplicaSwitchingProtocolsIsAFailureNotAnAnswer() async throws {
+        try await GatewayHarness.run { h in
+            let response = try await h.request(.GET, "/v1/sim/switch")
+            #expect(response.status == 502)
+            #expect(response.text.contains("101 Switching Protocols"))
+            // The gateway still answers on a new request.
+            #expect(try await h.request(.GET, "/v1/models").status == 200)
+        }
+    }
+
     @Test func expectContinueIsAnsweredByTheGateway() async throws {
         try await GatewayHarness.run { h in
             // Raw bytes: NIO's client decoder drops 1xx responses.

@@ -63,9 +63,13 @@ struct HTTP1Parser {
     /// Responses: the request was `HEAD`, so the response has no body whatever it says.
     var requestWasHEAD = false
     private var state = State.head
-    /// How far the current head has been searched for its end, so a head arriving in many small
-    /// reads is scanned once.
+    /// How far the current head (or chunk-size / trailer line) has been searched for a line end,
+    /// and where its unfinished line starts: bytes arriving in many small reads are searched
+    /// once, never again from the start of a line.
     private var scanned = 0
+    private var lineStart = 0
+    /// Bytes of the current message's trailer section so far (bounded like a head).
+    private var trailerBytes = 0
     /// Data bytes of the current message's body so far (framing not counted).
     private(set) var bodyBytes = 0
 
@@ -189,11 +193,13 @@ struct HTTP1Parser {
             return true
         case .chunkSize:
             guard let line = try takeLine(&buffer, limit: 1024) else { return false }
+            trailerBytes = 0
             let size = try line.withUnsafeReadableBytes { raw throws(HTTP1ParseError) in try Self.chunkSize(raw) }
             state = size == 0 ? .trailers : .chunkData(remaining: size)
             return true
         case .trailers:
-            guard let line = try takeLine(&buffer, limit: maxHeadBytes) else { return false }
+            guard let line = try takeLine(&buffer, limit: maxHeadBytes - trailerBytes) else { return false }
+            trailerBytes += line.readableBytes + 2
             if line.readableBytes == 0 {
                 state = .endPending
             } else {
@@ -207,13 +213,18 @@ struct HTTP1Parser {
         }
     }
 
-    /// One CRLF-terminated line, without the CRLF; nil if it has not fully arrived.
-    private func takeLine(_ buffer: inout ByteBuffer, limit: Int) throws(HTTP1ParseError) -> ByteBuffer? {
-        let lineEnd = buffer.withUnsafeReadableBytes { raw in raw.firstIndex(of: HTTP1Bytes.lf) }
+    /// One CRLF-terminated line of at most `limit` bytes, without the CRLF; nil if it has not
+    /// fully arrived. Bytes already searched are not searched again.
+    private mutating func takeLine(_ buffer: inout ByteBuffer, limit: Int) throws(HTTP1ParseError) -> ByteBuffer? {
+        let from = scanned
+        let searchEnd = min(buffer.readableBytes, limit + 2)
+        let lineEnd = from < searchEnd ? buffer.withUnsafeReadableBytes { raw in raw[from..<searchEnd].firstIndex(of: HTTP1Bytes.lf) } : nil
         guard let lineEnd else {
-            if buffer.readableBytes > limit { throw .malformed("line too long in a chunked body") }
+            if buffer.readableBytes > limit + 1 { throw .malformed("line too long in a chunked body") }
+            scanned = searchEnd
             return nil
         }
+        scanned = 0
         guard lineEnd > 0, buffer.getInteger(at: buffer.readerIndex + lineEnd - 1, as: UInt8.self) == HTTP1Bytes.cr else {
             throw .malformed("bare LF in a chunked body")
         }
@@ -263,25 +274,28 @@ struct HTTP1Parser {
             }
         }
         let scanFrom = scanned
+        let searchEnd = min(buffer.readableBytes, maxHeadBytes + 1)
+        var lineStart = self.lineStart
         let headLength = try buffer.withUnsafeReadableBytes { raw throws(HTTP1ParseError) -> Int? in
-            var lineStart = scanFrom
             var index = scanFrom
-            while index < raw.count {
-                guard let lf = raw[index...].firstIndex(of: HTTP1Bytes.lf) else { break }
+            while index < searchEnd {
+                guard let lf = raw[index..<searchEnd].firstIndex(of: HTTP1Bytes.lf) else { break }
                 guard lf > 0, raw[lf - 1] == HTTP1Bytes.cr else { throw .malformed("bare LF in the message head") }
                 if lf - 1 == lineStart { return lf + 1 }
                 lineStart = lf + 1
                 index = lf + 1
             }
-            scanned = lineStart
             return nil
         }
+        scanned = max(scanFrom, searchEnd)
+        self.lineStart = lineStart
         guard let headLength else {
             if buffer.readableBytes > maxHeadBytes { throw .headTooLarge }
             return nil
         }
         guard headLength <= maxHeadBytes else { throw .headTooLarge }
         scanned = 0
+        self.lineStart = 0
         bodyBytes = 0
         var head = HTTP1Head(bytes: buffer.readSlice(length: headLength)!)
         try head.bytes.withUnsafeReadableBytes { raw throws(HTTP1ParseError) in
@@ -344,7 +358,12 @@ struct HTTP1Parser {
                 let text = transferCodings.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ", ")
                 throw .unsupportedTransferEncoding(text)
             }
-            // The transfer coding frames the message; a Content-Length beside it is ignored.
+            // The transfer coding frames the message; a Content-Length beside it is ignored, and
+            // such a request (or HTTP/1.0 with a transfer coding) ends its connection: an
+            // earlier hop may have framed it differently (RFC 9112 §6.1, §6.3).
+            if role == .request, head.contentLength != nil || head.minorVersion == 0 {
+                head.connectionClose = true
+            }
             head.contentLength = nil
         }
     }
@@ -360,7 +379,8 @@ struct HTTP1Parser {
         case 4 where HTTP1Bytes.equalsLowercase(name, "host"):
             head.hasHost = true
         case 6 where HTTP1Bytes.equalsLowercase(name, "expect"):
-            head.expectsContinue = HTTP1Bytes.equalsLowercase(value, "100-continue")
+            // HTTP/1.0 has no interim responses: Expect is ignored there (RFC 9110 §10.1.1).
+            head.expectsContinue = head.minorVersion >= 1 && HTTP1Bytes.equalsLowercase(value, "100-continue")
         case 10 where HTTP1Bytes.equalsLowercase(name, "connection"):
             HTTP1Bytes.forEachListElement(value) { option in
                 if HTTP1Bytes.equalsLowercase(option, "close") {
@@ -373,14 +393,16 @@ struct HTTP1Parser {
             }
         case 14 where HTTP1Bytes.equalsLowercase(name, "content-length"):
             var failed = false
+            var elements = 0
             HTTP1Bytes.forEachListElement(value) { element in
+                elements += 1
                 guard let length = decimal(element), head.contentLength == nil || head.contentLength == length else {
                     failed = true
                     return
                 }
                 head.contentLength = length
             }
-            if failed || head.contentLength == nil { throw .malformed("invalid content-length") }
+            if failed || elements == 0 { throw .malformed("invalid content-length") }
         case 17 where HTTP1Bytes.equalsLowercase(name, "transfer-encoding"):
             HTTP1Bytes.forEachListElement(value) { transferCodings.append($0) }
             if value.isEmpty { transferCodings.append(value) }

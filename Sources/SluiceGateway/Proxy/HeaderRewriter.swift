@@ -55,8 +55,8 @@ enum HeaderRewriter {
     /// Writes the request head sent to the replica and returns the request ID (kept or created).
     ///
     /// Always HTTP/1.1; hop-by-hop fields removed; `Expect: 100-continue` removed (the gateway
-    /// answers it); a `Transfer-Encoding` (validated as exactly `chunked`) written canonically,
-    /// and a `Content-Length` beside it dropped; `X-Forwarded-For` extended, `X-Forwarded-Proto`
+    /// answers it); framing written canonically: `transfer-encoding: chunked` (validated as
+    /// exactly that; any `Content-Length` beside it dropped) or one `content-length: N`; `X-Forwarded-For` extended, `X-Forwarded-Proto`
     /// set; `x-request-id` and `traceparent` kept when valid, else created; `Host` added from
     /// `host` when the client sent none (HTTP/1.0).
     ///
@@ -84,11 +84,11 @@ enum HeaderRewriter {
             for field in head.fields {
                 let name = raw[field.name]
                 switch kind(name) {
-                case .hopByHop, .transferEncoding, .xForwardedProto:
+                case .hopByHop, .transferEncoding, .contentLength, .xForwardedProto:
+                    // Framing is written once, canonically, below: a list or a leading zero
+                    // that another parser could read differently never goes upstream.
                     continue
-                case .contentLength where head.hasTransferEncoding:
-                    continue
-                case .expect where head.expectsContinue:
+                case .expect where HTTP1Bytes.equalsLowercase(raw[field.value], "100-continue"):
                     continue
                 case .xForwardedFor:
                     if !forwardedFor.isEmpty { forwardedFor += ", " }
@@ -107,7 +107,13 @@ enum HeaderRewriter {
             }
             return (out, requestID, keptTraceparent, forwardedFor)
         }
-        if head.isChunked { out.writeStaticString("transfer-encoding: chunked\r\n") }
+        if head.isChunked {
+            out.writeStaticString("transfer-encoding: chunked\r\n")
+        } else if let length = head.contentLength {
+            out.writeStaticString("content-length: ")
+            out.writeString(String(length))
+            out.writeStaticString("\r\n")
+        }
         if let clientAddress {
             out.writeStaticString("x-forwarded-for: ")
             if !forwardedFor.isEmpty {
@@ -182,9 +188,13 @@ enum HeaderRewriter {
                     continue
                 case .transferEncoding where reframing == .unchunk:
                     continue
+                case .contentLength:
+                    // Written once below, and only where it frames the body (RFC 9112 §6.3: not
+                    // beside a transfer coding, nor when the body is re-framed).
+                    continue
                 case .xRequestID:
                     hasRequestID = true
-                case .contentLength, .transferEncoding:
+                case .transferEncoding:
                     break
                 default:
                     if isNamed(name, in: named) { continue }
@@ -193,7 +203,13 @@ enum HeaderRewriter {
             }
             return (out, hasRequestID)
         }
-        if reframing == .chunk { out.writeStaticString("transfer-encoding: chunked\r\n") }
+        if reframing == .chunk {
+            out.writeStaticString("transfer-encoding: chunked\r\n")
+        } else if reframing == .none, let length = head.contentLength {
+            out.writeStaticString("content-length: ")
+            out.writeString(String(length))
+            out.writeStaticString("\r\n")
+        }
         if !hasRequestID {
             out.writeStaticString("x-request-id: ")
             out.writeString(requestID)

@@ -6,10 +6,19 @@ extension ProxyServerHandler: UpstreamDelegate {
 
     func upstreamReceivedHead(_ head: HTTP1Head) {
         guard let exchange, let upstream = exchange.upstream, !exchange.finished else { return }
+        if head.status == 101 {
+            // Sluice removes `Upgrade`, so a switch of protocols is the replica misbehaving; the
+            // connection now speaks something else and cannot be reused.
+            exchange.upstream = nil
+            exchange.connectionPool?.discard(upstream)
+            let name = exchange.replica.map { "\($0.id)" } ?? "the replica"
+            respond(.replicaFailed("\(name) answered 101 Switching Protocols, which Sluice does not proxy"), closeAfter: mustCloseUnfinished(exchange))
+            return
+        }
         let now = NIODeadline.now()
         exchange.responseStarted = true
         exchange.status = head.status
-        exchange.upstreamKeepAlive = head.keepAlive && head.status != 101
+        exchange.upstreamKeepAlive = head.keepAlive
         exchange.lastActivity = now
         exchange.replica?.recordSuccess()
         exchange.pool?.metrics.recordFirstByte(nanoseconds: Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds))

@@ -85,8 +85,14 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         if isClosed { return }
         inReadBurst = true
         var buffer = unwrapInboundIn(data)
-        if unparsed != nil {
-            unparsed!.writeBuffer(&buffer)
+        if var rest = unparsed {
+            // Left over: part of a head or of a chunk line, or a pipelined request. Copied with
+            // the new read into a fresh buffer, so old read buffers are freed instead of
+            // growing (and being copied) read after read.
+            var merged = context.channel.allocator.buffer(capacity: rest.readableBytes + buffer.readableBytes)
+            merged.writeBuffer(&rest)
+            merged.writeBuffer(&buffer)
+            unparsed = merged
         } else {
             unparsed = buffer
         }

@@ -57,8 +57,13 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
-        if unparsed != nil {
-            unparsed!.writeBuffer(&buffer)
+        if var rest = unparsed {
+            // A few bytes left mid-line: copied with the new read into a fresh buffer, so the
+            // old read buffer is freed instead of growing (and being copied) read after read.
+            var merged = context.channel.allocator.buffer(capacity: rest.readableBytes + buffer.readableBytes)
+            merged.writeBuffer(&rest)
+            merged.writeBuffer(&buffer)
+            unparsed = merged
         } else {
             unparsed = buffer
         }
@@ -106,8 +111,9 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let delegate, parser.finishAtClose() != nil {
-            // A body delimited by the connection's close has ended.
+        if let delegate, lastError == nil, parser.finishAtClose() != nil {
+            // A body delimited by the connection's close has ended (a reset is not an end: it
+            // goes to `upstreamClosed` below, which cuts the client's response).
             delegate.upstreamReceivedEnd(reusable: false)
         }
         let delegate = self.delegate
