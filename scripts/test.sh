@@ -23,6 +23,9 @@ swift test --skip-build
 for config in configs/*.yaml; do
     .build/debug/sluice check --config "$config"
 done
+for profile in configs/replicas/*.yaml; do
+    .build/debug/sluice check --replica-profile "$profile"
+done
 
 # The demo starts, serves a streamed completion through the gateway, and stops on its own.
 log=$(mktemp)

@@ -4,28 +4,16 @@ import Yams
 extension GatewayConfiguration {
     /// Parses and validates YAML text. Throws `ConfigError` listing every issue found.
     public static func decode(yaml: String) throws(ConfigError) -> GatewayConfiguration {
-        let node: Node?
-        do {
-            node = try Yams.compose(yaml: yaml)
-        } catch let error as YamlError {
-            throw ConfigError(issues: [ConfigIssue(path: "", line: yamlErrorLine(error), message: "not valid YAML: \(yamlProblem(error))")])
-        } catch {
-            throw ConfigError(issues: [ConfigIssue(path: "", line: nil, message: "not valid YAML: \(error)")])
-        }
-        guard let node else {
-            throw ConfigError(issues: [ConfigIssue(path: "", line: nil, message: "the file is empty")])
-        }
-        let diagnostics = Diagnostics()
-        let root = NodeReader(node: node, path: "", diagnostics: diagnostics)
+        let root = try composeYAML(yaml)
         let config = decodeRoot(root)
-        if let config, diagnostics.issues.isEmpty {
+        if let config, root.diagnostics.issues.isEmpty {
             return config
         }
-        throw ConfigError(issues: diagnostics.issues)
+        throw ConfigError(issues: root.diagnostics.issues)
     }
 
     /// The parser's complaint on one line, without libyaml's caret drawing.
-    private static func yamlProblem(_ error: YamlError) -> String {
+    static func yamlProblem(_ error: YamlError) -> String {
         switch error {
         case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _):
             return [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ", ")
@@ -34,7 +22,7 @@ extension GatewayConfiguration {
         }
     }
 
-    private static func yamlErrorLine(_ error: YamlError) -> Int? {
+    static func yamlErrorLine(_ error: YamlError) -> Int? {
         switch error {
         case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
             return mark.line
@@ -114,4 +102,22 @@ extension GatewayConfiguration {
         if let value = keys["keepalive_timeout"]?.duration(atLeast: .milliseconds(1)) { limits.keepaliveTimeout = value }
         return limits
     }
+}
+
+/// The YAML tree of `yaml` as a reader at the root, or the parse error with its line.
+func composeYAML(_ yaml: String) throws(ConfigError) -> NodeReader {
+    let node: Node?
+    do {
+        node = try Yams.compose(yaml: yaml)
+    } catch let error as YamlError {
+        throw ConfigError(issues: [ConfigIssue(
+            path: "", line: GatewayConfiguration.yamlErrorLine(error),
+            message: "not valid YAML: \(GatewayConfiguration.yamlProblem(error))")])
+    } catch {
+        throw ConfigError(issues: [ConfigIssue(path: "", line: nil, message: "not valid YAML: \(error)")])
+    }
+    guard let node else {
+        throw ConfigError(issues: [ConfigIssue(path: "", line: nil, message: "the file is empty")])
+    }
+    return NodeReader(node: node, path: "", diagnostics: Diagnostics())
 }

@@ -89,6 +89,18 @@ struct NodeReader {
         return value
     }
 
+    func double(in range: ClosedRange<Double>) -> Double? {
+        guard case .scalar(let scalar) = node, let value = Double(scalar.string) else {
+            report("expected a number")
+            return nil
+        }
+        guard range.contains(value) else {
+            report("\(value) is out of range \(range.lowerBound)...\(range.upperBound)")
+            return nil
+        }
+        return value
+    }
+
     func bool() -> Bool? {
         guard let value = node.bool, case .scalar = node else {
             report("expected true or false")

@@ -1,3 +1,4 @@
+import SluiceConfig
 import SluiceCore
 
 /// How a simulated replica behaves.
@@ -53,4 +54,22 @@ public struct ReplicaFaults: Sendable, Equatable {
     public var slowStart: Duration = .zero
 
     public init() {}
+}
+
+extension ReplicaConfiguration {
+    /// A replica behaving as `profile` says (see `configs/replicas/*.yaml`).
+    public init(id: String, profile: ReplicaProfile) {
+        self.init(id: id)
+        model = profile.model
+        engine = profile.engine
+        timeToFirstToken = profile.timeToFirstToken
+        interTokenDelay = profile.interTokenDelay
+        defaultMaxTokens = profile.defaultMaxTokens
+        embeddingDimensions = profile.embeddingDimensions
+        embeddingBatchBase = profile.embeddingBatchBase
+        embeddingPerInput = profile.embeddingPerInput
+        inferBatchBase = profile.inferBatchBase
+        inferPerRow = profile.inferPerRow
+        timeScale = profile.timeScale
+    }
 }

@@ -22,14 +22,47 @@ func loadConfiguration(path: String) throws -> GatewayConfiguration {
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "check", abstract: "Validate a config file without starting anything.")
+        commandName: "check", abstract: "Validate a gateway config or a replica profile without starting anything.")
 
-    @Option(name: .long, help: "The YAML config file.")
-    var config: String
+    @Option(name: .long, help: "A gateway config file (YAML).")
+    var config: String?
+
+    @Option(name: .long, help: "A sluice-replica profile (configs/replicas/*.yaml).")
+    var replicaProfile: String?
+
+    func validate() throws {
+        guard (config == nil) != (replicaProfile == nil) else {
+            throw ValidationError("give --config or --replica-profile")
+        }
+    }
 
     func run() throws {
-        let configuration = try loadConfiguration(path: config)
-        let replicas = configuration.pools.reduce(0) { $0 + $1.replicas.count }
-        print("\(config): OK (\(configuration.pools.count) pool\(configuration.pools.count == 1 ? "" : "s"), \(replicas) replica\(replicas == 1 ? "" : "s"), listen \(configuration.listen), admin \(configuration.admin.listen))")
+        if let config {
+            let configuration = try loadConfiguration(path: config)
+            let replicas = configuration.pools.reduce(0) { $0 + $1.replicas.count }
+            print("\(config): OK (\(configuration.pools.count) pool\(configuration.pools.count == 1 ? "" : "s"), \(replicas) replica\(replicas == 1 ? "" : "s"), listen \(configuration.listen), admin \(configuration.admin.listen))")
+        } else if let path = replicaProfile {
+            let profile = try loadReplicaProfile(path: path)
+            let engine = profile.engine.map { "engine: \($0.maxRunning) running, \($0.kvBlocks) KV blocks of \($0.blockSize)" } ?? "fixed clock"
+            print("\(path): OK (model \(profile.model), \(engine), time_scale \(profile.timeScale))")
+        }
+    }
+}
+
+/// Reads and validates a replica profile, printing every issue with its key path and line.
+func loadReplicaProfile(path: String) throws -> ReplicaProfile {
+    let text: String
+    do {
+        text = try String(contentsOfFile: path, encoding: .utf8)
+    } catch {
+        throw ValidationError("cannot read \(path): \(error.localizedDescription)")
+    }
+    do {
+        return try ReplicaProfile.decode(yaml: text)
+    } catch {
+        var message = "\(path): \(error.issues.count) problem\(error.issues.count == 1 ? "" : "s")\n"
+        for issue in error.issues { message += "  \(issue)\n" }
+        FileHandle.standardError.write(Data(message.utf8))
+        throw ExitCode(1)
     }
 }

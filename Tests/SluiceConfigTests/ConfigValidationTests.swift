@@ -1,3 +1,4 @@
+import Foundation
 import SluiceCore
 import Testing
 @testable import SluiceConfig
@@ -132,5 +133,38 @@ import Testing
         #expect(ConfigValues.hostPort("::1:80") == nil)
         #expect(ConfigValues.hostPort("host:0") == nil)
         #expect(ConfigValues.hostPort("host:0", allowZeroPort: true) == ReplicaID(host: "host", port: 0))
+    }
+}
+
+@Suite struct ReplicaProfileTests {
+    @Test func theShippedProfilesDecode() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for name in ["llm-8b-a100", "fast"] {
+            let text = try String(contentsOf: root.appendingPathComponent("configs/replicas/\(name).yaml"), encoding: .utf8)
+            let profile = try ReplicaProfile.decode(yaml: text)
+            #expect(profile.engine != nil, "\(name)")
+        }
+        let gpu = try ReplicaProfile.decode(yaml: String(contentsOf: root.appendingPathComponent("configs/replicas/llm-8b-a100.yaml"), encoding: .utf8))
+        #expect(gpu.engine == EngineProfile(
+            maxRunning: 256, maxBatchedTokens: 2048, blockSize: 16, kvBlocks: 27_793,
+            stepBase: .milliseconds(12), decodePerSequence: .microseconds(120), prefillPerToken: .microseconds(100)))
+        #expect(gpu.timeScale == 1 && gpu.embeddingDimensions == 768)
+    }
+
+    @Test func problemsNameKeyPathAndLine() {
+        func issues(_ yaml: String) -> [ConfigIssue] {
+            do {
+                _ = try ReplicaProfile.decode(yaml: yaml)
+                return []
+            } catch {
+                return error.issues
+            }
+        }
+        let bad = issues("model: m\nengine:\n  max_running: 0\n  step_base: 12\n  kv_blok: 5\ntime_scale: fast\n")
+        #expect(bad.map(\.path).sorted() == ["engine.kv_blok", "engine.max_running", "engine.step_base", "time_scale"])
+        #expect(bad.first { $0.path == "engine.step_base" }?.line == 4)
+        #expect(bad.first { $0.path == "engine.kv_blok" }?.message.contains("did you mean \"kv_blocks\"") == true)
+        #expect(issues("engine:\n  max_running: 64\n  max_batched_tokens: 32\n").first?.message.contains("must be at least max_running") == true)
+        #expect(issues("").first?.message == "the file is empty")
     }
 }
