@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SluiceCore
 import Synchronization
 
 /// A simulated OpenAI-compatible model server. `start()` binds (port 0 allowed) and returns the
@@ -132,22 +133,5 @@ public final class ReplicaServer: Sendable {
         text += "# TYPE sluice_replica_batches_queued gauge\n"
         text += "sluice_replica_batches_queued \(state.batchesQueued)\n"
         return text
-    }
-}
-
-/// A small seeded generator (SplitMix64): the same seed gives the same faults.
-struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
