@@ -19,6 +19,7 @@ let package = Package(
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
         .executable(name: "sluice-replica", targets: ["sluice-replica"]),
+        .executable(name: "sluice-load", targets: ["sluice-load"]),
         .library(name: "SluiceCore", targets: ["SluiceCore"]),
         .library(name: "SluiceGateway", targets: ["SluiceGateway"]),
     ],
@@ -30,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Pure policy: no NIO, no clock, no RNG, no logger. Everything comes in as an argument.
@@ -66,6 +68,17 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SluiceLoad",
+            dependencies: [
+                "SluiceCore", "SluiceConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "SluiceTesting",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -85,6 +98,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "sluice-load",
+            dependencies: [
+                "SluiceLoad", "SluiceConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "sluice-replica",
             dependencies: [
                 "SluiceReplica",
@@ -97,7 +118,7 @@ let package = Package(
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"], swiftSettings: strict),
         .testTarget(
             name: "SluiceGatewayTests",
-            dependencies: ["SluiceGateway", "SluiceReplica", "SluiceTesting", "SluiceConfig"],
+            dependencies: ["SluiceGateway", "SluiceReplica", "SluiceTesting", "SluiceConfig", "SluiceLoad"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -184,3 +184,19 @@ extension Duration {
     }
     return 2 * sum + e * 0.693_147_180_559_945_3
 }
+
+extension ArrivalPlan {
+    /// The same plan with every duration times `duration` and every rate times `rate`.
+    public func scaled(duration: Double, rate: Double) -> ArrivalPlan {
+        ArrivalPlan(phases: phases.map { phase in
+            let shape: Shape
+            switch phase.shape {
+            case .constant(let value): shape = .constant(rate: value * rate)
+            case .ramp(let from, let to): shape = .ramp(from: from * rate, to: to * rate)
+            case .step(let from, let to, let at): shape = .step(from: from * rate, to: to * rate, at: at * duration)
+            case .sine(let mean, let amplitude, let period): shape = .sine(mean: mean * rate, amplitude: amplitude * rate, period: period * duration)
+            }
+            return Phase(shape: shape, duration: phase.duration * duration, process: phase.process)
+        })
+    }
+}

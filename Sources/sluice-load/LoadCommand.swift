@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import SluiceConfig
+import SluiceCore
+import SluiceLoad
+
+@main
+struct LoadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice-load",
+        abstract: "An open-loop load generator for inference gateways and model servers.",
+        subcommands: [RunCommand.self])
+}
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a scenario (loadtest/scenarios/*.yaml) against a target; write report.json and report.svg.")
+
+    @Argument(help: "The scenario file.")
+    var scenario: String
+
+    @Option(name: .long, help: "Where to send requests: http://host:port.")
+    var target: String
+
+    @Option(name: .long, help: "Directory for report.json and report.svg (created if needed).")
+    var out: String = "loadtest/out"
+
+    @Option(name: .long, help: "Multiply every phase's duration (0.1 makes a 60 s scenario a 6 s one).")
+    var durationScale = 1.0
+
+    @Option(name: .long, help: "Multiply every rate.")
+    var rateScale = 1.0
+
+    @Option(name: .long, help: "Generator threads (overrides the scenario).")
+    var threads: Int?
+
+    @Flag(name: .long, help: "No progress line.")
+    var quiet = false
+
+    func run() async throws {
+        let text: String
+        do {
+            text = try String(contentsOfFile: scenario, encoding: .utf8)
+        } catch {
+            throw ValidationError("cannot read \(scenario): \(error.localizedDescription)")
+        }
+        let loaded: LoadScenario
+        do {
+            loaded = try LoadScenario.decode(yaml: text)
+        } catch {
+            var message = "\(scenario): \(error.issues.count) problem\(error.issues.count == 1 ? "" : "s")\n"
+            for issue in error.issues { message += "  \(issue)\n" }
+            FileHandle.standardError.write(Data(message.utf8))
+            throw ExitCode(1)
+        }
+        guard durationScale > 0, rateScale > 0 else { throw ValidationError("--duration-scale and --rate-scale must be above 0") }
+        var settings = LoadRunSettings(scenario: loaded.name, plan: loaded.plan.scaled(duration: durationScale, rate: rateScale), mix: loaded.mix)
+        settings.tenants = loaded.tenants
+        settings.seed = loaded.seed
+        settings.timeout = loaded.timeout
+        settings.maxConnections = loaded.maxConnections
+        settings.threads = threads ?? loaded.threads
+        let quiet = self.quiet
+        let interactive = isatty(STDERR_FILENO) != 0
+        let report = try await LoadRunner.run(settings, target: target) { progress in
+            guard !quiet else { return }
+            let line = "[\(progress.second)/\(progress.plannedSeconds)s] sent \(progress.sent)  done \(progress.completed)  "
+                + "rate \(progress.lastSecondCompleted)/s  p95 \(String(format: "%.1f", progress.lastSecondP95Ms)) ms  errors \(progress.errors)"
+            FileHandle.standardError.write(Data((interactive ? "\r\u{1B}[K" + line : line + "\n").utf8))
+        }
+        if interactive, !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let json = URL(fileURLWithPath: out).appendingPathComponent("report.json")
+        let svg = URL(fileURLWithPath: out).appendingPathComponent("report.svg")
+        try report.json().write(to: json)
+        try Data(ReportChart.svg(report).utf8).write(to: svg)
+        print("""
+            \(report.scenario) → \(report.target): sent \(report.requests.sent), completed \(report.requests.completed), \
+            failed \(report.requests.failed), error responses \(report.requests.errorResponses)
+            throughput \(report.throughputRps) req/s; latency p50 \(report.latencyMs.p50) p95 \(report.latencyMs.p95) p99 \(report.latencyMs.p99) ms\
+            \(report.ttftMs.map { "; TTFT p95 \($0.p95) ms" } ?? "")
+            connections opened \(report.connections.opened), requests that waited for one \(report.connections.requestsThatWaited); \
+            generator CPU \(report.generator.cpuMsPer1kRequests) ms per 1k requests, send lateness p99 \(report.generator.sendLatenessP99Ms) ms
+            report: \(json.path)
+            chart:  \(svg.path)
+            """)
+    }
+}
