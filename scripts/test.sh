@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${SLUICE_VENV:-.venv}
-if ! "$VENV/bin/python" -c 'import openai' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import openai, jsonschema' 2>/dev/null; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet openai
+    "$VENV/bin/pip" install --quiet openai jsonschema
 fi
 export SLUICE_PYTHON="$PWD/$VENV/bin/python"
 
@@ -26,6 +26,7 @@ done
 for profile in configs/replicas/*.yaml; do
     .build/debug/sluice check --replica-profile "$profile"
 done
+.build/debug/sluice-load check loadtest/scenarios/*.yaml
 
 # The demo starts, serves a streamed completion through the gateway, and stops on its own.
 log=$(mktemp)

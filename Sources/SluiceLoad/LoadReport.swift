@@ -38,7 +38,7 @@ public struct LoadReport: Codable, Sendable {
     public struct Generator: Codable, Sendable {
         public var threads: Int
         public var cpuSeconds: Double
-        public var cpuMsPer1kRequests: Double
+        public var cpuMsPerThousandRequests: Double
         /// How late sends left against their intended time (the generator's own overhead).
         public var sendLatenessP99Ms: Double
         public var sendLatenessMaxMs: Double

@@ -153,7 +153,7 @@ public enum LoadRunner {
             connections: .init(opened: total.connectionsOpened, limit: settings.maxConnections, requestsThatWaited: total.waitedForConnection),
             generator: .init(
                 threads: threads, cpuSeconds: (cpu * 1000).rounded() / 1000,
-                cpuMsPer1kRequests: total.sent > 0 ? (cpu * 1000 / Double(total.sent) * 1000 * 100).rounded() / 100 : 0,
+                cpuMsPerThousandRequests: total.sent > 0 ? (cpu * 1000 / Double(total.sent) * 1000 * 100).rounded() / 100 : 0,
                 sendLatenessP99Ms: Double(total.lateness.valueAtPercentile(99)) / 1000,
                 sendLatenessMaxMs: Double(total.lateness.maxRecorded) / 1000),
             timeline: timeline)

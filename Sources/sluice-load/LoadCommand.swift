@@ -9,7 +9,40 @@ struct LoadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice-load",
         abstract: "An open-loop load generator for inference gateways and model servers.",
-        subcommands: [RunCommand.self])
+        subcommands: [RunCommand.self, CheckScenarioCommand.self])
+}
+
+struct CheckScenarioCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check", abstract: "Validate scenario files without sending anything.")
+
+    @Argument(help: "Scenario files.")
+    var scenarios: [String]
+
+    func run() throws {
+        for path in scenarios {
+            let scenario = try loadScenario(path)
+            print("\(path): OK (\(scenario.name): \(scenario.plan.phases.count) phase(s), \(Int(scenario.plan.duration.seconds)) s, \(scenario.mix.count) workload(s), \(scenario.tenants.count) tenant(s))")
+        }
+    }
+}
+
+/// Reads and validates a scenario, printing every issue with its key path and line.
+func loadScenario(_ path: String) throws -> LoadScenario {
+    let text: String
+    do {
+        text = try String(contentsOfFile: path, encoding: .utf8)
+    } catch {
+        throw ValidationError("cannot read \(path): \(error.localizedDescription)")
+    }
+    do {
+        return try LoadScenario.decode(yaml: text)
+    } catch {
+        var message = "\(path): \(error.issues.count) problem\(error.issues.count == 1 ? "" : "s")\n"
+        for issue in error.issues { message += "  \(issue)\n" }
+        FileHandle.standardError.write(Data(message.utf8))
+        throw ExitCode(1)
+    }
 }
 
 struct RunCommand: AsyncParsableCommand {
@@ -39,21 +72,7 @@ struct RunCommand: AsyncParsableCommand {
     var quiet = false
 
     func run() async throws {
-        let text: String
-        do {
-            text = try String(contentsOfFile: scenario, encoding: .utf8)
-        } catch {
-            throw ValidationError("cannot read \(scenario): \(error.localizedDescription)")
-        }
-        let loaded: LoadScenario
-        do {
-            loaded = try LoadScenario.decode(yaml: text)
-        } catch {
-            var message = "\(scenario): \(error.issues.count) problem\(error.issues.count == 1 ? "" : "s")\n"
-            for issue in error.issues { message += "  \(issue)\n" }
-            FileHandle.standardError.write(Data(message.utf8))
-            throw ExitCode(1)
-        }
+        let loaded = try loadScenario(scenario)
         guard durationScale > 0, rateScale > 0 else { throw ValidationError("--duration-scale and --rate-scale must be above 0") }
         var settings = LoadRunSettings(scenario: loaded.name, plan: loaded.plan.scaled(duration: durationScale, rate: rateScale), mix: loaded.mix)
         settings.tenants = loaded.tenants
@@ -81,7 +100,7 @@ struct RunCommand: AsyncParsableCommand {
             throughput \(report.throughputRps) req/s; latency p50 \(report.latencyMs.p50) p95 \(report.latencyMs.p95) p99 \(report.latencyMs.p99) ms\
             \(report.ttftMs.map { "; TTFT p95 \($0.p95) ms" } ?? "")
             connections opened \(report.connections.opened), requests that waited for one \(report.connections.requestsThatWaited); \
-            generator CPU \(report.generator.cpuMsPer1kRequests) ms per 1k requests, send lateness p99 \(report.generator.sendLatenessP99Ms) ms
+            generator CPU \(report.generator.cpuMsPerThousandRequests) ms per 1k requests, send lateness p99 \(report.generator.sendLatenessP99Ms) ms
             report: \(json.path)
             chart:  \(svg.path)
             """)

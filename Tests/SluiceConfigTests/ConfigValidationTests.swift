@@ -168,3 +168,47 @@ import Testing
         #expect(issues("").first?.message == "the file is empty")
     }
 }
+
+@Suite struct LoadScenarioTests {
+    @Test func everyShippedScenarioDecodes() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let directory = root.appendingPathComponent("loadtest/scenarios")
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(names == ["chat-steady.yaml", "chat-surge.yaml", "diurnal.yaml", "embeddings-burst.yaml", "mixed-tenants.yaml", "smoke.yaml"])
+        for name in names {
+            let text = try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)
+            let scenario = try LoadScenario.decode(yaml: text)
+            #expect(!scenario.plan.phases.isEmpty && !scenario.mix.isEmpty, "\(name)")
+            #expect(text.hasPrefix("# "), "\(name) says in a comment what it models")
+        }
+        let surge = try LoadScenario.decode(yaml: String(contentsOf: directory.appendingPathComponent("chat-surge.yaml"), encoding: .utf8))
+        #expect(surge.plan.phases.map(\.shape) == [.constant(rate: 240), .constant(rate: 900), .constant(rate: 240)])
+    }
+
+    @Test func problemsNameKeyPathAndLine() {
+        func issues(_ yaml: String) -> [ConfigIssue] {
+            do {
+                _ = try LoadScenario.decode(yaml: yaml)
+                return []
+            } catch {
+                return error.issues
+            }
+        }
+        let yaml = """
+            name: x
+            phases:
+              - duration: 10
+                rate: 5
+              - duration: 5s
+                rate: 5
+                ramp: { from: 1, to: 2 }
+            workloads:
+              - weight: 1
+                chat: { userz: 3 }
+            """
+        let found = issues(yaml)
+        #expect(found.map(\.path) == ["phases[0].duration", "phases[1]", "workloads[0].chat.userz"])
+        #expect(found.map(\.line) == [3, 5, 10])
+        #expect(issues("phases:\n  - { duration: 1s, rate: 1 }\n").first?.message == "missing required key \"workloads\"")
+    }
+}

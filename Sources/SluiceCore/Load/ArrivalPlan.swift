@@ -117,15 +117,20 @@ public struct ArrivalSchedule<Generator: RandomNumberGenerator>: Sendable where 
                 started = true
                 if phase.rate(at: 0) > 0 { return 0 }
             }
+            // Integrate in small steps; within a step the rate is taken as constant, so the
+            // crossing of the next whole request is found exactly (any number per step).
             let step = min(0.000_5, length / 1000)
             while t < length {
                 let next = min(t + step, length)
-                credit += phase.rate(at: (t + next) / 2) * (next - t)
-                t = next
-                if credit >= 1 {
-                    credit -= 1
-                    return t < length ? t : nil
+                let rate = phase.rate(at: (t + next) / 2)
+                if rate > 0, credit + rate * (next - t) >= 1 {
+                    t += (1 - credit) / rate
+                    credit = 0
+                    // (A crossing a rounding error before the end belongs to the next phase.)
+                    return t < length - 1e-9 ? t : nil
                 }
+                credit += rate * (next - t)
+                t = next
             }
             return nil
         case .poisson:
