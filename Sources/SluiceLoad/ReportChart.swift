@@ -61,7 +61,8 @@ public enum ReportChart {
             let value = yMax * Double(tick) / 4
             let y = top + height - height * Double(tick) / 4
             out += "<line x1=\"\(left)\" x2=\"\(left + width)\" y1=\"\(y)\" y2=\"\(y)\" stroke=\"#f1f3f5\"/>\n"
-            out += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(format2(value))</text>\n"
+            let label = value >= 10 ? String(Int(value.rounded())) : format2(value)
+            out += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(label)</text>\n"
         }
         let step = max(1, Int((seconds / 10).rounded(.up)))
         for second in stride(from: 0, to: Int(seconds), by: step) {
