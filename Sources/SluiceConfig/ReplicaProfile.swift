@@ -64,3 +64,23 @@ public struct ReplicaProfile: Sendable, Equatable {
         return engine
     }
 }
+
+extension ReplicaProfile {
+    /// `configs/replicas/fast.yaml`, built in (the demo uses it and needs no file; a test keeps
+    /// the two equal).
+    public static var fast: ReplicaProfile {
+        var profile = ReplicaProfile()
+        profile.model = "sim-7b"
+        profile.timeScale = 0.05
+        profile.defaultMaxTokens = 16
+        profile.engine = EngineProfile(
+            maxRunning: 8, maxBatchedTokens: 512, blockSize: 16, kvBlocks: 512,
+            stepBase: .milliseconds(12), decodePerSequence: .microseconds(120), prefillPerToken: .microseconds(100))
+        profile.embeddingDimensions = 8
+        profile.embeddingBatchBase = .milliseconds(2)
+        profile.embeddingPerInput = .microseconds(500)
+        profile.inferBatchBase = .microseconds(1500)
+        profile.inferPerRow = .microseconds(20)
+        return profile
+    }
+}

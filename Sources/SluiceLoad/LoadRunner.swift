@@ -34,6 +34,8 @@ public struct LoadProgress: Sendable {
     /// Completed in the last full second, and their p95 latency.
     public var lastSecondCompleted: Int
     public var lastSecondP95Ms: Double
+    /// Answers so far by `x-replica-id`.
+    public var replicas: [String: Int]
 }
 
 /// An open-loop load run against an HTTP/1.1 target: a dispatcher sends each request at its
@@ -50,15 +52,20 @@ public enum LoadRunner {
     }
 
     /// Runs the plan against `target` (`http://host:port`), reporting progress each second.
+    /// `shouldStop` is asked once a second: when it says yes, sending stops, requests in flight
+    /// get two seconds, and the report covers what was sent (a demo stopped with Ctrl-C).
     public static func run(
-        _ settings: LoadRunSettings, target: String, progress: @escaping @Sendable (LoadProgress) -> Void = { _ in }
+        _ settings: LoadRunSettings, target: String, progress: @escaping @Sendable (LoadProgress) -> Void = { _ in },
+        shouldStop: @escaping @Sendable () -> Bool = { false }
     ) async throws -> LoadReport {
         guard let (host, port) = parseTarget(target) else { throw Failure.badTarget(target) }
         let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
         let threads = max(1, settings.threads)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         do {
-            let report = try await run(settings, host: host, port: port, address: address, group: group, threads: threads, target: target, progress: progress)
+            let report = try await run(
+                settings, host: host, port: port, address: address, group: group, threads: threads, target: target,
+                progress: progress, shouldStop: shouldStop)
             try? await group.shutdownGracefully()
             return report
         } catch {
@@ -69,7 +76,8 @@ public enum LoadRunner {
 
     private static func run(
         _ settings: LoadRunSettings, host: String, port: Int, address: SocketAddress, group: MultiThreadedEventLoopGroup,
-        threads: Int, target: String, progress: @escaping @Sendable (LoadProgress) -> Void
+        threads: Int, target: String, progress: @escaping @Sendable (LoadProgress) -> Void,
+        shouldStop: @escaping @Sendable () -> Bool
     ) async throws -> LoadReport {
         let cpuBefore = cpuSeconds()
         let startedAt = Date()
@@ -89,6 +97,7 @@ public enum LoadRunner {
         // Progress, once a second, until the plan has been sent and every request has ended (or
         // timed out).
         var second = 0
+        var stopAt: Int?
         while true {
             try await Task.sleep(until: .now + .seconds(1), clock: .continuous)
             second += 1
@@ -98,18 +107,25 @@ public enum LoadRunner {
                 return (
                     worker.recorder.sent, worker.recorder.completed,
                     worker.recorder.errors.values.reduce(0, +) + worker.recorder.statuses.filter { $0.key >= 400 }.values.reduce(0, +),
-                    worker.outstanding, last)
+                    worker.outstanding, last, worker.recorder.replicas)
             }
+            var replicas: [String: Int] = [:]
+            for snapshot in snapshots { replicas.merge(snapshot.5, uniquingKeysWith: +) }
             var lastSecond = LoadRecorder.Second()
             for snapshot in snapshots { if let bucket = snapshot.4 { lastSecond.merge(bucket) } }
             progress(LoadProgress(
                 second: second, plannedSeconds: plannedSeconds, sent: snapshots.map(\.0).reduce(0, +),
                 completed: snapshots.map(\.1).reduce(0, +), errors: snapshots.map(\.2).reduce(0, +),
                 lastSecondCompleted: lastSecond.completed,
-                lastSecondP95Ms: Double(lastSecond.latency.valueAtPercentile(95)) / 1000))
+                lastSecondP95Ms: Double(lastSecond.latency.valueAtPercentile(95)) / 1000, replicas: replicas))
             let dispatched = try await dispatcher.loop.submit { dispatcher.finished }.get()
             let outstanding = snapshots.map(\.3).reduce(0, +)
             if dispatched, outstanding == 0 { break }
+            if stopAt == nil, shouldStop() {
+                try await dispatcher.loop.submit { dispatcher.stop() }.get()
+                stopAt = second + 2
+            }
+            if let stopAt, second >= stopAt { break }
             // Bounded: the plan, then every request's timeout, then a second.
             if Double(second) > planned.seconds + settings.timeout.seconds + 2 { break }
         }
@@ -204,6 +220,7 @@ final class Dispatcher: @unchecked Sendable {
     private var next: Duration?
     private var index = 0
     private(set) var finished = false
+    private var stopped = false
 
     init(settings: LoadRunSettings, workers: [LoadWorker], origin: NIODeadline, loop: any EventLoop) {
         self.loop = loop
@@ -215,7 +232,15 @@ final class Dispatcher: @unchecked Sendable {
         self.generator = RequestGenerator(mix: settings.mix, tenants: settings.tenants, generator: SplitMix64(seed: settings.seed &+ 1))
     }
 
+    /// Sends nothing more.
+    func stop() {
+        stopped = true
+        next = nil
+        finished = true
+    }
+
     func tick() {
+        guard !stopped else { return }
         let now = NIODeadline.now()
         while let offset = next {
             let intended = origin + .nanoseconds(LoadRecorderClock.nanoseconds(offset))

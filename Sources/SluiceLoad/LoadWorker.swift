@@ -114,8 +114,23 @@ final class LoadWorker: @unchecked Sendable {
         }
     }
 
-    /// Closes every connection at the end of a run.
+    /// Connections carrying a request now.
+    private var busy: [ObjectIdentifier: LoadConnection] = [:]
+
+    func began(_ connection: LoadConnection) {
+        busy[ObjectIdentifier(connection)] = connection
+    }
+
+    func ended(_ connection: LoadConnection) {
+        busy[ObjectIdentifier(connection)] = nil
+    }
+
+    /// At the end of a run: requests still in flight or waiting are counted as failed
+    /// ("stopped"), so sent = completed + failed holds, and every connection is closed.
     func closeAll() {
+        while let next = waiting.popFirst() { fail(next, reason: "stopped") }
+        for connection in busy.values { connection.abandon() }
+        busy.removeAll()
         let connections = idle
         idle.removeAll()
         for connection in connections { connection.close() }
@@ -157,6 +172,7 @@ final class LoadConnection: ChannelInboundHandler, @unchecked Sendable {
             return
         }
         current = (request, intended)
+        worker.began(self)
         status = 0
         replica = nil
         firstData = nil
@@ -176,9 +192,19 @@ final class LoadConnection: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
+    /// The run ended with this request unanswered.
+    func abandon() {
+        guard let current else { return }
+        self.current = nil
+        timer?.cancel()
+        worker.fail(current, reason: "stopped")
+        close()
+    }
+
     private func timedOut() {
         guard let current else { return }
         self.current = nil
+        worker.ended(self)
         worker.fail(current, reason: "timeout")
         close()
     }
@@ -203,6 +229,7 @@ final class LoadConnection: ChannelInboundHandler, @unchecked Sendable {
         case .end:
             timer?.cancel()
             self.current = nil
+            worker.ended(self)
             let now = NIODeadline.now()
             worker.recorder.recordCompleted(
                 second: worker.second(of: current.intended), status: status,
@@ -221,6 +248,7 @@ final class LoadConnection: ChannelInboundHandler, @unchecked Sendable {
         timer?.cancel()
         if let current {
             self.current = nil
+            worker.ended(self)
             worker.fail(current, reason: status == 0 ? "closed" : "truncated")
         }
         worker.connectionLost(reusableSlot: true)

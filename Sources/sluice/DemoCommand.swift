@@ -7,12 +7,14 @@ import ServiceLifecycle
 import SluiceConfig
 import SluiceCore
 import SluiceGateway
+import SluiceLoad
 import SluiceReplica
+import Synchronization
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Start the gateway in front of three simulated replicas, in one process, on built-in defaults.")
+        abstract: "The gateway in front of four simulated replicas and a built-in load ramp, in one process, on built-in defaults.")
 
     @Option(name: .long, help: "Data listener (host:port; port 0 picks a free one).")
     var listen = "127.0.0.1:8080"
@@ -20,27 +22,28 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Admin listener (host:port).")
     var admin = "127.0.0.1:9090"
 
-    @Option(name: .long, help: "Stop after this many seconds (default: run until Ctrl-C).")
-    var duration: Double?
+    @Option(name: .long, help: "Seconds of built-in load (a ramp up, a plateau, a ramp down); the demo ends with it.")
+    var duration: Double = 60
 
-    @Option(name: .long, help: "Requests per second of built-in demo traffic (0: none, only what you send).")
-    var rate: Double = 4
+    @Option(name: .long, help: "Peak requests per second of the built-in load (0: none; the demo then runs until Ctrl-C or --duration).")
+    var rate: Double = 40
+
+    @Option(name: .long, help: "Where the load report (report.json, report.svg) is written.")
+    var out = "loadtest/out/demo"
 
     func run() async throws {
         guard let listenAddress = ConfigValues.hostPort(listen, allowZeroPort: true),
               let adminAddress = ConfigValues.hostPort(admin, allowZeroPort: true)
         else { throw ValidationError("--listen and --admin take host:port") }
+        guard duration > 0, rate >= 0 else { throw ValidationError("--duration must be above 0 and --rate at least 0") }
         bootstrapLogging(level: "notice")
         let logger = Logger(label: "sluice-demo")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
 
         var replicas: [ReplicaServer] = []
         var addresses: [ReplicaID] = []
-        for index in 1...3 {
-            var replicaConfiguration = ReplicaConfiguration(id: "replica-\(index)")
-            replicaConfiguration.timeToFirstToken = .milliseconds(40)
-            replicaConfiguration.interTokenDelay = .milliseconds(25)
-            let replica = ReplicaServer(configuration: replicaConfiguration, group: group)
+        for index in 1...4 {
+            let replica = ReplicaServer(configuration: ReplicaConfiguration(id: "replica-\(index)", profile: .fast), group: group)
             let address = try await replica.start()
             replicas.append(replica)
             addresses.append(ReplicaID(host: "127.0.0.1", port: address.port!))
@@ -49,33 +52,33 @@ struct DemoCommand: AsyncParsableCommand {
         let paths = { (list: [String]) in list.compactMap(PathPattern.init) }
         var chat = PoolConfiguration(name: "chat", paths: paths(["/v1/chat/completions", "/v1/completions", "/v1/models"]), replicas: addresses)
         chat.timeouts.responseHeader = .seconds(30)
-        let embeddings = PoolConfiguration(name: "embeddings", paths: paths(["/v1/embeddings"]), replicas: addresses)
+        let embeddings = PoolConfiguration(name: "embeddings", paths: paths(["/v1/embeddings", "/v2/*"]), replicas: addresses)
         let configuration = GatewayConfiguration(
             listen: listenAddress, admin: AdminConfiguration(listen: adminAddress), pools: [chat, embeddings])
         let gateway = Gateway(configuration: configuration, group: group, adminToken: nil, logger: logger)
         let bound = try await gateway.start()
         let base = "http://\(listenAddress.host):\(bound.data.port!)"
         let adminBase = "http://\(adminAddress.host):\(bound.admin.port!)"
+        let load = rate > 0
+            ? "a ramp to \(Int(rate)) requests/s and back over \(Int(duration)) s (chat, streamed chat, embeddings)"
+            : "none (--rate 0)"
         say("""
         Sluice demo: gateway \(base) -> replicas \(addresses.map(\.description).joined(separator: ", "))
+          (simulated: continuous batching with a prefix cache, the model of configs/replicas/fast.yaml)
           admin:   \(adminBase)/admin/pools   \(adminBase)/metrics   \(adminBase)/readyz
           try a streamed chat completion (tokens arrive one by one; x-replica-id shows the replica):
             curl -N -i \(base)/v1/chat/completions -H 'content-type: application/json' \\
               -d '{"model":"sim-7b","stream":true,"max_tokens":12,"messages":[{"role":"user","content":"hello sluice"}]}'
           or embeddings:
-            curl \(base)/v1/embeddings -H 'content-type: application/json' -d '{"model":"sim-embed","input":["a","b"]}'
-          built-in traffic: \(rate) requests/s (streamed chat, chat, embeddings; --rate 0 turns it off)
+            curl \(base)/v1/embeddings -H 'content-type: application/json' -d '{"model":"sim-7b","input":["a","b"]}'
+          built-in load: \(load)
           Ctrl-C stops it.
         """)
 
-        let stats = DemoStats()
-        let traffic = DemoTraffic(target: bound.data, group: group, rate: rate, stats: stats)
-        let ticker = DemoTicker(replicas: replicas, stats: stats, duration: duration)
         let services = ServiceGroup(configuration: .init(
             services: [
                 .init(service: GatewayService(gateway: gateway, grace: .seconds(5))),
-                .init(service: traffic),
-                .init(service: ticker, successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: DemoLoad(target: base, rate: rate, duration: duration, out: out), successTerminationBehavior: .gracefullyShutdownGroup),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
@@ -86,36 +89,75 @@ struct DemoCommand: AsyncParsableCommand {
     }
 }
 
-/// Prints what the replicas have served every few seconds; ends the demo after `duration`.
-struct DemoTicker: Service {
-    let replicas: [ReplicaServer]
-    let stats: DemoStats
-    let duration: Double?
+/// The demo's built-in load: a ramp up, a plateau and a ramp down through the gateway, a live
+/// summary every two seconds, then the report. Ends the demo when done; Ctrl-C ends it early
+/// (the report then covers what was sent).
+struct DemoLoad: Service {
+    let target: String
+    let rate: Double
+    let duration: Double
+    let out: String
 
     func run() async throws {
-        let start = ContinuousClock.now
-        var last = replicas.map(\.requestsServed)
-        while true {
-            let remaining = duration.map { Duration.milliseconds(Int64($0 * 1000)) - (ContinuousClock.now - start) }
-            if let remaining, remaining <= .zero { return }
-            let step = min(remaining ?? .seconds(5), .seconds(5))
-            do {
-                try await Task.sleep(for: step)
-            } catch {
-                return
-            }
-            if Task.isCancelled { return }
-            if let line = stats.drainLine() { say(line) }
-            let now = replicas.map(\.requestsServed)
-            if now != last {
-                let parts = zip(replicas, zip(now, last)).map { replica, counts in
-                    "\(replica.configuration.id): +\(counts.0 - counts.1) (running \(replica.requestsRunning))"
-                }
-                say("served  " + parts.joined(separator: "   "))
-                last = now
-            }
+        guard rate > 0 else {
+            // No load: the demo runs until Ctrl-C or --duration.
+            try? await Task.sleep(for: .milliseconds(Int64(duration * 1000)))
+            return
         }
+        let third = Duration.milliseconds(Int64(duration * 1000 / 3))
+        var chat = Workload.Chat()
+        chat.users = 40
+        chat.systemPrompts = 3
+        chat.systemPromptWords = 120
+        chat.userWords = 20
+        chat.assistantWords = 30
+        chat.turns = 4
+        chat.streamFraction = 0.7
+        chat.maxTokens = 24
+        var embeddings = Workload.Embeddings()
+        embeddings.inputs = 4
+        let settings = LoadRunSettings(
+            scenario: "demo",
+            plan: ArrivalPlan(phases: [
+                .init(shape: .ramp(from: rate * 0.2, to: rate), duration: third),
+                .init(shape: .constant(rate: rate), duration: third),
+                .init(shape: .ramp(from: rate, to: rate * 0.2), duration: third),
+            ]),
+            mix: [.init(weight: 3, workload: .chat(chat)), .init(weight: 1, workload: .embeddings(embeddings))])
+        let stop = StopFlag()
+        let report = try await withGracefulShutdownHandler {
+            try await LoadRunner.run(settings, target: target, progress: { progress in
+                guard progress.second % 2 == 0 else { return }
+                let total = max(1, progress.replicas.values.reduce(0, +))
+                let shares = progress.replicas.keys.sorted().map { "\($0) \(100 * progress.replicas[$0]! / total)%" }
+                say("[\(progress.second)/\(progress.plannedSeconds)s] rate \(progress.lastSecondCompleted)/s  "
+                    + "p95 \(String(format: "%.1f", progress.lastSecondP95Ms)) ms  errors \(progress.errors)  "
+                    + "sent \(progress.sent)  share \(shares.joined(separator: " "))")
+            }, shouldStop: { stop.isSet })
+        } onGracefulShutdown: {
+            stop.set()
+        }
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let json = URL(fileURLWithPath: out).appendingPathComponent("report.json")
+        let svg = URL(fileURLWithPath: out).appendingPathComponent("report.svg")
+        try report.json().write(to: json)
+        try Data(ReportChart.svg(report).utf8).write(to: svg)
+        let errors = report.requests.failed + report.requests.errorResponses
+        say("""
+        load done: \(report.requests.sent) sent, \(report.requests.completed) completed, \(errors) errors; \
+        p50 \(report.latencyMs.p50) ms, p95 \(report.latencyMs.p95) ms, p99 \(report.latencyMs.p99) ms\
+        \(report.ttftMs.map { ", TTFT p95 \($0.p95) ms" } ?? "")
+          report: \(json.path)
+          chart:  \(svg.path) (open it in a browser)
+        """)
     }
+}
+
+/// Set once, from a shutdown handler; read by the load runner.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
 }
 
 /// Writes a line to standard output at once (print is block-buffered when piped to a file).

@@ -149,6 +149,8 @@ import Testing
             maxRunning: 256, maxBatchedTokens: 2048, blockSize: 16, kvBlocks: 27_793,
             stepBase: .milliseconds(12), decodePerSequence: .microseconds(120), prefillPerToken: .microseconds(100)))
         #expect(gpu.timeScale == 1 && gpu.embeddingDimensions == 768)
+        // The demo's built-in profile is fast.yaml.
+        #expect(try ReplicaProfile.decode(yaml: String(contentsOf: root.appendingPathComponent("configs/replicas/fast.yaml"), encoding: .utf8)) == .fast)
     }
 
     @Test func problemsNameKeyPathAndLine() {

