@@ -10,6 +10,7 @@ struct LoadRecorder: Sendable {
         var errors = 0
         var latency = Histogram<UInt64>(highestTrackableValue: LoadRecorder.highest, numberOfSignificantValueDigits: .two)
         var ttft = Histogram<UInt64>(highestTrackableValue: LoadRecorder.highest, numberOfSignificantValueDigits: .two)
+        var itl = Histogram<UInt64>(highestTrackableValue: LoadRecorder.highest, numberOfSignificantValueDigits: .two)
 
         mutating func merge(_ other: Second) {
             sent += other.sent
@@ -17,6 +18,7 @@ struct LoadRecorder: Sendable {
             errors += other.errors
             latency.add(other.latency)
             ttft.add(other.ttft)
+            itl.add(other.itl)
         }
     }
 
@@ -76,6 +78,13 @@ struct LoadRecorder: Sendable {
         // A failed request still took this long from the client's point of view.
         latency.record(Self.micros(latencyNanos))
         timeline[second, default: Second()].latency.record(Self.micros(latencyNanos))
+    }
+
+    /// A gap between two body chunks of a stream, in the second it was intended to be sent.
+    mutating func recordInterToken(second: Int, nanoseconds: Int64) {
+        let micros = Self.micros(nanoseconds)
+        itl.record(micros)
+        timeline[second, default: Second()].itl.record(micros)
     }
 
     mutating func merge(_ other: LoadRecorder) {

@@ -53,6 +53,23 @@ public struct LoadReport: Codable, Sendable {
         public var p95Ms: Double
         public var p99Ms: Double
         public var ttftP95Ms: Double?
+        public var itlP95Ms: Double?
+    }
+
+    public struct PoolSample: Codable, Sendable, Equatable {
+        public var replicas: Int
+        public var available: Int
+
+        public init(replicas: Int, available: Int) {
+            self.replicas = replicas
+            self.available = available
+        }
+    }
+
+    /// The gateway's pools over time, read from its admin listener's `/readyz`.
+    public struct GatewaySample: Codable, Sendable {
+        public var second: Int
+        public var pools: [String: PoolSample]
     }
 
     public var schemaVersion = 1
@@ -70,6 +87,8 @@ public struct LoadReport: Codable, Sendable {
     public var connections: Connections
     public var generator: Generator
     public var timeline: [Point]
+    /// Present when the run was given the gateway's admin URL.
+    public var gateway: [GatewaySample]?
 
     static func summary(_ histogram: Histogram<UInt64>) -> Summary? {
         guard histogram.totalCount > 0 else { return nil }

@@ -16,6 +16,8 @@ public struct LoadRunSettings: Sendable {
     public var maxConnections = 1024
     public var timeout: Duration = .seconds(30)
     public var threads = 2
+    /// The gateway's admin listener (`http://host:port`): its pools are sampled each second.
+    public var adminURL: String?
 
     public init(scenario: String, plan: ArrivalPlan, mix: [WeightedWorkload]) {
         self.scenario = scenario
@@ -98,9 +100,13 @@ public enum LoadRunner {
         // timed out).
         var second = 0
         var stopAt: Int?
+        var gatewaySamples: [LoadReport.GatewaySample] = []
+        let sampler = settings.adminURL.flatMap { GatewaySampler(adminURL: $0, group: group) }
+        if let sampler, let pools = await sampler.sample() { gatewaySamples.append(.init(second: 0, pools: pools)) }
         while true {
             try await Task.sleep(until: .now + .seconds(1), clock: .continuous)
             second += 1
+            if let sampler, let pools = await sampler.sample() { gatewaySamples.append(.init(second: second, pools: pools)) }
             let previous = second - 1
             let snapshots = try await collect(workers) { worker in
                 let last = worker.recorder.timeline[previous]
@@ -136,7 +142,9 @@ public enum LoadRunner {
             return worker.recorder
         }) { total.merge(recorder) }
         let cpu = cpuSeconds() - cpuBefore
-        return makeReport(settings, target: target, startedAt: startedAt, elapsed: elapsed, cpu: cpu, threads: threads, total: total)
+        var report = makeReport(settings, target: target, startedAt: startedAt, elapsed: elapsed, cpu: cpu, threads: threads, total: total)
+        if settings.adminURL != nil { report.gateway = gatewaySamples }
+        return report
     }
 
     static func makeReport(
@@ -151,7 +159,8 @@ public enum LoadRunner {
                 p50Ms: Double(bucket.latency.valueAtPercentile(50)) / 1000,
                 p95Ms: Double(bucket.latency.valueAtPercentile(95)) / 1000,
                 p99Ms: Double(bucket.latency.valueAtPercentile(99)) / 1000,
-                ttftP95Ms: bucket.ttft.totalCount > 0 ? Double(bucket.ttft.valueAtPercentile(95)) / 1000 : nil)
+                ttftP95Ms: bucket.ttft.totalCount > 0 ? Double(bucket.ttft.valueAtPercentile(95)) / 1000 : nil,
+                itlP95Ms: bucket.itl.totalCount > 0 ? Double(bucket.itl.valueAtPercentile(95)) / 1000 : nil)
         }
         let formatter = ISO8601DateFormatter()
         let empty = LoadReport.Summary(count: 0, mean: 0, p50: 0, p90: 0, p95: 0, p99: 0, max: 0)

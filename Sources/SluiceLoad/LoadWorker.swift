@@ -222,7 +222,7 @@ final class LoadConnection: ChannelInboundHandler, @unchecked Sendable {
                 if firstData == nil {
                     firstData = now
                 } else if let lastData {
-                    worker.recorder.itl.record(LoadRecorder.micros((now - lastData).nanoseconds))
+                    worker.recorder.recordInterToken(second: worker.second(of: current.intended), nanoseconds: (now - lastData).nanoseconds)
                 }
                 lastData = now
             }

@@ -4,7 +4,8 @@ import Foundation
 public enum ReportChart {
     public static func svg(_ report: LoadReport) -> String {
         let width = 900.0
-        let height = 560.0
+        let samples = report.gateway ?? []
+        let height = samples.isEmpty ? 560.0 : 760.0
         let left = 70.0
         let right = 20.0
         let plotWidth = width - left - right
@@ -50,6 +51,25 @@ public enum ReportChart {
             svg += "<polyline fill=\"none\" stroke=\"#343a40\" stroke-dasharray=\"4 3\" points=\"\(sentPath.joined(separator: " "))\"/>\n"
         }
         svg += "<text x=\"\(left + plotWidth - 230)\" y=\"\(top2 + 15)\"><tspan fill=\"#4dabf7\">completed</tspan>  <tspan fill=\"#c92a2a\">errors</tspan>  <tspan fill=\"#343a40\">- - sent</tspan></text>\n"
+        if !samples.isEmpty {
+            // Replicas in rotation per pool, from the gateway's /readyz.
+            let top3 = 560.0
+            let height3 = 150.0
+            let pools = Set(samples.flatMap { $0.pools.keys }).sorted()
+            let most = Double(max(1, samples.flatMap { $0.pools.values.map(\.replicas) }.max() ?? 1)) + 1
+            svg += panel(top: top3, height: height3, left: left, width: plotWidth, yMax: most, label: "replicas in rotation", seconds: seconds)
+            let colors = ["#5f3dc4", "#0b7285", "#a61e4d", "#5c940d", "#e8590c"]
+            for (index, pool) in pools.enumerated() {
+                let color = colors[index % colors.count]
+                let path = samples.compactMap { sample in
+                    sample.pools[pool].map { "\(left + Double(sample.second) / seconds * plotWidth),\(top3 + height3 - Double($0.available) / most * height3 - Double(index))" }
+                }
+                if !path.isEmpty {
+                    svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(path.joined(separator: " "))\"/>\n"
+                }
+                svg += "<text x=\"\(left + 10 + Double(index) * 120)\" y=\"\(top3 + 15)\" fill=\"\(color)\">pool \(escape(pool))</text>\n"
+            }
+        }
         svg += "<text x=\"\(left + plotWidth / 2)\" y=\"\(height - 10)\" text-anchor=\"middle\">seconds since start</text>\n"
         svg += "</svg>\n"
         return svg

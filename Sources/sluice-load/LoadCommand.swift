@@ -65,6 +65,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Multiply every rate.")
     var rateScale = 1.0
 
+    @Option(name: .long, help: "The gateway's admin listener (http://host:port): its pools' replicas in rotation are sampled each second into the report and chart.")
+    var admin: String?
+
     @Option(name: .long, help: "Generator threads (overrides the scenario).")
     var threads: Int?
 
@@ -80,11 +83,15 @@ struct RunCommand: AsyncParsableCommand {
         settings.timeout = loaded.timeout
         settings.maxConnections = loaded.maxConnections
         settings.threads = threads ?? loaded.threads
+        settings.adminURL = admin
         let quiet = self.quiet
         let interactive = isatty(STDERR_FILENO) != 0
         let report = try await LoadRunner.run(settings, target: target) { progress in
             guard !quiet else { return }
-            let line = "[\(progress.second)/\(progress.plannedSeconds)s] sent \(progress.sent)  done \(progress.completed)  "
+            let width = 20
+            let filled = progress.plannedSeconds > 0 ? min(width, width * progress.second / progress.plannedSeconds) : width
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            let line = "[\(bar)] \(progress.second)/\(progress.plannedSeconds)s  sent \(progress.sent)  done \(progress.completed)  "
                 + "rate \(progress.lastSecondCompleted)/s  p95 \(String(format: "%.1f", progress.lastSecondP95Ms)) ms  errors \(progress.errors)"
             FileHandle.standardError.write(Data((interactive ? "\r\u{1B}[K" + line : line + "\n").utf8))
         }

@@ -78,7 +78,9 @@ struct DemoCommand: AsyncParsableCommand {
         let services = ServiceGroup(configuration: .init(
             services: [
                 .init(service: GatewayService(gateway: gateway, grace: .seconds(5))),
-                .init(service: DemoLoad(target: base, rate: rate, duration: duration, out: out), successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(
+                    service: DemoLoad(target: base, admin: adminBase, rate: rate, duration: duration, out: out),
+                    successTerminationBehavior: .gracefullyShutdownGroup),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
@@ -94,6 +96,7 @@ struct DemoCommand: AsyncParsableCommand {
 /// (the report then covers what was sent).
 struct DemoLoad: Service {
     let target: String
+    let admin: String
     let rate: Double
     let duration: Double
     let out: String
@@ -116,7 +119,7 @@ struct DemoLoad: Service {
         chat.maxTokens = 24
         var embeddings = Workload.Embeddings()
         embeddings.inputs = 4
-        let settings = LoadRunSettings(
+        var settings = LoadRunSettings(
             scenario: "demo",
             plan: ArrivalPlan(phases: [
                 .init(shape: .ramp(from: rate * 0.2, to: rate), duration: third),
@@ -124,6 +127,7 @@ struct DemoLoad: Service {
                 .init(shape: .ramp(from: rate, to: rate * 0.2), duration: third),
             ]),
             mix: [.init(weight: 3, workload: .chat(chat)), .init(weight: 1, workload: .embeddings(embeddings))])
+        settings.adminURL = admin
         let stop = StopFlag()
         let report = try await withGracefulShutdownHandler {
             try await LoadRunner.run(settings, target: target, progress: { progress in

@@ -28,8 +28,13 @@ import Testing
             settings.tenants = scenario.tenants
             settings.seed = scenario.seed
             settings.timeout = scenario.timeout
+            settings.adminURL = "http://127.0.0.1:\(h.admin.port!)"
             let report = try await LoadRunner.run(settings, target: "http://127.0.0.1:\(h.data.port!)")
             let requests = report.requests
+            // The gateway's pool, sampled each second: two replicas, both in rotation.
+            #expect((report.gateway?.count ?? 0) >= 3)
+            #expect(report.gateway?.allSatisfy { $0.pools["chat"] == LoadReport.PoolSample(replicas: 2, available: 2) } == true)
+            #expect(ReportChart.svg(report).contains("replicas in rotation"))
             // Exactly the plan: the same seed gives the same Poisson schedule.
             var schedule = ArrivalSchedule(plan: scenario.plan, generator: SplitMix64(seed: scenario.seed))
             var planned = 0
