@@ -308,8 +308,8 @@ done
 import json, os, sys
 out, scenario, dscale, rscale, targets = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 print(f"`loadtest/compare.sh {os.path.relpath(scenario)}` (DURATION_SCALE={dscale}, RATE_SCALE={rscale}; four `sluice-replica` on `fast.yaml`, fresh before each target)\n")
-print("| target | req/s | p50 ms | p95 ms | p99 ms | TTFT p50 ms | TTFT p95 ms | errors | share r1/r2/r3/r4 % |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| target | req/s | p50 ms | p95 ms | p99 ms | TTFT p50 ms | TTFT p95 ms | TTFT p99 ms | errors | share r1/r2/r3/r4 % |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for t in targets:
     path = os.path.join(out, t, "report.json")
     if not os.path.exists(path):
@@ -321,6 +321,6 @@ for t in targets:
     total = sum(r["replicas"].values()) or 1
     share = "/".join(str(round(100 * r["replicas"].get(f"r{i}", 0) / total)) for i in range(1, 5))
     print(f"| {t} | {r['throughput_rps']:.0f} | {r['latency_ms']['p50']:.1f} | {r['latency_ms']['p95']:.1f} | {r['latency_ms']['p99']:.1f} "
-          f"| {ttft.get('p50', 0):.1f} | {ttft.get('p95', 0):.1f} | {errors} | {share} |")
+          f"| {ttft.get('p50', 0):.1f} | {ttft.get('p95', 0):.1f} | {ttft.get('p99', 0):.1f} | {errors} | {share} |")
 EOF
 log "reports: $OUT"
