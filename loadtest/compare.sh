@@ -7,7 +7,8 @@
 #   sluice            round-robin (the only policy Sluice has so far)
 #   nginx-rr          nginx, round-robin
 #   nginx-leastconn   nginx, least_conn
-#   nginx-hash        nginx, hash $http_x_session_id consistent
+#   nginx-hash        nginx, hash $http_x_session_id consistent (requests without the header
+#                     hash on their request id)
 #   haproxy-leastconn HAProxy, balance leastconn
 #   haproxy-hash      HAProxy, balance hdr(x-session-id), hash-type consistent,
 #                     hash-balance-factor 125 (bounded-load consistent hashing)
@@ -143,6 +144,9 @@ http {
     fastcgi_temp_path $WORK/nginx-$1/fastcgi;
     uwsgi_temp_path $WORK/nginx-$1/uwsgi;
     scgi_temp_path $WORK/nginx-$1/scgi;
+    # Requests without a session (embeddings, infer) hash on their own id, as HAProxy's hdr()
+    # falls back to round-robin and Envoy to a random pick; an empty key would pin them all.
+    map \$http_x_session_id \$affinity_key { "" \$request_id; default \$http_x_session_id; }
     upstream fleet { $2 $SERVERS keepalive 256; }
     server {
         listen 127.0.0.1:$1;
@@ -258,30 +262,36 @@ pools:
     routing: { policy: round-robin }
 EOF
 
-# Start one router; echo its URL.
+# Start one router: sets URL and ROUTER_PID (called directly, not in a subshell, so the PID is
+# remembered and the router stopped after its run).
 start_router() {
+    local port
     case $1 in
         sluice)
             start sluice "$BIN/sluice" serve --config "$WORK/sluice.yaml"
-            wait_http sluice "http://127.0.0.1:$P_SLUICE_ADMIN/healthz"; echo "http://127.0.0.1:$P_SLUICE" ;;
+            ROUTER_PID=$LAST_PID
+            wait_http sluice "http://127.0.0.1:$P_SLUICE_ADMIN/healthz"; URL="http://127.0.0.1:$P_SLUICE" ;;
         nginx-rr|nginx-leastconn|nginx-hash)
-            local port directive
+            local directive
             case $1 in
                 nginx-rr) port=$P_NGINX_RR directive="" ;;
                 nginx-leastconn) port=$P_NGINX_LC directive="least_conn;" ;;
-                nginx-hash) port=$P_NGINX_HASH directive='hash $http_x_session_id consistent;' ;;
+                nginx-hash) port=$P_NGINX_HASH directive='hash $affinity_key consistent;' ;;
             esac
             nginx_conf "$port" "$directive"
             start "$1" "$NGINX" -p "$WORK/nginx-$port" -c "$WORK/nginx-$port/nginx.conf" -g 'daemon off;'
-            wait_http "$1" "http://127.0.0.1:$port/health"; echo "http://127.0.0.1:$port" ;;
+            ROUTER_PID=$LAST_PID
+            wait_http "$1" "http://127.0.0.1:$port/health"; URL="http://127.0.0.1:$port" ;;
         haproxy-leastconn|haproxy-hash)
             start "$1" "$HAPROXY" -db -f "$WORK/haproxy.cfg"
-            local port=$P_HAPROXY_LC; [[ $1 == haproxy-hash ]] && port=$P_HAPROXY_HASH
-            wait_http "$1" "http://127.0.0.1:$port/health"; echo "http://127.0.0.1:$port" ;;
+            ROUTER_PID=$LAST_PID
+            port=$P_HAPROXY_LC; [[ $1 == haproxy-hash ]] && port=$P_HAPROXY_HASH
+            wait_http "$1" "http://127.0.0.1:$port/health"; URL="http://127.0.0.1:$port" ;;
         envoy-leastreq|envoy-ringhash)
             start "$1" "$ENVOY_BIN" --concurrency 2 --disable-hot-restart --base-id "$$" -c "$WORK/envoy.yaml" --log-level warn
-            local port=$P_ENVOY_LR; [[ $1 == envoy-ringhash ]] && port=$P_ENVOY_RH
-            wait_http "$1" "http://127.0.0.1:$port/health"; echo "http://127.0.0.1:$port" ;;
+            ROUTER_PID=$LAST_PID
+            port=$P_ENVOY_LR; [[ $1 == envoy-ringhash ]] && port=$P_ENVOY_RH
+            wait_http "$1" "http://127.0.0.1:$port/health"; URL="http://127.0.0.1:$port" ;;
         *) die "unknown target $1 (known: $ALL_TARGETS)" ;;
     esac
 }
@@ -293,14 +303,13 @@ for target in $TARGETS; do
     fi
     log "$target: fresh fleet"
     start_fleet
-    url=$(start_router "$target")
-    router_pid=$LAST_PID
-    log "$target: running $(basename "$SCENARIO") through $url"
-    "$BIN/sluice-load" run "$SCENARIO" --target "$url" --out "$OUT/$target" \
+    start_router "$target"
+    log "$target: running $(basename "$SCENARIO") through $URL"
+    "$BIN/sluice-load" run "$SCENARIO" --target "$URL" --out "$OUT/$target" \
         --duration-scale "$DURATION_SCALE" --rate-scale "$RATE_SCALE" --quiet >"$OUT/$target.txt" \
         || die "sluice-load failed against $target (see $OUT/$target.txt)"
-    kill "$router_pid" 2>/dev/null || true
-    wait "$router_pid" 2>/dev/null || true
+    kill "$ROUTER_PID" 2>/dev/null || true
+    wait "$ROUTER_PID" 2>/dev/null || true
     stop_fleet
 done
 

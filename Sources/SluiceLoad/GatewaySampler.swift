@@ -29,7 +29,10 @@ struct GatewaySampler: Sendable {
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
             }
             .connect(to: address).get()
-        guard let channel else { return nil }
+        guard let channel else {
+            collector.done.fail(ChannelError.connectTimeout(.seconds(1)))
+            return nil
+        }
         channel.writeAndFlush(ByteBuffer(string: request), promise: nil)
         channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
         guard let text = try? await collector.done.futureResult.get(),

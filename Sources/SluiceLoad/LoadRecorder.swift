@@ -28,6 +28,9 @@ struct LoadRecorder: Sendable {
     var latency = Histogram<UInt64>(highestTrackableValue: highest, numberOfSignificantValueDigits: .three)
     var ttft = Histogram<UInt64>(highestTrackableValue: highest, numberOfSignificantValueDigits: .three)
     var itl = Histogram<UInt64>(highestTrackableValue: highest, numberOfSignificantValueDigits: .three)
+    /// Error answers (status ≥ 400) and failures, kept apart: a fast 503 must not make the
+    /// latency of real answers look better.
+    var errorLatency = Histogram<UInt64>(highestTrackableValue: highest, numberOfSignificantValueDigits: .three)
     /// How late the generator sent each request (actual send minus intended).
     var lateness = Histogram<UInt64>(highestTrackableValue: highest, numberOfSignificantValueDigits: .two)
     var sent = 0
@@ -57,16 +60,18 @@ struct LoadRecorder: Sendable {
         statuses[status, default: 0] += 1
         if let replica { replicas[replica, default: 0] += 1 }
         let micros = Self.micros(latencyNanos)
-        latency.record(micros)
         var bucket = timeline[second, default: Second()]
         bucket.completed += 1
-        bucket.latency.record(micros)
-        if let ttftNanos {
-            ttft.record(Self.micros(ttftNanos))
-            bucket.ttft.record(Self.micros(ttftNanos))
-        }
         if status >= 400 {
             bucket.errors += 1
+            errorLatency.record(micros)
+        } else {
+            latency.record(micros)
+            bucket.latency.record(micros)
+            if let ttftNanos {
+                ttft.record(Self.micros(ttftNanos))
+                bucket.ttft.record(Self.micros(ttftNanos))
+            }
         }
         timeline[second] = bucket
     }
@@ -75,9 +80,7 @@ struct LoadRecorder: Sendable {
     mutating func recordFailed(second: Int, reason: String, latencyNanos: Int64) {
         errors[reason, default: 0] += 1
         timeline[second, default: Second()].errors += 1
-        // A failed request still took this long from the client's point of view.
-        latency.record(Self.micros(latencyNanos))
-        timeline[second, default: Second()].latency.record(Self.micros(latencyNanos))
+        errorLatency.record(Self.micros(latencyNanos))
     }
 
     /// A gap between two body chunks of a stream, in the second it was intended to be sent.
@@ -91,6 +94,7 @@ struct LoadRecorder: Sendable {
         latency.add(other.latency)
         ttft.add(other.ttft)
         itl.add(other.itl)
+        errorLatency.add(other.errorLatency)
         lateness.add(other.lateness)
         sent += other.sent
         completed += other.completed

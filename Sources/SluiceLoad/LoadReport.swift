@@ -83,6 +83,8 @@ public struct LoadReport: Codable, Sendable {
     public var latencyMs: Summary
     public var ttftMs: Summary?
     public var itlMs: Summary?
+    /// How long error answers (status ≥ 400) and failures took; not part of `latencyMs`.
+    public var errorLatencyMs: Summary?
     public var replicas: [String: Int]
     public var connections: Connections
     public var generator: Generator

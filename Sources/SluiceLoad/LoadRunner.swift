@@ -103,9 +103,12 @@ public enum LoadRunner {
         var gatewaySamples: [LoadReport.GatewaySample] = []
         let sampler = settings.adminURL.flatMap { GatewaySampler(adminURL: $0, group: group) }
         if let sampler, let pools = await sampler.sample() { gatewaySamples.append(.init(second: 0, pools: pools)) }
+        let clockStart = ContinuousClock.now
         while true {
-            try await Task.sleep(until: .now + .seconds(1), clock: .continuous)
+            try await Task.sleep(until: clockStart + .seconds(second + 1), clock: .continuous)
             second += 1
+            // Read before the counts: a send made after this is then seen in them.
+            let dispatched = try await dispatcher.loop.submit { dispatcher.finished }.get()
             if let sampler, let pools = await sampler.sample() { gatewaySamples.append(.init(second: second, pools: pools)) }
             let previous = second - 1
             let snapshots = try await collect(workers) { worker in
@@ -124,7 +127,6 @@ public enum LoadRunner {
                 completed: snapshots.map(\.1).reduce(0, +), errors: snapshots.map(\.2).reduce(0, +),
                 lastSecondCompleted: lastSecond.completed,
                 lastSecondP95Ms: Double(lastSecond.latency.valueAtPercentile(95)) / 1000, replicas: replicas))
-            let dispatched = try await dispatcher.loop.submit { dispatcher.finished }.get()
             let outstanding = snapshots.map(\.3).reduce(0, +)
             if dispatched, outstanding == 0 { break }
             if stopAt == nil, shouldStop() {
@@ -174,6 +176,7 @@ public enum LoadRunner {
             throughputRps: elapsed > 0 ? (Double(total.completed) / min(elapsed, max(settings.plan.duration.seconds, 0.001)) * 100).rounded() / 100 : 0,
             latencyMs: LoadReport.summary(total.latency) ?? empty,
             ttftMs: LoadReport.summary(total.ttft), itlMs: LoadReport.summary(total.itl),
+            errorLatencyMs: LoadReport.summary(total.errorLatency),
             replicas: total.replicas,
             connections: .init(opened: total.connectionsOpened, limit: settings.maxConnections, requestsThatWaited: total.waitedForConnection),
             generator: .init(

@@ -48,9 +48,22 @@ final class LoadWorker: @unchecked Sendable {
         }
     }
 
+    /// Requests whose connection is being opened, by connect number.
+    private var connecting: [Int: (PlannedRequest, NIODeadline)] = [:]
+    private var connectCount = 0
+    /// Set at the end of a run: nothing more is sent.
+    private var isClosed = false
+
+    private func expired(_ request: (PlannedRequest, NIODeadline), at now: NIODeadline) -> Bool {
+        now >= request.1 + timeout
+    }
+
     private func connect(then first: (PlannedRequest, NIODeadline)) {
         open += 1
         recorder.connectionsOpened += 1
+        connectCount += 1
+        let number = connectCount
+        connecting[number] = first
         let worker = self
         ClientBootstrap(group: loop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -66,16 +79,24 @@ final class LoadWorker: @unchecked Sendable {
             .whenComplete { result in
                 switch result {
                 case .success(let channel):
-                    guard let connection = try? channel.pipeline.syncOperations.handler(type: LoadConnection.self) else {
-                        channel.close(promise: nil)
-                        worker.connectionLost(reusableSlot: true)
-                        worker.fail(first, reason: "connect")
+                    // The request was failed already if the run ended while connecting.
+                    guard let request = worker.connecting.removeValue(forKey: number), !worker.isClosed,
+                          let connection = try? channel.pipeline.syncOperations.handler(type: LoadConnection.self)
+                    else {
+                        channel.close(promise: nil)  // (its close frees the slot)
                         return
                     }
-                    connection.start(first.0, intended: first.1)
+                    if worker.expired(request, at: .now()) {
+                        worker.fail(request, reason: "timeout")
+                        worker.recycle(connection)
+                    } else {
+                        connection.start(request.0, intended: request.1)
+                    }
                 case .failure:
                     worker.open -= 1
-                    worker.fail(first, reason: "connect")
+                    if let request = worker.connecting.removeValue(forKey: number) {
+                        worker.fail(request, reason: "connect")
+                    }
                     worker.drainWaiting()
                 }
             }
@@ -91,14 +112,29 @@ final class LoadWorker: @unchecked Sendable {
     func finished(_ connection: LoadConnection, reusable: Bool) {
         outstanding -= 1
         if reusable {
-            if let next = waiting.popFirst() {
-                connection.start(next.0, intended: next.1)
-            } else {
-                idle.append(connection)
-            }
+            recycle(connection)
         } else {
             connection.close()
         }
+    }
+
+    /// Gives a free connection the next waiting request still worth sending (one that waited
+    /// past its timeout fails as a timeout, unsent), or keeps it idle.
+    func recycle(_ connection: LoadConnection) {
+        guard !isClosed else {
+            connection.close()
+            return
+        }
+        let now = NIODeadline.now()
+        while let next = waiting.popFirst() {
+            if expired(next, at: now) {
+                fail(next, reason: "timeout")
+                continue
+            }
+            connection.start(next.0, intended: next.1)
+            return
+        }
+        idle.append(connection)
     }
 
     /// A connection closed: its slot is free for a waiting request.
@@ -109,7 +145,13 @@ final class LoadWorker: @unchecked Sendable {
     }
 
     private func drainWaiting() {
+        guard !isClosed else { return }
+        let now = NIODeadline.now()
         while open < maxConnections, let next = waiting.popFirst() {
+            if expired(next, at: now) {
+                fail(next, reason: "timeout")
+                continue
+            }
             connect(then: next)
         }
     }
@@ -125,10 +167,13 @@ final class LoadWorker: @unchecked Sendable {
         busy[ObjectIdentifier(connection)] = nil
     }
 
-    /// At the end of a run: requests still in flight or waiting are counted as failed
-    /// ("stopped"), so sent = completed + failed holds, and every connection is closed.
+    /// At the end of a run: requests still in flight, connecting or waiting are counted as
+    /// failed ("stopped"), so sent = completed + failed holds, and every connection is closed.
     func closeAll() {
+        isClosed = true
         while let next = waiting.popFirst() { fail(next, reason: "stopped") }
+        for request in connecting.values { fail(request, reason: "stopped") }
+        connecting.removeAll()
         for connection in busy.values { connection.abandon() }
         busy.removeAll()
         let connections = idle
@@ -218,7 +263,7 @@ final class LoadConnection: ChannelInboundHandler, @unchecked Sendable {
             keepAlive = head.isKeepAlive
         case .body:
             let now = NIODeadline.now()
-            if current.request.stream {
+            if current.request.stream, status < 400 {
                 if firstData == nil {
                     firstData = now
                 } else if let lastData {

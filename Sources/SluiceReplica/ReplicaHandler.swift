@@ -113,6 +113,11 @@ final class ReplicaHandler: ChannelDuplexHandler {
                 context.close(promise: nil)
                 return
             }
+            if server.dropNext.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged {
+                // `dropNextRequest()`: read it, close without an answer.
+                context.close(promise: nil)
+                return
+            }
             if inference, faults.errorRate > 0, server.draw() < faults.errorRate {
                 play(.json(status: 500, body: #"{"error":{"message":"injected error","type":"server_error","code":"injected_error"}}"#, delay: .zero),
                      version: head.version, context: context)
@@ -336,9 +341,31 @@ final class ReplicaHandler: ChannelDuplexHandler {
                 }
             })
         let scheduler = server.scheduler
-        scheduler.submit(completion, sink: sink).whenSuccess { id in
+        let request = completion.engineRequest(id: 0, blockSize: server.configuration.engine?.blockSize ?? 16)
+        scheduler.submit(request, sink: sink).whenSuccess { id in
             bound.eventLoop.execute {
-                let handler = bound.value.handler
+                let (handler, context) = (bound.value.handler, bound.value.context)
+                guard let id else {
+                    // Prompt plus max_tokens exceed the whole KV cache: it could never run.
+                    guard handler.active else { return }
+                    let body = context.channel.allocator.buffer(string: #"{"error":{"message":"prompt plus max_tokens exceed the model's KV cache","type":"invalid_request_error","code":"context_length_exceeded"}}"#)
+                    if completion.stream {
+                        // The SSE head went out already: end the stream with an error event.
+                        var event = context.channel.allocator.buffer(string: "data: ")
+                        event.writeImmutableBuffer(body)
+                        event.writeString("\n\n")
+                        context.write(handler.wrapOutboundOut(.body(.byteBuffer(event))), promise: nil)
+                        context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+                    } else {
+                        var headers = handler.responseHeaders(contentType: "application/json")
+                        headers.add(name: "content-length", value: String(body.readableBytes))
+                        context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: .badRequest, headers: headers))), promise: nil)
+                        context.write(handler.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+                        context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+                    }
+                    handler.done()
+                    return
+                }
                 if handler.active {
                     handler.engineRequest = id
                 } else {

@@ -42,15 +42,17 @@ final class ReplicaScheduler: @unchecked Sendable {
 
     var blockSize: Int { engine?.profile.blockSize ?? 16 }
 
-    /// Queues a completion; the future gives its id (for `cancel`).
-    func submit(_ completion: Completion, sink: TokenSink) -> EventLoopFuture<Int> {
+    /// Queues a completion; the future gives its id (for `cancel`), or nil when the request
+    /// could never fit the KV cache. `request` is tokenized by the caller, on its own loop, so
+    /// the engine's loop only schedules.
+    func submit(_ request: BatchEngine.Request, sink: TokenSink) -> EventLoopFuture<Int?> {
         loop.submit { [self] in
             nextID += 1
             let id = nextID
+            var numbered = request
+            numbered.id = id
+            guard engine?.submit(numbered) ?? false else { return nil }
             sinks[id] = sink
-            // (Built first: reading `blockSize` inside the mutating call would overlap it.)
-            let request = completion.engineRequest(id: id, blockSize: blockSize)
-            engine?.submit(request)
             if !stepping { runStep() }
             publish()
             return id
@@ -91,14 +93,21 @@ final class ReplicaScheduler: @unchecked Sendable {
         }
     }
 
+    /// When the step in progress ends: steps follow each other on fixed deadlines, so a busy
+    /// host delays a step's delivery but not the simulated device's pace.
+    private var stepEnd = NIODeadline.now()
+
     private func runStep() {
         guard engine != nil, let step = engine!.step() else {
             stepping = false
             return
         }
+        let now = NIODeadline.now()
+        // Back to back while stepping; an idle engine starts from now.
+        stepEnd = (stepping ? max(stepEnd, now - .milliseconds(50)) : now) + .nanoseconds(Self.nanoseconds(step.duration))
         stepping = true
         publish()
-        loop.scheduleTask(in: .nanoseconds(Self.nanoseconds(step.duration))) { [self] in
+        loop.scheduleTask(deadline: stepEnd) { [self] in
             for event in step.events {
                 switch event {
                 case .token(let id, let index):

@@ -114,6 +114,33 @@ import Testing
         #expect(engine.cache.cachedBlocks <= 10)
     }
 
+    @Test func aRequestThatCanNeverFitIsRefusedNotQueuedForever() {
+        var profile = Self.profile
+        profile.kvBlocks = 10
+        var engine = BatchEngine(profile: profile)
+        // (160 + 16) / 16 = 11 blocks: more than the GPU has.
+        let refused = engine.submit(Self.request(1, words: 160, maxTokens: 16))
+        let accepted = engine.submit(Self.request(2, words: 16, maxTokens: 16))
+        #expect(!refused && accepted)
+        _ = Self.run(&engine)
+        #expect(engine.isIdle)
+    }
+
+    @Test func hitsEvictedByTheReservationAreNotCounted() {
+        // 12 blocks: a 64-token prompt (4 full blocks) is cached; the next request with the same
+        // prompt needs 12 blocks, so reserving evicts every cached block, its own hits included.
+        var profile = Self.profile
+        profile.kvBlocks = 12
+        var engine = BatchEngine(profile: profile)
+        engine.submit(Self.request(1, words: 64, maxTokens: 1))
+        _ = Self.run(&engine)
+        #expect(engine.cache.cachedBlocks == 4)
+        engine.submit(Self.request(2, words: 64, maxTokens: 128))
+        _ = engine.step()
+        #expect(engine.lastAdmittedCachedTokens == 0)
+        #expect(engine.cache.hitTokens == 0)
+    }
+
     @Test func cancelFreesBlocks() {
         var engine = BatchEngine(profile: Self.profile)
         engine.submit(Self.request(1, words: 64, maxTokens: 100))

@@ -63,8 +63,17 @@ public struct BatchEngine: Sendable {
     /// Prompt tokens a request found in the prefix cache at admission (for tests and metrics).
     public private(set) var lastAdmittedCachedTokens = 0
 
-    public mutating func submit(_ request: Request) {
+    /// Queues a request; false (and nothing queued) when it could never run because its prompt
+    /// and `maxTokens` need more KV blocks than the GPU has (vLLM rejects those too).
+    @discardableResult
+    public mutating func submit(_ request: Request) -> Bool {
+        guard blocksNeeded(request) <= profile.kvBlocks else { return false }
         waiting.append(request)
+        return true
+    }
+
+    public func blocksNeeded(_ request: Request) -> Int {
+        (request.promptTokens + request.maxTokens + profile.blockSize - 1) / profile.blockSize
     }
 
     /// Removes a request (its client left): waiting or running, its blocks are freed.
@@ -127,10 +136,12 @@ public struct BatchEngine: Sendable {
     private mutating func admit() {
         while waitingHead < waiting.count, running.count < profile.maxRunning {
             let request = waiting[waitingHead]
-            let blocks = (request.promptTokens + request.maxTokens + profile.blockSize - 1) / profile.blockSize
-            // Look up before reserving: reserving evicts, and must not evict this prompt's hits.
-            let hitBlocks = cache.lookup(request.blockHashes)
+            let blocks = blocksNeeded(request)
+            // Look up first (marking the hits as recently used), reserve (which may evict), then
+            // count only the leading hits that survived the eviction.
+            let looked = cache.lookup(request.blockHashes)
             guard cache.reserve(blocks) else { break }
+            let hitBlocks = request.blockHashes.prefix(looked).prefix { cache.contains($0) }.count
             let cached = min(hitBlocks * profile.blockSize, request.promptTokens - 1)
             cache.recordQuery(promptTokens: request.promptTokens, hitTokens: cached)
             lastAdmittedCachedTokens = cached
