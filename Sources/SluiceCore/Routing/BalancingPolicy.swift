@@ -2,17 +2,60 @@
 public struct RoutingFacts: Sendable {
     /// An affinity key (session, tenant, prompt prefix) for hashing policies; nil when absent.
     public var key: String?
+    /// A fresh random draw for this pick, from the caller's generator (policies own no RNG, so
+    /// tests pass exact values).
+    public var random: UInt64
 
-    public init(key: String? = nil) {
+    public init(key: String? = nil, random: UInt64 = 0) {
         self.key = key
+        self.random = random
+    }
+}
+
+/// Why a replica was chosen: exported as a metric label, so the branch a policy takes is visible.
+public enum RoutingReason: String, Sendable, CaseIterable {
+    case rotation = "round_robin"
+    case random
+    case leastQueue = "least_queue"
+    /// The key's own replica (consistent hash) was under the load bound.
+    case hash
+    /// The key's replica was at the bound; the next one in the key's ring order took it.
+    case hashOverflow = "hash_overflow"
+    /// No key source was present: least-queue decided.
+    case noKey = "no_key"
+    /// Cache-aware: the prefix's replica, under the bound and with a short queue.
+    case cacheAffinity = "cache_affinity"
+    /// Cache-aware: the prefix's replica was past the load bound; least-queue decided.
+    case cacheOverflowLoad = "cache_overflow_load"
+    /// Cache-aware: the prefix's replica reported a queue past `max_queue`; least-queue decided.
+    case cacheOverflowQueue = "cache_overflow_queue"
+}
+
+public struct RoutingChoice: Sendable {
+    public let replica: Replica
+    public let reason: RoutingReason
+
+    public init(replica: Replica, reason: RoutingReason) {
+        self.replica = replica
+        self.reason = reason
     }
 }
 
 /// Chooses a replica for one request from an immutable snapshot.
 ///
-/// A pick must not change in-flight counts: the caller commits with `Replica.requestStarted()`
-/// once it has decided to send, so a pick that is abandoned costs nothing. `now` is monotonic
+/// A choice must not change in-flight counts: the caller commits with `Replica.requestStarted()`
+/// once it has decided to send, so a choice that is abandoned costs nothing. `now` is monotonic
 /// nanoseconds, passed in so tests are exact.
 public protocol BalancingPolicy: Sendable {
-    func pick(_ facts: RoutingFacts, in snapshot: PoolSnapshot, now: UInt64) -> Replica?
+    func choose(_ facts: RoutingFacts, in snapshot: PoolSnapshot, now: UInt64) -> RoutingChoice?
+    /// Whether snapshots for this policy need a hash ring (built once per membership).
+    var needsRing: Bool { get }
+}
+
+extension BalancingPolicy {
+    public var needsRing: Bool { false }
+
+    public func pick(_ facts: RoutingFacts, in snapshot: PoolSnapshot, now: UInt64) -> Replica? {
+        choose(facts, in: snapshot, now: now)?.replica
+    }
 }

@@ -4,10 +4,13 @@ public final class PoolSnapshot: Sendable {
     public let replicas: [Replica]
     /// Increases with every membership change; lets observers tell snapshots apart.
     public let generation: UInt64
+    /// The consistent-hash ring over `replicas`, for policies that hash.
+    public let ring: HashRing?
 
-    public init(replicas: [Replica], generation: UInt64 = 0) {
+    public init(replicas: [Replica], generation: UInt64 = 0, withRing: Bool = false) {
         self.replicas = replicas
         self.generation = generation
+        self.ring = withRing ? HashRing(replicas: replicas.map(\.id)) : nil
     }
 
     public func replica(_ id: ReplicaID) -> Replica? {

@@ -66,4 +66,27 @@ public final class Replica: Sendable {
 
     /// Ejected-until instant, for the admin view (0 when in rotation).
     public var ejectedUntil: UInt64 { ejectedUntilNanos.load(ordering: .relaxed) }
+
+    private let reportedWaitingCount = Atomic<Int>(0)
+    private let reportedAtNanos = Atomic<UInt64>(0)
+
+    /// Records the queue the replica itself reported (`vllm:num_requests_waiting`) at `now`.
+    public func recordReportedQueue(waiting: Int, at now: UInt64) {
+        reportedWaitingCount.store(max(0, waiting), ordering: .relaxed)
+        reportedAtNanos.store(now, ordering: .relaxed)
+    }
+
+    /// The replica's reported waiting queue, or 0 once the report is older than `staleAfter`
+    /// nanoseconds (a replica that stopped reporting must not keep repelling traffic).
+    public func reportedWaiting(at now: UInt64, staleAfter: UInt64) -> Int {
+        let at = reportedAtNanos.load(ordering: .relaxed)
+        guard at != 0, now &- at <= staleAfter else { return 0 }
+        return reportedWaitingCount.load(ordering: .relaxed)
+    }
+
+    /// What least-queue compares: the gateway's own in-flight requests plus the queue the
+    /// replica reports (fresh reports only).
+    public func load(at now: UInt64, staleAfter: UInt64) -> Int {
+        inFlight + reportedWaiting(at: now, staleAfter: staleAfter)
+    }
 }

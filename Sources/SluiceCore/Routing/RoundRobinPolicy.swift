@@ -9,7 +9,7 @@ public final class RoundRobinPolicy: BalancingPolicy {
         cursor = Atomic(start)
     }
 
-    public func pick(_ facts: RoutingFacts, in snapshot: PoolSnapshot, now: UInt64) -> Replica? {
+    public func choose(_ facts: RoutingFacts, in snapshot: PoolSnapshot, now: UInt64) -> RoutingChoice? {
         let replicas = snapshot.replicas
         let count = replicas.count
         guard count > 0 else { return nil }
@@ -17,7 +17,7 @@ public final class RoundRobinPolicy: BalancingPolicy {
         for offset in 0..<count {
             let candidate = replicas[(start + offset) % count]
             if candidate.isAvailable(at: now) {
-                return candidate
+                return RoutingChoice(replica: candidate, reason: .rotation)
             }
         }
         return nil

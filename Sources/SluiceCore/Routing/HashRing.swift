@@ -1,0 +1,64 @@
+/// A consistent-hash ring with virtual nodes, built once per membership (immutable).
+///
+/// Each replica owns `virtualNodes` points at `mix(fnv1a("host:port#i"))`: positions depend only
+/// on replica identities, so two gateways with the same replicas listed in any order build the
+/// same ring and send a key to the same replica, with no shared state. A key maps to the first
+/// point at or after its hash, clockwise; bounded loads walk on from there
+/// (`ConsistentHashPolicy`).
+///
+/// Why a ring: the bounded-load rule needs "the next replica in the key's order", which a ring
+/// gives by walking points. Rendezvous hashing gives it too but costs one hash per replica per
+/// pick (≈ 10 µs at 1,024 replicas); Maglev's table is O(1) but its order for walking is a
+/// permutation per replica. The ring costs one binary search (log₂ of 160 × N points).
+public struct HashRing: Sendable {
+    public struct Point: Sendable, Equatable {
+        public var position: UInt64
+        /// Index into the snapshot's replica list.
+        public var replica: Int
+    }
+
+    public let points: [Point]
+    public let replicaCount: Int
+
+    public init(replicas: [ReplicaID], virtualNodes: Int = 160) {
+        var points: [Point] = []
+        points.reserveCapacity(replicas.count * virtualNodes)
+        for (index, replica) in replicas.enumerated() {
+            let name = replica.description
+            for node in 0..<virtualNodes {
+                points.append(Point(position: Self.hash("\(name)#\(node)"), replica: index))
+            }
+        }
+        // Ties (vanishingly rare) are broken by the replica's identity, never by list order.
+        points.sort { a, b in
+            a.position != b.position ? a.position < b.position : replicas[a.replica].description < replicas[b.replica].description
+        }
+        self.points = points
+        self.replicaCount = replicas.count
+    }
+
+    /// The index of the first point at or after `hash` (wrapping to 0).
+    public func firstPoint(atOrAfter hash: UInt64) -> Int {
+        var low = 0
+        var high = points.count
+        while low < high {
+            let middle = (low + high) / 2
+            if points[middle].position < hash { low = middle + 1 } else { high = middle }
+        }
+        return low == points.count ? 0 : low
+    }
+
+    /// The replica a key maps to with no load bound.
+    public func owner(of key: String) -> Int? {
+        guard !points.isEmpty else { return nil }
+        return points[firstPoint(atOrAfter: Self.hash(key))].replica
+    }
+
+    /// FNV-1a then a 64-bit finalizer (FNV alone clusters similar strings on a ring).
+    public static func hash(_ text: String) -> UInt64 {
+        var z = SimTokenizer.fnv1a(text.utf8)
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
