@@ -57,6 +57,43 @@ public struct LimitsConfiguration: Sendable, Equatable {
 
 public enum RoutingPolicyName: String, Sendable, Equatable, CaseIterable {
     case roundRobin = "round-robin"
+    case random
+    case leastQueue = "least-queue"
+    case consistentHash = "consistent-hash"
+    case cacheAware = "cache-aware"
+}
+
+/// Where a hashing policy finds a request's key; the first present wins.
+public enum RoutingKeySource: Sendable, Equatable {
+    /// A request header (lowercased name), e.g. `x-session-id`.
+    case header(String)
+    /// The API key (`Authorization: Bearer`).
+    case tenant
+    /// The body's `user` field.
+    case bodyUser
+    /// The first `prefix_tokens` tokens of the prompt (chat messages joined in order).
+    case prefix
+
+    public var needsBody: Bool {
+        switch self {
+        case .bodyUser, .prefix: true
+        case .header, .tenant: false
+        }
+    }
+}
+
+/// `pools[].routing`.
+public struct RoutingConfiguration: Sendable, Equatable {
+    public var policy: RoutingPolicyName = .roundRobin
+    public var key: [RoutingKeySource] = []
+    public var prefixTokens = 256
+    public var loadFactor = 1.25
+    public var maxQueue = 8
+    /// Where and how often the replicas' Prometheus metrics are read (least-queue, cache-aware).
+    public var scrapePath = "/metrics"
+    public var scrapeInterval: Duration = .seconds(1)
+
+    public init() {}
 }
 
 public struct PoolConfiguration: Sendable, Equatable {
@@ -65,7 +102,11 @@ public struct PoolConfiguration: Sendable, Equatable {
     /// Nil means any model; see `RouteTable`.
     public var models: [String]?
     public var replicas: [ReplicaID]
-    public var policy: RoutingPolicyName = .roundRobin
+    public var routing = RoutingConfiguration()
+    public var policy: RoutingPolicyName {
+        get { routing.policy }
+        set { routing.policy = newValue }
+    }
     public var timeouts = TimeoutsConfiguration()
     public var upstream = UpstreamConfiguration()
     public var ejection = EjectionPolicy()

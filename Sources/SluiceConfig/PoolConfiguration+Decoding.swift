@@ -58,12 +58,8 @@ extension GatewayConfiguration {
         guard let name, let paths, let replicas else { return nil }
         var pool = PoolConfiguration(name: name, paths: paths, models: models, replicas: replicas)
 
-        if let node = keys["routing"], let routing = node.mapping(allowed: ["policy"]) {
-            if let policyNode = routing["policy"],
-               let text = policyNode.oneOf(RoutingPolicyName.allCases.map(\.rawValue)),
-               let policy = RoutingPolicyName(rawValue: text) {
-                pool.policy = policy
-            }
+        if let node = keys["routing"] {
+            pool.routing = decodeRouting(node)
         }
         if let node = keys["timeouts"], let timeouts = node.mapping(allowed: ["connect", "response_header", "idle"]) {
             if let value = timeouts["connect"]?.duration(atLeast: .milliseconds(1)) { pool.timeouts.connect = value }
@@ -79,5 +75,51 @@ extension GatewayConfiguration {
             if let value = health["eject_for"]?.duration() { pool.ejection.duration = UInt64(value.nanoseconds) }
         }
         return pool
+    }
+
+    static func decodeRouting(_ node: NodeReader) -> RoutingConfiguration {
+        var routing = RoutingConfiguration()
+        let allowed = ["policy", "key", "prefix_tokens", "load_factor", "max_queue", "scrape"]
+        guard let keys = node.mapping(allowed: allowed) else { return routing }
+        if let policyNode = keys["policy"],
+           let text = policyNode.oneOf(RoutingPolicyName.allCases.map(\.rawValue)),
+           let policy = RoutingPolicyName(rawValue: text) {
+            routing.policy = policy
+        }
+        if let keyNode = keys["key"], let items = keyNode.sequence() {
+            for item in items {
+                guard let text = item.string() else { continue }
+                if text.hasPrefix("header:"), text.count > "header:".count {
+                    routing.key.append(.header(String(text.dropFirst("header:".count)).lowercased()))
+                } else if text == "tenant" {
+                    routing.key.append(.tenant)
+                } else if text == "body:user" {
+                    routing.key.append(.bodyUser)
+                } else if text == "prefix" {
+                    routing.key.append(.prefix)
+                } else {
+                    item.report("\"\(text)\" is not a key source (header:<name>, tenant, body:user, prefix)")
+                }
+            }
+            if items.isEmpty { keyNode.report("list at least one key source, or leave key out") }
+        }
+        if let value = keys["prefix_tokens"]?.int(in: 1...1_000_000) { routing.prefixTokens = value }
+        if let value = keys["load_factor"]?.double(in: 1...100) { routing.loadFactor = value }
+        if let value = keys["max_queue"]?.int(in: 0...1_000_000) { routing.maxQueue = value }
+        if let scrapeNode = keys["scrape"], let scrape = scrapeNode.mapping(allowed: ["path", "interval"]) {
+            if let value = scrape["path"]?.string() {
+                if value.hasPrefix("/") { routing.scrapePath = value } else { scrape["path"]!.report("a path starts with /") }
+            }
+            if let value = scrape["interval"]?.duration(atLeast: .milliseconds(10)) { routing.scrapeInterval = value }
+        }
+        switch routing.policy {
+        case .consistentHash where keys["key"] == nil:
+            node.report("consistent-hash needs key: a list of key sources (header:<name>, tenant, body:user, prefix)")
+        case .cacheAware where routing.key.isEmpty:
+            routing.key = [.prefix]  // its documented default: the prompt's prefix
+        default:
+            break
+        }
+        return routing
     }
 }

@@ -50,6 +50,23 @@ import Testing
         #expect(issues("pin_workers: sometimes\n" + Self.valid).map(\.path) == ["pin_workers"])
     }
 
+    @Test func routingSettings() throws {
+        let yaml = Self.valid.replacingOccurrences(
+            of: "routing: { policy: round-robin }",
+            with: #"routing: { policy: consistent-hash, key: ["header:X-Session-Id", "tenant", "prefix"], prefix_tokens: 64, load_factor: 1.5, max_queue: 4, scrape: { path: /m, interval: 500ms } }"#)
+        let routing = try GatewayConfiguration.decode(yaml: yaml).pools[0].routing
+        #expect(routing.policy == .consistentHash && routing.key == [.header("x-session-id"), .tenant, .prefix])
+        #expect(routing.prefixTokens == 64 && routing.loadFactor == 1.5 && routing.maxQueue == 4)
+        #expect(routing.scrapePath == "/m" && routing.scrapeInterval == .milliseconds(500))
+        // cache-aware defaults its key to the prompt prefix; consistent-hash needs one.
+        let cache = Self.valid.replacingOccurrences(of: "routing: { policy: round-robin }", with: "routing: { policy: cache-aware }")
+        #expect(try GatewayConfiguration.decode(yaml: cache).pools[0].routing.key == [.prefix])
+        let noKey = Self.valid.replacingOccurrences(of: "routing: { policy: round-robin }", with: "routing: { policy: consistent-hash }")
+        #expect(issues(noKey).first?.message.contains("consistent-hash needs key") == true)
+        let badKey = Self.valid.replacingOccurrences(of: "routing: { policy: round-robin }", with: #"routing: { policy: consistent-hash, key: ["cookie:x"], load_factor: 0.5 }"#)
+        #expect(issues(badKey).map(\.path).sorted() == ["pools[0].routing.key[0]", "pools[0].routing.load_factor"])
+    }
+
     @Test func badHostPortNamesKeyPathAndLine() {
         let yaml = Self.valid.replacingOccurrences(of: "\"127.0.0.1:9002\"", with: "\"127.0.0.1:99999\"")
         #expect(issues(yaml).map(\.description) == [#"pools[0].replicas[1]: "127.0.0.1:99999" is not a host:port (line 8)"#])
@@ -81,7 +98,7 @@ import Testing
 
     @Test func unknownPolicy() {
         let yaml = Self.valid.replacingOccurrences(of: "policy: round-robin", with: "policy: fastest")
-        #expect(issues(yaml).map(\.description) == [#"pools[0].routing.policy: "fastest" is not one of round-robin (line 9)"#])
+        #expect(issues(yaml).map(\.description) == [#"pools[0].routing.policy: "fastest" is not one of round-robin, random, least-queue, consistent-hash, cache-aware (line 9)"#])
     }
 
     @Test func duplicatePoolNamesAndReplicas() {

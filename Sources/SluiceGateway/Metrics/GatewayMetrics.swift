@@ -1,4 +1,5 @@
 import Prometheus
+import SluiceCore
 
 /// The gateway's Prometheus metrics. Everything touched per request is pre-created (counters
 /// are lock-free atomics); gauges that describe state (in-flight, connections) are filled in at
@@ -55,6 +56,8 @@ final class PoolMetrics: Sendable {
     private let duration: LatencyHistogram
     private let firstByte: LatencyHistogram
     let clientCancelled: Counter
+    /// Routing decisions by the branch the policy took (`RoutingReason`).
+    private let routing: [Counter]
 
     private static var requestsTotal: MetricNameDescriptor {
         .sluice(
@@ -76,6 +79,15 @@ final class PoolMetrics: Sendable {
         clientCancelled = registry.makeCounter(
             descriptor: .sluice("sluice_upstream_cancelled_total", "Upstream requests cancelled because the client disconnected."),
             labels: [("pool", pool)])
+        routing = RoutingReason.allCases.map { reason in
+            registry.makeCounter(
+                descriptor: .sluice("sluice_routing_decisions_total", "Replica choices, by the branch the routing policy took."),
+                labels: [("pool", pool), ("reason", reason.rawValue)])
+        }
+    }
+
+    func recordRouting(_ reason: RoutingReason) {
+        routing[RoutingReason.allCases.firstIndex(of: reason)!].increment()
     }
 
     func recordResponse(status: Int, nanoseconds: Int64) {

@@ -18,14 +18,21 @@ final class PoolRuntime: Sendable {
     init(index: Int, configuration: PoolConfiguration, metrics: GatewayMetrics) {
         self.index = index
         self.configuration = configuration
-        switch configuration.policy {
-        case .roundRobin:
-            self.policy = RoundRobinPolicy()
+        let routing = configuration.routing
+        // Reports older than three scrape intervals no longer count.
+        let staleAfter = UInt64(max(1, Int64(Self.nanoseconds(routing.scrapeInterval)) * 3))
+        let leastQueue = LeastQueuePolicy(exactUpTo: 16, staleAfter: staleAfter)
+        switch routing.policy {
+        case .roundRobin: self.policy = RoundRobinPolicy()
+        case .random: self.policy = RandomPolicy()
+        case .leastQueue: self.policy = leastQueue
+        case .consistentHash: self.policy = ConsistentHashPolicy(loadFactor: routing.loadFactor, fallback: leastQueue)
+        case .cacheAware: self.policy = CacheAwarePolicy(loadFactor: routing.loadFactor, maxQueue: routing.maxQueue, leastQueue: leastQueue)
         }
         self.upstreamSettings = UpstreamSettings(configuration)
         self.metrics = metrics.pool(configuration.name)
         let replicas = configuration.replicas.map { Replica(id: $0) }
-        self.current = ManagedAtomic(PoolSnapshot(replicas: replicas, generation: 1))
+        self.current = ManagedAtomic(PoolSnapshot(replicas: replicas, generation: 1, withRing: policy.needsRing))
     }
 
     var name: String { configuration.name }
@@ -36,10 +43,20 @@ final class PoolRuntime: Sendable {
     func setMembers(_ ids: [ReplicaID]) {
         let old = snapshot
         let replicas = ids.map { id in old.replica(id) ?? Replica(id: id) }
-        current.store(PoolSnapshot(replicas: replicas, generation: old.generation + 1), ordering: .releasing)
+        current.store(PoolSnapshot(replicas: replicas, generation: old.generation + 1, withRing: policy.needsRing), ordering: .releasing)
     }
 
     func pick(_ facts: RoutingFacts, now: NIODeadline) -> Replica? {
-        policy.pick(facts, in: snapshot, now: now.uptimeNanoseconds)
+        guard let choice = policy.choose(facts, in: snapshot, now: now.uptimeNanoseconds) else { return nil }
+        metrics.recordRouting(choice.reason)
+        return choice.replica
+    }
+
+    /// Whether routing reads the body (a `body:user` or `prefix` key source).
+    var keyNeedsBody: Bool { configuration.routing.key.contains { $0.needsBody } }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

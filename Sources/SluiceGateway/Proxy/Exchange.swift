@@ -21,6 +21,9 @@ final class Exchange {
     var upstreamHead: ByteBuffer?
 
     var pool: PoolRuntime?
+    /// The pool chosen by path when its routing key is in the body (read first).
+    var keyPool: Int?
+    var routingKey: String?
     var replica: Replica?
     var connectionPool: UpstreamConnectionPool?
     var upstream: UpstreamConnection?

@@ -17,22 +17,34 @@ extension ProxyServerHandler {
         }
         switch runtime.routeTable.route(path: exchange.path[...]) {
         case .pool(let index):
-            // Forwarded as received: chunk framing included.
-            parser.passChunkFraming = true
-            begin(exchange, head: head, pool: runtime.pools[index])
+            let pool = runtime.pools[index]
+            switch RoutingKeys.fromHead(head, sources: pool.configuration.routing.key) {
+            case .key(let key):
+                // Forwarded as received: chunk framing included.
+                parser.passChunkFraming = true
+                begin(exchange, head: head, pool: pool, key: key)
+            case .needsBody:
+                // The key is in the body: read it (capped) first, as for model routing.
+                exchange.keyPool = index
+                inspect(exchange, head: head)
+            }
         case .needsModel:
-            mode = .inspecting
-            // The body is collected as data (framing removed) to be scanned as JSON.
-            parser.passChunkFraming = false
-            var held = head
-            held.bytes = context.channel.allocator.buffer(buffer: head.bytes)
-            exchange.heldHead = held
-            exchange.inspectBuffer = context.channel.allocator.buffer(capacity: 0)
-            sendContinueIfExpected(exchange)
-            armTimer(exchange)
+            inspect(exchange, head: head)
         case .noRoute:
             respond(.noRoute(path: exchange.path, model: nil), closeAfter: false)
         }
+    }
+
+    /// Holds the body (data, framing removed) to read `model` or a routing key from it.
+    func inspect(_ exchange: Exchange, head: HTTP1Head) {
+        mode = .inspecting
+        parser.passChunkFraming = false
+        var held = head
+        held.bytes = context.channel.allocator.buffer(buffer: head.bytes)
+        exchange.heldHead = held
+        exchange.inspectBuffer = context.channel.allocator.buffer(capacity: 0)
+        sendContinueIfExpected(exchange)
+        armTimer(exchange)
     }
 
     /// `Expect: 100-continue` is answered by the gateway once it has accepted the request (the
@@ -108,6 +120,16 @@ extension ProxyServerHandler {
     func routeByModel(_ exchange: Exchange) {
         let body = exchange.inspectBuffer ?? context.channel.allocator.buffer(capacity: 0)
         exchange.inspectBuffer = nil
+        if let index = exchange.keyPool {
+            // Routed by path; the body was read for the routing key.
+            guard let head = exchange.heldHead else { return }
+            exchange.heldHead = nil
+            let pool = runtime.pools[index]
+            let key = RoutingKeys.fromBody(body, head: head, sources: pool.configuration.routing.key, prefixTokens: pool.configuration.routing.prefixTokens)
+            queueInspected(body, chunked: head.isChunked, in: exchange)
+            begin(exchange, head: head, pool: pool, key: key)
+            return
+        }
         let scanned = body.withUnsafeReadableBytes { bytes in
             Result { () throws(JSONFieldScanner.Failure) -> [String: String] in
                 try JSONFieldScanner.topLevelStrings(["model"], in: bytes)
@@ -125,31 +147,40 @@ extension ProxyServerHandler {
         exchange.heldHead = nil
         switch runtime.routeTable.route(path: exchange.path[...], model: model) {
         case .pool(let index):
-            if head.isChunked {
-                // The data was collected without its framing: sent on as one chunk.
-                var framed = context.channel.allocator.buffer(capacity: body.readableBytes + 32)
-                if body.readableBytes > 0 {
-                    HTTP1Writer.writeChunkHeader(length: body.readableBytes, into: &framed)
-                    framed.writeImmutableBuffer(body)
-                    framed.writeStaticString(HTTP1Writer.chunkEnd)
-                }
-                framed.writeStaticString(HTTP1Writer.lastChunk)
-                exchange.pending.append(framed)
-                exchange.pendingBytes += framed.readableBytes
-            } else if body.readableBytes > 0 {
-                exchange.pending.append(body)
-                exchange.pendingBytes += body.readableBytes
-            }
-            begin(exchange, head: head, pool: runtime.pools[index])
+            let pool = runtime.pools[index]
+            let sources = pool.configuration.routing.key
+            let key = sources.isEmpty ? nil : RoutingKeys.fromBody(body, head: head, sources: sources, prefixTokens: pool.configuration.routing.prefixTokens)
+            queueInspected(body, chunked: head.isChunked, in: exchange)
+            begin(exchange, head: head, pool: pool, key: key)
         case .needsModel, .noRoute:
             respond(.noRoute(path: exchange.path, model: model ?? "(none)"), closeAfter: false)
         }
     }
 
+    /// Queues a body read whole (to route on it) to be sent upstream as it came.
+    func queueInspected(_ body: ByteBuffer, chunked: Bool, in exchange: Exchange) {
+        if chunked {
+            // The data was collected without its framing: sent on as one chunk.
+            var framed = context.channel.allocator.buffer(capacity: body.readableBytes + 32)
+            if body.readableBytes > 0 {
+                HTTP1Writer.writeChunkHeader(length: body.readableBytes, into: &framed)
+                framed.writeImmutableBuffer(body)
+                framed.writeStaticString(HTTP1Writer.chunkEnd)
+            }
+            framed.writeStaticString(HTTP1Writer.lastChunk)
+            exchange.pending.append(framed)
+            exchange.pendingBytes += framed.readableBytes
+        } else if body.readableBytes > 0 {
+            exchange.pending.append(body)
+            exchange.pendingBytes += body.readableBytes
+        }
+    }
+
     /// Commits the exchange to a pool: picks a replica and asks for a connection to it.
-    func begin(_ exchange: Exchange, head: HTTP1Head, pool: PoolRuntime) {
+    func begin(_ exchange: Exchange, head: HTTP1Head, pool: PoolRuntime, key: String? = nil) {
         exchange.pool = pool
-        guard let replica = pool.pick(RoutingFacts(), now: exchange.start) else {
+        exchange.routingKey = key
+        guard let replica = pool.pick(RoutingFacts(key: key, random: upstreams.random.next()), now: exchange.start) else {
             respond(.noHealthyReplica(pool: pool.name), closeAfter: false)
             return
         }
