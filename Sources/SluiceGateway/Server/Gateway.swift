@@ -24,6 +24,8 @@ public final class Gateway: Sendable {
     private let loops: [any EventLoop]
     private let adminToken: String?
     private let channels = NIOLockedValueBox(Channels())
+    /// Reads replicas' reported queues for least-queue and cache-aware pools.
+    private let scraper: QueueScraper
     private let phase = Atomic<UInt8>(Phase.created.rawValue)
 
     private struct Channels: Sendable {
@@ -46,6 +48,7 @@ public final class Gateway: Sendable {
         logger: Logger = Logger(label: "sluice")
     ) {
         self.runtime = GatewayRuntime(configuration: configuration, metrics: metrics, logger: logger)
+        self.scraper = QueueScraper(pools: runtime.pools, group: group)
         self.group = group
         self.adminToken = adminToken.flatMap { $0.isEmpty ? nil : $0 }
         var upstreams: [ObjectIdentifier: LoopOwned<EventLoopUpstreams>] = [:]
@@ -80,6 +83,7 @@ public final class Gateway: Sendable {
             throw error
         }
         channels.withLockedValue { $0 = Channels(data: data, admin: admin) }
+        scraper.start()
         phase.store(Phase.serving.rawValue, ordering: .releasing)
         if adminToken == nil {
             runtime.logger.warning(
@@ -116,6 +120,7 @@ public final class Gateway: Sendable {
             return
         }
         let (data, admin) = channels.withLockedValue { ($0.data, $0.admin) }
+        scraper.stop()
         runtime.beginDraining()
         try? await data?.close()
         runtime.tracker.quiesceAll()

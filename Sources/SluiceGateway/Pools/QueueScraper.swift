@@ -1,0 +1,119 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SluiceCore
+
+/// Reads each replica's Prometheus metrics every `routing.scrape.interval` for pools whose policy
+/// weighs the replicas' own queues (least-queue, cache-aware), and records
+/// `vllm:num_requests_waiting` on the replica (`Replica.recordReportedQueue`). A replica that
+/// stops answering simply stops reporting; its last report ages out after three intervals.
+final class QueueScraper: Sendable {
+    private let pools: [PoolRuntime]
+    private let group: any EventLoopGroup
+    private let tasks = NIOLockedValueBox<[RepeatedTask]>([])
+
+    init(pools: [PoolRuntime], group: any EventLoopGroup) {
+        self.pools = pools.filter { [.leastQueue, .cacheAware].contains($0.configuration.routing.policy) }
+        self.group = group
+    }
+
+    func start() {
+        var started: [RepeatedTask] = []
+        for pool in pools {
+            let interval = TimeAmount.nanoseconds(PoolRuntime.nanoseconds(pool.configuration.routing.scrapeInterval))
+            let loop = group.next()
+            started.append(loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: interval) { _ in
+                Self.scrape(pool, on: loop, timeout: interval)
+            })
+        }
+        tasks.withLockedValue { $0 = started }
+    }
+
+    func stop() {
+        let running = tasks.withLockedValue { tasks in
+            defer { tasks = [] }
+            return tasks
+        }
+        for task in running { task.cancel() }
+    }
+
+    /// One round: every replica at once; completes when all answered or timed out.
+    private static func scrape(_ pool: PoolRuntime, on loop: any EventLoop, timeout: TimeAmount) -> EventLoopFuture<Void> {
+        let path = pool.configuration.routing.scrapePath
+        let futures = pool.snapshot.replicas.map { replica in
+            fetch(replica.id, path: path, on: loop, timeout: timeout).map { text -> Void in
+                if let text, let waiting = waitingQueue(in: text) {
+                    replica.recordReportedQueue(waiting: waiting, at: NIODeadline.now().uptimeNanoseconds)
+                }
+            }
+        }
+        return EventLoopFuture.andAllComplete(futures, on: loop)
+    }
+
+    /// The sum of `vllm:num_requests_waiting` samples (one per model), or nil if absent.
+    static func waitingQueue(in text: String) -> Int? {
+        var total: Double?
+        for line in text.split(separator: "\n") where line.hasPrefix("vllm:num_requests_waiting") {
+            let rest = line.dropFirst("vllm:num_requests_waiting".count)
+            guard rest.first == "{" || rest.first == " " else { continue }
+            if let value = line.split(separator: " ").last.flatMap({ Double($0) }), value.isFinite {
+                total = (total ?? 0) + value
+            }
+        }
+        return total.map { Int($0.rounded()) }
+    }
+
+    /// GET `path` on `replica`, the whole body as text; nil on any failure or after `timeout`.
+    private static func fetch(_ replica: ReplicaID, path: String, on loop: any EventLoop, timeout: TimeAmount) -> EventLoopFuture<String?> {
+        let promise = loop.makePromise(of: String?.self)
+        let collector = BodyCollector(promise: promise)
+        ClientBootstrap(group: loop)
+            .connectTimeout(timeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
+            }
+            .connect(host: replica.host, port: replica.port)
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    let request = "GET \(path) HTTP/1.1\r\nhost: \(replica)\r\nconnection: close\r\n\r\n"
+                    channel.writeAndFlush(ByteBuffer(string: request), promise: nil)
+                    channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+                case .failure:
+                    promise.succeed(nil)
+                }
+            }
+        return promise.futureResult
+    }
+}
+
+/// Collects a `connection: close` response; succeeds with its body (2xx only) when the peer closes.
+private final class BodyCollector: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+
+    private let promise: EventLoopPromise<String?>
+    private var received = ByteBuffer()
+
+    init(promise: EventLoopPromise<String?>) {
+        self.promise = promise
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        received.writeBuffer(&buffer)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let text = String(buffer: received)
+        guard text.hasPrefix("HTTP/1.1 2") || text.hasPrefix("HTTP/1.0 2"), let split = text.range(of: "\r\n\r\n") else {
+            promise.succeed(nil)
+            return
+        }
+        // (Chunked bodies keep their size lines; the metric lines between them still parse.)
+        promise.succeed(String(text[split.upperBound...]))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

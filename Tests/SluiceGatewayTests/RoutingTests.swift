@@ -1,0 +1,165 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SluiceConfig
+import SluiceCore
+import SluiceReplica
+import SluiceTesting
+import Testing
+@testable import SluiceGateway
+
+/// Routing policies through the gateway, to simulated replicas.
+@Suite(.serialized) struct RoutingTests {
+    static func chat(_ text: String = "hi", maxTokens: Int = 1, stream: Bool = false) -> String {
+        #"{"model":"sim-7b","max_tokens":\#(maxTokens),"stream":\#(stream),"messages":[{"role":"user","content":"\#(text)"}]}"#
+    }
+
+    /// Sends one request per session id over one keep-alive connection; returns the replica
+    /// that answered each.
+    static func replicas(for sessions: [String], at address: SocketAddress, group: any EventLoopGroup) async throws -> [String] {
+        let connection = try await TestHTTPConnection.connect(to: address, group: group)
+        return try await connection.channel.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            var answered: [String] = []
+            for session in sessions {
+                try await outbound.writeRequest(
+                    .POST, "/v1/chat/completions", headers: [("content-type", "application/json"), ("x-session-id", session)],
+                    body: ByteBuffer(string: chat()))
+                let response = try await iterator.readResponse()
+                answered.append(response?.header("x-replica-id") ?? "?")
+            }
+            return answered
+        }
+    }
+
+    @Test func twoGatewaysWithTheReplicasInAnyOrderRouteSessionsIdentically() async throws {
+        let replicas = (1...4).map { id -> ReplicaConfiguration in
+            var replica = ReplicaConfiguration(id: "r\(id)")
+            replica.timeToFirstToken = .zero
+            return replica
+        }
+        try await GatewayHarness.run(replicas: replicas, configure: { config, _ in
+            config.pools[0].routing.policy = .consistentHash
+            config.pools[0].routing.key = [.header("x-session-id")]
+        }) { h in
+            // A second gateway, same replicas listed in reverse, nothing shared.
+            var configuration = h.gateway.runtime.configuration
+            configuration.pools[0].replicas.reverse()
+            var logger = Logger(label: "second")
+            logger.logLevel = .critical
+            let second = Gateway(configuration: configuration, group: h.group, adminToken: nil, logger: logger)
+            let bound = try await second.start()
+            let sessions = (0..<1000).map { "session-\($0)" }
+            let first = try await Self.replicas(for: sessions, at: h.data, group: h.group)
+            let other = try await Self.replicas(for: sessions, at: bound.data, group: h.group)
+            await second.shutdown(grace: .seconds(1))
+            #expect(first == other)
+            #expect(Set(first) == ["r1", "r2", "r3", "r4"])
+            // A session keeps its replica.
+            #expect(try await Self.replicas(for: Array(sessions.prefix(50)), at: h.data, group: h.group) == Array(first.prefix(50)))
+        }
+    }
+
+    @Test func leastQueueSendsLessToAReplicaReportingALongQueue() async throws {
+        // r1 runs one sequence at a time, slowly: requests sent straight to it queue there, and it
+        // reports them in vllm:num_requests_waiting. The gateway's own in-flight counts are equal.
+        var busy = ReplicaConfiguration(id: "r1")
+        busy.engine = EngineProfile(
+            maxRunning: 1, maxBatchedTokens: 64, blockSize: 16, kvBlocks: 4096,
+            stepBase: .milliseconds(50), decodePerSequence: .zero, prefillPerToken: .zero)
+        try await GatewayHarness.run(replicas: [busy, ReplicaConfiguration(id: "r2")], configure: { config, _ in
+            config.pools[0].routing.policy = .leastQueue
+            config.pools[0].routing.scrapeInterval = .milliseconds(100)
+        }) { h in
+            let direct = try SocketAddress(ipAddress: h.replicaIDs[0].host, port: h.replicaIDs[0].port)
+            let backlog = Task {
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    for index in 0..<5 {
+                        tasks.addTask {
+                            _ = try? await TestHTTPConnection.request(
+                                .POST, "/v1/chat/completions", to: direct, group: h.group, body: Self.chat("q\(index)", maxTokens: 100))
+                        }
+                    }
+                    try await tasks.waitForAll()
+                }
+            }
+            // Wait until the gateway has read r1's queue (4 waiting behind 1 running).
+            let seen = await eventually(timeout: .seconds(5)) {
+                h.gateway.runtime.pools[0].snapshot.replicas[0].reportedWaiting(at: NIODeadline.now().uptimeNanoseconds, staleAfter: 1_000_000_000) >= 3
+            }
+            #expect(seen)
+            var answered: [String] = []
+            for index in 0..<20 {
+                let response = try await h.request("/v1/chat/completions", body: Self.chat("x\(index)"))
+                answered.append(response.header("x-replica-id") ?? "?")
+            }
+            #expect(answered.allSatisfy { $0 == "r2" }, "\(answered)")
+            let metrics = try await h.adminRequest("/metrics").text
+            #expect(metrics.contains(#"sluice_routing_decisions_total{pool="chat",reason="least_queue"}"#))
+            backlog.cancel()
+        }
+    }
+
+    @Test func cacheAwareKeepsASessionHomeUntilHomeIsOverloaded() async throws {
+        let replicas = (1...3).map { id -> ReplicaConfiguration in
+            var replica = ReplicaConfiguration(id: "r\(id)")
+            replica.timeToFirstToken = .milliseconds(1)
+            replica.interTokenDelay = .milliseconds(20)
+            return replica
+        }
+        try await GatewayHarness.run(replicas: replicas, configure: { config, _ in
+            config.pools[0].routing.policy = .cacheAware
+            config.pools[0].routing.key = [.header("x-session-id"), .prefix]
+            config.pools[0].routing.loadFactor = 1.25
+        }) { h in
+            // One multi-turn session: every turn goes back to the same replica.
+            let turns = try await Self.replicas(for: Array(repeating: "conversation-7", count: 12), at: h.data, group: h.group)
+            #expect(Set(turns).count == 1)
+            let home = turns[0]
+            // Now hold a long stream on home, then send the next turn: home is past the bound
+            // (1 in flight, cap ceil(1.25 × 2 / 3) = 1), so the turn goes elsewhere.
+            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
+            try await connection.channel.executeThenClose { inbound, outbound in
+                try await outbound.writeRequest(
+                    .POST, "/v1/chat/completions", headers: [("content-type", "application/json"), ("x-session-id", "conversation-7")],
+                    body: ByteBuffer(string: Self.chat(maxTokens: 100, stream: true)))
+                var iterator = inbound.makeAsyncIterator()
+                guard case .head(let head) = try await iterator.next() else {
+                    Issue.record("no head")
+                    return
+                }
+                #expect(head.headers.first(name: "x-replica-id") == home)
+                let overflow = try await Self.replicas(for: ["conversation-7"], at: h.data, group: h.group)
+                #expect(overflow[0] != home)
+            }
+            // Without a session header the prompt's prefix is the key: the same prompt goes home
+            // to the same replica.
+            var byPrefix: Set<String> = []
+            for _ in 0..<5 {
+                byPrefix.insert(try await h.request("/v1/chat/completions", body: Self.chat("a long shared system prompt")).header("x-replica-id") ?? "?")
+            }
+            #expect(byPrefix.count == 1)
+            let metrics = try await h.adminRequest("/metrics").text
+            #expect(metrics.contains(#"sluice_routing_decisions_total{pool="chat",reason="cache_affinity"}"#))
+            #expect(metrics.contains(#"reason="cache_overflow_load"} 1"#))
+        }
+    }
+}
+
+@Suite struct QueueScraperTests {
+    @Test func readsVLLMsWaitingQueue() {
+        let text = """
+            # HELP vllm:num_requests_waiting Number of requests waiting.
+            # TYPE vllm:num_requests_waiting gauge
+            vllm:num_requests_waiting{model_name="a"} 3.0
+            vllm:num_requests_waiting{model_name="b"} 2
+            vllm:num_requests_waiting_total_bogus 99
+            vllm:num_requests_running{model_name="a"} 7
+            """
+        #expect(QueueScraper.waitingQueue(in: text) == 5)
+        #expect(QueueScraper.waitingQueue(in: "vllm:num_requests_waiting 4\n") == 4)
+        #expect(QueueScraper.waitingQueue(in: "up 1\n") == nil)
+        #expect(QueueScraper.waitingQueue(in: "vllm:num_requests_waiting{} NaN\n") == nil)
+    }
+}
