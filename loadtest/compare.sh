@@ -4,7 +4,10 @@
 # Starts four simulated replicas (`sluice-replica --profile configs/replicas/fast.yaml`), then
 # drives the scenario with `sluice-load` through each target in turn, restarting the fleet
 # before each one so every target starts with cold prefix caches:
-#   sluice            round-robin (the only policy Sluice has so far)
+#   sluice            Sluice, round-robin
+#   sluice-leastqueue Sluice, least-queue (in-flight + the replicas' reported queues)
+#   sluice-hash       Sluice, consistent-hash on x-session-id with bounded loads (1.25)
+#   sluice-cacheaware Sluice, cache-aware (session, else prompt prefix; bounded; max_queue 8)
 #   nginx-rr          nginx, round-robin
 #   nginx-leastconn   nginx, least_conn
 #   nginx-hash        nginx, hash $http_x_session_id consistent (requests without the header
@@ -14,8 +17,9 @@
 #                     hash-balance-factor 125 (bounded-load consistent hashing)
 #   envoy-leastreq    Envoy, LEAST_REQUEST
 #   envoy-ringhash    Envoy, RING_HASH on x-session-id
-# and prints one Markdown table: throughput, latency and TTFT percentiles, errors, and each
-# replica's share of the answers. Everything listens on 127.0.0.1 and is stopped on exit; every
+# and prints one Markdown table: throughput, latency and TTFT percentiles, errors, the fleet's
+# prefix-cache hit rate (from the replicas' vllm:prefix_cache_* counters), and each replica's
+# share of the answers. Everything listens on 127.0.0.1 and is stopped on exit; every
 # run is bounded by the scenario's duration plus its timeout.
 #
 # Usage: loadtest/compare.sh SCENARIO [--help]
@@ -52,7 +56,7 @@ cd "$ROOT"
 DURATION_SCALE=${DURATION_SCALE:-0.25}
 RATE_SCALE=${RATE_SCALE:-1}
 PROFILE=${PROFILE:-configs/replicas/fast.yaml}
-ALL_TARGETS="sluice nginx-rr nginx-leastconn nginx-hash haproxy-leastconn haproxy-hash envoy-leastreq envoy-ringhash"
+ALL_TARGETS="sluice sluice-leastqueue sluice-hash sluice-cacheaware nginx-rr nginx-leastconn nginx-hash haproxy-leastconn haproxy-hash envoy-leastreq envoy-ringhash"
 TARGETS=${TARGETS:-$ALL_TARGETS}
 OUT=${OUT:-$ROOT/loadtest/out/compare-$(date +%Y%m%d-%H%M%S)}
 
@@ -251,7 +255,8 @@ EOF
     envoy_cluster ringhash RING_HASH
 } >"$WORK/envoy.yaml"
 
-cat >"$WORK/sluice.yaml" <<EOF
+sluice_conf() {  # sluice_conf ROUTING-FLOW-MAPPING
+    cat >"$WORK/sluice.yaml" <<EOF
 listen: "127.0.0.1:$P_SLUICE"
 admin: { listen: "127.0.0.1:$P_SLUICE_ADMIN" }
 log_level: warning
@@ -259,15 +264,22 @@ pools:
   - name: fleet
     match: { paths: ["/*"] }
     replicas: ["127.0.0.1:${R[0]}", "127.0.0.1:${R[1]}", "127.0.0.1:${R[2]}", "127.0.0.1:${R[3]}"]
-    routing: { policy: round-robin }
+    routing: $1
 EOF
+}
 
 # Start one router: sets URL and ROUTER_PID (called directly, not in a subshell, so the PID is
 # remembered and the router stopped after its run).
 start_router() {
     local port
     case $1 in
-        sluice)
+        sluice|sluice-leastqueue|sluice-hash|sluice-cacheaware)
+            case $1 in
+                sluice) sluice_conf '{ policy: round-robin }' ;;
+                sluice-leastqueue) sluice_conf '{ policy: least-queue, scrape: { interval: 250ms } }' ;;
+                sluice-hash) sluice_conf '{ policy: consistent-hash, key: ["header:x-session-id"], load_factor: 1.25 }' ;;
+                sluice-cacheaware) sluice_conf '{ policy: cache-aware, key: ["header:x-session-id", "prefix"], load_factor: 1.25, max_queue: 8, scrape: { interval: 250ms } }' ;;
+            esac
             start sluice "$BIN/sluice" serve --config "$WORK/sluice.yaml"
             ROUTER_PID=$LAST_PID
             wait_http sluice "http://127.0.0.1:$P_SLUICE_ADMIN/healthz"; URL="http://127.0.0.1:$P_SLUICE" ;;
@@ -310,6 +322,8 @@ for target in $TARGETS; do
         || die "sluice-load failed against $target (see $OUT/$target.txt)"
     kill "$ROUTER_PID" 2>/dev/null || true
     wait "$ROUTER_PID" 2>/dev/null || true
+    # The fleet's prefix-cache counters, before it goes.
+    for i in 0 1 2 3; do "$CURL" -s --max-time 2 "http://127.0.0.1:${R[$i]}/metrics" || true; done >"$OUT/$target.metrics"
     stop_fleet
 done
 
@@ -317,8 +331,20 @@ done
 import json, os, sys
 out, scenario, dscale, rscale, targets = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 print(f"`loadtest/compare.sh {os.path.relpath(scenario)}` (DURATION_SCALE={dscale}, RATE_SCALE={rscale}; four `sluice-replica` on `fast.yaml`, fresh before each target)\n")
-print("| target | req/s | p50 ms | p95 ms | p99 ms | TTFT p50 ms | TTFT p95 ms | TTFT p99 ms | errors | share r1/r2/r3/r4 % |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+def cache_hit_rate(path):
+    queries = hits = 0.0
+    try:
+        for line in open(path):
+            if line.startswith("vllm:prefix_cache_queries_total"):
+                queries += float(line.split()[-1])
+            elif line.startswith("vllm:prefix_cache_hits_total"):
+                hits += float(line.split()[-1])
+    except OSError:
+        return "-"
+    return f"{100 * hits / queries:.0f}" if queries else "-"
+
+print("| target | req/s | p50 ms | p95 ms | p99 ms | TTFT p50 ms | TTFT p95 ms | TTFT p99 ms | errors | cache hit % | share r1/r2/r3/r4 % |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for t in targets:
     path = os.path.join(out, t, "report.json")
     if not os.path.exists(path):
@@ -330,6 +356,6 @@ for t in targets:
     total = sum(r["replicas"].values()) or 1
     share = "/".join(str(round(100 * r["replicas"].get(f"r{i}", 0) / total)) for i in range(1, 5))
     print(f"| {t} | {r['throughput_rps']:.0f} | {r['latency_ms']['p50']:.1f} | {r['latency_ms']['p95']:.1f} | {r['latency_ms']['p99']:.1f} "
-          f"| {ttft.get('p50', 0):.1f} | {ttft.get('p95', 0):.1f} | {ttft.get('p99', 0):.1f} | {errors} | {share} |")
+          f"| {ttft.get('p50', 0):.1f} | {ttft.get('p95', 0):.1f} | {ttft.get('p99', 0):.1f} | {errors} | {cache_hit_rate(os.path.join(out, t + '.metrics'))} | {share} |")
 EOF
 log "reports: $OUT"
