@@ -69,8 +69,9 @@ import Testing
 }
 
 @Suite struct RoutingPolicyTests {
-    static func pool(_ count: Int, ring: Bool = false) -> PoolSnapshot {
-        PoolSnapshot(replicas: HashRingTests.ids(count).map(Replica.init), withRing: ring)
+    static func pool(_ count: Int, ring: Bool = false, counted: Bool = false) -> PoolSnapshot {
+        let load = counted ? PoolLoad() : nil
+        return PoolSnapshot(replicas: HashRingTests.ids(count).map { Replica(id: $0, poolLoad: load) }, withRing: ring, poolLoad: load)
     }
 
     @Test func randomAndRoundRobinShareEvenly() {
@@ -129,8 +130,10 @@ import Testing
         #expect(wins > 0)
     }
 
-    @Test func theBoundIsNeverExceededUnderRandomArrivalsAndDepartures() {
-        let snapshot = Self.pool(8, ring: true)
+    @Test(arguments: [false, true])
+    func theBoundIsNeverExceededUnderRandomArrivalsAndDepartures(counted: Bool) {
+        // (`counted`: the pool keeps its in-flight total, as the gateway's pools do.)
+        let snapshot = Self.pool(8, ring: true, counted: counted)
         let policy = ConsistentHashPolicy(loadFactor: 1.25)
         var generator = SplitMix64(seed: 11)
         var active: [Replica] = []
@@ -143,7 +146,7 @@ import Testing
             }
             // Skewed keys: a few hot sessions, many cold ones.
             let key = generator.next() % 4 == 0 ? "hot-\(generator.next() % 3)" : "cold-\(generator.next() % 5000)"
-            let cap = ConsistentHashPolicy.bound(loadFactor: 1.25, replicas: snapshot.replicas, now: 1)
+            let cap = ConsistentHashPolicy.bound(loadFactor: 1.25, snapshot: snapshot, now: 1)
             let choice = policy.choose(RoutingFacts(key: key), in: snapshot, now: 1)!
             #expect(choice.replica.inFlight < cap)
             if choice.reason == .hashOverflow { overflowed += 1 }
@@ -151,8 +154,8 @@ import Testing
             active.append(choice.replica)
         }
         #expect(overflowed > 0)  // the hot keys did hit the bound
-        // Without the bound (a huge factor) the hot keys pile up.
         #expect(snapshot.replicas.map(\.inFlight).reduce(0, +) == active.count)
+        if let load = snapshot.poolLoad { #expect(load.inFlight == active.count) }
     }
 
     @Test func aKeyStaysOnItsReplicaUntilThatReplicaIsFull() {

@@ -97,24 +97,21 @@ public struct ConsistentHashPolicy: BalancingPolicy {
         guard let key = facts.key, let ring = snapshot.ring else {
             return fallback.choose(random: facts.random, in: snapshot, now: now).map { RoutingChoice(replica: $0, reason: .noKey) }
         }
-        return Self.bounded(key: key, ring: ring, replicas: snapshot.replicas, loadFactor: loadFactor, now: now)
+        return Self.bounded(key: key, ring: ring, snapshot: snapshot, loadFactor: loadFactor, now: now)
     }
 
-    /// The load bound for the next request: ceil(c × (total in flight + 1) / available).
-    public static func bound(loadFactor: Double, replicas: [Replica], now: UInt64) -> Int {
-        var total = 0
-        var available = 0
-        for replica in replicas where replica.isAvailable(at: now) {
-            total += replica.inFlight
-            available += 1
-        }
+    /// The load bound for the next request: ceil(c × (total in flight + 1) / available). The
+    /// total comes from the pool's running count when there is one (O(1)), else from a scan.
+    public static func bound(loadFactor: Double, snapshot: PoolSnapshot, now: UInt64) -> Int {
+        let (total, available) = snapshot.loadAndAvailability(at: now)
         guard available > 0 else { return 0 }
         return Int((loadFactor * Double(total + 1) / Double(available)).rounded(.up))
     }
 
-    static func bounded(key: String, ring: HashRing, replicas: [Replica], loadFactor: Double, now: UInt64) -> RoutingChoice? {
+    static func bounded(key: String, ring: HashRing, snapshot: PoolSnapshot, loadFactor: Double, now: UInt64) -> RoutingChoice? {
         guard !ring.points.isEmpty else { return nil }
-        let cap = bound(loadFactor: loadFactor, replicas: replicas, now: now)
+        let replicas = snapshot.replicas
+        let cap = bound(loadFactor: loadFactor, snapshot: snapshot, now: now)
         guard cap > 0 else { return nil }
         var index = ring.firstPoint(atOrAfter: HashRing.hash(key))
         var seen: [Int] = []
@@ -166,7 +163,7 @@ public struct CacheAwarePolicy: BalancingPolicy {
         guard let key = facts.key, let ring = snapshot.ring, let owner = ring.owner(of: key) else { return byQueue(.noKey) }
         let replica = snapshot.replicas[owner]
         guard replica.isAvailable(at: now),
-              replica.inFlight < ConsistentHashPolicy.bound(loadFactor: loadFactor, replicas: snapshot.replicas, now: now)
+              replica.inFlight < ConsistentHashPolicy.bound(loadFactor: loadFactor, snapshot: snapshot, now: now)
         else { return byQueue(.cacheOverflowLoad) }
         guard replica.reportedWaiting(at: now, staleAfter: leastQueue.staleAfter) <= maxQueue else { return byQueue(.cacheOverflowQueue) }
         return RoutingChoice(replica: replica, reason: .cacheAffinity)

@@ -10,9 +10,13 @@ public final class Replica: Sendable {
     /// Monotonic nanoseconds until which the replica is out of rotation; 0 when it is in.
     private let ejectedUntilNanos = Atomic<UInt64>(0)
     private let drainingFlag = Atomic<Bool>(false)
+    /// The pool-wide in-flight total this replica's requests also count in (bounded loads need
+    /// the total on every pick; summing every replica would cost O(N)).
+    public let poolLoad: PoolLoad?
 
-    public init(id: ReplicaID) {
+    public init(id: ReplicaID, poolLoad: PoolLoad? = nil) {
         self.id = id
+        self.poolLoad = poolLoad
     }
 
     /// Requests the gateway has sent to this replica and not yet finished.
@@ -33,10 +37,12 @@ public final class Replica: Sendable {
     /// `requestFinished()` on every path (success, error, cancellation).
     public func requestStarted() {
         inFlightCount.wrappingAdd(1, ordering: .relaxed)
+        poolLoad?.started()
     }
 
     public func requestFinished() {
         inFlightCount.wrappingSubtract(1, ordering: .relaxed)
+        poolLoad?.finished()
     }
 
     public func isEjected(at now: UInt64) -> Bool {
@@ -89,4 +95,15 @@ public final class Replica: Sendable {
     public func load(at now: UInt64, staleAfter: UInt64) -> Int {
         inFlight + reportedWaiting(at: now, staleAfter: staleAfter)
     }
+}
+
+/// A pool's total in-flight requests, kept by its replicas as they start and finish requests.
+public final class PoolLoad: Sendable {
+    private let total = Atomic<Int>(0)
+
+    public init() {}
+
+    public var inFlight: Int { total.load(ordering: .relaxed) }
+    func started() { total.wrappingAdd(1, ordering: .relaxed) }
+    func finished() { total.wrappingSubtract(1, ordering: .relaxed) }
 }

@@ -14,6 +14,7 @@ final class PoolRuntime: Sendable {
     let upstreamSettings: UpstreamSettings
     let metrics: PoolMetrics
     private let current: ManagedAtomic<PoolSnapshot>
+    private let poolLoad: PoolLoad
 
     init(index: Int, configuration: PoolConfiguration, metrics: GatewayMetrics) {
         self.index = index
@@ -31,8 +32,10 @@ final class PoolRuntime: Sendable {
         }
         self.upstreamSettings = UpstreamSettings(configuration)
         self.metrics = metrics.pool(configuration.name)
-        let replicas = configuration.replicas.map { Replica(id: $0) }
-        self.current = ManagedAtomic(PoolSnapshot(replicas: replicas, generation: 1, withRing: policy.needsRing))
+        let poolLoad = PoolLoad()
+        self.poolLoad = poolLoad
+        let replicas = configuration.replicas.map { Replica(id: $0, poolLoad: poolLoad) }
+        self.current = ManagedAtomic(PoolSnapshot(replicas: replicas, generation: 1, withRing: policy.needsRing, poolLoad: poolLoad))
     }
 
     var name: String { configuration.name }
@@ -42,8 +45,10 @@ final class PoolRuntime: Sendable {
     /// Swaps in a new membership. Replicas present in both keep their objects (and counters).
     func setMembers(_ ids: [ReplicaID]) {
         let old = snapshot
-        let replicas = ids.map { id in old.replica(id) ?? Replica(id: id) }
-        current.store(PoolSnapshot(replicas: replicas, generation: old.generation + 1, withRing: policy.needsRing), ordering: .releasing)
+        let replicas = ids.map { id in old.replica(id) ?? Replica(id: id, poolLoad: poolLoad) }
+        current.store(
+            PoolSnapshot(replicas: replicas, generation: old.generation + 1, withRing: policy.needsRing, poolLoad: poolLoad),
+            ordering: .releasing)
     }
 
     func pick(_ facts: RoutingFacts, now: NIODeadline) -> Replica? {
