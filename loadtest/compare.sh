@@ -7,7 +7,7 @@
 #   sluice            Sluice, round-robin
 #   sluice-leastqueue Sluice, least-queue (in-flight + the replicas' reported queues)
 #   sluice-hash       Sluice, consistent-hash on x-session-id with bounded loads (1.25)
-#   sluice-cacheaware Sluice, cache-aware (session, else prompt prefix; bounded; max_queue 8)
+#   sluice-cacheaware Sluice, cache-aware on the prompt prefix (256 tokens; bounded; max_queue 8)
 #   nginx-rr          nginx, round-robin
 #   nginx-leastconn   nginx, least_conn
 #   nginx-hash        nginx, hash $http_x_session_id consistent (requests without the header
@@ -278,7 +278,7 @@ start_router() {
                 sluice) sluice_conf '{ policy: round-robin }' ;;
                 sluice-leastqueue) sluice_conf '{ policy: least-queue, scrape: { interval: 250ms } }' ;;
                 sluice-hash) sluice_conf '{ policy: consistent-hash, key: ["header:x-session-id"], load_factor: 1.25 }' ;;
-                sluice-cacheaware) sluice_conf '{ policy: cache-aware, key: ["header:x-session-id", "prefix"], load_factor: 1.25, max_queue: 8, scrape: { interval: 250ms } }' ;;
+                sluice-cacheaware) sluice_conf '{ policy: cache-aware, key: ["prefix"], prefix_tokens: 256, load_factor: 1.25, max_queue: 8, scrape: { interval: 250ms } }' ;;
             esac
             start sluice "$BIN/sluice" serve --config "$WORK/sluice.yaml"
             ROUTER_PID=$LAST_PID
