@@ -113,6 +113,8 @@ extension GatewayConfiguration {
             if let value = scrape["interval"]?.duration(atLeast: .milliseconds(10)) { routing.scrapeInterval = value }
         }
         switch routing.policy {
+        case .roundRobin where keys["key"] != nil, .random where keys["key"] != nil, .leastQueue where keys["key"] != nil:
+            keys["key"]!.report("key is used only by consistent-hash and cache-aware (\(routing.policy.rawValue) would read bodies for nothing)")
         case .consistentHash where keys["key"] == nil:
             node.report("consistent-hash needs key: a list of key sources (header:<name>, tenant, body:user, prefix)")
         case .cacheAware where routing.key.isEmpty:

@@ -171,6 +171,28 @@ import Testing
         #expect(policy.choose(RoutingFacts(key: nil, random: 1), in: snapshot, now: 1)?.reason == .noKey)
     }
 
+    @Test func aStaleAvailabilityCountNeverMeansNoReplica() {
+        // Two replicas, the counted pool believes both available; then one is ejected within
+        // the millisecond the count is cached. The walk finds every replica full or out; the
+        // policy falls back to least-queue instead of answering nothing.
+        let snapshot = Self.pool(2, ring: true, counted: true)
+        let (a, b) = (snapshot.replicas[0], snapshot.replicas[1])
+        _ = snapshot.loadAndAvailability(at: 1_000)
+        for _ in 0..<3 { a.requestStarted() }
+        b.recordFailure(at: 1_000, policy: EjectionPolicy(consecutiveFailures: 1, duration: 10_000_000))
+        let choice = ConsistentHashPolicy(loadFactor: 1.25).choose(RoutingFacts(key: "k", random: 3), in: snapshot, now: 1_100)
+        #expect(choice?.replica === a)
+        #expect(choice?.reason == .hashOverflow)
+    }
+
+    @Test func aReportNewerThanThePickIsFresh() {
+        let replica = Replica(id: ReplicaID(host: "10.0.0.1", port: 1))
+        replica.recordReportedQueue(waiting: 5, at: 2_000)
+        #expect(replica.reportedWaiting(at: 1_000, staleAfter: 100) == 5)
+        #expect(replica.reportedWaiting(at: 2_050, staleAfter: 100) == 5)
+        #expect(replica.reportedWaiting(at: 2_200, staleAfter: 100) == 0)
+    }
+
     @Test func cacheAwareTakesEachBranchExactlyWhenDocumented() {
         let snapshot = Self.pool(4, ring: true)
         let policy = CacheAwarePolicy(loadFactor: 1.25, maxQueue: 3, leastQueue: LeastQueuePolicy(staleAfter: 1_000_000))

@@ -163,3 +163,16 @@ import Testing
         #expect(QueueScraper.waitingQueue(in: "vllm:num_requests_waiting{} NaN\n") == nil)
     }
 }
+
+@Suite struct QueueScraperParsingTests {
+    @Test func timestampsChunksAndAbsurdValues() {
+        #expect(QueueScraper.waitingQueue(in: "vllm:num_requests_waiting{model_name=\"a b\"} 3 1700000000000\n") == 3)
+        #expect(QueueScraper.waitingQueue(in: "vllm:num_requests_waiting 1e20\n") == 1 << 30)
+        #expect(QueueScraper.waitingQueue(in: "vllm:num_requests_waiting -4\n") == 0)
+        let chunked = "1e\r\nvllm:num_requests_waiting{m=\"x\r\n5\r\n\"} 7\n\r\n0\r\n\r\n"
+        let body = QueueScraper.dechunk(chunked[...])
+        #expect(body == "vllm:num_requests_waiting{m=\"x\"} 7\n")
+        #expect(body.flatMap { QueueScraper.waitingQueue(in: $0) } == 7)
+        #expect(QueueScraper.dechunk("zz\r\nabc"[...]) == nil)
+    }
+}

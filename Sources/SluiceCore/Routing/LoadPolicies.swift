@@ -97,7 +97,12 @@ public struct ConsistentHashPolicy: BalancingPolicy {
         guard let key = facts.key, let ring = snapshot.ring else {
             return fallback.choose(random: facts.random, in: snapshot, now: now).map { RoutingChoice(replica: $0, reason: .noKey) }
         }
-        return Self.bounded(key: key, ring: ring, snapshot: snapshot, loadFactor: loadFactor, now: now)
+        if let choice = Self.bounded(key: key, ring: ring, snapshot: snapshot, loadFactor: loadFactor, now: now) {
+            return choice
+        }
+        // Every replica looked full: possible for a moment when the cached availability count is
+        // behind an ejection, or counts race across event loops. Never a 503 for that.
+        return fallback.choose(random: facts.random, in: snapshot, now: now).map { RoutingChoice(replica: $0, reason: .hashOverflow) }
     }
 
     /// The load bound for the next request: ceil(c × (total in flight + 1) / available). The
@@ -138,8 +143,8 @@ public struct ConsistentHashPolicy: BalancingPolicy {
 /// prefix cache most likely holds the prompt: its owner on the ring. That replica takes the
 /// request when, and only when, it is available, its in-flight count is under the bounded-load
 /// cap (`ConsistentHashPolicy.bound`) and the queue it reports is at most `maxQueue`
-/// (`cache_affinity`). Otherwise least-queue decides (`cache_overflow_load` or
-/// `cache_overflow_queue`): the next replica on the ring holds no more of this prompt than any
+/// (`cache_affinity`). Otherwise least-queue decides (`cache_overflow_load` when the owner is
+/// past the cap or unavailable, `cache_overflow_queue` when its queue is too long): the next replica on the ring holds no more of this prompt than any
 /// other, so the shortest queue is the better second choice. Without a key, least-queue
 /// (`no_key`).
 public struct CacheAwarePolicy: BalancingPolicy {

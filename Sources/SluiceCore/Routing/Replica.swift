@@ -78,7 +78,7 @@ public final class Replica: Sendable {
 
     /// Records the queue the replica itself reported (`vllm:num_requests_waiting`) at `now`.
     public func recordReportedQueue(waiting: Int, at now: UInt64) {
-        reportedWaitingCount.store(max(0, waiting), ordering: .relaxed)
+        reportedWaitingCount.store(min(max(0, waiting), 1 << 30), ordering: .relaxed)
         reportedAtNanos.store(now, ordering: .relaxed)
     }
 
@@ -86,7 +86,8 @@ public final class Replica: Sendable {
     /// nanoseconds (a replica that stopped reporting must not keep repelling traffic).
     public func reportedWaiting(at now: UInt64, staleAfter: UInt64) -> Int {
         let at = reportedAtNanos.load(ordering: .relaxed)
-        guard at != 0, now &- at <= staleAfter else { return 0 }
+        // (A report newer than `now`, from a scrape during this pick, is fresh.)
+        guard at != 0, at >= now || now - at <= staleAfter else { return 0 }
         return reportedWaitingCount.load(ordering: .relaxed)
     }
 

@@ -57,6 +57,16 @@ final class PoolRuntime: Sendable {
         return choice.replica
     }
 
+    /// Another available replica than `failed`, for the one retry after a failed connect: the
+    /// least loaded of the others (not counted as a routing decision; the first one was).
+    func pickOther(than failed: Replica, now: NIODeadline) -> Replica? {
+        let instant = now.uptimeNanoseconds
+        let staleAfter = UInt64(max(1, PoolRuntime.nanoseconds(configuration.routing.scrapeInterval) * 3))
+        return snapshot.replicas
+            .filter { $0 !== failed && $0.isAvailable(at: instant) }
+            .min { $0.load(at: instant, staleAfter: staleAfter) < $1.load(at: instant, staleAfter: staleAfter) }
+    }
+
     /// Whether routing reads the body (a `body:user` or `prefix` key source).
     var keyNeedsBody: Bool { configuration.routing.key.contains { $0.needsBody } }
 

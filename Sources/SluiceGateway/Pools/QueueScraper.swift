@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -50,17 +51,43 @@ final class QueueScraper: Sendable {
         return EventLoopFuture.andAllComplete(futures, on: loop)
     }
 
-    /// The sum of `vllm:num_requests_waiting` samples (one per model), or nil if absent.
+    /// The sum of `vllm:num_requests_waiting` samples (one per model), or nil if absent. The
+    /// value is the field after the name and labels (a timestamp may follow); absurd values are
+    /// clamped, never trusted to fit.
     static func waitingQueue(in text: String) -> Int? {
         var total: Double?
         for line in text.split(separator: "\n") where line.hasPrefix("vllm:num_requests_waiting") {
-            let rest = line.dropFirst("vllm:num_requests_waiting".count)
-            guard rest.first == "{" || rest.first == " " else { continue }
-            if let value = line.split(separator: " ").last.flatMap({ Double($0) }), value.isFinite {
-                total = (total ?? 0) + value
+            var rest = line.dropFirst("vllm:num_requests_waiting".count)
+            if rest.first == "{" {
+                guard let close = rest.lastIndex(of: "}") else { continue }
+                rest = rest[rest.index(after: close)...]
+            } else if rest.first != " " {
+                continue
             }
+            guard let field = rest.split(separator: " ").first, let value = Double(field.trimmingCharacters(in: .whitespacesAndNewlines)),
+                  value.isFinite
+            else { continue }
+            total = min((total ?? 0) + max(0, value), Double(1 << 30))
         }
         return total.map { Int($0.rounded()) }
+    }
+
+    /// A `transfer-encoding: chunked` body with its framing removed (nil if it is malformed).
+    static func dechunk(_ body: Substring) -> String? {
+        var out = ""
+        var rest = body
+        while let lineEnd = rest.range(of: "\r\n") {
+            let sizeText = rest[..<lineEnd.lowerBound].split(separator: ";").first.map(String.init) ?? ""
+            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16) else { return nil }
+            if size == 0 { return out }
+            let dataStart = lineEnd.upperBound
+            let utf8 = rest.utf8
+            guard utf8.distance(from: dataStart, to: utf8.endIndex) >= size + 2 else { return nil }
+            let dataEnd = utf8.index(dataStart, offsetBy: size)
+            out += rest[dataStart..<dataEnd]
+            rest = rest[utf8.index(dataEnd, offsetBy: 2)...]
+        }
+        return out
     }
 
     /// GET `path` on `replica`, the whole body as text; nil on any failure or after `timeout`.
@@ -109,8 +136,13 @@ private final class BodyCollector: ChannelInboundHandler, @unchecked Sendable {
             promise.succeed(nil)
             return
         }
-        // (Chunked bodies keep their size lines; the metric lines between them still parse.)
-        promise.succeed(String(text[split.upperBound...]))
+        let head = text[..<split.lowerBound].lowercased()
+        let body = text[split.upperBound...]
+        if head.contains("transfer-encoding: chunked") {
+            promise.succeed(QueueScraper.dechunk(body))
+        } else {
+            promise.succeed(String(body))
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

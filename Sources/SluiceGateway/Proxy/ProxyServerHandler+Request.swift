@@ -24,9 +24,16 @@ extension ProxyServerHandler {
                 parser.passChunkFraming = true
                 begin(exchange, head: head, pool: pool, key: key)
             case .needsBody:
-                // The key is in the body: read it (capped) first, as for model routing.
-                exchange.keyPool = index
-                inspect(exchange, head: head)
+                if let length = head.contentLength, length > limits.maxInspectBytes {
+                    // Too large to hold for a key: routed without one (the policy's no-key
+                    // branch), streamed as any other body.
+                    parser.passChunkFraming = true
+                    begin(exchange, head: head, pool: pool, key: nil)
+                } else {
+                    // The key is in the body: read it (capped) first, as for model routing.
+                    exchange.keyPool = index
+                    inspect(exchange, head: head)
+                }
             }
         case .needsModel:
             inspect(exchange, head: head)
@@ -180,7 +187,7 @@ extension ProxyServerHandler {
     func begin(_ exchange: Exchange, head: HTTP1Head, pool: PoolRuntime, key: String? = nil) {
         exchange.pool = pool
         exchange.routingKey = key
-        guard let replica = pool.pick(RoutingFacts(key: key, random: upstreams.random.next()), now: exchange.start) else {
+        guard let replica = pool.pick(RoutingFacts(key: key, random: upstreams.random.next()), now: .now()) else {
             respond(.noHealthyReplica(pool: pool.name), closeAfter: false)
             return
         }

@@ -159,9 +159,9 @@ extension ProxyServerHandler: UpstreamRequester {
         let now = NIODeadline.now()
         replica.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection)
         exchange.attempts += 1
-        // Nothing has been sent yet, so one retry on another replica is always safe (without
-        // the key: a hashing policy would pick the same replica again).
-        if exchange.attempts < 2, let other = pool.pick(RoutingFacts(key: nil, random: upstreams.random.next()), now: now), other !== replica {
+        // Nothing has been sent yet, so one retry on another replica is always safe (the least
+        // loaded of the others: a hashing policy would pick the same replica again).
+        if exchange.attempts < 2, let other = pool.pickOther(than: replica, now: now) {
             replica.requestFinished()
             other.requestStarted()
             exchange.replica = other
