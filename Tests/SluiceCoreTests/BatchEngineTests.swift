@@ -126,19 +126,34 @@ import Testing
         #expect(engine.isIdle)
     }
 
-    @Test func hitsEvictedByTheReservationAreNotCounted() {
-        // 12 blocks: a 64-token prompt (4 full blocks) is cached; the next request with the same
-        // prompt needs 12 blocks, so reserving evicts every cached block, its own hits included.
+    @Test func cachedPromptBlocksAreSharedNotReservedAgain() {
+        // 12 blocks: a 64-token prompt (4 full blocks) is cached. The same prompt with room for
+        // 128 output tokens needs 12 blocks: its 4 cached ones are shared, 8 more reserved, so it
+        // fits exactly (a model that reserved its whole prompt again would need 16).
         var profile = Self.profile
         profile.kvBlocks = 12
         var engine = BatchEngine(profile: profile)
         engine.submit(Self.request(1, words: 64, maxTokens: 1))
         _ = Self.run(&engine)
-        #expect(engine.cache.cachedBlocks == 4)
+        #expect(engine.cache.cachedBlocks == 4 && engine.cache.usage == 0)
         engine.submit(Self.request(2, words: 64, maxTokens: 128))
         _ = engine.step()
-        #expect(engine.lastAdmittedCachedTokens == 0)
-        #expect(engine.cache.hitTokens == 0)
+        #expect(engine.runningCount == 1 && engine.lastAdmittedCachedTokens == 63)
+        #expect(engine.cache.usage == 1 && engine.cache.reserved == 8)
+        // Two sequences on one prompt hold its blocks once; the blocks stay cached after both.
+        var shared = BatchEngine(profile: Self.profile)
+        shared.submit(Self.request(3, words: 64, maxTokens: 4))
+        shared.submit(Self.request(4, words: 64, maxTokens: 4))
+        _ = Self.run(&shared)
+        #expect(shared.cache.cachedBlocks == 4 && shared.cache.reserved == 0 && shared.cache.usage == 0)
+        // A different prompt needing every block evicts the idle cached ones.
+        var evicting = BatchEngine(profile: profile)
+        evicting.submit(Self.request(5, words: 64, maxTokens: 1))
+        _ = Self.run(&evicting)
+        evicting.submit(Self.request(6, words: 64, salt: "other", maxTokens: 128))
+        _ = evicting.step()
+        #expect(evicting.runningCount == 1 && evicting.lastAdmittedCachedTokens == 0)
+        #expect(!SimTokenizer.blockHashes(SimTokenizer.tokens(Self.text(words: 64)), blockSize: 16).contains { evicting.cache.contains($0) })
     }
 
     @Test func cancelFreesBlocks() {

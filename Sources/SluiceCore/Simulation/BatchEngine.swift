@@ -39,7 +39,12 @@ public struct BatchEngine: Sendable {
 
     private struct Sequence: Sendable {
         var request: Request
-        var reservedBlocks: Int
+        /// Blocks of its own (the cache's `reserved`); shrinks when prompt blocks are shared.
+        var privateBlocks: Int
+        /// Leading prompt blocks found cached at admission.
+        var hitBlocks: Int
+        /// Cached prompt blocks it holds (hits, then its own full prompt blocks after prefill).
+        var sharedHashes: [UInt64]
         var prefillRemaining: Int
         var cachedTokens: Int
         var generated = 0
@@ -79,7 +84,7 @@ public struct BatchEngine: Sendable {
     /// Removes a request (its client left): waiting or running, its blocks are freed.
     public mutating func cancel(id: Int) {
         if let index = running.firstIndex(where: { $0.request.id == id }) {
-            cache.release(running[index].reservedBlocks)
+            cache.release(shared: running[index].sharedHashes, privateBlocks: running[index].privateBlocks)
             running.remove(at: index)
         } else if let index = waiting[waitingHead...].firstIndex(where: { $0.id == id }) {
             waiting.remove(at: index)
@@ -108,14 +113,16 @@ public struct BatchEngine: Sendable {
                 prefilled += chunk
                 running[index].prefillRemaining -= chunk
                 if running[index].prefillRemaining == 0 {
-                    // The prompt's blocks are computed now: later prompts can reuse them.
-                    cache.insert(running[index].request.blockHashes)
+                    // The prompt's blocks are computed now: shared, later prompts reuse them.
+                    let fresh = running[index].request.blockHashes.dropFirst(running[index].hitBlocks)
+                    running[index].privateBlocks -= cache.promote(fresh)
+                    running[index].sharedHashes.append(contentsOf: fresh)
                     emitToken(index, into: &events, finished: &finished)
                 }
             }
         }
         for index in finished.reversed() {
-            cache.release(running[index].reservedBlocks)
+            cache.release(shared: running[index].sharedHashes, privateBlocks: running[index].privateBlocks)
             running.remove(at: index)
         }
         compactWaiting()
@@ -137,17 +144,14 @@ public struct BatchEngine: Sendable {
         while waitingHead < waiting.count, running.count < profile.maxRunning {
             let request = waiting[waitingHead]
             let blocks = blocksNeeded(request)
-            // Look up first (marking the hits as recently used), reserve (which may evict), then
-            // count only the leading hits that survived the eviction.
-            let looked = cache.lookup(request.blockHashes)
-            guard cache.reserve(blocks) else { break }
-            let hitBlocks = request.blockHashes.prefix(looked).prefix { cache.contains($0) }.count
+            guard let hitBlocks = cache.admit(request.blockHashes, totalBlocks: blocks) else { break }
             let cached = min(hitBlocks * profile.blockSize, request.promptTokens - 1)
             cache.recordQuery(promptTokens: request.promptTokens, hitTokens: cached)
             lastAdmittedCachedTokens = cached
             running.append(Sequence(
-                request: request, reservedBlocks: blocks, prefillRemaining: request.promptTokens - cached,
-                cachedTokens: cached))
+                request: request, privateBlocks: blocks - hitBlocks, hitBlocks: hitBlocks,
+                sharedHashes: Array(request.blockHashes.prefix(hitBlocks)),
+                prefillRemaining: request.promptTokens - cached, cachedTokens: cached))
             waitingHead += 1
         }
     }
