@@ -44,6 +44,7 @@ curl -sfN "$url/v1/chat/completions" -H 'content-type: application/json' \
     -d '{"model":"sim-7b","stream":true,"max_tokens":3,"messages":[{"role":"user","content":"hi"}]}' | grep -q 'data: \[DONE\]'
 wait "$demo"
 grep -q "Sluice demo stopped." "$log" || { cat "$log"; echo "demo did not stop cleanly"; exit 1; }
+grep -q "load done: .* sent" "$log" && grep -q "report: " "$log" || { cat "$log"; echo "demo wrote no load report"; exit 1; }
 # `sluice serve` in front of a `sluice-replica`: proxies, then drains and exits 0 on SIGTERM.
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 rport=$(free_port); dport=$(free_port); aport=$(free_port)

@@ -30,3 +30,12 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
         issues.map(\.description).joined(separator: "\n")
     }
 }
+
+extension ConfigError {
+    /// What a command prints for a file that did not validate: the count, then each issue.
+    public func report(file: String) -> String {
+        var message = "\(file): \(issues.count) problem\(issues.count == 1 ? "" : "s")\n"
+        for issue in issues { message += "  \(issue)\n" }
+        return message
+    }
+}

@@ -2,6 +2,7 @@ import Foundation
 import Histogram
 import NIOCore
 import NIOPosix
+import SluiceConfig
 import SluiceCore
 
 /// Everything a run needs besides the target.
@@ -85,7 +86,7 @@ public enum LoadRunner {
         let startedAt = Date()
         let origin = NIODeadline.now() + .milliseconds(20)
         let loops = Array(group.makeIterator())
-        let timeout = TimeAmount.nanoseconds(LoadRecorderClock.nanoseconds(settings.timeout))
+        let timeout = TimeAmount.nanoseconds(settings.timeout.nanoseconds)
         let workers = loops.map {
             LoadWorker(
                 loop: $0, target: address, host: "\(host):\(port)", maxConnections: max(1, settings.maxConnections / threads),
@@ -215,13 +216,6 @@ public enum LoadRunner {
     }
 }
 
-enum LoadRecorderClock {
-    static func nanoseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
-}
-
 /// Sends each planned request at its time, round-robin over the workers. Lives on one loop.
 final class Dispatcher: @unchecked Sendable {
     let loop: any EventLoop
@@ -255,7 +249,7 @@ final class Dispatcher: @unchecked Sendable {
         guard !stopped else { return }
         let now = NIODeadline.now()
         while let offset = next {
-            let intended = origin + .nanoseconds(LoadRecorderClock.nanoseconds(offset))
+            let intended = origin + .nanoseconds(offset.nanoseconds)
             if intended > now + .microseconds(100) {
                 loop.scheduleTask(deadline: intended) { self.tick() }
                 return

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 
 /// What the simulator answers, decided from the request alone (no I/O), so it is easy to test.
 enum ReplicaReply: Sendable {
@@ -101,7 +102,7 @@ struct ReplicaAPI {
         var items: [String] = []
         var promptTokens = 0
         for (index, text) in inputs.enumerated() {
-            promptTokens += SimulatedText.tokenCount(text)
+            promptTokens += SimTokenizer.count(text)
             let vector = SimulatedText.embedding(text, dimensions: dimensions)
             let encoded: String
             if base64 {

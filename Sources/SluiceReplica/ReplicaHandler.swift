@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import SluiceConfig
 
 /// Reads one request whole (the simulator is not the thing being measured) and plays its reply,
 /// writing and flushing each SSE event on its own schedule.
@@ -204,9 +205,9 @@ final class ReplicaHandler: ChannelDuplexHandler {
             return
         }
         let faults = server.faults
-        let text = "{\"error_rate\":\(faults.errorRate),\"extra_latency_ms\":\(Double(ReplicaScheduler.nanoseconds(faults.extraLatency)) / 1e6),"
+        let text = "{\"error_rate\":\(faults.errorRate),\"extra_latency_ms\":\(Double(faults.extraLatency.nanoseconds) / 1e6),"
             + "\"stall\":\(faults.stall),\"close_connections\":\(faults.closeConnections),"
-            + "\"slow_start_s\":\(Double(ReplicaScheduler.nanoseconds(faults.slowStart)) / 1e9)}"
+            + "\"slow_start_s\":\(Double(faults.slowStart.nanoseconds) / 1e9)}"
         play(.json(status: 200, body: text, delay: .zero), version: version, context: context)
     }
 
@@ -402,9 +403,7 @@ final class ReplicaHandler: ChannelDuplexHandler {
         if delay <= .zero {
             run()
         } else {
-            let (seconds, attoseconds) = delay.components
-            let nanos = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-            context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanos), run)
+            context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(delay.nanoseconds), run)
         }
     }
 

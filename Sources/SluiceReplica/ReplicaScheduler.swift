@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceConfig
 import SluiceCore
 import Synchronization
 
@@ -84,7 +85,7 @@ final class ReplicaScheduler: @unchecked Sendable {
             batchesQueued += 1
             publish()
             let promise = loop.makePromise(of: Void.self)
-            loop.scheduleTask(in: .nanoseconds(Self.nanoseconds(end - nowDuration))) { [self] in
+            loop.scheduleTask(in: .nanoseconds((end - nowDuration).nanoseconds)) { [self] in
                 batchesQueued -= 1
                 publish()
                 promise.succeed()
@@ -104,7 +105,7 @@ final class ReplicaScheduler: @unchecked Sendable {
         }
         let now = NIODeadline.now()
         // Back to back while stepping; an idle engine starts from now.
-        stepEnd = (stepping ? max(stepEnd, now - .milliseconds(50)) : now) + .nanoseconds(Self.nanoseconds(step.duration))
+        stepEnd = (stepping ? max(stepEnd, now - .milliseconds(50)) : now) + .nanoseconds(step.duration.nanoseconds)
         stepping = true
         publish()
         loop.scheduleTask(deadline: stepEnd) { [self] in
@@ -129,8 +130,4 @@ final class ReplicaScheduler: @unchecked Sendable {
         snapshot.withLock { $0 = state }
     }
 
-    static func nanoseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
 }

@@ -1,13 +1,8 @@
-/// Deterministic text for the simulator: a tokenizer anyone can reimplement and output that
-/// depends only on the prompt, so runs are reproducible.
-public enum SimulatedText {
-    /// Whitespace-separated words, each split into pieces of up to 4 characters.
-    public static func tokenCount(_ text: String) -> Int {
-        text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).reduce(0) { total, word in
-            total + (word.count + 3) / 4
-        }
-    }
+import SluiceCore
 
+/// Deterministic output for the simulator: text and vectors that depend only on the prompt, so
+/// runs are reproducible (tokens are counted by `SimTokenizer`).
+public enum SimulatedText {
     private static let vocabulary = [
         "the", "model", "replica", "answers", "with", "a", "steady", "stream", "of", "tokens",
         "while", "sluice", "routes", "batches", "and", "limits", "every", "request", "it", "sees",
@@ -15,12 +10,7 @@ public enum SimulatedText {
 
     /// FNV-1a, stable across runs and platforms (unlike `Hasher`).
     public static func stableHash(_ text: String) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01B3
-        }
-        return hash
+        SimTokenizer.fnv1a(text.utf8)
     }
 
     /// The `index`-th output token for a prompt (with its leading space, except the first).

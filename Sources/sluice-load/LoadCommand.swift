@@ -38,9 +38,7 @@ func loadScenario(_ path: String) throws -> LoadScenario {
     do {
         return try LoadScenario.decode(yaml: text)
     } catch {
-        var message = "\(path): \(error.issues.count) problem\(error.issues.count == 1 ? "" : "s")\n"
-        for issue in error.issues { message += "  \(issue)\n" }
-        FileHandle.standardError.write(Data(message.utf8))
+        FileHandle.standardError.write(Data(error.report(file: path).utf8))
         throw ExitCode(1)
     }
 }

@@ -68,7 +68,7 @@ struct ReplicaCommand: AsyncParsableCommand {
             do {
                 configuration = ReplicaConfiguration(id: name, profile: try ReplicaProfile.decode(yaml: text))
             } catch {
-                throw ValidationError(error.issues.map { "\(profile): \($0)" }.joined(separator: "\n"))
+                throw ValidationError(error.report(file: profile))
             }
         } else {
             configuration = ReplicaConfiguration(id: name)

@@ -2,8 +2,9 @@ import ArgumentParser
 import Foundation
 import SluiceConfig
 
-/// Reads and validates a config file, printing every issue with its key path and line.
-func loadConfiguration(path: String) throws -> GatewayConfiguration {
+/// Reads and validates a YAML file with `decode`, printing every issue with its key path and
+/// line (and exiting 1) when it does not validate.
+func loadFile<T>(_ path: String, _ decode: (String) throws(ConfigError) -> T) throws -> T {
     let text: String
     do {
         text = try String(contentsOfFile: path, encoding: .utf8)
@@ -11,13 +12,15 @@ func loadConfiguration(path: String) throws -> GatewayConfiguration {
         throw ValidationError("cannot read \(path): \(error.localizedDescription)")
     }
     do {
-        return try GatewayConfiguration.decode(yaml: text)
+        return try decode(text)
     } catch {
-        var message = "\(path): \(error.issues.count) problem\(error.issues.count == 1 ? "" : "s")\n"
-        for issue in error.issues { message += "  \(issue)\n" }
-        FileHandle.standardError.write(Data(message.utf8))
+        FileHandle.standardError.write(Data(error.report(file: path).utf8))
         throw ExitCode(1)
     }
+}
+
+func loadConfiguration(path: String) throws -> GatewayConfiguration {
+    try loadFile(path) { text throws(ConfigError) in try GatewayConfiguration.decode(yaml: text) }
 }
 
 struct CheckCommand: ParsableCommand {
@@ -49,20 +52,6 @@ struct CheckCommand: ParsableCommand {
     }
 }
 
-/// Reads and validates a replica profile, printing every issue with its key path and line.
 func loadReplicaProfile(path: String) throws -> ReplicaProfile {
-    let text: String
-    do {
-        text = try String(contentsOfFile: path, encoding: .utf8)
-    } catch {
-        throw ValidationError("cannot read \(path): \(error.localizedDescription)")
-    }
-    do {
-        return try ReplicaProfile.decode(yaml: text)
-    } catch {
-        var message = "\(path): \(error.issues.count) problem\(error.issues.count == 1 ? "" : "s")\n"
-        for issue in error.issues { message += "  \(issue)\n" }
-        FileHandle.standardError.write(Data(message.utf8))
-        throw ExitCode(1)
-    }
+    try loadFile(path) { text throws(ConfigError) in try ReplicaProfile.decode(yaml: text) }
 }

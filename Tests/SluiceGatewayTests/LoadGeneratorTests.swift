@@ -97,6 +97,31 @@ import Testing
         }
     }
 
+    /// Stopped early (Ctrl-C in the demo): sending stops, and every request sent is still
+    /// accounted for, answered or failed as "stopped".
+    @Test func aRunStoppedEarlyStillAddsUp() async throws {
+        var replica = ReplicaConfiguration(id: "r1")
+        replica.timeToFirstToken = .milliseconds(1)
+        replica.interTokenDelay = .milliseconds(200)
+        try await GatewayHarness.run(replicas: [replica]) { h in
+            var chat = Workload.Chat()
+            chat.streamFraction = 1
+            chat.maxTokens = 20  // 4 s per request: some are in flight at the stop
+            let settings = LoadRunSettings(
+                scenario: "stopped",
+                plan: ArrivalPlan(phases: [.init(shape: .constant(rate: 50), duration: .seconds(30), process: .uniform)]),
+                mix: [.init(weight: 1, workload: .chat(chat))])
+            let started = ContinuousClock.now
+            let report = try await LoadRunner.run(settings, target: "http://127.0.0.1:\(h.data.port!)", shouldStop: {
+                ContinuousClock.now - started > .seconds(1)
+            })
+            #expect(ContinuousClock.now - started < .seconds(10))
+            #expect(report.requests.sent > 40 && report.requests.sent < 300)
+            #expect(report.requests.sent == report.requests.completed + report.requests.failed)
+            #expect((report.requests.failures["stopped"] ?? 0) > 0)
+        }
+    }
+
     /// Checks the report against `loadtest/report.schema.json` with Python's `jsonschema`
     /// (`scripts/test.sh` installs it in its virtualenv and sets SLUICE_PYTHON).
     static func validate(_ report: LoadReport) throws {

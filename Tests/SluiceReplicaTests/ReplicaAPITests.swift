@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 import Testing
 @testable import SluiceReplica
 
@@ -10,9 +11,9 @@ import Testing
     }
 
     @Test func tokenizerIsWhitespaceThenFourCharacterPieces() {
-        #expect(SimulatedText.tokenCount("hello sluice") == 4)
-        #expect(SimulatedText.tokenCount("a  bb\nccccc") == 4)
-        #expect(SimulatedText.tokenCount("") == 0)
+        #expect(SimTokenizer.count("hello sluice") == 4)
+        #expect(SimTokenizer.count("a  bb\nccccc") == 4)
+        #expect(SimTokenizer.count("") == 0)
     }
 
     @Test func completionsAreDeterministicAndCountTokens() throws {

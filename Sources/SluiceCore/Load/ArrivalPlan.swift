@@ -108,6 +108,11 @@ public struct ArrivalSchedule<Generator: RandomNumberGenerator>: Sendable where 
         return nil
     }
 
+    /// A draw in [0, 1) from the injected generator (53 random bits).
+    private mutating func unitDraw() -> Double {
+        Double(generator.next() >> 11) / Double(1 << 53)
+    }
+
     private mutating func nextInPhase(_ phase: ArrivalPlan.Phase, length: Double) -> Double? {
         switch phase.process {
         case .uniform:
@@ -137,10 +142,11 @@ public struct ArrivalSchedule<Generator: RandomNumberGenerator>: Sendable where 
             let peak = phase.peakRate
             guard peak > 0 else { return nil }
             while true {
-                let u = Double.random(in: Double.ulpOfOne..<1, using: &generator)
-                t += -log(u) / peak
+                // Both draws come from the caller's seeded generator: (0, 1] for the gap, [0, 1)
+                // for thinning.
+                t += -log(1 - unitDraw()) / peak
                 guard t < length else { return nil }
-                if Double.random(in: 0..<1, using: &generator) * peak <= phase.rate(at: t) { return t }
+                if unitDraw() * peak <= phase.rate(at: t) { return t }
             }
         }
     }

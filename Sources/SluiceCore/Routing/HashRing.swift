@@ -7,9 +7,12 @@
 /// (`ConsistentHashPolicy`).
 ///
 /// Why a ring: the bounded-load rule needs "the next replica in the key's order", which a ring
-/// gives by walking points. Rendezvous hashing gives it too but costs one hash per replica per
-/// pick (≈ 10 µs at 1,024 replicas); Maglev's table is O(1) but its order for walking is a
-/// permutation per replica. The ring costs one binary search (log₂ of 160 × N points).
+/// gives by walking points. Rendezvous hashing gives it too, but hashes every replica on every
+/// pick (O(N)); Maglev's table is O(1) but has no such order to walk. Measured with
+/// `sluice bench-routing` (release build, 2 cores): a bounded pick on this ring costs 111 ns at
+/// 4 replicas, 159 ns at 64 and 231 ns at 1,024 (one binary search over 160 × N points), and the
+/// bound holds peak/mean in-flight at 1.28 (load factor 1.25) against 2.32 unbounded, on 16
+/// replicas with hot keys. Rendezvous and Maglev were not built to be measured.
 public struct HashRing: Sendable {
     public struct Point: Sendable, Equatable {
         public var position: UInt64

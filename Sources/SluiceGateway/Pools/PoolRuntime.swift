@@ -21,7 +21,7 @@ final class PoolRuntime: Sendable {
         self.configuration = configuration
         let routing = configuration.routing
         // Reports older than three scrape intervals no longer count.
-        let staleAfter = UInt64(max(1, Int64(Self.nanoseconds(routing.scrapeInterval)) * 3))
+        let staleAfter = UInt64(max(1, routing.scrapeInterval.nanoseconds * 3))
         let leastQueue = LeastQueuePolicy(exactUpTo: 16, staleAfter: staleAfter)
         switch routing.policy {
         case .roundRobin: self.policy = RoundRobinPolicy()
@@ -61,7 +61,7 @@ final class PoolRuntime: Sendable {
     /// least loaded of the others (not counted as a routing decision; the first one was).
     func pickOther(than failed: Replica, now: NIODeadline) -> Replica? {
         let instant = now.uptimeNanoseconds
-        let staleAfter = UInt64(max(1, PoolRuntime.nanoseconds(configuration.routing.scrapeInterval) * 3))
+        let staleAfter = UInt64(max(1, configuration.routing.scrapeInterval.nanoseconds * 3))
         return snapshot.replicas
             .filter { $0 !== failed && $0.isAvailable(at: instant) }
             .min { $0.load(at: instant, staleAfter: staleAfter) < $1.load(at: instant, staleAfter: staleAfter) }
@@ -70,8 +70,4 @@ final class PoolRuntime: Sendable {
     /// Whether routing reads the body (a `body:user` or `prefix` key source).
     var keyNeedsBody: Bool { configuration.routing.key.contains { $0.needsBody } }
 
-    static func nanoseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
 }

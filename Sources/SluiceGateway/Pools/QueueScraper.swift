@@ -21,7 +21,7 @@ final class QueueScraper: Sendable {
     func start() {
         var started: [RepeatedTask] = []
         for pool in pools {
-            let interval = TimeAmount.nanoseconds(PoolRuntime.nanoseconds(pool.configuration.routing.scrapeInterval))
+            let interval = TimeAmount.nanoseconds(pool.configuration.routing.scrapeInterval.nanoseconds)
             let loop = group.next()
             started.append(loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: interval) { _ in
                 Self.scrape(pool, on: loop, timeout: interval)

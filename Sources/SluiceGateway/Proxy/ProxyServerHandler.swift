@@ -84,18 +84,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         // Closed (possibly lingering after an early answer): what still arrives is dropped.
         if isClosed { return }
         inReadBurst = true
-        var buffer = unwrapInboundIn(data)
-        if var rest = unparsed {
-            // Left over: part of a head or of a chunk line, or a pipelined request. Copied with
-            // the new read into a fresh buffer, so old read buffers are freed instead of
-            // growing (and being copied) read after read.
-            var merged = context.channel.allocator.buffer(capacity: rest.readableBytes + buffer.readableBytes)
-            merged.writeBuffer(&rest)
-            merged.writeBuffer(&buffer)
-            unparsed = merged
-        } else {
-            unparsed = buffer
-        }
+        unparsed = .unparsed(unparsed, then: unwrapInboundIn(data), allocator: context.channel.allocator)
         parseAvailable()
     }
 

@@ -56,17 +56,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = unwrapInboundIn(data)
-        if var rest = unparsed {
-            // A few bytes left mid-line: copied with the new read into a fresh buffer, so the
-            // old read buffer is freed instead of growing (and being copied) read after read.
-            var merged = context.channel.allocator.buffer(capacity: rest.readableBytes + buffer.readableBytes)
-            merged.writeBuffer(&rest)
-            merged.writeBuffer(&buffer)
-            unparsed = merged
-        } else {
-            unparsed = buffer
-        }
+        unparsed = .unparsed(unparsed, then: unwrapInboundIn(data), allocator: context.channel.allocator)
         while let delegate {
             let event: HTTP1Parser.Event?
             do {
