@@ -47,7 +47,7 @@ grep -q "Sluice demo stopped." "$log" || { cat "$log"; echo "demo did not stop c
 grep -q "load done: .* sent" "$log" && grep -q "report: " "$log" || { cat "$log"; echo "demo wrote no load report"; exit 1; }
 # `sluice serve` in front of a `sluice-replica`: proxies, then drains and exits 0 on SIGTERM.
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-rport=$(free_port); dport=$(free_port); aport=$(free_port)
+rport=$(free_port); dport=$(free_port); aport=$(free_port); hupport=$(free_port)
 cfg=$(mktemp --suffix=.yaml)
 cat >"$cfg" <<YAML
 listen: "127.0.0.1:$dport"
@@ -62,6 +62,11 @@ serve=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$aport/readyz" >/dev/null && break; sleep 0.05; done
 curl -sf "http://127.0.0.1:$dport/v1/chat/completions" -H 'content-type: application/json' \
     -d '{"model":"m","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}' | grep -q '"chat.completion"'
+# SIGHUP reloads the file's replica lists (here: one more replica) without a restart.
+sed -i "s|replicas: \[\"127.0.0.1:$rport\"\]|replicas: [\"127.0.0.1:$rport\", \"127.0.0.1:$hupport\"]|" "$cfg"
+kill -HUP "$serve"
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$aport/admin/pools" | grep -q "127.0.0.1:$hupport" && break; sleep 0.05; done
+curl -sf "http://127.0.0.1:$aport/admin/pools" | grep -q "127.0.0.1:$hupport" || { cat "$log"; echo "SIGHUP did not reload the replicas"; exit 1; }
 kill -TERM "$serve"
 wait "$serve" || { cat "$log"; echo "sluice serve did not exit cleanly on SIGTERM"; exit 1; }
 grep -q "sluice stopped" "$log" || { cat "$log"; echo "sluice serve did not report a clean stop"; exit 1; }

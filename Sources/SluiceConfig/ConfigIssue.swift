@@ -19,7 +19,7 @@ public struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Every issue found in one file; decoding does not stop at the first.
-public struct ConfigError: Error, Sendable, CustomStringConvertible {
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     public var issues: [ConfigIssue]
 
     public init(issues: [ConfigIssue]) {

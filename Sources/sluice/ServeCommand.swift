@@ -9,7 +9,7 @@ import SluiceGateway
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "serve", abstract: "Run the gateway with a config file until SIGTERM or SIGINT.")
+        commandName: "serve", abstract: "Run the gateway with a config file until SIGTERM or SIGINT; SIGHUP reloads replica lists.")
 
     @Option(name: .long, help: "The YAML config file.")
     var config: String
@@ -29,8 +29,11 @@ struct ServeCommand: AsyncParsableCommand {
         } else if configuration.pinWorkers {
             logger.warning("pin_workers: the CPUs this process may use are unknown here; event loops are not pinned")
         }
-        let gateway = Gateway(configuration: configuration, group: group, adminToken: token, logger: logger)
+        let gateway = Gateway(
+            configuration: configuration, group: group, adminToken: token, logger: logger, configurationPath: config)
         let bound = try await gateway.start()
+        let hangup = Self.reloadOnHangup(gateway, logger: logger)
+        defer { hangup.cancel() }
         logger.notice("sluice serving", metadata: [
             "listen": "\(bound.data)", "admin": "\(bound.admin)",
             "pools": "\(configuration.pools.map(\.name).joined(separator: ","))",
@@ -42,6 +45,24 @@ struct ServeCommand: AsyncParsableCommand {
         try await group2.run()
         try await group.shutdownGracefully()
         logger.notice("sluice stopped")
+    }
+}
+
+extension ServeCommand {
+    /// SIGHUP reloads the config file like `POST /admin/reload`; a refused reload is logged and
+    /// changes nothing.
+    static func reloadOnHangup(_ gateway: Gateway, logger: Logger) -> any DispatchSourceSignal {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler {
+            do {
+                try gateway.reload()
+            } catch {
+                logger.error("reload refused; the running configuration is unchanged", metadata: ["reason": "\(error)"])
+            }
+        }
+        source.resume()
+        return source
     }
 }
 

@@ -21,6 +21,7 @@ struct GatewayHarness {
         replicas replicaConfigurations: [ReplicaConfiguration] = [ReplicaConfiguration(id: "r1")],
         adminToken: String? = nil,
         threads: Int = 2,
+        configurationPath: String? = nil,
         configure: (inout GatewayConfiguration, [ReplicaID]) -> Void = { _, _ in },
         _ body: (GatewayHarness) async throws -> Void
     ) async throws {
@@ -43,7 +44,9 @@ struct GatewayHarness {
         configure(&configuration, ids)
         var logger = Logger(label: "sluice-test")
         logger.logLevel = .critical
-        let gateway = Gateway(configuration: configuration, group: group, adminToken: adminToken, logger: logger)
+        let gateway = Gateway(
+            configuration: configuration, group: group, adminToken: adminToken, logger: logger,
+            configurationPath: configurationPath)
         let bound = try await gateway.start()
         let harness = GatewayHarness(
             group: group, gateway: gateway, replicas: replicas, replicaIDs: ids, data: bound.data, admin: bound.admin)
@@ -75,8 +78,10 @@ struct GatewayHarness {
         try await TestHTTPConnection.request(method, uri, to: data, group: group, headers: headers, body: body)
     }
 
-    func adminRequest(_ uri: String, headers: [(String, String)] = []) async throws -> TestResponse {
-        try await TestHTTPConnection.request(.GET, uri, to: admin, group: group, headers: headers)
+    func adminRequest(
+        _ uri: String, method: HTTPMethod = .GET, headers: [(String, String)] = [], body: String? = nil
+    ) async throws -> TestResponse {
+        try await TestHTTPConnection.request(method, uri, to: admin, group: group, headers: headers, body: body)
     }
 
     /// Opens a connection, asks for a streamed chat completion of `maxTokens` tokens and hands

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import SluiceConfig
 import SluiceCore
 
 struct AdminRequest {
@@ -67,8 +68,74 @@ final class AdminRoutes: Sendable {
         switch (request.method, path) {
         case (.GET, "/admin/pools"):
             return .json(.ok, PoolsView(gateway: gateway))
+        case (.POST, "/admin/reload"):
+            return reload()
         default:
-            return .error(.notFound, "No admin route \(request.method) \(path).", code: "not_found")
+            break
+        }
+        // /admin/pools/{pool}/replicas[/{host:port}[/drain]]
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if parts.count >= 5, parts[1] == "admin", parts[2] == "pools", parts[4] == "replicas" {
+            return membership(request, pool: parts[3], rest: Array(parts.dropFirst(5)))
+        }
+        return .error(.notFound, "No admin route \(request.method) \(path).", code: "not_found")
+    }
+
+    private func reload() -> AdminResponse {
+        do {
+            let outcome = try gateway.reload()
+            return .json(.ok, ReloadView(outcome: outcome))
+        } catch .noSource {
+            return .error(.conflict, "\(Gateway.ReloadError.noSource).", code: "reload_unavailable")
+        } catch {
+            return .error(.badRequest, "Reload refused; the running configuration is unchanged. \(error)", code: "reload_rejected")
+        }
+    }
+
+    private func membership(_ request: AdminRequest, pool: String, rest: [String]) -> AdminResponse {
+        guard let runtime = gateway.pool(named: pool) else {
+            return .error(.notFound, "No pool named \(pool).", code: "unknown_pool")
+        }
+        func replicaID(_ text: String) -> ReplicaID? {
+            ConfigValues.hostPort(text.removingPercentEncoding ?? text)
+        }
+        do throws(Gateway.MembershipError) {
+            switch (request.method, rest.count) {
+            case (.POST, 0):
+                struct Body: Decodable { var replica: String }
+                guard let body = request.body.flatMap({ try? JSONDecoder().decode(Body.self, from: Data($0.readableBytesView)) }) else {
+                    return .error(.badRequest, #"Send a JSON body {"replica": "host:port"}."#, code: "invalid_body")
+                }
+                guard let id = replicaID(body.replica) else {
+                    return .error(.badRequest, "\(body.replica) is not a host:port.", code: "invalid_replica")
+                }
+                try gateway.addReplica(id, toPool: pool)
+                return .json(.created, MembershipView(pool: runtime))
+            case (.DELETE, 1):
+                guard let id = replicaID(rest[0]) else {
+                    return .error(.badRequest, "\(rest[0]) is not a host:port.", code: "invalid_replica")
+                }
+                try gateway.removeReplica(id, fromPool: pool)
+                return .json(.ok, MembershipView(pool: runtime))
+            case (.POST, 2) where rest[1] == "drain", (.DELETE, 2) where rest[1] == "drain":
+                guard let id = replicaID(rest[0]), let replica = runtime.snapshot.replica(id) else {
+                    return .error(.notFound, "\(rest[0]) is not a replica of pool \(pool).", code: "not_a_member")
+                }
+                // Draining takes the replica out of rotation; requests in flight finish.
+                replica.setDraining(request.method == .POST)
+                return .json(.ok, MembershipView(pool: runtime))
+            default:
+                return .error(.notFound, "No admin route \(request.method) \(request.path).", code: "not_found")
+            }
+        } catch {
+            switch error {
+            case .noSuchPool(let name):
+                return .error(.notFound, "No pool named \(name).", code: "unknown_pool")
+            case .alreadyMember(let id):
+                return .error(.conflict, "\(id) is already a replica of pool \(pool).", code: "already_a_member")
+            case .notMember(let id):
+                return .error(.notFound, "\(id) is not a replica of pool \(pool).", code: "not_a_member")
+            }
         }
     }
 

@@ -76,3 +76,32 @@ struct PoolsView: Encodable {
         }
     }
 }
+
+/// The answer to a membership change: the pool's replicas after it.
+struct MembershipView: Encodable {
+    struct Member: Encodable {
+        var id: String
+        var draining: Bool
+    }
+
+    var pool: String
+    var generation: UInt64
+    var replicas: [Member]
+
+    init(pool: PoolRuntime) {
+        let snapshot = pool.snapshot
+        self.pool = pool.name
+        generation = snapshot.generation
+        replicas = snapshot.replicas.map { Member(id: $0.id.description, draining: $0.isDraining) }
+    }
+}
+
+/// `POST /admin/reload`: what changed (pools whose replica lists the file changed).
+struct ReloadView: Encodable {
+    var reloaded = true
+    var changed: [String: [String]]
+
+    init(outcome: Gateway.ReloadOutcome) {
+        changed = outcome.changed.mapValues { $0.map(\.description) }
+    }
+}

@@ -1,4 +1,5 @@
 import Atomics
+import NIOConcurrencyHelpers
 import NIOCore
 import SluiceConfig
 import SluiceCore
@@ -15,6 +16,8 @@ final class PoolRuntime: Sendable {
     let metrics: PoolMetrics
     private let current: ManagedAtomic<PoolSnapshot>
     private let poolLoad: PoolLoad
+    /// Serializes membership changes (admin calls and reloads may race); picks never take it.
+    private let membershipLock = NIOLock()
 
     init(index: Int, configuration: PoolConfiguration, metrics: GatewayMetrics) {
         self.index = index
@@ -42,9 +45,36 @@ final class PoolRuntime: Sendable {
 
     var snapshot: PoolSnapshot { current.load(ordering: .acquiring) }
 
-    /// Swaps in a new membership. Replicas present in both keep their objects (and counters).
+    /// Swaps in a new membership. Replicas present in both keep their objects (and counters);
+    /// requests already sent to a removed replica hold its object and finish undisturbed.
     func setMembers(_ ids: [ReplicaID]) {
+        membershipLock.withLock { swap(to: ids) }
+    }
+
+    /// Adds a replica at the end of the list; false if it is already a member.
+    func add(_ id: ReplicaID) -> Bool {
+        membershipLock.withLock {
+            let ids = snapshot.replicas.map(\.id)
+            guard !ids.contains(id) else { return false }
+            swap(to: ids + [id])
+            return true
+        }
+    }
+
+    /// Removes a replica; false if it is not a member.
+    func remove(_ id: ReplicaID) -> Bool {
+        membershipLock.withLock {
+            let ids = snapshot.replicas.map(\.id)
+            guard ids.contains(id) else { return false }
+            swap(to: ids.filter { $0 != id })
+            return true
+        }
+    }
+
+    private func swap(to ids: [ReplicaID]) {
         let old = snapshot
+        guard ids != old.replicas.map(\.id) else { return }
+        // A removed replica leaves the pool's running total when its last request ends.
         let replicas = ids.map { id in old.replica(id) ?? Replica(id: id, poolLoad: poolLoad) }
         current.store(
             PoolSnapshot(replicas: replicas, generation: old.generation + 1, withRing: policy.needsRing, poolLoad: poolLoad),

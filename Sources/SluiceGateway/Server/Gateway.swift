@@ -20,9 +20,13 @@ public final class Gateway: Sendable {
 
     let runtime: GatewayRuntime
     let group: any EventLoopGroup
-    private let upstreamsByLoop: [ObjectIdentifier: LoopOwned<EventLoopUpstreams>]
-    private let loops: [any EventLoop]
+    let upstreamsByLoop: [ObjectIdentifier: LoopOwned<EventLoopUpstreams>]
+    let loops: [any EventLoop]
     private let adminToken: String?
+    /// The config file `reload()` reads again; nil when the gateway was built without one.
+    let configurationPath: String?
+    /// Serializes reloads, so two at once cannot interleave their membership swaps.
+    let reloadLock = NIOLock()
     private let channels = NIOLockedValueBox(Channels())
     /// Reads replicas' reported queues for least-queue and cache-aware pools.
     private let scraper: QueueScraper
@@ -39,14 +43,19 @@ public final class Gateway: Sendable {
 
     public var metrics: GatewayMetrics { runtime.metrics }
 
-    /// - Parameter adminToken: the bearer token for `/admin/*`, already read from the environment.
+    /// - Parameters:
+    ///   - adminToken: the bearer token for `/admin/*`, already read from the environment.
+    ///   - configurationPath: the file the configuration came from, read again by `POST /admin/reload`
+    ///     and SIGHUP.
     public init(
         configuration: GatewayConfiguration,
         group: any EventLoopGroup,
         adminToken: String?,
         metrics: GatewayMetrics = GatewayMetrics(),
-        logger: Logger = Logger(label: "sluice")
+        logger: Logger = Logger(label: "sluice"),
+        configurationPath: String? = nil
     ) {
+        self.configurationPath = configurationPath
         self.runtime = GatewayRuntime(configuration: configuration, metrics: metrics, logger: logger)
         self.scraper = QueueScraper(pools: runtime.pools, group: group)
         self.group = group

@@ -12,6 +12,9 @@ final class EventLoopUpstreams {
     let eventLoop: any EventLoop
     private let statsRegistry: UpstreamStatsRegistry
     private var pools: [Key: UpstreamConnectionPool] = [:]
+    /// Pools of removed replicas, kept alive while connections (which point back at their pool)
+    /// are still open.
+    private var retired: [UpstreamConnectionPool] = []
     var random = FastRandom()
 
     init(eventLoop: any EventLoop, statsRegistry: UpstreamStatsRegistry) {
@@ -27,6 +30,17 @@ final class EventLoopUpstreams {
         let created = UpstreamConnectionPool(replica: replica, eventLoop: eventLoop, settings: pool.upstreamSettings, stats: stats)
         pools[key] = created
         return created
+    }
+
+    /// Forgets the connection pools of `pool`'s replicas that are no longer members: their idle
+    /// connections close now, busy ones when their exchange ends (the pool is marked closed).
+    func retire(pool: Int, keeping members: Set<ReplicaID>) {
+        retired.removeAll { $0.openCount == 0 }
+        for key in pools.keys where key.pool == pool && !members.contains(key.replica) {
+            guard let removed = pools.removeValue(forKey: key) else { continue }
+            removed.closeIdle()
+            retired.append(removed)
+        }
     }
 
     func closeIdleConnections() {

@@ -21,11 +21,11 @@ final class UpstreamConnectionPool {
     let stats: UpstreamStats
     private let literalAddress: SocketAddress?
     private var idle: [UpstreamConnection] = []
-    private var openCount = 0
+    private(set) var openCount = 0
     private var connecting = 0
     private var waiters = CircularBuffer<any UpstreamRequester>()
     private var sweep: NIOScheduledCallback?
-    /// Set by `closeIdle()` at shutdown: connections returned afterwards are closed, not kept.
+    /// Set by `closeIdle()` (shutdown, replica removed): connections returned afterwards are closed.
     private(set) var isClosed = false
 
     init(replica: ReplicaID, eventLoop: any EventLoop, settings: UpstreamSettings, stats: UpstreamStats) {
@@ -188,9 +188,11 @@ final class UpstreamConnectionPool {
         if !idle.isEmpty { scheduleSweep() }
     }
 
-    /// Closes every idle connection (graceful shutdown).
+    /// Closes every idle connection, and any returned later (shutdown, or a removed replica).
     func closeIdle() {
         isClosed = true
+        sweep?.cancel()
+        sweep = nil
         let all = idle
         idle.removeAll()
         for connection in all {

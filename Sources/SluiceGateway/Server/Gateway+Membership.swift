@@ -1,0 +1,102 @@
+import Foundation
+import NIOCore
+import SluiceConfig
+import SluiceCore
+
+/// Changing who is in a pool while the gateway serves: admin add/remove and config reloads.
+///
+/// Each change swaps the pool's immutable snapshot (`PoolRuntime`), so a pick sees the old
+/// membership or the new one, never a mix; a request already sent keeps its replica and
+/// finishes; only the connection pools of removed replicas are retired, on each loop.
+extension Gateway {
+    enum MembershipError: Error, Equatable {
+        case noSuchPool(String)
+        case alreadyMember(ReplicaID)
+        case notMember(ReplicaID)
+    }
+
+    /// What a successful reload changed: the new replica list of each pool that changed.
+    public struct ReloadOutcome: Sendable, Equatable {
+        public var changed: [String: [ReplicaID]]
+    }
+
+    public enum ReloadError: Error, CustomStringConvertible {
+        /// The gateway was started without a config file to read again.
+        case noSource
+        /// The file did not read or did not validate, or changes more than membership. Nothing
+        /// was changed.
+        case rejected(String)
+
+        public var description: String {
+            switch self {
+            case .noSource: "this gateway was started without a config file, so there is nothing to reload"
+            case .rejected(let reason): reason
+            }
+        }
+    }
+
+    func pool(named name: String) -> PoolRuntime? {
+        runtime.pools.first { $0.name == name }
+    }
+
+    func addReplica(_ id: ReplicaID, toPool name: String) throws(MembershipError) {
+        guard let pool = pool(named: name) else { throw .noSuchPool(name) }
+        guard pool.add(id) else { throw .alreadyMember(id) }
+        runtime.logger.notice("replica added", metadata: ["pool": "\(name)", "replica": "\(id)"])
+    }
+
+    func removeReplica(_ id: ReplicaID, fromPool name: String) throws(MembershipError) {
+        guard let pool = pool(named: name) else { throw .noSuchPool(name) }
+        guard pool.remove(id) else { throw .notMember(id) }
+        retireConnections(of: pool)
+        runtime.logger.notice("replica removed", metadata: ["pool": "\(name)", "replica": "\(id)"])
+    }
+
+    /// Reads the config file again and applies it if it differs from the running config only in
+    /// pools' replica lists (`ReloadPlan`); otherwise changes nothing and says why.
+    @discardableResult
+    public func reload() throws(ReloadError) -> ReloadOutcome {
+        guard let path = configurationPath else { throw .noSource }
+        reloadLock.lock()
+        defer { reloadLock.unlock() }
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw .rejected("cannot read \(path): \(error.localizedDescription)")
+        }
+        let new: GatewayConfiguration
+        do throws(ConfigError) {
+            new = try GatewayConfiguration.decode(yaml: text)
+        } catch {
+            throw .rejected(error.report(file: path))
+        }
+        var running = runtime.configuration
+        for index in running.pools.indices {
+            running.pools[index].replicas = runtime.pools[index].snapshot.replicas.map(\.id)
+        }
+        switch ReloadPlan.make(running: running, new: new) {
+        case .failure(let error):
+            throw .rejected(error.report(file: path))
+        case .success(let plan):
+            for (name, replicas) in plan.membership {
+                guard let pool = pool(named: name) else { continue }
+                pool.setMembers(replicas)
+                retireConnections(of: pool)
+            }
+            runtime.logger.notice("config reloaded", metadata: [
+                "changed": "\(plan.membership.keys.sorted().joined(separator: ","))",
+            ])
+            return ReloadOutcome(changed: plan.membership)
+        }
+    }
+
+    /// On every loop, closes the idle connections of replicas no longer in `pool`.
+    private func retireConnections(of pool: PoolRuntime) {
+        let members = Set(pool.snapshot.replicas.map(\.id))
+        for loop in loops {
+            let upstreams = upstreamsByLoop[ObjectIdentifier(loop)]!
+            loop.execute { upstreams.value.retire(pool: pool.index, keeping: members) }
+        }
+    }
+}
