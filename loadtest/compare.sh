@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # loadtest/compare.sh — one scenario, one simulated fleet, many routers: Sluice and its peers.
 #
-# Starts four simulated replicas (`sluice-replica --profile configs/replicas/fast.yaml`), then
+# Starts four simulated replicas (`sluice-replica --profile configs/replicas/fast.yaml`, or
+# PROFILE; the routing-quality benchmark uses configs/replicas/routing-bench.yaml), then
 # drives the scenario with `sluice-load` through each target in turn, restarting the fleet
 # before each one so every target starts with cold prefix caches:
 #   sluice            Sluice, round-robin
 #   sluice-leastqueue Sluice, least-queue (in-flight + the replicas' reported queues)
 #   sluice-hash       Sluice, consistent-hash on x-session-id with bounded loads (1.25)
-#   sluice-cacheaware Sluice, cache-aware on the prompt prefix (256 tokens; bounded; max_queue 8)
+#   sluice-cacheaware Sluice, cache-aware on x-session-id, else the prompt prefix (256 tokens);
+#                     load_factor 2, max_queue 8: the owner keeps a session until a request
+#                     would wait for a slot there (see the README's Routing)
 #   nginx-rr          nginx, round-robin
 #   nginx-leastconn   nginx, least_conn
 #   nginx-hash        nginx, hash $http_x_session_id consistent (requests without the header
@@ -281,7 +284,7 @@ start_router() {
                 sluice) sluice_conf '{ policy: round-robin }' ;;
                 sluice-leastqueue) sluice_conf '{ policy: least-queue, scrape: { interval: 250ms } }' ;;
                 sluice-hash) sluice_conf '{ policy: consistent-hash, key: ["header:x-session-id"], load_factor: 1.25 }' ;;
-                sluice-cacheaware) sluice_conf '{ policy: cache-aware, key: ["header:x-session-id", "prefix"], prefix_tokens: 256, load_factor: 1.25, max_queue: 8, scrape: { interval: 250ms } }' ;;
+                sluice-cacheaware) sluice_conf '{ policy: cache-aware, key: ["header:x-session-id", "prefix"], prefix_tokens: 256, load_factor: 2.0, max_queue: 8, scrape: { interval: 250ms } }' ;;
             esac
             start sluice "$BIN/sluice" serve --config "$WORK/sluice.yaml"
             ROUTER_PID=$LAST_PID

@@ -93,7 +93,7 @@ public struct LoadScenario: Sendable, Equatable {
         }
         switch kinds[0] {
         case "chat":
-            let allowed = ["model", "users", "system_prompts", "system_prompt_words", "user_words", "assistant_words", "turns", "stream_fraction", "max_tokens"]
+            let allowed = ["model", "users", "system_prompts", "system_prompt_words", "user_words", "turns", "stream_fraction", "max_tokens"]
             guard let entries = keys["chat"]!.mapping(allowed: allowed) else { return nil }
             var chat = Workload.Chat()
             if let value = entries["model"]?.string() { chat.model = value }
@@ -101,7 +101,6 @@ public struct LoadScenario: Sendable, Equatable {
             if let value = entries["system_prompts"]?.int(in: 1...10_000) { chat.systemPrompts = value }
             if let value = entries["system_prompt_words"]?.int(in: 0...100_000) { chat.systemPromptWords = value }
             if let value = entries["user_words"]?.int(in: 1...100_000) { chat.userWords = value }
-            if let value = entries["assistant_words"]?.int(in: 0...100_000) { chat.assistantWords = value }
             if let value = entries["turns"]?.int(in: 1...10_000) { chat.turns = value }
             if let value = entries["stream_fraction"]?.double(in: 0...1) { chat.streamFraction = value }
             if let value = entries["max_tokens"]?.int(in: 1...100_000) { chat.maxTokens = value }

@@ -21,8 +21,8 @@ struct Completion: Sendable {
         self.stream = stream
         self.includeUsage = includeUsage
         promptTokens = SimTokenizer.count(prompt)
-        let hash = SimulatedText.stableHash(prompt)
-        tokens = (0..<maxTokens).map { SimulatedText.token($0, promptHash: hash) }
+        let hash = SimReply.promptHash(prompt)
+        tokens = (0..<maxTokens).map { SimReply.token($0, promptHash: hash) }
         id = (chat ? "chatcmpl-" : "cmpl-") + String(hash &+ UInt64(promptTokens), radix: 16)
     }
 
@@ -68,6 +68,7 @@ struct Completion: Sendable {
     func engineRequest(id: Int, blockSize: Int) -> BatchEngine.Request {
         let ids = SimTokenizer.tokens(prompt)
         return BatchEngine.Request(
-            id: id, promptTokens: ids.count, blockHashes: SimTokenizer.blockHashes(ids, blockSize: blockSize), maxTokens: maxTokens)
+            id: id, promptTokens: ids.count, blockHashes: SimTokenizer.blockHashes(ids, blockSize: blockSize), maxTokens: maxTokens,
+            answerBlockHashes: SimReply.answerBlockHashes(promptTokens: ids, answer: tokens.joined(), blockSize: blockSize))
     }
 }

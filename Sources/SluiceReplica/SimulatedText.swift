@@ -1,22 +1,11 @@
 import SluiceCore
 
-/// Deterministic output for the simulator: text and vectors that depend only on the prompt, so
-/// runs are reproducible (tokens are counted by `SimTokenizer`).
+/// Deterministic vectors for the simulator's embeddings: they depend only on the text, so runs
+/// are reproducible. (Completion text comes from `SimReply`.)
 public enum SimulatedText {
-    private static let vocabulary = [
-        "the", "model", "replica", "answers", "with", "a", "steady", "stream", "of", "tokens",
-        "while", "sluice", "routes", "batches", "and", "limits", "every", "request", "it", "sees",
-    ]
-
     /// FNV-1a, stable across runs and platforms (unlike `Hasher`).
     public static func stableHash(_ text: String) -> UInt64 {
         SimTokenizer.fnv1a(text.utf8)
-    }
-
-    /// The `index`-th output token for a prompt (with its leading space, except the first).
-    public static func token(_ index: Int, promptHash: UInt64) -> String {
-        let word = vocabulary[Int((promptHash &+ UInt64(index) &* 7919) % UInt64(vocabulary.count))]
-        return index == 0 ? word : " " + word
     }
 
     /// A unit vector derived from the text.

@@ -113,7 +113,6 @@ struct DemoLoad: Service {
         chat.systemPrompts = 3
         chat.systemPromptWords = 120
         chat.userWords = 20
-        chat.assistantWords = 30
         chat.turns = 4
         chat.streamFraction = 0.7
         chat.maxTokens = 24

@@ -201,7 +201,7 @@ import Testing
             #expect(text.hasPrefix("# "), "\(name) says in a comment what it models")
         }
         let surge = try LoadScenario.decode(yaml: String(contentsOf: directory.appendingPathComponent("chat-surge.yaml"), encoding: .utf8))
-        #expect(surge.plan.phases.map(\.shape) == [.constant(rate: 240), .constant(rate: 900), .constant(rate: 240)])
+        #expect(surge.plan.phases.map(\.shape) == [.constant(rate: 27), .constant(rate: 100), .constant(rate: 27)])
     }
 
     @Test func problemsNameKeyPathAndLine() {

@@ -55,6 +55,37 @@ import Testing
         #expect(SimTokenizer.blockHashes(other, blockSize: 16)[1] != SimTokenizer.blockHashes(tokens, blockSize: 16)[1])
     }
 
+    @Test func aFinishedAnswerStaysCachedForTheNextTurn() {
+        // Turn 1: a 100-token prompt and a 40-token answer; 140 tokens = 8 full blocks, of
+        // which the prompt's own are 6.
+        let prompt = Self.text(words: 100, salt: "turn1")
+        let answer = SimReply.text(prompt: prompt, count: 40)
+        #expect(SimTokenizer.count(answer) == 40)  // one token per answer word
+        let promptIDs = SimTokenizer.tokens(prompt)
+        let answerBlocks = SimReply.answerBlockHashes(promptTokens: promptIDs, answer: answer, blockSize: 16)
+        #expect(answerBlocks.count == 2)
+        var engine = BatchEngine(profile: Self.profile)
+        engine.submit(.init(
+            id: 1, promptTokens: promptIDs.count, blockHashes: SimTokenizer.blockHashes(promptIDs, blockSize: 16),
+            maxTokens: 40, answerBlockHashes: answerBlocks))
+        _ = Self.run(&engine)
+        #expect(engine.cache.cachedBlocks == 8)
+        #expect(engine.cache.reserved == 0)
+        // Turn 2 carries the answer and a new question: everything up to the answer's last full
+        // block is a hit.
+        let next = SimTokenizer.tokens([prompt, answer, Self.text(words: 30, salt: "turn2")].joined(separator: "\n"))
+        engine.submit(.init(id: 2, promptTokens: next.count, blockHashes: SimTokenizer.blockHashes(next, blockSize: 16), maxTokens: 1))
+        _ = Self.run(&engine)
+        #expect(engine.lastAdmittedCachedTokens == 128)
+        // Without the answer's blocks (a different answer in the history), only the prompt's.
+        var other = BatchEngine(profile: Self.profile)
+        other.submit(Self.request(1, words: 100, salt: "turn1", maxTokens: 40))
+        _ = Self.run(&other)
+        other.submit(.init(id: 2, promptTokens: next.count, blockHashes: SimTokenizer.blockHashes(next, blockSize: 16), maxTokens: 1))
+        _ = Self.run(&other)
+        #expect(other.lastAdmittedCachedTokens == 96)
+    }
+
     @Test func aCachedPrefixPrefillsFaster() {
         var engine = BatchEngine(profile: Self.profile)
         engine.submit(Self.request(1, words: 640, maxTokens: 1))

@@ -96,6 +96,15 @@ import Testing
         let prefix = { (body: String) in String(body[body.range(of: "\"messages\":[")!.upperBound...].prefix(200)) }
         #expect(prefix(requests[0].body) == prefix(requests[3].body))
         #expect(requests.allSatisfy { !$0.stream && $0.path == "/v1/chat/completions" })
+        // The history carries the simulator's answer to the previous turn's prompt (the
+        // messages' contents joined by newlines, as the replica reads them).
+        let contents = { (body: String) -> [String] in
+            body.components(separatedBy: "\"content\":\"").dropFirst().map { String($0.prefix { $0 != "\"" }) }
+        }
+        let first = contents(requests[0].body)
+        let second = contents(requests[1].body)
+        #expect(second.count == 4 && Array(second.prefix(2)) == first)
+        #expect(second[2] == SimReply.text(prompt: first.joined(separator: "\n"), count: chat.maxTokens))
     }
 
     @Test func mixesAndTenantsFollowTheirWeights() {

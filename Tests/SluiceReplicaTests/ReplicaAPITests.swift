@@ -28,6 +28,16 @@ import Testing
         let object = try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any]
         let usage = object?["usage"] as? [String: Int]
         #expect(usage == ["prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7])
+        // The answer is `SimReply`'s for the messages' contents, one per line: what the load
+        // generator puts in the next turn's history.
+        let message = ((object?["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String
+        #expect(message == SimReply.text(prompt: "hello sluice", count: 3))
+        let twoMessages = #"{"max_tokens":5,"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}]}"#
+        guard case .json(200, let text, _) = reply("/v1/chat/completions", twoMessages) else {
+            Issue.record("expected JSON")
+            return
+        }
+        #expect(text.contains(SimReply.text(prompt: "be brief\nhi", count: 5)))
     }
 
     @Test func streamsOneEventPerTokenWithUsageWhenAsked() {

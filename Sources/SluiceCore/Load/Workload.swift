@@ -3,8 +3,11 @@
 public enum Workload: Sendable, Equatable {
     /// Multi-turn chat: `users` concurrent sessions. Each session starts with one of
     /// `systemPrompts` shared system prompts (so sessions share prefixes, as real apps do) and
-    /// grows by a user turn and a simulated assistant turn per request, for `turns` requests;
-    /// then that user starts a new session. The session id goes in `x-session-id`.
+    /// grows by the user's question and the model's answer per request, for `turns` requests;
+    /// then that user starts a new session. The answer carried into the history is the one a
+    /// `sluice-replica` gives (`SimReply`, `maxTokens` tokens: the simulator's answer is a
+    /// function of the prompt), as a real client sends the model's answer back; against other
+    /// servers it is plain text. The session id goes in `x-session-id`.
     case chat(Chat)
     /// `/v1/embeddings` with `inputs` texts per request.
     case embeddings(Embeddings)
@@ -17,7 +20,6 @@ public enum Workload: Sendable, Equatable {
         public var systemPrompts = 4
         public var systemPromptWords = 200
         public var userWords = 30
-        public var assistantWords = 60
         public var turns = 5
         /// Fraction of requests sent with `stream: true`.
         public var streamFraction = 1.0
@@ -97,6 +99,8 @@ public struct RequestGenerator<Generator: RandomNumberGenerator & Sendable>: Sen
         var turn = 0
         /// The conversation so far, as JSON message objects.
         var messages: [String] = []
+        /// The same turns' texts (what the replica joins into its prompt).
+        var contents: [String] = []
     }
 
     public let mix: [WeightedWorkload]
@@ -162,9 +166,13 @@ public struct RequestGenerator<Generator: RandomNumberGenerator & Sendable>: Sen
             + ["{\"role\":\"user\",\"content\":\"\(question)\"}"]
         let stream = Double(generator.next() % 1_000_000) / 1_000_000 < chat.streamFraction
         let body = "{\"model\":\"\(chat.model)\",\"max_tokens\":\(chat.maxTokens),\"stream\":\(stream),\"messages\":[\(messages.joined(separator: ","))]}"
-        // The next turn carries this exchange: the question and a simulated answer.
+        // The next turn carries this exchange: the question and the simulator's answer to the
+        // prompt as the replica sees it (the messages' contents, one per line).
+        session.contents.append(question)
+        let answer = SimReply.text(prompt: ([system] + session.contents).joined(separator: "\n"), count: chat.maxTokens)
+        session.contents.append(answer)
         session.messages.append("{\"role\":\"user\",\"content\":\"\(question)\"}")
-        session.messages.append("{\"role\":\"assistant\",\"content\":\"\(Self.words(chat.assistantWords, seed: generator.next()))\"}")
+        session.messages.append("{\"role\":\"assistant\",\"content\":\"\(answer)\"}")
         session.turn += 1
         sessions[mixIndex]![user] = session
         return PlannedRequest(

@@ -6,7 +6,9 @@
 /// `maxRunning` sequences run and KV blocks can be reserved; each step decodes one token for
 /// every sequence past prefill, then spends what is left of the token budget on prefill chunks
 /// in admission order. A sequence's first token comes at the end of the step that finishes its
-/// prefill. Cached prefix blocks are skipped (at least one prompt token is always computed).
+/// prefill. Cached prefix blocks are skipped (at least one prompt token is always computed). A
+/// finished answer's full blocks (prompt + output) stay cached, as vLLM's V1 prefix cache keeps
+/// decoded blocks, so the next turn of a conversation reuses them.
 public struct BatchEngine: Sendable {
     public struct Request: Sendable {
         public var id: Int
@@ -14,12 +16,18 @@ public struct BatchEngine: Sendable {
         /// Chained hashes of the prompt's full blocks (`SimTokenizer.blockHashes`).
         public var blockHashes: [UInt64]
         public var maxTokens: Int
+        /// Chained hashes of the full blocks the answer adds (`SimReply.answerBlockHashes`):
+        /// cached when the answer is complete, so a next turn carrying it hits them. Empty when
+        /// the answer's tokens are unknown (they are then not cached, as before vLLM cached
+        /// decoded blocks).
+        public var answerBlockHashes: [UInt64]
 
-        public init(id: Int, promptTokens: Int, blockHashes: [UInt64], maxTokens: Int) {
+        public init(id: Int, promptTokens: Int, blockHashes: [UInt64], maxTokens: Int, answerBlockHashes: [UInt64] = []) {
             self.id = id
             self.promptTokens = max(1, promptTokens)
             self.blockHashes = blockHashes
             self.maxTokens = max(1, maxTokens)
+            self.answerBlockHashes = answerBlockHashes
         }
     }
 
@@ -122,6 +130,10 @@ public struct BatchEngine: Sendable {
             }
         }
         for index in finished.reversed() {
+            // The answer is complete: its full blocks join the prefix cache (from private).
+            let answer = running[index].request.answerBlockHashes
+            running[index].privateBlocks -= cache.promote(answer[...])
+            running[index].sharedHashes.append(contentsOf: answer)
             cache.release(shared: running[index].sharedHashes, privateBlocks: running[index].privateBlocks)
             running.remove(at: index)
         }

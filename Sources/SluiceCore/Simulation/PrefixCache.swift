@@ -8,7 +8,8 @@
 ///   recently used first when a sequence needs room.
 ///
 /// A sequence reserves everything it could need (prompt + `max_tokens`) at admission, minus the
-/// blocks it finds cached. Simplified from vLLM: no preemption, and output blocks stay private.
+/// blocks it finds cached. Simplified from vLLM: no preemption, and output blocks become cached
+/// only when the answer ends (`BatchEngine`), not block by block as they fill.
 public struct PrefixCache: Sendable {
     public let capacity: Int
     /// Private blocks of running sequences.
