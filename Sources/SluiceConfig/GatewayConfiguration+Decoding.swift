@@ -94,13 +94,75 @@ extension GatewayConfiguration {
 
     private static func decodeLimits(_ reader: NodeReader) -> LimitsConfiguration {
         var limits = LimitsConfiguration()
-        guard let keys = reader.mapping(allowed: ["max_header_bytes", "max_body_bytes", "max_inspect_bytes", "client_timeout", "keepalive_timeout"]) else { return limits }
+        guard let keys = reader.mapping(allowed: [
+            "max_header_bytes", "max_body_bytes", "max_inspect_bytes", "client_timeout", "keepalive_timeout",
+            "backend", "on_backend_failure", "shadow", "tenant_header", "tenants", "default",
+        ]) else { return limits }
+        if let node = keys["backend"], let value = node.string(), value != "local" {
+            // Not a silent fallback: a file asking for shared limits must not run with local ones.
+            node.report("backend \"\(value)\": only \"local\" is available in this version (the Redis backend is not built yet)")
+        }
+        if let node = keys["on_backend_failure"], let value = node.string() {
+            if let mode = BackendFailureMode(rawValue: value) {
+                limits.onBackendFailure = mode
+            } else {
+                node.report("must be one of \(BackendFailureMode.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(value)\"")
+            }
+        }
+        if let value = keys["shadow"]?.bool() { limits.shadow = value }
+        if let node = keys["tenant_header"], let value = node.string() {
+            if value.isEmpty || value.contains(where: { $0 == " " || $0 == ":" }) {
+                node.report("\"\(value)\" is not a header name")
+            } else {
+                limits.tenantHeader = value.lowercased()
+            }
+        }
+        if let node = keys["default"] { limits.defaultTenant = decodeTenantLimits(node, extra: []).map(\.limits) }
+        if let node = keys["tenants"], let items = node.sequence() {
+            var seen: Set<String> = ["default"]
+            for item in items {
+                guard let (tenantLimits, entries) = decodeTenantLimits(item, extra: ["name", "keys_env", "keys_file"]) else { continue }
+                guard let name = entries["name"]?.string(), !name.isEmpty else {
+                    if entries["name"] == nil { item.report("a tenant needs a name") }
+                    continue
+                }
+                guard seen.insert(name).inserted else {
+                    item.report(name == "default" ? "\"default\" is the tenant of unknown keys; set its limits under limits.default" : "duplicate tenant name \"\(name)\"")
+                    continue
+                }
+                let keysEnv = entries["keys_env"]?.string()
+                let keysFile = entries["keys_file"]?.string()
+                if keysEnv == nil, keysFile == nil {
+                    item.report("tenant \"\(name)\" needs keys_env or keys_file (API keys never sit in this file)")
+                }
+                limits.tenants.append(TenantConfiguration(name: name, keysEnv: keysEnv, keysFile: keysFile, limits: tenantLimits))
+            }
+        }
         if let value = keys["max_header_bytes"]?.byteSize(in: 1_024...(1 << 20)) { limits.maxHeaderBytes = value }
         if let value = keys["max_body_bytes"]?.byteSize(in: 0...(1 << 40)) { limits.maxBodyBytes = value }
         if let value = keys["max_inspect_bytes"]?.byteSize(in: 1_024...(64 << 20)) { limits.maxInspectBytes = value }
         if let value = keys["client_timeout"]?.duration(atLeast: .milliseconds(1)) { limits.clientTimeout = value }
         if let value = keys["keepalive_timeout"]?.duration(atLeast: .milliseconds(1)) { limits.keepaliveTimeout = value }
         return limits
+    }
+
+    /// One tenant's limits (and the entries, for the caller's extra keys).
+    private static func decodeTenantLimits(_ reader: NodeReader, extra: [String]) -> (limits: TenantLimits, entries: [String: NodeReader])? {
+        let known = ["requests_per_minute", "burst", "max_concurrent", "priority"]
+        guard let entries = reader.mapping(allowed: known + extra + ["tokens_per_minute"]) else { return nil }
+        if let node = entries["tokens_per_minute"] {
+            node.report("tokens_per_minute is not enforced in this version yet; remove it rather than trust it")
+            return nil
+        }
+        var limits = TenantLimits()
+        limits.requestsPerMinute = entries["requests_per_minute"]?.int(in: 1...100_000_000)
+        limits.burst = entries["burst"]?.int(in: 1...100_000_000)
+        limits.maxConcurrent = entries["max_concurrent"]?.int(in: 1...10_000_000)
+        if let value = entries["priority"]?.int(in: -1_000_000...1_000_000) { limits.priority = value }
+        if limits.burst != nil, limits.requestsPerMinute == nil, let node = entries["burst"] {
+            node.report("burst needs requests_per_minute")
+        }
+        return (limits, entries)
     }
 }
 

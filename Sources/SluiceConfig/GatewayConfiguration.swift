@@ -51,8 +51,54 @@ public struct LimitsConfiguration: Sendable, Equatable {
     /// How long a client connection may stay open with no request in progress (between
     /// requests, or before a request head is complete); nginx's `keepalive_timeout` default.
     public var keepaliveTimeout: Duration = .seconds(75)
+    /// Named tenants with their limits; their API keys come from the environment or a file.
+    public var tenants: [TenantConfiguration] = []
+    /// Limits for requests whose key names no tenant (or that carry none): the `default` tenant.
+    /// Nil means unlimited.
+    public var defaultTenant: TenantLimits?
+    /// A header that names the API key instead of `Authorization: Bearer` (e.g. `x-api-key`).
+    public var tenantHeader: String?
+    /// Evaluate and report every limit, but reject nothing.
+    public var shadow = false
+    /// What `on_backend_failure` says; only meaningful with a shared backend.
+    public var onBackendFailure: BackendFailureMode = .local
+
+    /// Whether any admission limit is configured (otherwise the request path skips admission).
+    public var admissionEnabled: Bool { !tenants.isEmpty || defaultTenant != nil }
 
     public init() {}
+}
+
+/// Per-tenant limits; nil fields are unlimited.
+public struct TenantLimits: Sendable, Equatable {
+    public var requestsPerMinute: Int?
+    /// Requests that may pass at once from a full limit; default: a minute's worth.
+    public var burst: Int?
+    public var maxConcurrent: Int?
+    /// Higher is served first when requests queue (the queue comes with issue 5's next part).
+    public var priority = 0
+
+    public init() {}
+}
+
+public struct TenantConfiguration: Sendable, Equatable {
+    public var name: String
+    /// An environment variable holding the tenant's API keys, comma-separated.
+    public var keysEnv: String?
+    /// A file holding the tenant's API keys, one per line (blank lines and `#` comments skipped).
+    public var keysFile: String?
+    public var limits: TenantLimits
+
+    public init(name: String, keysEnv: String? = nil, keysFile: String? = nil, limits: TenantLimits = TenantLimits()) {
+        self.name = name
+        self.keysEnv = keysEnv
+        self.keysFile = keysFile
+        self.limits = limits
+    }
+}
+
+public enum BackendFailureMode: String, Sendable, Equatable, CaseIterable {
+    case allow, deny, local
 }
 
 public enum RoutingPolicyName: String, Sendable, Equatable, CaseIterable {

@@ -47,7 +47,14 @@ struct GatewayHarness {
         let gateway = Gateway(
             configuration: configuration, group: group, adminToken: adminToken, logger: logger,
             configurationPath: configurationPath)
-        let bound = try await gateway.start()
+        let bound: Gateway.BoundAddresses
+        do {
+            bound = try await gateway.start()
+        } catch {
+            for replica in replicas { await replica.stop() }
+            try? await group.shutdownGracefully()
+            throw error
+        }
         let harness = GatewayHarness(
             group: group, gateway: gateway, replicas: replicas, replicaIDs: ids, data: bound.data, admin: bound.admin)
         do {

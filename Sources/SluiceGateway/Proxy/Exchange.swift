@@ -24,6 +24,10 @@ final class Exchange {
     /// The pool chosen by path when its routing key is in the body (read first).
     var keyPool: Int?
     var routingKey: String?
+    /// The tenant admission let in (released when the exchange finishes).
+    var tenant: Int?
+    /// Rate-limit fields for the response head.
+    var limitFields: [(String, String)] = []
     var replica: Replica?
     var connectionPool: UpstreamConnectionPool?
     var upstream: UpstreamConnection?

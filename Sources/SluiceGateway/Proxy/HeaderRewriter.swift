@@ -171,6 +171,7 @@ enum HeaderRewriter {
         requestID: String,
         keepAlive: Bool,
         reframing: BodyReframing,
+        extraFields: [(String, String)] = [],
         allocator: ByteBufferAllocator,
         extraCapacity: Int = 0
     ) -> ByteBuffer {
@@ -213,6 +214,12 @@ enum HeaderRewriter {
         if !hasRequestID {
             out.writeStaticString("x-request-id: ")
             out.writeString(requestID)
+            out.writeStaticString("\r\n")
+        }
+        for (name, value) in extraFields {
+            out.writeString(name)
+            out.writeStaticString(": ")
+            out.writeString(value)
             out.writeStaticString("\r\n")
         }
         if !keepAlive {

@@ -3,7 +3,7 @@ import NIOCore
 /// The answers Sluice gives itself (errors), and ending a connection when it must.
 extension ProxyServerHandler {
     /// Answers the client with a gateway error, if no response has started, and settles the exchange.
-    func respond(_ error: GatewayError, closeAfter requested: Bool) {
+    func respond(_ error: GatewayError, closeAfter requested: Bool, extraFields: [(String, String)] = []) {
         let exchange = self.exchange
         if let exchange {
             if exchange.responseStarted {
@@ -18,6 +18,7 @@ extension ProxyServerHandler {
         if let requestID = exchange?.requestID {
             fields.append(("x-request-id", requestID))
         }
+        fields += extraFields.isEmpty ? (exchange?.limitFields ?? []) : extraFields
         let minorVersion = exchange?.requestMinorVersion ?? 1
         if closeAfter {
             fields.append(("connection", "close"))

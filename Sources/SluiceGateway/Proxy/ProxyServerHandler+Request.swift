@@ -15,6 +15,17 @@ extension ProxyServerHandler {
             respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: mustCloseUnfinished(exchange))
             return
         }
+        if let admission = runtime.admission {
+            switch admission.admit(tenant: admission.tenant(for: head), now: exchange.start.uptimeNanoseconds) {
+            case .admitted(let tenant, let fields):
+                exchange.tenant = tenant
+                exchange.limitFields = fields
+            case .refused(let error, let fields):
+                // Decided on the head alone: no pool, replica or body is touched.
+                respond(error, closeAfter: mustCloseUnfinished(exchange), extraFields: fields)
+                return
+            }
+        }
         switch runtime.routeTable.route(path: exchange.path[...]) {
         case .pool(let index):
             let pool = runtime.pools[index]
@@ -287,6 +298,10 @@ extension ProxyServerHandler {
         if let replica = exchange.replica {
             exchange.replica = nil
             replica.requestFinished()
+        }
+        if let tenant = exchange.tenant {
+            exchange.tenant = nil
+            runtime.admission?.release(tenant: tenant)
         }
         let metrics = exchange.pool?.metrics ?? runtime.metrics.unrouted
         metrics.recordResponse(status: status, nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds - exchange.start.uptimeNanoseconds))

@@ -43,7 +43,8 @@ extension ProxyServerHandler: UpstreamDelegate {
         let smallBody = head.contentLength.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0
         let out = HeaderRewriter.downstreamResponse(
             head, clientMinorVersion: exchange.requestMinorVersion, requestID: exchange.requestID ?? "",
-            keepAlive: exchange.keepAlive, reframing: exchange.reframing, allocator: context.channel.allocator,
+            keepAlive: exchange.keepAlive, reframing: exchange.reframing, extraFields: exchange.limitFields,
+            allocator: context.channel.allocator,
             extraCapacity: smallBody)
         stagedHead = out
     }

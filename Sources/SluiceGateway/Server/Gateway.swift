@@ -80,6 +80,7 @@ public final class Gateway: Sendable {
 
     @discardableResult
     public func start() async throws -> BoundAddresses {
+        if let error = runtime.admissionError { throw error }
         let configuration = runtime.configuration
         let admin = try await AdminServer.bind(
             host: configuration.admin.listen.host, port: configuration.admin.listen.port,

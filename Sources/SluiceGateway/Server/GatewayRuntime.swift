@@ -14,6 +14,10 @@ final class GatewayRuntime: Sendable {
     let tracker = ConnectionTracker()
     let upstreamStats = UpstreamStatsRegistry()
     let logger: Logger
+    /// Tenant limits, when the config sets any.
+    let admission: Admission?
+    /// Why admission could not be built (a keys file that cannot be read); `start()` throws it.
+    let admissionError: (any Error)?
     private let draining = Atomic<Bool>(false)
 
     /// Set when a graceful shutdown starts; connections accepted after it close once idle.
@@ -27,6 +31,18 @@ final class GatewayRuntime: Sendable {
         self.configuration = configuration
         self.metrics = metrics
         self.logger = logger
+        if configuration.limits.admissionEnabled {
+            do {
+                admission = try Admission(configuration.limits, registry: metrics.registry, warn: { logger.warning("\($0)") })
+                admissionError = nil
+            } catch {
+                admission = nil
+                admissionError = error
+            }
+        } else {
+            admission = nil
+            admissionError = nil
+        }
         let pools = configuration.pools.enumerated().map { index, pool in
             PoolRuntime(index: index, configuration: pool, metrics: metrics)
         }

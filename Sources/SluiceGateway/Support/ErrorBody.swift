@@ -16,6 +16,11 @@ public struct GatewayError: Error, Sendable, Equatable {
         self.code = code
     }
 
+    /// A tenant limit refused the request (429); the answer carries when to come back.
+    public static func rateLimited(_ message: String) -> GatewayError {
+        .init(status: .tooManyRequests, message: message, type: "requests", code: "rate_limit_exceeded")
+    }
+
     public static func badJSON(_ detail: String) -> GatewayError {
         .init(status: .badRequest, message: "The request body is not valid JSON: \(detail).", type: "invalid_request_error", code: "invalid_json")
     }
