@@ -1,4 +1,5 @@
 import Foundation
+import SluiceConfig
 import SluiceTesting
 import Testing
 
@@ -6,7 +7,12 @@ import Testing
 /// virtualenv and sets SLUICE_PYTHON; without it this test fails and says how to fix that.
 @Suite(.serialized) struct OpenAIClientTests {
     @Test func officialClientChatsStreamsAndEmbedsThroughSluice() async throws {
-        try await GatewayHarness.run { h in
+        // A tenant allowed one request a minute: the client's second call must be a RateLimitError.
+        let keys = try AdmissionTests.keysFile(["sk-limited"])
+        defer { try? FileManager.default.removeItem(atPath: keys) }
+        try await GatewayHarness.run(configure: { config, _ in
+            config.limits.tenants = [AdmissionTests.tenant("limited", keysFile: keys, perMinute: 1, burst: 1)]
+        }) { h in
             let python = ProcessInfo.processInfo.environment["SLUICE_PYTHON"] ?? "python3"
             let script = URL(fileURLWithPath: #filePath)
                 .deletingLastPathComponent().deletingLastPathComponent()
@@ -28,6 +34,7 @@ import Testing
             #expect(text.contains("stream ok"))
             #expect(text.contains("embeddings ok: 3 vectors"))
             #expect(text.contains("error ok: 431 headers_too_large"))
+            #expect(text.contains("rate limit ok: 429 rate_limit_exceeded retry-after 60"))
         }
     }
 }

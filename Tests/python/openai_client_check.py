@@ -42,6 +42,20 @@ def main(base_url: str) -> None:
     else:
         raise AssertionError("expected a 431")
 
+    # A tenant limited to one request a minute: the SDK raises RateLimitError, with the hint.
+    limited = openai.OpenAI(base_url=base_url, api_key="sk-limited", max_retries=0, timeout=10)
+    limited.chat.completions.create(model="sim-7b", max_tokens=1, messages=[{"role": "user", "content": "one"}])
+    try:
+        limited.chat.completions.create(model="sim-7b", max_tokens=1, messages=[{"role": "user", "content": "two"}])
+    except openai.RateLimitError as error:
+        assert error.body["code"] == "rate_limit_exceeded", error.body
+        headers = error.response.headers
+        assert headers["x-ratelimit-remaining-requests"] == "0", dict(headers)
+        assert headers["x-ratelimit-reset-requests"].endswith("s"), dict(headers)
+        print("rate limit ok:", error.status_code, error.body["code"], "retry-after", headers["retry-after"])
+    else:
+        raise AssertionError("expected a 429")
+
 
 if __name__ == "__main__":
     main(sys.argv[1])
