@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
+import NIOCore
+import NIOPosix
+import SluiceConfig
 import SluiceCore
+@_spi(Benchmark) import SluiceGateway
 import Synchronization
 
 /// `sluice bench-limits`: what one local rate-limit decision costs (GCRA), alone and as the
@@ -13,6 +17,9 @@ struct BenchLimitsCommand: ParsableCommand {
 
     @Option(name: .long, help: "Decisions per measurement.")
     var decisions = 5_000_000
+
+    @Option(name: .long, help: "Also measure the Redis limiter against this redis-server (host:port).")
+    var redis: String?
 
     func run() throws {
         var limit = GCRA(perMinute: 6_000_000, burst: 1_000)
@@ -52,6 +59,16 @@ struct BenchLimitsCommand: ParsableCommand {
         done.wait()
         let both = seconds(ContinuousClock.now - threadsStart)
         print("key hash + locked GCRA, 2 threads on one tenant: \(Int(Double(perThread * 2) / both)) decisions/s (\(results.withLock { $0 }) admitted)")
+
+        if let redis {
+            guard let id = ConfigValues.hostPort(redis) else { throw ValidationError("--redis \(redis) is not host:port") }
+            let address = try SocketAddress.makeAddressResolvingHost(id.host, port: id.port)
+            let count = min(decisions, 200_000)
+            for inFlight in [1, 16, 64] {
+                let (seconds, admitted) = try RedisLimiterBenchmark.run(address: address, decisions: count, inFlight: inFlight)
+                print("Redis limiter, one connection, \(inFlight) in flight: \(Int(Double(count) / seconds)) decisions/s (\(admitted) admitted)")
+            }
+        }
     }
 
     private func seconds(_ duration: Duration) -> Double {

@@ -31,6 +31,13 @@ public struct GCRA: Sendable, Equatable {
         public var retryAfter: UInt64
         /// Nanoseconds until the limit is full again.
         public var resetAfter: UInt64
+
+        public init(allowed: Bool, remaining: Int, retryAfter: UInt64, resetAfter: UInt64) {
+            self.allowed = allowed
+            self.remaining = remaining
+            self.retryAfter = retryAfter
+            self.resetAfter = resetAfter
+        }
     }
 
     var tolerance: UInt64 { interval &* UInt64(burst) }

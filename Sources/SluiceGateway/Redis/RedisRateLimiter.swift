@@ -1,0 +1,117 @@
+import NIOCore
+import SluiceCore
+
+/// GCRA (see `GCRA`) kept in Redis, so every gateway instance draws from the same limits: one
+/// round trip per decision, a Lua script that reads the TAT, decides and writes it back
+/// atomically, on Redis's own clock (`TIME`), so instances with skewed clocks still agree. The
+/// script is loaded once (`SCRIPT LOAD`) and called by its hash (`EVALSHA`); when Redis lost it
+/// (a restart) it is loaded again and the call retried once.
+///
+/// One per event loop, with its own pipelined connection (reconnected on demand), so a decision
+/// never crosses threads. A failure (Redis down, slower than `timeout`, an error) fails the
+/// future; what that means for the request is the caller's `on_backend_failure`.
+///
+/// Sendable only so it can be handed to its loop: its state is touched on that loop alone
+/// (`decide` asserts it).
+final class RedisRateLimiter: @unchecked Sendable {
+    /// KEYS[1]: the limit's key. ARGV: interval (µs per unit), burst (units), cost (units).
+    /// Returns {allowed 0|1, remaining units, retry after µs, reset after µs}.
+    static let script = """
+        local interval = tonumber(ARGV[1])
+        local tolerance = interval * tonumber(ARGV[2])
+        local cost = tonumber(ARGV[3])
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+        local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+        if tat < now then tat = now end
+        local new = tat + cost * interval
+        local ahead = new - now
+        if ahead > tolerance then
+          local remaining = math.floor((tolerance - (tat - now)) / interval)
+          if remaining < 0 then remaining = 0 end
+          return {0, remaining, ahead - tolerance, tat - now}
+        end
+        redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.floor(ahead / 1000) + 1)
+        return {1, math.floor((tolerance - ahead) / interval), 0, ahead}
+        """
+
+    let address: SocketAddress
+    let eventLoop: any EventLoop
+    let timeout: TimeAmount
+    /// Prefixed to every key, so several deployments can share one Redis.
+    let keyPrefix: String
+    private var sha: String?
+
+    init(address: SocketAddress, eventLoop: any EventLoop, timeout: TimeAmount, keyPrefix: String = "sluice:") {
+        self.address = address
+        self.eventLoop = eventLoop
+        self.timeout = timeout
+        self.keyPrefix = keyPrefix
+    }
+
+    /// Decides `cost` units against `perMinute` with `burst` for `key`.
+    func decide(key: String, perMinute: Int, burst: Int, cost: Int = 1) -> EventLoopFuture<GCRA.Decision> {
+        eventLoop.assertInEventLoop()
+        let interval = max(1, 60_000_000 / max(1, perMinute))
+        let arguments = [keyPrefix + key, String(interval), String(max(1, burst)), String(max(0, cost))]
+        return connected().assumeIsolated()
+            .flatMap { connection in self.evaluate(arguments, on: connection, reloadOnMiss: true) }
+            .flatMapThrowing { value in try Self.decision(value) }
+            .nonisolated()
+    }
+
+    private func evaluate(_ arguments: [String], on connection: RedisConnection, reloadOnMiss: Bool) -> EventLoopFuture<RESPValue> {
+        guard let sha else {
+            return load(on: connection).assumeIsolated()
+                .flatMap { self.evaluate(arguments, on: connection, reloadOnMiss: false) }
+                .nonisolated()
+        }
+        return connection.send(["EVALSHA", sha, "1"] + arguments, timeout: timeout).assumeIsolated().flatMapError { error in
+            // Redis restarted and lost its script cache: load it again, once.
+            if reloadOnMiss, case RedisError.server(let message) = error, message.hasPrefix("NOSCRIPT") {
+                self.sha = nil
+                return self.evaluate(arguments, on: connection, reloadOnMiss: false)
+            }
+            return self.eventLoop.makeFailedFuture(error)
+        }.nonisolated()
+    }
+
+    private func load(on connection: RedisConnection) -> EventLoopFuture<Void> {
+        connection.send(["SCRIPT", "LOAD", Self.script], timeout: timeout).assumeIsolated().flatMapThrowing { value in
+            guard let sha = value.string else { throw RedisError.unexpected("SCRIPT LOAD answered \(value)") }
+            self.sha = sha
+        }.nonisolated()
+    }
+
+    private var live: RedisConnection?
+    private var connecting: EventLoopFuture<RedisConnection>?
+
+    private func connected() -> EventLoopFuture<RedisConnection> {
+        if let live, live.isActive { return eventLoop.makeSucceededFuture(live) }
+        if let connecting { return connecting }
+        live = nil
+        let attempt = RedisConnection.connect(to: address, on: eventLoop, timeout: timeout)
+        connecting = attempt
+        attempt.assumeIsolated().whenComplete { result in
+            self.connecting = nil
+            if case .success(let connection) = result { self.live = connection }
+        }
+        return attempt
+    }
+
+    /// The script's answer as a decision (µs from Redis, nanoseconds here).
+    static func decision(_ value: RESPValue) throws -> GCRA.Decision {
+        guard case .array(let items?) = value, items.count == 4 else { throw RedisError.unexpected("\(value)") }
+        let numbers = try items.map { item -> Int64 in
+            guard case .integer(let number) = item else { throw RedisError.unexpected("\(value)") }
+            return number
+        }
+        return GCRA.Decision(
+            allowed: numbers[0] == 1, remaining: Int(max(0, numbers[1])),
+            retryAfter: UInt64(max(0, numbers[2])) * 1_000, resetAfter: UInt64(max(0, numbers[3])) * 1_000)
+    }
+
+    func close() {
+        live?.close()
+    }
+}
