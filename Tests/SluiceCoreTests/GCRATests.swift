@@ -24,7 +24,7 @@ import Testing
     /// random arrivals and costs, checked over every window that starts at an admission.
     @Test func admittedUnitsNeverExceedRateTimesWindowPlusBurst() {
         var random = SplitMix64(seed: 42)
-        for (rate, burst) in [(600, 10), (60, 1), (1_000, 250), (7, 3)] {
+        for (rate, burst) in [(600, 10), (60, 1), (1_000, 250), (7, 3), (70_000_000, 5)] {
             var limit = GCRA(perMinute: rate, burst: burst)
             var now: UInt64 = 5 * Self.second
             var admitted: [(time: UInt64, units: Int)] = []
@@ -34,9 +34,9 @@ import Testing
                 if limit.admit(cost: cost, now: now).allowed { admitted.append((now, cost)) }
             }
             #expect(admitted.count > 1_000)
-            let interval = 60_000_000_000 / UInt64(rate)
             for window in [Self.second / 10, Self.second, 10 * Self.second, 60 * Self.second] {
-                let allowance = Int(window / interval) + burst
+                // Exact: rate per minute × window, rounded down, never the rounded interval.
+                let allowance = Int(UInt64(rate) * window / (60 * Self.second)) + burst
                 var end = 0
                 var units = 0
                 for start in admitted.indices {

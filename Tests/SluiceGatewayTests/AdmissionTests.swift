@@ -125,6 +125,32 @@ import Testing
         }
     }
 
+    @Test func aConcurrencyRefusalSpendsNoRateEvenInShadowMode() throws {
+        for shadow in [false, true] {
+            var configuration = LimitsConfiguration()
+            var limits = TenantLimits()
+            limits.requestsPerMinute = 60
+            limits.burst = 2
+            limits.maxConcurrent = 1
+            configuration.defaultTenant = limits
+            configuration.shadow = shadow
+            let admission = try Admission(configuration)
+            let now: UInt64 = 5_000_000_000
+            func remaining(_ outcome: Admission.Outcome) -> String? {
+                switch outcome {
+                case .admitted(_, let fields), .refused(_, let fields): fields.first { $0.0 == "x-ratelimit-remaining-requests" }?.1
+                }
+            }
+            #expect(remaining(admission.admit(tenant: 0, now: now)) == "1")
+            let second = admission.admit(tenant: 0, now: now)
+            if case .admitted = second { #expect(shadow) } else { #expect(!shadow) }
+            #expect(remaining(second) == "1", "shadow \(shadow)")
+            admission.release(tenant: 0)
+            if shadow { admission.release(tenant: 0) }
+            #expect(remaining(admission.admit(tenant: 0, now: now)) == "0", "shadow \(shadow)")
+        }
+    }
+
     @Test func aKeysFileThatCannotBeReadStopsTheStart() async throws {
         await #expect(throws: Admission.KeysError.self) {
             try await GatewayHarness.run(configure: { config, _ in

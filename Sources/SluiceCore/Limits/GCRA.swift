@@ -19,7 +19,8 @@ public struct GCRA: Sendable, Equatable {
 
     public init(perMinute rate: Int, burst: Int? = nil) {
         precondition(rate > 0)
-        self.interval = max(1, 60_000_000_000 / UInt64(rate))
+        // Rounded up: a shorter interval would admit more than the rate.
+        self.interval = max(1, (60_000_000_000 + UInt64(rate) - 1) / UInt64(rate))
         self.burst = max(1, burst ?? rate)
     }
 

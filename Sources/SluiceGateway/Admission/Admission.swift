@@ -127,7 +127,9 @@ final class Admission: Sendable {
         return keyIndex[hasher.hash(Array(trimmed.utf8))] ?? defaultIndex
     }
 
-    /// Decides one request of `tenant` at `now` (monotonic nanoseconds).
+    /// Decides one request of `tenant` at `now` (monotonic nanoseconds). A request refused for
+    /// concurrency spends nothing from the rate, in shadow mode too (shadow counts what
+    /// enforcing would refuse, no more).
     func admit(tenant index: Int, now: UInt64) -> Outcome {
         let tenant = tenants[index]
         let limits = tenant.limits
@@ -140,14 +142,19 @@ final class Admission: Sendable {
                     1_000_000_000, .refusedConcurrency)
             }
             if var requests = state.requests, let rate = limits.requestsPerMinute {
-                let decision = requests.admit(now: now)
-                // A refusal for concurrency spends nothing from the rate.
-                if decision.allowed, refusal == nil || shadow { state.requests = requests }
-                windows.append(.init(name: "requests", limit: rate, remaining: decision.remaining, resetAfter: decision.resetAfter))
-                if !decision.allowed, refusal == nil {
-                    refusal = (.rateLimited(
-                        "Tenant \(tenant.name) is over its \(rate) requests per minute. Retry after \(RateLimitHeaders.duration(decision.retryAfter))."),
-                        decision.retryAfter, .refusedRate)
+                if refusal != nil {
+                    // Not charged, and the fields say where the rate stands without it.
+                    let reset = requests.tat > now ? requests.tat - now : 0
+                    windows.append(.init(name: "requests", limit: rate, remaining: requests.remaining(at: now), resetAfter: reset))
+                } else {
+                    let decision = requests.admit(now: now)
+                    if decision.allowed { state.requests = requests }
+                    windows.append(.init(name: "requests", limit: rate, remaining: decision.remaining, resetAfter: decision.resetAfter))
+                    if !decision.allowed {
+                        refusal = (.rateLimited(
+                            "Tenant \(tenant.name) is over its \(rate) requests per minute. Retry after \(RateLimitHeaders.duration(decision.retryAfter))."),
+                            decision.retryAfter, .refusedRate)
+                    }
                 }
             }
             if let (error, retry, why) = refusal, !shadow {

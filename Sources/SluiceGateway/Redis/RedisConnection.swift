@@ -29,8 +29,13 @@ final class RedisConnection: @unchecked Sendable {
             }
             .connect(to: address)
             .flatMapThrowing { channel in
-                let handler = try channel.pipeline.syncOperations.handler(type: RESPHandler.self)
-                return RedisConnection(channel: channel, handler: handler)
+                do {
+                    let handler = try channel.pipeline.syncOperations.handler(type: RESPHandler.self)
+                    return RedisConnection(channel: channel, handler: handler)
+                } catch {
+                    channel.close(promise: nil)
+                    throw error
+                }
             }
     }
 

@@ -52,7 +52,9 @@ final class RedisRateLimiter: @unchecked Sendable {
     /// Decides `cost` units against `perMinute` with `burst` for `key`.
     func decide(key: String, perMinute: Int, burst: Int, cost: Int = 1) -> EventLoopFuture<GCRA.Decision> {
         eventLoop.assertInEventLoop()
-        let interval = max(1, 60_000_000 / max(1, perMinute))
+        // In µs (Redis's clock), rounded up so the limit never admits more than the rate.
+        let rate = max(1, perMinute)
+        let interval = max(1, (60_000_000 + rate - 1) / rate)
         let arguments = [keyPrefix + key, String(interval), String(max(1, burst)), String(max(0, cost))]
         return connected().assumeIsolated()
             .flatMap { connection in self.evaluate(arguments, on: connection, reloadOnMiss: true) }

@@ -138,13 +138,9 @@ final class UpstreamConnectionPool {
                 if channel.isActive {
                     let connection = UpstreamConnection(channel: channel, handler: handler, pool: self)
                     handler.connection = connection
-                    if self.isClosed {
-                        // Shutting down: do not keep new idle connections.
-                        channel.close(promise: nil)
-                        self.connectFailed(ChannelError.ioOnClosedChannel)
-                    } else {
-                        self.hand(connection)
-                    }
+                    // A waiter gets it even when the pool is closed (shutdown, or its replica
+                    // removed while this request was on its way); `hand` closes it otherwise.
+                    self.hand(connection)
                 } else {
                     // Closed before we saw it: its inactive event already passed without a
                     // connection to report, so account for it here.
