@@ -1,0 +1,156 @@
+/// Requests waiting for a replica slot when every replica of a pool is at its concurrency: the
+/// bounded queue of issue 5, as pure logic (the gateway drives it with its clock).
+///
+/// - **Bounded**: `enqueue` refuses past `capacity`, so an overloaded gateway answers 503 at once
+///   instead of holding memory and clients (shedding).
+/// - **Priority first**: a higher `priority` is always served before a lower one.
+/// - **Fair within a priority**: tenants take turns, one request each per turn (round-robin), so
+///   a tenant that floods the queue delays its own requests, not everyone's; within a tenant,
+///   first come, first served. (Plain FIFO would let the flood go first.)
+/// - **Deadlines**: every entry carries one; `expire(now:)` takes out those past it (the caller
+///   answers 503, or 504 if already sent upstream) and `nextDeadline` says when to look again.
+public struct FairQueue<Element> {
+    public typealias Ticket = UInt64
+
+    private struct Entry {
+        var ticket: Ticket
+        var element: Element
+        var deadline: UInt64
+    }
+
+    /// One priority level: each tenant's FIFO, and the order in which tenants take turns.
+    private struct Level {
+        var queues: [Int: [Entry]] = [:]
+        var heads: [Int: Int] = [:]
+        var turns: [Int] = []
+        var turn = 0
+
+        var isEmpty: Bool { turns.isEmpty }
+    }
+
+    public let capacity: Int
+    public private(set) var count = 0
+    private var levels: [Int: Level] = [:]
+    /// Priorities with entries, highest first.
+    private var priorities: [Int] = []
+    private var nextTicket: Ticket = 1
+    /// Where each ticket waits, for `remove` and `expire`.
+    private var locations: [Ticket: (priority: Int, tenant: Int)] = [:]
+
+    public init(capacity: Int) {
+        precondition(capacity >= 0)
+        self.capacity = capacity
+    }
+
+    public var isEmpty: Bool { count == 0 }
+    public var isFull: Bool { count >= capacity }
+
+    /// Queues `element`; nil (nothing queued) when the queue is full.
+    public mutating func enqueue(_ element: Element, tenant: Int, priority: Int, deadline: UInt64) -> Ticket? {
+        guard count < capacity else { return nil }
+        let ticket = nextTicket
+        nextTicket += 1
+        if levels[priority] == nil {
+            levels[priority] = Level()
+            priorities.append(priority)
+            priorities.sort(by: >)
+        }
+        if levels[priority]!.queues[tenant] == nil {
+            levels[priority]!.queues[tenant] = []
+            levels[priority]!.heads[tenant] = 0
+            levels[priority]!.turns.append(tenant)
+        }
+        levels[priority]!.queues[tenant]!.append(Entry(ticket: ticket, element: element, deadline: deadline))
+        locations[ticket] = (priority, tenant)
+        count += 1
+        return ticket
+    }
+
+    /// The next element to serve: from the highest priority, the tenant whose turn it is.
+    public mutating func dequeue() -> Element? {
+        guard let priority = priorities.first else { return nil }
+        var level = levels[priority]!
+        if level.turn >= level.turns.count { level.turn = 0 }
+        let tenant = level.turns[level.turn]
+        let head = level.heads[tenant]!
+        let entry = level.queues[tenant]![head]
+        level.heads[tenant] = head + 1
+        if head + 1 == level.queues[tenant]!.count {
+            // The tenant has nothing left: it leaves the rotation (the next tenant is now at
+            // the same position).
+            level.queues[tenant] = nil
+            level.heads[tenant] = nil
+            level.turns.remove(at: level.turn)
+        } else {
+            if head + 1 > 32, (head + 1) * 2 > level.queues[tenant]!.count {
+                // Served entries are dropped in bulk, so a tenant that never runs dry does not
+                // grow its array without bound.
+                level.queues[tenant]!.removeFirst(head + 1)
+                level.heads[tenant] = 0
+            }
+            level.turn += 1
+        }
+        store(level, at: priority)
+        locations[entry.ticket] = nil
+        count -= 1
+        return entry.element
+    }
+
+    /// Takes out a waiting entry (its client left); nil if it is no longer queued.
+    @discardableResult
+    public mutating func remove(_ ticket: Ticket) -> Element? {
+        guard let (priority, tenant) = locations[ticket] else { return nil }
+        var level = levels[priority]!
+        let head = level.heads[tenant]!
+        guard let index = level.queues[tenant]![head...].firstIndex(where: { $0.ticket == ticket }) else { return nil }
+        let entry = level.queues[tenant]!.remove(at: index)
+        if head == level.queues[tenant]!.count {
+            level.queues[tenant] = nil
+            level.heads[tenant] = nil
+            if let position = level.turns.firstIndex(of: tenant) {
+                level.turns.remove(at: position)
+                if position < level.turn { level.turn -= 1 }
+            }
+        }
+        store(level, at: priority)
+        locations[ticket] = nil
+        count -= 1
+        return entry.element
+    }
+
+    /// Takes out every entry whose deadline is at or before `now`, earliest deadline first.
+    public mutating func expire(now: UInt64) -> [Element] {
+        var expired: [(deadline: UInt64, ticket: Ticket)] = []
+        for level in levels.values {
+            for (tenant, queue) in level.queues {
+                for entry in queue[level.heads[tenant]!...] where entry.deadline <= now {
+                    expired.append((entry.deadline, entry.ticket))
+                }
+            }
+        }
+        expired.sort { ($0.deadline, $0.ticket) < ($1.deadline, $1.ticket) }
+        return expired.compactMap { remove($0.ticket) }
+    }
+
+    /// The earliest deadline of any waiting entry.
+    public var nextDeadline: UInt64? {
+        var earliest: UInt64?
+        for level in levels.values {
+            for (tenant, queue) in level.queues {
+                for entry in queue[level.heads[tenant]!...] where earliest == nil || entry.deadline < earliest! {
+                    earliest = entry.deadline
+                }
+            }
+        }
+        return earliest
+    }
+
+    private mutating func store(_ level: Level, at priority: Int) {
+        if level.isEmpty {
+            levels[priority] = nil
+            priorities.removeAll { $0 == priority }
+        } else {
+            levels[priority] = level
+        }
+    }
+}
