@@ -33,6 +33,8 @@
 #   RATE_SCALE=1          multiply its rates
 #   TARGETS="..."         a subset of the targets above, space-separated
 #   PROFILE=configs/replicas/fast.yaml   the replicas' profile
+#   SLOW_PROFILE=FILE     a different profile for r1 only (e.g. a slower GPU): a fleet that is
+#                         not uniform, where plain hashing keeps sending r1 its full share
 #   NO_BUILD=1            use the existing binaries
 #   BUILD=debug           use .build/debug instead of .build/release (the CI check does, after
 #                         scripts/test.sh built them; figures from debug builds are not benchmarks)
@@ -124,7 +126,9 @@ FLEET_PIDS=()
 start_fleet() {
     FLEET_PIDS=()
     for i in 0 1 2 3; do
-        start "replica-$i" "$BIN/sluice-replica" --port "${R[$i]}" --id "r$((i + 1))" --profile "$PROFILE"
+        local profile=$PROFILE
+        [[ $i == 0 && -n ${SLOW_PROFILE:-} ]] && profile=$SLOW_PROFILE
+        start "replica-$i" "$BIN/sluice-replica" --port "${R[$i]}" --id "r$((i + 1))" --profile "$profile"
         FLEET_PIDS+=("$LAST_PID")
     done
     for i in 0 1 2 3; do wait_http "replica-$i" "http://127.0.0.1:${R[$i]}/health"; done
