@@ -148,11 +148,12 @@ public struct ConsistentHashPolicy: BalancingPolicy {
 /// other, so the shortest queue is the better second choice. Without a key, least-queue
 /// (`no_key`).
 ///
-/// In front of continuous-batching servers a loose cap (`load_factor` 2) serves TTFT better
-/// than a tight one: one more sequence in a batch costs a replica little, while a request moved
-/// off its session's replica prefills its whole history again. On `loadtest/compare.sh`
-/// chat-steady (README, Routing), `load_factor` 1.25 moved 7% of requests and made p95 TTFT
-/// 66 ms; 2.0 moved none and made it 48-50 ms.
+/// The cap is a trade measured on `loadtest/compare.sh` chat-steady (README, Routing quality).
+/// On a uniform fleet a loose cap serves TTFT better: one more sequence in a batch costs a
+/// replica little, while a request moved off its session's replica prefills its whole history
+/// again (`load_factor` 1.25 moved 7% of requests, p95 TTFT 66 ms; 2.0 moved none, 48-50 ms).
+/// With one replica 1.6× slower the tight cap is what protects the tail (1.25: 88 ms; 2.0:
+/// 412 ms), so the default stays 1.25.
 public struct CacheAwarePolicy: BalancingPolicy {
     public let loadFactor: Double
     public let maxQueue: Int
