@@ -14,6 +14,10 @@ final class Admission: Sendable {
         let name: String
         let limits: TenantLimits
         let state: NIOLockedValueBox<State>
+        /// The refusals' JSON bodies, rendered once (a refusal must be cheap; the timing is in
+        /// the header fields).
+        let rateRefusal: Refusal
+        let concurrencyRefusal: Refusal
         /// `sluice_admission_decisions_total{tenant, decision}`, by `Decision`.
         let decisions: [Counter]
     }
@@ -37,7 +41,18 @@ final class Admission: Sendable {
     enum Outcome {
         /// Let in; carry these fields on the response. `tenant` must be released when it ends.
         case admitted(tenant: Int, fields: [(String, String)])
-        case refused(GatewayError, fields: [(String, String)])
+        case refused(Refusal, fields: [(String, String)])
+    }
+
+    /// A 429 answer's error and its JSON body, rendered once.
+    struct Refusal: Sendable {
+        let error: GatewayError
+        let body: String
+
+        init(_ error: GatewayError) {
+            self.error = error
+            self.body = error.jsonBody()
+        }
     }
 
     struct KeysError: Error, CustomStringConvertible {
@@ -105,26 +120,43 @@ final class Admission: Sendable {
                 descriptor: .sluice("sluice_admission_decisions_total", "Admission decisions, by tenant and outcome."),
                 labels: [("tenant", name), ("decision", decision.rawValue)])
         }
-        return Tenant(name: name, limits: limits, state: NIOLockedValueBox(State(requests: requests)), decisions: decisions)
+        let rate = limits.requestsPerMinute.map { "\($0)" } ?? "unlimited"
+        return Tenant(
+            name: name, limits: limits, state: NIOLockedValueBox(State(requests: requests)),
+            rateRefusal: Refusal(.rateLimited(
+                "Tenant \(name) is over its \(rate) requests per minute. Retry after the time in the Retry-After header (x-ratelimit-reset-requests says when the limit is full again).")),
+            concurrencyRefusal: Refusal(.rateLimited(
+                "Tenant \(name) has \(limits.maxConcurrent ?? 0) requests in progress, its max_concurrent. Retry when one ends.")),
+            decisions: decisions)
     }
 
-    /// The tenant a request belongs to: its key's, or `default`.
+    /// The tenant a request belongs to: its key's, or `default`. The key is hashed where it
+    /// lies in the head's bytes: no string is made of it.
     func tenant(for head: HTTP1Head) -> Int {
         let defaultIndex = tenants.count - 1
-        let key: Substring
+        let field: HTTP1Head.Field?
         if let header {
-            guard let field = head.fields.first(where: { field in
+            field = head.fields.first { field in
                 head.bytes.withUnsafeReadableBytes { HTTP1Bytes.equalsLowercase($0[field.name], runtimeName: header) }
-            }) else { return defaultIndex }
-            key = head.value(field)[...]
+            }
         } else {
-            guard let field = head.first("authorization") else { return defaultIndex }
-            let value = head.value(field)
-            guard value.count > 7, value.prefix(7).lowercased() == "bearer " else { return defaultIndex }
-            key = value.dropFirst(7)
+            field = head.first("authorization")
         }
-        let trimmed = key.trimmingCharacters(in: .whitespaces)
-        return keyIndex[hasher.hash(Array(trimmed.utf8))] ?? defaultIndex
+        guard let field else { return defaultIndex }
+        let hash: UInt64? = head.bytes.withUnsafeReadableBytes { raw in
+            var value = raw[field.value]
+            if header == nil {
+                // `Bearer <key>`, the scheme matched ignoring case.
+                let scheme = Array("bearer ".utf8)
+                guard value.count > scheme.count,
+                      zip(value.prefix(scheme.count), scheme).allSatisfy({ $0 | 0x20 == $1 })
+                else { return nil }
+                value = value.dropFirst(scheme.count)
+            }
+            while let first = value.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { value = value.dropFirst() }
+            return hasher.hash(value)
+        }
+        return hash.flatMap { keyIndex[$0] } ?? defaultIndex
     }
 
     /// Decides one request of `tenant` at `now` (monotonic nanoseconds). A request refused for
@@ -135,11 +167,9 @@ final class Admission: Sendable {
         let limits = tenant.limits
         let (outcome, decision) = tenant.state.withLockedValue { state -> (Outcome, Decision) in
             var windows: [RateLimitHeaders.Window] = []
-            var refusal: (GatewayError, UInt64, Decision)?
+            var refusal: (Refusal, UInt64, Decision)?
             if let limit = limits.maxConcurrent, state.inFlight >= limit {
-                refusal = (.rateLimited(
-                    "Tenant \(tenant.name) has \(state.inFlight) requests in progress, its max_concurrent. Retry when one ends."),
-                    1_000_000_000, .refusedConcurrency)
+                refusal = (tenant.concurrencyRefusal, 1_000_000_000, .refusedConcurrency)
             }
             if var requests = state.requests, let rate = limits.requestsPerMinute {
                 if refusal != nil {
@@ -151,9 +181,7 @@ final class Admission: Sendable {
                     if decision.allowed { state.requests = requests }
                     windows.append(.init(name: "requests", limit: rate, remaining: decision.remaining, resetAfter: decision.resetAfter))
                     if !decision.allowed {
-                        refusal = (.rateLimited(
-                            "Tenant \(tenant.name) is over its \(rate) requests per minute. Retry after \(RateLimitHeaders.duration(decision.retryAfter))."),
-                            decision.retryAfter, .refusedRate)
+                        refusal = (tenant.rateRefusal, decision.retryAfter, .refusedRate)
                     }
                 }
             }

@@ -64,7 +64,7 @@ final class PoolMetrics: Sendable {
         "sluice_requests_total", "Requests answered, by pool and HTTP status (499: the client left first).")
     }
 
-    private static let commonStatuses = [200, 400, 404, 413, 431, 499, 502, 503, 504]
+    private static let commonStatuses = [200, 400, 404, 413, 429, 431, 499, 502, 503, 504]
 
     init(pool: String, registry: PrometheusCollectorRegistry, requestDuration: LatencyHistogramFamily, firstByte: LatencyHistogramFamily) {
         self.pool = pool

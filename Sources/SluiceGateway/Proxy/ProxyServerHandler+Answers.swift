@@ -3,7 +3,8 @@ import NIOCore
 /// The answers Sluice gives itself (errors), and ending a connection when it must.
 extension ProxyServerHandler {
     /// Answers the client with a gateway error, if no response has started, and settles the exchange.
-    func respond(_ error: GatewayError, closeAfter requested: Bool, extraFields: [(String, String)] = []) {
+    /// - Parameter body: `error`'s JSON body when already rendered.
+    func respond(_ error: GatewayError, closeAfter requested: Bool, extraFields: [(String, String)] = [], body rendered: String? = nil) {
         let exchange = self.exchange
         if let exchange {
             if exchange.responseStarted {
@@ -13,7 +14,7 @@ extension ProxyServerHandler {
             abandonUpstream(exchange)
         }
         let closeAfter = requested || !(exchange?.keepAlive ?? false) || quiescing
-        let body = error.jsonBody()
+        let body = rendered ?? error.jsonBody()
         var fields = [("content-type", "application/json"), ("content-length", String(body.utf8.count))]
         if let requestID = exchange?.requestID {
             fields.append(("x-request-id", requestID))

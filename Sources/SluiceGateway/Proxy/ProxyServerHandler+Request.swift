@@ -20,9 +20,9 @@ extension ProxyServerHandler {
             case .admitted(let tenant, let fields):
                 exchange.tenant = tenant
                 exchange.limitFields = fields
-            case .refused(let error, let fields):
+            case .refused(let refusal, let fields):
                 // Decided on the head alone: no pool, replica or body is touched.
-                respond(error, closeAfter: mustCloseUnfinished(exchange), extraFields: fields)
+                respond(refusal.error, closeAfter: mustCloseUnfinished(exchange), extraFields: fields, body: refusal.body)
                 return
             }
         }
