@@ -14,7 +14,8 @@
 #
 # Usage: loadtest/limits.sh [--help]
 # Environment: DURATION=8 (s per run), ROUNDS=3, CONNECTIONS=64, NO_BUILD=1 (use
-#   .build/release/sluice as is)
+#   .build/release/sluice as is), REDIS=HOST:PORT (the limited gateway keeps its counters in
+#   that redis-server: `limits.backend: redis://`, so each decision is a round trip)
 # Requirements: wrk nginx curl python3 (apt-get install -y wrk nginx curl python3)
 set -euo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac
@@ -60,7 +61,10 @@ $3
 EOF
 }
 gateway "$P_PLAIN" "$A_PLAIN" "" >"$WORK/plain.yaml"
-gateway "$P_LIM" "$A_LIM" "limits:
+BACKEND=""; [[ -n ${REDIS:-} ]] && BACKEND="
+  backend: redis://$REDIS
+  backend_timeout: 50ms"
+gateway "$P_LIM" "$A_LIM" "limits:$BACKEND
   tenants:
     - { name: open, keys_file: $WORK/open.keys }
     - { name: capped, keys_file: $WORK/capped.keys, requests_per_minute: 1, burst: 1 }" >"$WORK/limited.yaml"
@@ -99,11 +103,11 @@ for round in $(seq 1 "$ROUNDS"); do
     run forwarded "$P_LIM" "$LIM_PID" sk-open
     run refused "$P_LIM" "$LIM_PID" sk-capped
 done
-python3 - "$WORK/runs.jsonl" "$DURATION" "$ROUNDS" "$CONNECTIONS" <<'PYEOF'
+python3 - "$WORK/runs.jsonl" "$DURATION" "$ROUNDS" "$CONNECTIONS" "${REDIS:-}" <<'PYEOF'
 import json, statistics, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
 med = lambda name, key: statistics.median(r[key] for r in runs if r["name"] == name)
-print(f"`loadtest/limits.sh` (DURATION={sys.argv[2]}, ROUNDS={sys.argv[3]}, CONNECTIONS={sys.argv[4]}; medians)\n")
+print(f"`loadtest/limits.sh` (DURATION={sys.argv[2]}, ROUNDS={sys.argv[3]}, CONNECTIONS={sys.argv[4]}{', REDIS=' + sys.argv[5] if sys.argv[5] else ''}; medians)\n")
 print("| run | req/s | p99 ms | gateway CPU ms / 1k req | non-2xx |")
 print("|---|---|---|---|---|")
 for name in ["plain", "forwarded", "refused"]:

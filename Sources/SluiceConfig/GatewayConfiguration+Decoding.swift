@@ -96,12 +96,17 @@ extension GatewayConfiguration {
         var limits = LimitsConfiguration()
         guard let keys = reader.mapping(allowed: [
             "max_header_bytes", "max_body_bytes", "max_inspect_bytes", "client_timeout", "keepalive_timeout",
-            "backend", "on_backend_failure", "shadow", "tenant_header", "tenants", "default",
+            "backend", "on_backend_failure", "backend_timeout", "instances", "shadow", "tenant_header", "tenants", "default",
         ]) else { return limits }
         if let node = keys["backend"], let value = node.string(), value != "local" {
-            // Not a silent fallback: a file asking for shared limits must not run with local ones.
-            node.report("backend \"\(value)\": only \"local\" is available in this version (the Redis backend is not built yet)")
+            if value.hasPrefix("redis://"), let address = ConfigValues.hostPort(String(value.dropFirst("redis://".count))) {
+                limits.backend = .redis(address)
+            } else {
+                node.report("backend \"\(value)\": must be local or redis://host:port")
+            }
         }
+        if let value = keys["backend_timeout"]?.duration(atLeast: .microseconds(100)) { limits.backendTimeout = value }
+        if let value = keys["instances"]?.int(in: 1...10_000) { limits.instances = value }
         if let node = keys["on_backend_failure"], let value = node.string() {
             if let mode = BackendFailureMode(rawValue: value) {
                 limits.onBackendFailure = mode

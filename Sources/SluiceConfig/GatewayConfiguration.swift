@@ -60,8 +60,16 @@ public struct LimitsConfiguration: Sendable, Equatable {
     public var tenantHeader: String?
     /// Evaluate and report every limit, but reject nothing.
     public var shadow = false
-    /// What `on_backend_failure` says; only meaningful with a shared backend.
+    /// Where the rate counters live: this process, or a Redis every gateway instance shares.
+    public var backend: LimitsBackend = .local
+    /// What happens to a decision when the shared backend fails or is slower than
+    /// `backendTimeout`.
     public var onBackendFailure: BackendFailureMode = .local
+    /// How long a shared decision may take before it counts as a backend failure.
+    public var backendTimeout: Duration = .milliseconds(5)
+    /// How many gateway instances share the limits: with `on_backend_failure: local` each falls
+    /// back to `limit / instances`.
+    public var instances = 1
 
     /// Whether any admission limit is configured (otherwise the request path skips admission).
     public var admissionEnabled: Bool { !tenants.isEmpty || defaultTenant != nil }
@@ -95,6 +103,11 @@ public struct TenantConfiguration: Sendable, Equatable {
         self.keysFile = keysFile
         self.limits = limits
     }
+}
+
+public enum LimitsBackend: Sendable, Equatable {
+    case local
+    case redis(ReplicaID)
 }
 
 public enum BackendFailureMode: String, Sendable, Equatable, CaseIterable {

@@ -35,7 +35,16 @@ final class Admission: Sendable {
 
     struct State: Sendable {
         var requests: GCRA?
+        /// This instance's share (`limit / instances`), used while the shared backend fails.
+        var fallback: GCRA?
         var inFlight = 0
+    }
+
+    /// The shared backend (`limits.backend: redis://`), when configured.
+    struct Shared: Sendable {
+        let address: SocketAddress
+        let timeout: TimeAmount
+        let onFailure: BackendFailureMode
     }
 
     enum Outcome {
@@ -65,6 +74,10 @@ final class Admission: Sendable {
     private let hasher: SipHash
     private let header: String?
     let shadow: Bool
+    let shared: Shared?
+    /// `sluice_limits_backend_failures_total{mode}`: shared decisions that failed and how they
+    /// were decided instead.
+    let backendFailures: Counter
 
     /// Reads each tenant's keys (environment or file) now: a file that cannot be read stops the
     /// start with its name; an unset variable leaves the tenant without keys and is returned as
@@ -78,6 +91,23 @@ final class Admission: Sendable {
         self.hasher = hasher
         self.header = configuration.tenantHeader
         self.shadow = configuration.shadow
+        if case .redis(let id) = configuration.backend {
+            let address: SocketAddress
+            do {
+                address = try SocketAddress.makeAddressResolvingHost(id.host, port: id.port)
+            } catch {
+                throw KeysError(description: "limits.backend: cannot resolve \(id): \(error)")
+            }
+            shared = Shared(
+                address: address, timeout: .nanoseconds(configuration.backendTimeout.nanoseconds),
+                onFailure: configuration.onBackendFailure)
+        } else {
+            shared = nil
+        }
+        backendFailures = registry.makeCounter(
+            descriptor: .sluice("sluice_limits_backend_failures_total", "Shared limit decisions that failed, by what decided instead."),
+            labels: [("mode", configuration.onBackendFailure.rawValue)])
+        let instances = max(1, configuration.instances)
         var tenants: [Tenant] = []
         var index: [UInt64: Int] = [:]
         for tenant in configuration.tenants {
@@ -106,15 +136,18 @@ final class Admission: Sendable {
                 }
                 index[hash] = tenants.count
             }
-            tenants.append(Self.tenant(tenant.name, tenant.limits, registry: registry))
+            tenants.append(Self.tenant(tenant.name, tenant.limits, instances: instances, registry: registry))
         }
-        tenants.append(Self.tenant("default", configuration.defaultTenant ?? TenantLimits(), registry: registry))
+        tenants.append(Self.tenant("default", configuration.defaultTenant ?? TenantLimits(), instances: instances, registry: registry))
         self.tenants = tenants
         self.keyIndex = index
     }
 
-    private static func tenant(_ name: String, _ limits: TenantLimits, registry: PrometheusCollectorRegistry) -> Tenant {
+    private static func tenant(_ name: String, _ limits: TenantLimits, instances: Int, registry: PrometheusCollectorRegistry) -> Tenant {
         let requests = limits.requestsPerMinute.map { GCRA(perMinute: $0, burst: limits.burst) }
+        let fallback = limits.requestsPerMinute.map { rate in
+            GCRA(perMinute: max(1, rate / instances), burst: max(1, (limits.burst ?? rate) / instances))
+        }
         let decisions = Decision.allCases.map { decision in
             registry.makeCounter(
                 descriptor: .sluice("sluice_admission_decisions_total", "Admission decisions, by tenant and outcome."),
@@ -122,7 +155,7 @@ final class Admission: Sendable {
         }
         let rate = limits.requestsPerMinute.map { "\($0)" } ?? "unlimited"
         return Tenant(
-            name: name, limits: limits, state: NIOLockedValueBox(State(requests: requests)),
+            name: name, limits: limits, state: NIOLockedValueBox(State(requests: requests, fallback: fallback)),
             rateRefusal: Refusal(.rateLimited(
                 "Tenant \(name) is over its \(rate) requests per minute. Retry after the time in the Retry-After header (x-ratelimit-reset-requests says when the limit is full again).")),
             concurrencyRefusal: Refusal(.rateLimited(
@@ -194,6 +227,72 @@ final class Admission: Sendable {
         tenant.decisions[Decision.allCases.firstIndex(of: decision)!].increment()
         return outcome
     }
+
+    /// Whether `tenant`'s rate is decided by the shared backend (asynchronously).
+    func decidesShared(_ tenant: Int) -> Bool {
+        shared != nil && tenants[tenant].limits.requestsPerMinute != nil
+    }
+
+    /// Decides one request against the shared backend: concurrency here (it is per instance),
+    /// the rate in Redis, on `limiter`'s loop. A backend failure is decided by `on_backend_failure`:
+    /// `allow` lets it in, `deny` refuses it (503), `local` uses this instance's share.
+    func admitShared(tenant index: Int, now: UInt64, limiter: RedisRateLimiter) -> EventLoopFuture<Outcome> {
+        let tenant = tenants[index]
+        guard let rate = tenant.limits.requestsPerMinute, let shared else {
+            return limiter.eventLoop.makeSucceededFuture(admit(tenant: index, now: now))
+        }
+        // The concurrency slot is taken now (the answer comes later) and given back on refusal.
+        let concurrency: Outcome? = tenant.state.withLockedValue { state in
+            if let limit = tenant.limits.maxConcurrent, state.inFlight >= limit, !shadow {
+                return .refused(tenant.concurrencyRefusal, fields: RateLimitHeaders.fields([], retryAfter: 1_000_000_000))
+            }
+            state.inFlight += 1
+            return nil
+        }
+        if let concurrency {
+            tenant.decisions[Decision.allCases.firstIndex(of: .refusedConcurrency)!].increment()
+            return limiter.eventLoop.makeSucceededFuture(concurrency)
+        }
+        let burst = tenant.limits.burst ?? rate
+        return limiter.decide(key: "tenant:\(tenant.name):requests", perMinute: rate, burst: burst).map { decision -> Outcome in
+            self.conclude(index, decision: decision, rate: rate)
+        }.flatMapErrorThrowing { _ in
+            self.backendFailures.increment()
+            switch shared.onFailure {
+            case .allow:
+                tenant.decisions[Decision.allCases.firstIndex(of: .admitted)!].increment()
+                return .admitted(tenant: index, fields: [])
+            case .deny:
+                self.release(tenant: index)
+                return .refused(Self.backendDown, fields: [("retry-after", "1")])
+            case .local:
+                let decision = tenant.state.withLockedValue { state -> GCRA.Decision in
+                    var fallback = state.fallback!
+                    let decision = fallback.admit(now: now)
+                    if decision.allowed { state.fallback = fallback }
+                    return decision
+                }
+                return self.conclude(index, decision: decision, rate: rate)
+            }
+        }
+    }
+
+    /// A shared (or fallback) rate decision for a request whose concurrency slot is taken.
+    private func conclude(_ index: Int, decision: GCRA.Decision, rate: Int) -> Outcome {
+        let tenant = tenants[index]
+        let windows = [RateLimitHeaders.Window(name: "requests", limit: rate, remaining: decision.remaining, resetAfter: decision.resetAfter)]
+        if decision.allowed || shadow {
+            tenant.decisions[Decision.allCases.firstIndex(of: decision.allowed ? .admitted : .shadowRefused)!].increment()
+            return .admitted(tenant: index, fields: RateLimitHeaders.fields(windows))
+        }
+        release(tenant: index)
+        tenant.decisions[Decision.allCases.firstIndex(of: .refusedRate)!].increment()
+        return .refused(tenant.rateRefusal, fields: RateLimitHeaders.fields(windows, retryAfter: decision.retryAfter))
+    }
+
+    static let backendDown = Refusal(GatewayError(
+        status: .serviceUnavailable, message: "The shared rate-limit store is unavailable and limits.on_backend_failure is deny. Retry shortly.",
+        type: "server_error", code: "rate_limit_backend_unavailable"))
 
     func release(tenant index: Int) {
         tenants[index].state.withLockedValue { $0.inFlight = max(0, $0.inFlight - 1) }

@@ -16,16 +16,51 @@ extension ProxyServerHandler {
             return
         }
         if let admission = runtime.admission {
-            switch admission.admit(tenant: admission.tenant(for: head), now: exchange.start.uptimeNanoseconds) {
-            case .admitted(let tenant, let fields):
-                exchange.tenant = tenant
-                exchange.limitFields = fields
-            case .refused(let refusal, let fields):
-                // Decided on the head alone: no pool, replica or body is touched.
-                respond(refusal.error, closeAfter: mustCloseUnfinished(exchange), extraFields: fields, body: refusal.body)
+            let tenant = admission.tenant(for: head)
+            if admission.decidesShared(tenant), let shared = admission.shared {
+                // The body waits unparsed (reads stop past `pendingLimit`) until Redis answers.
+                mode = .admitting
+                let limiter = upstreams.redisLimiter(shared)
+                admission.admitShared(tenant: tenant, now: exchange.start.uptimeNanoseconds, limiter: limiter)
+                    .assumeIsolated().whenSuccess { outcome in self.decided(outcome, for: exchange, head: head) }
                 return
             }
+            guard admitted(admission.admit(tenant: tenant, now: exchange.start.uptimeNanoseconds), exchange) else { return }
         }
+        route(exchange, head: head)
+    }
+
+    /// Applies an admission outcome; false when the request was refused (and answered).
+    func admitted(_ outcome: Admission.Outcome, _ exchange: Exchange) -> Bool {
+        switch outcome {
+        case .admitted(let tenant, let fields):
+            exchange.tenant = tenant
+            exchange.limitFields = fields
+            return true
+        case .refused(let refusal, let fields):
+            // Decided on the head alone: no pool, replica or body is touched.
+            respond(refusal.error, closeAfter: mustCloseUnfinished(exchange), extraFields: fields, body: refusal.body)
+            return false
+        }
+    }
+
+    /// The shared backend's answer, on this loop: the request goes on (or is refused), then
+    /// the body that waited is parsed.
+    func decided(_ outcome: Admission.Outcome, for exchange: Exchange, head: HTTP1Head) {
+        guard self.exchange === exchange, !exchange.finished, case .admitting = mode else {
+            // The client left meanwhile: give back what admission took.
+            if case .admitted(let tenant, _) = outcome { runtime.admission?.release(tenant: tenant) }
+            return
+        }
+        mode = .idle
+        if admitted(outcome, exchange) { route(exchange, head: head) }
+        parseAvailable()
+        resumeReading()
+    }
+
+    /// Chooses the pool (by path, or by the body's model) and goes on from there.
+    func route(_ exchange: Exchange, head: HTTP1Head) {
+        let limits = runtime.limits
         switch runtime.routeTable.route(path: exchange.path[...]) {
         case .pool(let index):
             let pool = runtime.pools[index]
@@ -79,7 +114,7 @@ extension ProxyServerHandler {
         guard let exchange else { return }
         switch mode {
         case .proxying, .inspecting: break
-        case .idle, .discarding, .closed: return
+        case .idle, .admitting, .discarding, .closed: return
         }
         let limits = runtime.limits
         exchange.bodyBytes = parser.bodyBytes
@@ -130,7 +165,7 @@ extension ProxyServerHandler {
                 exchange.requestSent = true
                 if !exchange.responseStarted { startResponseTimer(exchange) } else { armTimer(exchange) }
             }
-        case .idle, .closed:
+        case .idle, .admitting, .closed:
             break
         }
     }

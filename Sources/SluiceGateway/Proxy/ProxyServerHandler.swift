@@ -24,6 +24,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         case idle
         /// Holding the body to read its `model` field.
         case inspecting
+        /// Waiting for the shared limits backend to decide; the body waits unparsed.
+        case admitting
         /// A pool was chosen; waiting for or talking to a replica.
         case proxying
         /// The request was answered early; the rest of its body is read and dropped.
@@ -96,6 +98,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         defer { parsing = false }
         while !isClosed, unparsed != nil {
             if parser.isAtMessageStart, !isIdle { break }
+            if case .admitting = mode { break }
             let event: HTTP1Parser.Event?
             do {
                 event = try parser.next(&unparsed!)
@@ -187,6 +190,10 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     func read(context: ChannelHandlerContext) {
         if holdsPipelinedRequest {
+            pendingRead = true
+            return
+        }
+        if case .admitting = mode, let unparsed, unparsed.readableBytes >= Self.pendingLimit {
             pendingRead = true
             return
         }

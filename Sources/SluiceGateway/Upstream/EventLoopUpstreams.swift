@@ -16,6 +16,15 @@ final class EventLoopUpstreams {
     /// are still open.
     private var retired: [UpstreamConnectionPool] = []
     var random = FastRandom()
+    /// This loop's connection to the shared limits backend, made on first use.
+    private var limiter: RedisRateLimiter?
+
+    func redisLimiter(_ shared: Admission.Shared) -> RedisRateLimiter {
+        if let limiter { return limiter }
+        let created = RedisRateLimiter(address: shared.address, eventLoop: eventLoop, timeout: shared.timeout)
+        limiter = created
+        return created
+    }
 
     init(eventLoop: any EventLoop, statsRegistry: UpstreamStatsRegistry) {
         self.eventLoop = eventLoop
@@ -44,6 +53,7 @@ final class EventLoopUpstreams {
     }
 
     func closeIdleConnections() {
+        limiter?.close()
         for pool in pools.values { pool.closeIdle() }
     }
 }

@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SluiceConfig
+import SluiceCore
+import SluiceReplica
+import SluiceTesting
+import Testing
+@testable import SluiceGateway
+
+/// Limits shared by several gateway processes through one `redis-server` (`limits.backend:
+/// redis://`), and what each does when Redis fails (`on_backend_failure`).
+@Suite(.serialized) struct SharedLimitsTests {
+    /// Three gateways in front of one replica sharing `limits`; `body` gets their data addresses.
+    static func threeGateways(
+        redisPort: Int, onFailure: BackendFailureMode, perMinute: Int, burst: Int,
+        _ body: ([SocketAddress], any EventLoopGroup) async throws -> Void
+    ) async throws {
+        let keys = try AdmissionTests.keysFile(["sk-shared"])
+        defer { try? FileManager.default.removeItem(atPath: keys) }
+        try await GatewayHarness.run(configure: { config, _ in
+            config.limits.tenants = [AdmissionTests.tenant("shared", keysFile: keys, perMinute: perMinute, burst: burst)]
+            config.limits.backend = .redis(ReplicaID(host: "127.0.0.1", port: redisPort))
+            config.limits.onBackendFailure = onFailure
+            config.limits.backendTimeout = .milliseconds(200)
+            config.limits.instances = 3
+        }) { h in
+            var others: [Gateway] = []
+            var addresses = [h.data]
+            for _ in 0..<2 {
+                var logger = Logger(label: "sluice-test")
+                logger.logLevel = .critical
+                let gateway = Gateway(configuration: h.gateway.runtime.configuration, group: h.group, adminToken: nil, logger: logger)
+                addresses.append(try await gateway.start().data)
+                others.append(gateway)
+            }
+            do {
+                try await body(addresses, h.group)
+            } catch {
+                for gateway in others { await gateway.shutdown(grace: .zero) }
+                throw error
+            }
+            for gateway in others { await gateway.shutdown(grace: .zero) }
+        }
+    }
+
+    static func statuses(_ count: Int, across addresses: [SocketAddress], group: any EventLoopGroup) async throws -> [Int: Int] {
+        var statuses: [Int: Int] = [:]
+        for index in 0..<count {
+            let response = try await TestHTTPConnection.request(
+                .POST, "/v1/chat/completions", to: addresses[index % addresses.count], group: group,
+                headers: [("content-type", "application/json"), ("authorization", "Bearer sk-shared")], body: chatBody())
+            statuses[response.status, default: 0] += 1
+        }
+        return statuses
+    }
+
+    @Test func threeGatewaysShareOneLimitAndFallBackToTheirShareWhenRedisDies() async throws {
+        let redis = try RedisServerProcess()
+        try await redis.start()
+        // 60 a minute, burst 9: across three gateways, 9 pass, then one a second.
+        try await Self.threeGateways(redisPort: redis.port, onFailure: .local, perMinute: 60, burst: 9) { addresses, group in
+            let start = ContinuousClock.now
+            let shared = try await Self.statuses(30, across: addresses, group: group)
+            let seconds = Int((ContinuousClock.now - start).components.seconds) + 1
+            #expect(shared[200, default: 0] >= 9 && shared[200, default: 0] <= 9 + seconds, "\(shared)")
+            #expect(shared[200, default: 0] + shared[429, default: 0] == 30, "\(shared)")
+            // Redis gone: each gateway falls back to its share (60/3 a minute, burst 3), so the
+            // three together admit at most 9 more, and nothing fails for another reason.
+            await redis.stop()
+            let local = try await Self.statuses(30, across: addresses, group: group)
+            #expect(local[200, default: 0] >= 3 && local[200, default: 0] <= 9 + 3, "\(local)")
+            #expect(local[200, default: 0] + local[429, default: 0] == 30, "\(local)")
+            // Back (empty: a restart lost the counters): shared again, the burst anew.
+            let again = try RedisServerProcess(port: redis.port)
+            try await again.start()
+            let resumed = try await Self.statuses(12, across: addresses, group: group)
+            #expect(resumed[200, default: 0] >= 9 && resumed[200, default: 0] <= 9 + 2, "\(resumed)")
+            await again.stop()
+        }
+    }
+
+    @Test func denyAndAllowDecideWhenRedisIsDown() async throws {
+        let nobody = try RedisServerProcess()  // a free port where nothing listens
+        try await Self.threeGateways(redisPort: nobody.port, onFailure: .deny, perMinute: 60, burst: 9) { addresses, group in
+            let response = try await TestHTTPConnection.request(
+                .POST, "/v1/chat/completions", to: addresses[0], group: group,
+                headers: [("content-type", "application/json"), ("authorization", "Bearer sk-shared")], body: chatBody())
+            #expect(response.status == 503)
+            #expect(response.text.contains("rate_limit_backend_unavailable"))
+        }
+        try await Self.threeGateways(redisPort: nobody.port, onFailure: .allow, perMinute: 60, burst: 1) { addresses, group in
+            let statuses = try await Self.statuses(5, across: addresses, group: group)
+            #expect(statuses == [200: 5])
+        }
+    }
+}
