@@ -66,19 +66,44 @@ import Testing
             let seconds = Int((ContinuousClock.now - start).components.seconds) + 1
             #expect(shared[200, default: 0] >= 9 && shared[200, default: 0] <= 9 + seconds, "\(shared)")
             #expect(shared[200, default: 0] + shared[429, default: 0] == 30, "\(shared)")
+            // A refusal's retry time is remembered by each gateway: most of the 21 refusals
+            // never asked Redis (one round trip per gateway per retry window, plus admissions).
+            let calls = try await Self.evalshaCalls(port: redis.port)
+            #expect(calls < 9 + 3 * (seconds + 1) + 3, "EVALSHA calls: \(calls)")
             // Redis gone: each gateway falls back to its share (60/3 a minute, burst 3), so the
             // three together admit at most 9 more, and nothing fails for another reason.
             await redis.stop()
+            // (Past the last refusal's retry time, which each gateway remembers: until then it
+            // refuses without asking anyone, Redis or its fallback.)
+            try await Task.sleep(for: .milliseconds(1_100))
             let local = try await Self.statuses(30, across: addresses, group: group)
             #expect(local[200, default: 0] >= 3 && local[200, default: 0] <= 9 + 3, "\(local)")
             #expect(local[200, default: 0] + local[429, default: 0] == 30, "\(local)")
             // Back (empty: a restart lost the counters): shared again, the burst anew.
             let again = try RedisServerProcess(port: redis.port)
             try await again.start()
+            // Redis is asked again once `backendRetry` has passed since the last failure.
+            try await Task.sleep(for: .milliseconds(1_100))
             let resumed = try await Self.statuses(12, across: addresses, group: group)
             #expect(resumed[200, default: 0] >= 9 && resumed[200, default: 0] <= 9 + 2, "\(resumed)")
             await again.stop()
         }
+    }
+
+    /// How many times Redis ran EVALSHA (from `INFO commandstats`).
+    static func evalshaCalls(port: Int) async throws -> Int {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+        let info = try await loop.flatSubmit {
+            RedisConnection.connect(to: address, on: loop, timeout: .seconds(1)).flatMap { connection in
+                connection.send(["INFO", "commandstats"], timeout: .seconds(1)).always { _ in connection.close() }
+            }
+        }.get()
+        let text = info.string ?? ""
+        guard let line = text.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_evalsha:") }),
+              let calls = line.split(separator: ",").first?.split(separator: "=").last, let count = Int(calls)
+        else { return 0 }
+        return count
     }
 
     @Test func denyAndAllowDecideWhenRedisIsDown() async throws {

@@ -4,6 +4,7 @@ import NIOCore
 import Prometheus
 import SluiceConfig
 import SluiceCore
+import Synchronization
 
 /// Per-tenant admission for one gateway process (`limits.backend: local`): who is asking (the
 /// API key, looked up by keyed hash) and whether their request rate and concurrency let them
@@ -38,6 +39,11 @@ final class Admission: Sendable {
         /// This instance's share (`limit / instances`), used while the shared backend fails.
         var fallback: GCRA?
         var inFlight = 0
+        /// Until when Redis's last refusal holds (monotonic ns), and when it said the limit is
+        /// full again: requests before then are refused here, without a round trip (other
+        /// instances can only move the TAT later, never earlier, so Redis would refuse too).
+        var refusedUntil: UInt64 = 0
+        var refusedReset: UInt64 = 0
     }
 
     /// The shared backend (`limits.backend: redis://`), when configured.
@@ -75,9 +81,13 @@ final class Admission: Sendable {
     private let header: String?
     let shadow: Bool
     let shared: Shared?
-    /// `sluice_limits_backend_failures_total{mode}`: shared decisions that failed and how they
-    /// were decided instead.
+    /// `sluice_limits_backend_failures_total{mode}`: shared decisions made without the backend
+    /// (it failed, or failed less than `backendRetry` ago), by what decided instead.
     let backendFailures: Counter
+    /// After a failed shared decision, Redis is not asked again until this instant (monotonic
+    /// ns): during an outage requests do not each wait `backend_timeout`.
+    private let backendDownUntil = Atomic<UInt64>(0)
+    static let backendRetry: UInt64 = 250_000_000
 
     /// Reads each tenant's keys (environment or file) now: a file that cannot be read stops the
     /// start with its name; an unset variable leaves the tenant without keys and is returned as
@@ -254,26 +264,51 @@ final class Admission: Sendable {
             return limiter.eventLoop.makeSucceededFuture(concurrency)
         }
         let burst = tenant.limits.burst ?? rate
+        let cached: GCRA.Decision? = tenant.state.withLockedValue { state in
+            guard state.refusedUntil > now else { return nil }
+            return GCRA.Decision(
+                allowed: false, remaining: 0, retryAfter: state.refusedUntil - now,
+                resetAfter: state.refusedReset > now ? state.refusedReset - now : 0)
+        }
+        if let cached {
+            return limiter.eventLoop.makeSucceededFuture(conclude(index, decision: cached, rate: rate))
+        }
+        if backendDownUntil.load(ordering: .relaxed) > now {
+            return limiter.eventLoop.makeSucceededFuture(withoutBackend(index, now: now, rate: rate, failure: shared.onFailure))
+        }
         return limiter.decide(key: "tenant:\(tenant.name):requests", perMinute: rate, burst: burst).map { decision -> Outcome in
-            self.conclude(index, decision: decision, rate: rate)
-        }.flatMapErrorThrowing { _ in
-            self.backendFailures.increment()
-            switch shared.onFailure {
-            case .allow:
-                tenant.decisions[Decision.allCases.firstIndex(of: .admitted)!].increment()
-                return .admitted(tenant: index, fields: [])
-            case .deny:
-                self.release(tenant: index)
-                return .refused(Self.backendDown, fields: [("retry-after", "1")])
-            case .local:
-                let decision = tenant.state.withLockedValue { state -> GCRA.Decision in
-                    var fallback = state.fallback!
-                    let decision = fallback.admit(now: now)
-                    if decision.allowed { state.fallback = fallback }
-                    return decision
+            if !decision.allowed {
+                tenant.state.withLockedValue { state in
+                    state.refusedUntil = now &+ decision.retryAfter
+                    state.refusedReset = now &+ decision.resetAfter
                 }
-                return self.conclude(index, decision: decision, rate: rate)
             }
+            return self.conclude(index, decision: decision, rate: rate)
+        }.flatMapErrorThrowing { _ in
+            self.backendDownUntil.store(NIODeadline.now().uptimeNanoseconds &+ Self.backendRetry, ordering: .relaxed)
+            return self.withoutBackend(index, now: now, rate: rate, failure: shared.onFailure)
+        }
+    }
+
+    /// A decision while the shared backend is failing, as `on_backend_failure` says.
+    private func withoutBackend(_ index: Int, now: UInt64, rate: Int, failure: BackendFailureMode) -> Outcome {
+        let tenant = tenants[index]
+        backendFailures.increment()
+        switch failure {
+        case .allow:
+            tenant.decisions[Decision.allCases.firstIndex(of: .admitted)!].increment()
+            return .admitted(tenant: index, fields: [])
+        case .deny:
+            release(tenant: index)
+            return .refused(Self.backendDown, fields: [("retry-after", "1")])
+        case .local:
+            let decision = tenant.state.withLockedValue { state -> GCRA.Decision in
+                var fallback = state.fallback!
+                let decision = fallback.admit(now: now)
+                if decision.allowed { state.fallback = fallback }
+                return decision
+            }
+            return conclude(index, decision: decision, rate: rate)
         }
     }
 
