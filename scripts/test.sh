@@ -70,6 +70,9 @@ curl -sf "http://127.0.0.1:$aport/admin/pools" | grep -q "127.0.0.1:$hupport" ||
 kill -TERM "$serve"
 wait "$serve" || { cat "$log"; echo "sluice serve did not exit cleanly on SIGTERM"; exit 1; }
 grep -q "sluice stopped" "$log" || { cat "$log"; echo "sluice serve did not report a clean stop"; exit 1; }
+# Three `sluice serve` processes share one redis-server's limits; Redis is killed mid-run and
+# restarted (the admitted count stays within the limit in every phase; every answer is 200/429).
+python3 Tests/python/shared_limits_check.py .build/debug
 # The benchmark floor (`sluice relay`, a plain TCP relay) carries a request to the same replica.
 relport=$(free_port)
 .build/debug/sluice relay --listen "127.0.0.1:$relport" --to "127.0.0.1:$rport" >/dev/null 2>&1 &
