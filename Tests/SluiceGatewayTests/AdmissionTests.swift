@@ -152,7 +152,7 @@ import Testing
     }
 
     @Test func aKeysFileThatCannotBeReadStopsTheStart() async throws {
-        await #expect(throws: Admission.KeysError.self) {
+        await #expect(throws: Admission.StartError.self) {
             try await GatewayHarness.run(configure: { config, _ in
                 config.limits.tenants = [Self.tenant("team-x", keysFile: "/nonexistent/sluice-keys")]
             }) { _ in }

@@ -70,7 +70,8 @@ final class Admission: Sendable {
         }
     }
 
-    struct KeysError: Error, CustomStringConvertible {
+    /// Why admission cannot start: a keys file, a shared key, the backend's address.
+    struct StartError: Error, CustomStringConvertible {
         var description: String
     }
 
@@ -106,7 +107,7 @@ final class Admission: Sendable {
             do {
                 address = try SocketAddress.makeAddressResolvingHost(id.host, port: id.port)
             } catch {
-                throw KeysError(description: "limits.backend: cannot resolve \(id): \(error)")
+                throw StartError(description: "limits.backend: cannot resolve \(id): \(error)")
             }
             shared = Shared(
                 address: address, timeout: .nanoseconds(configuration.backendTimeout.nanoseconds),
@@ -134,7 +135,7 @@ final class Admission: Sendable {
                 do {
                     text = try String(contentsOfFile: path, encoding: .utf8)
                 } catch {
-                    throw KeysError(description: "tenant \(tenant.name): cannot read keys_file \(path): \(error.localizedDescription)")
+                    throw StartError(description: "tenant \(tenant.name): cannot read keys_file \(path): \(error.localizedDescription)")
                 }
                 keys += text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
                     .filter { !$0.isEmpty && !$0.hasPrefix("#") }
@@ -142,7 +143,7 @@ final class Admission: Sendable {
             for key in keys where !key.isEmpty {
                 let hash = hasher.hash(Array(key.utf8))
                 if let other = index[hash], other != tenants.count {
-                    throw KeysError(description: "tenants \(tenants[other].name) and \(tenant.name) share an API key")
+                    throw StartError(description: "tenants \(tenants[other].name) and \(tenant.name) share an API key")
                 }
                 index[hash] = tenants.count
             }
@@ -173,6 +174,8 @@ final class Admission: Sendable {
             decisions: decisions)
     }
 
+    private static let bearer = Array("bearer ".utf8)
+
     /// The tenant a request belongs to: its key's, or `default`. The key is hashed where it
     /// lies in the head's bytes: no string is made of it.
     func tenant(for head: HTTP1Head) -> Int {
@@ -190,7 +193,7 @@ final class Admission: Sendable {
             var value = raw[field.value]
             if header == nil {
                 // `Bearer <key>`, the scheme matched ignoring case.
-                let scheme = Array("bearer ".utf8)
+                let scheme = Self.bearer
                 guard value.count > scheme.count,
                       zip(value.prefix(scheme.count), scheme).allSatisfy({ $0 | 0x20 == $1 })
                 else { return nil }
@@ -251,28 +254,42 @@ final class Admission: Sendable {
         guard let rate = tenant.limits.requestsPerMinute, let shared else {
             return limiter.eventLoop.makeSucceededFuture(admit(tenant: index, now: now))
         }
-        // The concurrency slot is taken now (the answer comes later) and given back on refusal.
-        let concurrency: Outcome? = tenant.state.withLockedValue { state in
-            if let limit = tenant.limits.maxConcurrent, state.inFlight >= limit, !shadow {
-                return .refused(tenant.concurrencyRefusal, fields: RateLimitHeaders.fields([], retryAfter: 1_000_000_000))
+        enum Local {
+            case overConcurrency
+            /// Over `max_concurrent` in shadow mode: let in, the rate not spent (as locally).
+            case shadowOverConcurrency
+            /// Redis's last refusal still holds.
+            case refusedUntil(GCRA.Decision)
+            case askRedis
+        }
+        // One lock: the concurrency slot is taken now (the answer comes later; a refusal gives
+        // it back), and a remembered refusal is read.
+        let local: Local = tenant.state.withLockedValue { state in
+            if let limit = tenant.limits.maxConcurrent, state.inFlight >= limit {
+                guard shadow else { return .overConcurrency }
+                state.inFlight += 1
+                return .shadowOverConcurrency
             }
             state.inFlight += 1
-            return nil
+            guard state.refusedUntil > now else { return .askRedis }
+            return .refusedUntil(GCRA.Decision(
+                allowed: false, remaining: 0, retryAfter: state.refusedUntil - now,
+                resetAfter: state.refusedReset > now ? state.refusedReset - now : 0))
         }
-        if let concurrency {
+        switch local {
+        case .overConcurrency:
             tenant.decisions[Decision.allCases.firstIndex(of: .refusedConcurrency)!].increment()
-            return limiter.eventLoop.makeSucceededFuture(concurrency)
+            return limiter.eventLoop.makeSucceededFuture(
+                .refused(tenant.concurrencyRefusal, fields: RateLimitHeaders.fields([], retryAfter: 1_000_000_000)))
+        case .shadowOverConcurrency:
+            tenant.decisions[Decision.allCases.firstIndex(of: .shadowRefused)!].increment()
+            return limiter.eventLoop.makeSucceededFuture(.admitted(tenant: index, fields: []))
+        case .refusedUntil(let decision):
+            return limiter.eventLoop.makeSucceededFuture(conclude(index, decision: decision, rate: rate))
+        case .askRedis:
+            break
         }
         let burst = tenant.limits.burst ?? rate
-        let cached: GCRA.Decision? = tenant.state.withLockedValue { state in
-            guard state.refusedUntil > now else { return nil }
-            return GCRA.Decision(
-                allowed: false, remaining: 0, retryAfter: state.refusedUntil - now,
-                resetAfter: state.refusedReset > now ? state.refusedReset - now : 0)
-        }
-        if let cached {
-            return limiter.eventLoop.makeSucceededFuture(conclude(index, decision: cached, rate: rate))
-        }
         if backendDownUntil.load(ordering: .relaxed) > now {
             return limiter.eventLoop.makeSucceededFuture(withoutBackend(index, now: now, rate: rate, failure: shared.onFailure))
         }
