@@ -169,6 +169,10 @@ public struct PoolConfiguration: Sendable, Equatable {
     public var timeouts = TimeoutsConfiguration()
     public var upstream = UpstreamConfiguration()
     public var ejection = EjectionPolicy()
+    /// Requests one replica may have in progress through this gateway; past it on every
+    /// replica, requests wait in `queue`. Nil: no cap, no queue (the replica queues itself).
+    public var maxConcurrentPerReplica: Int?
+    public var queue = QueueConfiguration()
 
     public init(name: String, paths: [PathPattern], models: [String]? = nil, replicas: [ReplicaID]) {
         self.name = name
@@ -176,6 +180,16 @@ public struct PoolConfiguration: Sendable, Equatable {
         self.models = models
         self.replicas = replicas
     }
+}
+
+/// The pool's wait queue, used only with `max_concurrent_per_replica`.
+public struct QueueConfiguration: Sendable, Equatable {
+    /// Requests that may wait; one more is answered 503 at once.
+    public var max = 256
+    /// How long a request may wait for a slot; past it, 503.
+    public var timeout: Duration = .seconds(5)
+
+    public init() {}
 }
 
 public struct TimeoutsConfiguration: Sendable, Equatable {

@@ -2,7 +2,7 @@ import SluiceCore
 
 extension GatewayConfiguration {
     static func decodePool(_ reader: NodeReader) -> PoolConfiguration? {
-        guard let keys = reader.mapping(allowed: ["name", "match", "replicas", "routing", "timeouts", "upstream", "health"]) else {
+        guard let keys = reader.mapping(allowed: ["name", "match", "replicas", "routing", "timeouts", "upstream", "health", "queue", "max_concurrent_per_replica"]) else {
             return nil
         }
         var name: String?
@@ -73,6 +73,14 @@ extension GatewayConfiguration {
         if let node = keys["health"], let health = node.mapping(allowed: ["eject_after", "eject_for"]) {
             if let value = health["eject_after"]?.int(in: 1...1_000) { pool.ejection.consecutiveFailures = value }
             if let value = health["eject_for"]?.duration() { pool.ejection.duration = UInt64(value.nanoseconds) }
+        }
+        if let value = keys["max_concurrent_per_replica"]?.int(in: 1...1_000_000) { pool.maxConcurrentPerReplica = value }
+        if let node = keys["queue"], let queue = node.mapping(allowed: ["max", "timeout"]) {
+            if let value = queue["max"]?.int(in: 0...1_000_000) { pool.queue.max = value }
+            if let value = queue["timeout"]?.duration(atLeast: .milliseconds(1)) { pool.queue.timeout = value }
+            if keys["max_concurrent_per_replica"] == nil {
+                node.report("queue needs max_concurrent_per_replica: requests wait only when every replica is at it")
+            }
         }
         return pool
     }

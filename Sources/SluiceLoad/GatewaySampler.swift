@@ -3,7 +3,8 @@ import NIOCore
 import NIOPosix
 
 /// Reads the gateway's `/readyz` once a second during a run (it needs no token), so the report
-/// can show how many replicas each pool had in rotation over time. Scale decisions join these
+/// can show how many replicas each pool had in rotation over time, its requests in progress and
+/// its wait queue (depth, and what became of the requests that waited). Scale decisions join these
 /// samples once the gateway publishes them (`/admin/scale`, the scaling issue).
 struct GatewaySampler: Sendable {
     let host: String
@@ -42,7 +43,9 @@ struct GatewaySampler: Sendable {
         else { return nil }
         return pools.compactMapValues { pool in
             guard let replicas = pool["replicas"], let available = pool["available"] else { return nil }
-            return LoadReport.PoolSample(replicas: replicas, available: available)
+            return LoadReport.PoolSample(
+                replicas: replicas, available: available, inFlight: pool["in_flight"], queued: pool["queued"],
+                queueDispatched: pool["queue_dispatched"], queueFull: pool["queue_full"], queueTimeout: pool["queue_timeout"])
         }
     }
 }

@@ -59,10 +59,25 @@ public struct LoadReport: Codable, Sendable {
     public struct PoolSample: Codable, Sendable, Equatable {
         public var replicas: Int
         public var available: Int
+        /// Requests in progress through the gateway, and waiting in its queue for a replica
+        /// slot (pools with `max_concurrent_per_replica`; nil for others).
+        public var inFlight: Int?
+        public var queued: Int?
+        /// Requests that waited and were given a slot, were refused (queue full) or timed out,
+        /// since the gateway started.
+        public var queueDispatched: Int?
+        public var queueFull: Int?
+        public var queueTimeout: Int?
 
-        public init(replicas: Int, available: Int) {
+        public init(replicas: Int, available: Int, inFlight: Int? = nil, queued: Int? = nil,
+                    queueDispatched: Int? = nil, queueFull: Int? = nil, queueTimeout: Int? = nil) {
             self.replicas = replicas
             self.available = available
+            self.inFlight = inFlight
+            self.queued = queued
+            self.queueDispatched = queueDispatched
+            self.queueFull = queueFull
+            self.queueTimeout = queueTimeout
         }
     }
 

@@ -67,6 +67,28 @@ import Testing
         #expect(issues(badKey).map(\.path).sorted() == ["pools[0].routing.key[0]", "pools[0].routing.load_factor"])
     }
 
+    @Test func queueAndConcurrencyCap() throws {
+        let capped = Self.valid.replacingOccurrences(
+            of: "routing: { policy: round-robin }",
+            with: "routing: { policy: round-robin }\n    queue: { max: 32, timeout: 750ms }\n    max_concurrent_per_replica: 64")
+        let pool = try GatewayConfiguration.decode(yaml: capped).pools[0]
+        #expect(pool.maxConcurrentPerReplica == 64 && pool.queue.max == 32 && pool.queue.timeout == .milliseconds(750))
+        // Without the cap there is no queue, and nothing waits.
+        #expect(try GatewayConfiguration.decode(yaml: Self.valid).pools[0].maxConcurrentPerReplica == nil)
+        let capOnly = Self.valid.replacingOccurrences(
+            of: "routing: { policy: round-robin }", with: "routing: { policy: round-robin }\n    max_concurrent_per_replica: 8")
+        let defaults = try GatewayConfiguration.decode(yaml: capOnly).pools[0].queue
+        #expect(defaults.max == 256 && defaults.timeout == .seconds(5))
+        let queueOnly = Self.valid.replacingOccurrences(
+            of: "routing: { policy: round-robin }", with: "routing: { policy: round-robin }\n    queue: { max: 4 }")
+        let problem = issues(queueOnly).first
+        #expect(problem?.path == "pools[0].queue" && problem?.message.contains("needs max_concurrent_per_replica") == true)
+        let bad = Self.valid.replacingOccurrences(
+            of: "routing: { policy: round-robin }",
+            with: "routing: { policy: round-robin }\n    max_concurrent_per_replica: 0\n    queue: { max: -1, timeout: 5 }")
+        #expect(issues(bad).map(\.path).sorted() == ["pools[0].max_concurrent_per_replica", "pools[0].queue.max", "pools[0].queue.timeout"])
+    }
+
     @Test func badHostPortNamesKeyPathAndLine() {
         let yaml = Self.valid.replacingOccurrences(of: "\"127.0.0.1:9002\"", with: "\"127.0.0.1:99999\"")
         #expect(issues(yaml).map(\.description) == [#"pools[0].replicas[1]: "127.0.0.1:99999" is not a host:port (line 8)"#])

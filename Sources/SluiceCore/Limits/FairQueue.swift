@@ -12,14 +12,14 @@
 public struct FairQueue<Element> {
     public typealias Ticket = UInt64
 
-    private struct Entry {
+    fileprivate struct Entry {
         var ticket: Ticket
         var element: Element
         var deadline: UInt64
     }
 
     /// One priority level: each tenant's FIFO, and the order in which tenants take turns.
-    private struct Level {
+    fileprivate struct Level {
         var queues: [Int: [Entry]] = [:]
         var heads: [Int: Int] = [:]
         var turns: [Int] = []
@@ -154,3 +154,7 @@ public struct FairQueue<Element> {
         }
     }
 }
+
+extension FairQueue: Sendable where Element: Sendable {}
+extension FairQueue.Entry: Sendable where Element: Sendable {}
+extension FairQueue.Level: Sendable where Element: Sendable {}

@@ -40,6 +40,23 @@ public final class Replica: Sendable {
         poolLoad?.started()
     }
 
+    /// `requestStarted()` only while fewer than `limit` requests are in flight (a pool's
+    /// `max_concurrent_per_replica`): the check and the count are one atomic step, so the cap
+    /// holds however many event loops race for the last slot.
+    public func tryStart(limit: Int) -> Bool {
+        var current = inFlightCount.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, original) = inFlightCount.compareExchange(
+                expected: current, desired: current + 1, ordering: .sequentiallyConsistent)
+            if exchanged {
+                poolLoad?.started()
+                return true
+            }
+            current = original
+        }
+        return false
+    }
+
     public func requestFinished() {
         inFlightCount.wrappingSubtract(1, ordering: .relaxed)
         poolLoad?.finished()

@@ -123,6 +123,8 @@ final class AdminRoutes: Sendable {
                 }
                 // Draining takes the replica out of rotation; requests in flight finish.
                 replica.setDraining(request.method == .POST)
+                // Back in rotation: its free slots go to waiting requests.
+                runtime.gate?.dispatch(runtime.snapshot)
                 return .json(.ok, MembershipView(pool: runtime))
             default:
                 return .error(.notFound, "No admin route \(request.method) \(request.path).", code: "not_found")

@@ -6,6 +6,13 @@ struct ReadinessView: Encodable {
     struct Pool: Encodable {
         var replicas: Int
         var available: Int
+        var in_flight: Int
+        /// The wait queue, for pools with `max_concurrent_per_replica`: waiting now, and what
+        /// became of those that waited (running totals).
+        var queued: Int?
+        var queue_dispatched: Int?
+        var queue_full: Int?
+        var queue_timeout: Int?
     }
 
     var ready: Bool
@@ -19,7 +26,11 @@ struct ReadinessView: Encodable {
         var pools: [String: Pool] = [:]
         for pool in gateway.runtime.pools {
             let replicas = pool.snapshot.replicas
-            pools[pool.name] = Pool(replicas: replicas.count, available: replicas.filter { $0.isAvailable(at: now) }.count)
+            let gate = pool.gate
+            pools[pool.name] = Pool(
+                replicas: replicas.count, available: replicas.filter { $0.isAvailable(at: now) }.count,
+                in_flight: replicas.reduce(0) { $0 + $1.inFlight }, queued: gate?.waiting,
+                queue_dispatched: gate?.total(.dispatched), queue_full: gate?.total(.full), queue_timeout: gate?.total(.timeout))
         }
         self.pools = pools
     }

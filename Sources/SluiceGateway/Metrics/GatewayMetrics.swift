@@ -17,6 +17,10 @@ public final class GatewayMetrics: Sendable {
         name: "sluice_response_first_byte_seconds",
         help: "From the request head to the replica's response head (time to first byte).",
         bounds: GatewayMetrics.latencyBuckets)
+    let queueWait = LatencyHistogramFamily(
+        name: "sluice_queue_wait_seconds",
+        help: "How long requests that waited for a replica slot waited (those given one; see sluice_queue_requests_total).",
+        bounds: GatewayMetrics.latencyBuckets)
 
     static let latencyBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
@@ -42,6 +46,7 @@ public final class GatewayMetrics: Sendable {
         var text = registry.emitToString()
         requestDuration.render(into: &text)
         firstByte.render(into: &text)
+        queueWait.render(into: &text)
         return text
     }
 }

@@ -11,6 +11,10 @@ enum MetricsExport {
         runtime.metrics.downstreamConnections.set(Int64(runtime.tracker.count))
         let connections = runtime.upstreamStats.totals()
         for pool in runtime.pools {
+            if let gate = pool.gate {
+                registry.makeGauge(descriptor: .sluice("sluice_queue_depth", "Requests waiting for a replica slot (pools with max_concurrent_per_replica)."), labels: [("pool", pool.name)])
+                    .set(Int64(gate.waiting))
+            }
             for replica in pool.snapshot.replicas {
                 let labels = [("pool", pool.name), ("replica", replica.id.description)]
                 registry.makeGauge(descriptor: .sluice("sluice_replica_in_flight", "Requests sent to the replica and not yet finished."), labels: labels)

@@ -14,6 +14,8 @@ final class PoolRuntime: Sendable {
     let policy: any BalancingPolicy
     let upstreamSettings: UpstreamSettings
     let metrics: PoolMetrics
+    /// `max_concurrent_per_replica` and the wait queue; nil when the pool has no cap.
+    let gate: PoolGate?
     private let current: ManagedAtomic<PoolSnapshot>
     private let poolLoad: PoolLoad
     /// Serializes membership changes (admin calls and reloads may race); picks never take it.
@@ -35,6 +37,9 @@ final class PoolRuntime: Sendable {
         }
         self.upstreamSettings = UpstreamSettings(configuration)
         self.metrics = metrics.pool(configuration.name)
+        self.gate = configuration.maxConcurrentPerReplica.map { limit in
+            PoolGate(limit: limit, queue: configuration.queue, pool: configuration.name, metrics: metrics)
+        }
         let poolLoad = PoolLoad()
         self.poolLoad = poolLoad
         let replicas = configuration.replicas.map { Replica(id: $0, poolLoad: poolLoad) }
@@ -79,6 +84,27 @@ final class PoolRuntime: Sendable {
         current.store(
             PoolSnapshot(replicas: replicas, generation: old.generation + 1, withRing: policy.needsRing, poolLoad: poolLoad),
             ordering: .releasing)
+        // A new replica has free slots.
+        gate?.dispatch(snapshot)
+    }
+
+    /// Takes a slot on `replica` outside the queue (a retry elsewhere): false when it is at
+    /// `max_concurrent_per_replica`.
+    func start(_ replica: Replica) -> Bool {
+        guard let gate else {
+            replica.requestStarted()
+            return true
+        }
+        return replica.tryStart(limit: gate.limit)
+    }
+
+    /// Gives back a finished request's slot on `replica` (and hands it to a waiter, if any).
+    func release(_ replica: Replica) {
+        if let gate {
+            gate.release(replica, snapshot: snapshot)
+        } else {
+            replica.requestFinished()
+        }
     }
 
     func pick(_ facts: RoutingFacts, now: NIODeadline) -> Replica? {

@@ -29,6 +29,8 @@ final class Exchange {
     /// Rate-limit fields for the response head.
     var limitFields: [(String, String)] = []
     var replica: Replica?
+    /// Set while the request waits in its pool's queue for a replica slot.
+    var queueTicket: UInt64?
     var connectionPool: UpstreamConnectionPool?
     var upstream: UpstreamConnection?
     var attempts = 0

@@ -229,15 +229,70 @@ extension ProxyServerHandler {
         }
     }
 
-    /// Commits the exchange to a pool: picks a replica and asks for a connection to it.
+    /// Commits the exchange to a pool: picks a replica, takes a slot on it (or waits in the
+    /// pool's queue for one, when the pool caps requests per replica) and goes on.
     func begin(_ exchange: Exchange, head: HTTP1Head, pool: PoolRuntime, key: String? = nil) {
         exchange.pool = pool
         exchange.routingKey = key
-        guard let replica = pool.pick(RoutingFacts(key: key, random: upstreams.random.next()), now: .now()) else {
+        let now = NIODeadline.now()
+        guard let picked = pool.pick(RoutingFacts(key: key, random: upstreams.random.next()), now: now) else {
             respond(.noHealthyReplica(pool: pool.name), closeAfter: false)
             return
         }
-        replica.requestStarted()
+        guard let gate = pool.gate else {
+            picked.requestStarted()
+            send(exchange, head: head, to: picked)
+            return
+        }
+        let tenant = exchange.tenant ?? 0
+        let priority = exchange.tenant.flatMap { runtime.admission?.tenants[$0].limits.priority } ?? 0
+        let bound = NIOLoopBound((self, exchange), eventLoop: context.eventLoop)
+        let loop = context.eventLoop
+        let entry = gate.enter(
+            preferred: picked, snapshot: pool.snapshot, tenant: tenant, priority: priority, now: now.uptimeNanoseconds,
+            deliver: { replica in loop.execute { bound.value.0.leftQueue(bound.value.1, with: replica) } })
+        switch entry {
+        case .slot(let replica):
+            send(exchange, head: head, to: replica)
+        case .queued(let ticket):
+            // The body gathers in `pending` meanwhile (reads stop past `pendingLimit`).
+            exchange.queueTicket = ticket
+            var held = head
+            held.bytes = context.channel.allocator.buffer(buffer: head.bytes)
+            exchange.heldHead = held
+            mode = .proxying
+            exchange.upstreamDeadline = now + gate.timeout
+            armTimer(exchange)
+        case .full:
+            respond(.queueFull(pool: pool.name, waiting: gate.waiting), closeAfter: mustCloseUnfinished(exchange),
+                    extraFields: exchange.limitFields + [("retry-after", "1")])
+        }
+    }
+
+    /// A queued request's slot arrived (on this loop): it goes on to that replica, unless it was
+    /// answered or its client left meanwhile, in which case the slot goes back.
+    func leftQueue(_ exchange: Exchange, with replica: Replica) {
+        guard self.exchange === exchange, !exchange.finished, exchange.queueTicket != nil, let head = exchange.heldHead else {
+            exchange.pool?.release(replica)
+            return
+        }
+        exchange.queueTicket = nil
+        exchange.heldHead = nil
+        exchange.upstreamDeadline = nil
+        send(exchange, head: head, to: replica)
+    }
+
+    /// A queued request's deadline passed: 503, unless its slot is already on the way.
+    func queueTimedOut(_ exchange: Exchange) {
+        guard let ticket = exchange.queueTicket, let pool = exchange.pool, let gate = pool.gate else { return }
+        guard gate.leave(ticket, timedOut: true) else { return }
+        exchange.queueTicket = nil
+        respond(.queueTimeout(pool: pool.name, after: "\(pool.configuration.queue.timeout)"), closeAfter: mustCloseUnfinished(exchange),
+                extraFields: exchange.limitFields + [("retry-after", "1")])
+    }
+
+    /// Sends the request to `replica`, whose slot (in-flight count) it now holds.
+    func send(_ exchange: Exchange, head: HTTP1Head, to replica: Replica) {
         exchange.replica = replica
         // Room for a small body too: the upstream handler copies it behind the head (one write).
         let smallBody = exchange.contentLength.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0
@@ -317,6 +372,13 @@ extension ProxyServerHandler {
     /// Closes the exchange's upstream side, if any, without answering the client.
     func abandonUpstream(_ exchange: Exchange) {
         exchange.upstreamDeadline = nil
+        if let ticket = exchange.queueTicket {
+            // Still waiting for a slot: out of the queue (or, if the slot is on its way, it is
+            // given back when it arrives).
+            exchange.queueTicket = nil
+            exchange.pool?.gate?.leave(ticket)
+            return
+        }
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             exchange.connectionPool?.discard(upstream)
@@ -332,7 +394,7 @@ extension ProxyServerHandler {
         exchange.upstreamDeadline = nil
         if let replica = exchange.replica {
             exchange.replica = nil
-            replica.requestFinished()
+            if let pool = exchange.pool { pool.release(replica) } else { replica.requestFinished() }
         }
         if let tenant = exchange.tenant {
             exchange.tenant = nil

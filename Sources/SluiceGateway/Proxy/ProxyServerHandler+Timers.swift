@@ -86,6 +86,10 @@ extension ProxyServerHandler {
             armTimer(exchange)
             return
         }
+        if exchange.queueTicket != nil {
+            queueTimedOut(exchange)
+            return
+        }
         exchange.upstreamDeadline = nil
         if exchange.upstream == nil {
             exchange.connectionPool?.cancel(self)

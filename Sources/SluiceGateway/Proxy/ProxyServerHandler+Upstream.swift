@@ -162,9 +162,8 @@ extension ProxyServerHandler: UpstreamRequester {
         exchange.attempts += 1
         // Nothing has been sent yet, so one retry on another replica is always safe (the least
         // loaded of the others: a hashing policy would pick the same replica again).
-        if exchange.attempts < 2, let other = pool.pickOther(than: replica, now: now) {
-            replica.requestFinished()
-            other.requestStarted()
+        if exchange.attempts < 2, let other = pool.pickOther(than: replica, now: now), pool.start(other) {
+            pool.release(replica)
             exchange.replica = other
             exchange.upstreamDeadline = nil
             acquireUpstream(exchange)

@@ -244,8 +244,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
                 exchange.upstream = nil
                 exchange.connectionPool?.discard(upstream)
                 exchange.pool?.metrics.clientCancelled.increment()
-            } else if case .proxying = mode, let connectionPool = exchange.connectionPool {
-                connectionPool.cancel(self)
+            } else if case .proxying = mode {
+                abandonUpstream(exchange)
             }
             finish(exchange, status: exchange.responseStarted ? exchange.status : 499)
         }

@@ -54,6 +54,14 @@ public struct GatewayError: Error, Sendable, Equatable {
         .init(status: .serviceUnavailable, message: "Pool \"\(pool)\" has no healthy replica right now; retry shortly.", type: "server_error", code: "no_healthy_replica")
     }
 
+    public static func queueFull(pool: String, waiting: Int) -> GatewayError {
+        .init(status: .serviceUnavailable, message: "Pool \"\(pool)\" is at capacity: every replica is at max_concurrent_per_replica and \(waiting) requests already wait. Retry after the time in the Retry-After header.", type: "server_error", code: "queue_full")
+    }
+
+    public static func queueTimeout(pool: String, after: String) -> GatewayError {
+        .init(status: .serviceUnavailable, message: "Pool \"\(pool)\" had no free replica slot within the queue timeout (\(after)). Retry after the time in the Retry-After header.", type: "server_error", code: "queue_timeout")
+    }
+
     public static func replicaTimeout(after: String) -> GatewayError {
         .init(status: .gatewayTimeout, message: "The model replica did not answer within \(after).", type: "server_error", code: "replica_timeout")
     }

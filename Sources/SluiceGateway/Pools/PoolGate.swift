@@ -1,0 +1,187 @@
+import Atomics
+import NIOConcurrencyHelpers
+import NIOCore
+import Prometheus
+import SluiceConfig
+import SluiceCore
+import Synchronization
+
+/// A pool's `max_concurrent_per_replica` and its wait queue (`queue: {max, timeout}`).
+///
+/// A request takes a *slot* on a replica: the one its routing policy picked if that replica has
+/// room, else the least busy replica that has room (so a request waits only when **every**
+/// available replica is at the cap). Otherwise it waits in a `FairQueue` (priority first, tenants
+/// in turn within a priority, a deadline each); a full queue answers 503 at once. A slot freed by
+/// a finished request goes straight to the next waiter, on the waiter's own event loop, and the
+/// waiter goes to the replica it had been routed to if that one has room (affinity kept where it
+/// costs nothing), else to the freed one. While anyone waits, new arrivals queue behind them
+/// rather than take a slot first.
+///
+/// Without a waiter, entry is one compare-and-swap on the replica's in-flight count: no lock.
+/// The lock is taken only to queue, to leave the queue, and to hand freed slots to waiters.
+/// A request queuing and a slot being freed at the same instant cannot miss each other: each
+/// side publishes its change, then a sequentially consistent fence, then looks at the other's
+/// (the store-buffering pattern), so at least one of them dispatches.
+///
+/// Like HAProxy's `maxconn` + `timeout queue`, and unlike it in two ways: waiting requests are
+/// served by priority and fairly across tenants, not first-come; and the cap is per gateway
+/// process (several instances each allow `max_concurrent_per_replica`).
+final class PoolGate: Sendable {
+    struct Waiter: Sendable {
+        /// The replica routing chose; tried first when a slot frees.
+        let preferred: Replica
+        let enqueuedAt: UInt64
+        /// Hands the slot over; must hop to the waiter's event loop.
+        let deliver: @Sendable (Replica) -> Void
+    }
+
+    enum Entry {
+        /// A slot on this replica is taken (`requestStarted` done).
+        case slot(Replica)
+        /// Waiting; keep the ticket to leave the queue.
+        case queued(FairQueue<Waiter>.Ticket)
+        /// The queue is full: answer 503.
+        case full
+    }
+
+    /// What became of requests that reached the queue, as counted in metrics.
+    enum Outcome: String, CaseIterable {
+        /// Queued, later given a slot.
+        case dispatched
+        /// Refused because the queue was full.
+        case full
+        /// Waited `queue.timeout` without a slot.
+        case timeout
+        /// The client left, or the request was answered otherwise, while waiting.
+        case cancelled
+    }
+
+    let limit: Int
+    let timeout: TimeAmount
+    private let queue: NIOLockedValueBox<FairQueue<Waiter>>
+    private let waitingCount = Synchronization.Atomic<Int>(0)
+    private let outcomes: [Counter]
+    /// The same counts, readable (Prometheus counters are write-only): for `/readyz`.
+    private let totals: [ManagedAtomic<Int>]
+    private let wait: LatencyHistogram
+
+    init(limit: Int, queue configuration: QueueConfiguration, pool: String, metrics: GatewayMetrics) {
+        self.limit = limit
+        self.timeout = .nanoseconds(configuration.timeout.nanoseconds)
+        self.queue = NIOLockedValueBox(FairQueue(capacity: configuration.max))
+        self.outcomes = Outcome.allCases.map { outcome in
+            metrics.registry.makeCounter(
+                descriptor: .sluice("sluice_queue_requests_total", "Requests that had to wait for a replica slot, by what became of them."),
+                labels: [("pool", pool), ("outcome", outcome.rawValue)])
+        }
+        self.totals = Outcome.allCases.map { _ in ManagedAtomic<Int>(0) }
+        self.wait = metrics.queueWait.makeSeries(labels: [("pool", pool)])
+    }
+
+    /// Requests waiting now.
+    var waiting: Int { waitingCount.load(ordering: .relaxed) }
+
+    /// Takes a slot for a request routed to `preferred`, or queues it.
+    func enter(
+        preferred: Replica, snapshot: PoolSnapshot, tenant: Int, priority: Int, now: UInt64,
+        deliver: @escaping @Sendable (Replica) -> Void
+    ) -> Entry {
+        if waitingCount.load(ordering: .relaxed) == 0, let replica = takeSlot(preferring: preferred, in: snapshot, now: now) {
+            return .slot(replica)
+        }
+        let waiter = Waiter(preferred: preferred, enqueuedAt: now, deliver: deliver)
+        let deadline = now &+ UInt64(max(0, timeout.nanoseconds))
+        let ticket = queue.withLockedValue { queue -> FairQueue<Waiter>.Ticket? in
+            let ticket = queue.enqueue(waiter, tenant: tenant, priority: priority, deadline: deadline)
+            waitingCount.store(queue.count, ordering: .relaxed)
+            return ticket
+        }
+        guard let ticket else {
+            count(.full)
+            return .full
+        }
+        // A slot freed between the first look and the enqueue must not be missed.
+        Synchronization.atomicMemoryFence(ordering: Synchronization.AtomicUpdateOrdering.sequentiallyConsistent)
+        dispatch(snapshot)
+        return .queued(ticket)
+    }
+
+    /// Gives `replica`'s slot back (a request on it ended) and hands free slots to waiters.
+    func release(_ replica: Replica, snapshot: PoolSnapshot) {
+        replica.requestFinished()
+        Synchronization.atomicMemoryFence(ordering: Synchronization.AtomicUpdateOrdering.sequentiallyConsistent)
+        if waitingCount.load(ordering: .relaxed) > 0 { dispatch(snapshot) }
+    }
+
+    /// Takes a waiting request out (its client left, or it was answered); false when it is no
+    /// longer queued (a slot is already on its way to it, and must be released on arrival).
+    @discardableResult
+    func leave(_ ticket: FairQueue<Waiter>.Ticket, timedOut: Bool = false) -> Bool {
+        let removed = queue.withLockedValue { queue -> Bool in
+            let removed = queue.remove(ticket) != nil
+            waitingCount.store(queue.count, ordering: .relaxed)
+            return removed
+        }
+        if removed { count(timedOut ? .timeout : .cancelled) }
+        return removed
+    }
+
+    /// Hands free slots to waiters, in the queue's order, while slots and waiters last. Called
+    /// when a slot frees, a request queues, or membership or draining changes.
+    func dispatch(_ snapshot: PoolSnapshot) {
+        let now = NIODeadline.now().uptimeNanoseconds
+        var handed: [(Waiter, Replica)] = []
+        queue.withLockedValue { queue in
+            while !queue.isEmpty {
+                // Any slot at all? (Checked before dequeuing, so a waiter is only taken out
+                // with a slot in hand.)
+                guard let free = takeSlot(preferring: nil, in: snapshot, now: now) else { break }
+                let waiter = queue.dequeue()!
+                var replica = free
+                if waiter.preferred !== free, waiter.preferred.isAvailable(at: now), waiter.preferred.tryStart(limit: limit) {
+                    // The waiter's own replica has room too: it goes there, and the other slot
+                    // is given back (no one else can be waiting for it: we hold the lock).
+                    free.requestFinished()
+                    replica = waiter.preferred
+                }
+                handed.append((waiter, replica))
+            }
+            waitingCount.store(queue.count, ordering: .relaxed)
+        }
+        for (waiter, replica) in handed {
+            count(.dispatched)
+            wait.record(nanoseconds: Int64(now &- waiter.enqueuedAt))
+            waiter.deliver(replica)
+        }
+    }
+
+    /// A slot on `preferred` if it has room, else on the least busy available replica with room.
+    private func takeSlot(preferring preferred: Replica?, in snapshot: PoolSnapshot, now: UInt64) -> Replica? {
+        if let preferred, preferred.isAvailable(at: now), preferred.tryStart(limit: limit) { return preferred }
+        // A lost race for the last slot of one replica moves on to the next best.
+        for _ in 0..<max(1, snapshot.replicas.count) {
+            var best: Replica?
+            var bestLoad = Int.max
+            for replica in snapshot.replicas where replica.isAvailable(at: now) {
+                let load = replica.inFlight
+                if load < limit, load < bestLoad {
+                    best = replica
+                    bestLoad = load
+                }
+            }
+            guard let best else { return nil }
+            if best.tryStart(limit: limit) { return best }
+        }
+        return nil
+    }
+
+    /// How many requests ended their wait with `outcome` so far.
+    func total(_ outcome: Outcome) -> Int {
+        totals[Outcome.allCases.firstIndex(of: outcome)!].load(ordering: .relaxed)
+    }
+
+    private func count(_ outcome: Outcome) {
+        totals[Outcome.allCases.firstIndex(of: outcome)!].wrappingIncrement(ordering: .relaxed)
+        outcomes[Outcome.allCases.firstIndex(of: outcome)!].increment()
+    }
+}
