@@ -96,7 +96,7 @@ extension GatewayConfiguration {
         var limits = LimitsConfiguration()
         guard let keys = reader.mapping(allowed: [
             "max_header_bytes", "max_body_bytes", "max_inspect_bytes", "client_timeout", "keepalive_timeout",
-            "backend", "on_backend_failure", "backend_timeout", "instances", "shadow", "tenant_header", "tenants", "default",
+            "backend", "on_backend_failure", "backend_timeout", "instances", "default_max_tokens", "shadow", "tenant_header", "tenants", "default",
         ]) else { return limits }
         if let node = keys["backend"], let value = node.string(), value != "local" {
             if value.hasPrefix("redis://"), let address = ConfigValues.hostPort(String(value.dropFirst("redis://".count))) {
@@ -107,6 +107,7 @@ extension GatewayConfiguration {
         }
         if let value = keys["backend_timeout"]?.duration(atLeast: .microseconds(100)) { limits.backendTimeout = value }
         if let value = keys["instances"]?.int(in: 1...10_000) { limits.instances = value }
+        if let value = keys["default_max_tokens"]?.int(in: 1...10_000_000) { limits.defaultMaxTokens = value }
         if let node = keys["on_backend_failure"], let value = node.string() {
             if let mode = BackendFailureMode(rawValue: value) {
                 limits.onBackendFailure = mode
@@ -153,19 +154,45 @@ extension GatewayConfiguration {
 
     /// One tenant's limits (and the entries, for the caller's extra keys).
     private static func decodeTenantLimits(_ reader: NodeReader, extra: [String]) -> (limits: TenantLimits, entries: [String: NodeReader])? {
-        let known = ["requests_per_minute", "burst", "max_concurrent", "priority"]
-        guard let entries = reader.mapping(allowed: known + extra + ["tokens_per_minute"]) else { return nil }
-        if let node = entries["tokens_per_minute"] {
-            node.report("tokens_per_minute is not enforced in this version yet; remove it rather than trust it")
-            return nil
-        }
+        let known = ["requests_per_minute", "burst", "max_concurrent", "priority", "tokens_per_minute", "token_burst", "models"]
+        guard let entries = reader.mapping(allowed: known + extra) else { return nil }
         var limits = TenantLimits()
         limits.requestsPerMinute = entries["requests_per_minute"]?.int(in: 1...100_000_000)
         limits.burst = entries["burst"]?.int(in: 1...100_000_000)
         limits.maxConcurrent = entries["max_concurrent"]?.int(in: 1...10_000_000)
         if let value = entries["priority"]?.int(in: -1_000_000...1_000_000) { limits.priority = value }
+        limits.tokensPerMinute = entries["tokens_per_minute"]?.int(in: 1...1_000_000_000_000)
+        limits.tokenBurst = entries["token_burst"]?.int(in: 1...1_000_000_000_000)
         if limits.burst != nil, limits.requestsPerMinute == nil, let node = entries["burst"] {
             node.report("burst needs requests_per_minute")
+        }
+        if limits.tokenBurst != nil, limits.tokensPerMinute == nil, let node = entries["token_burst"] {
+            node.report("token_burst needs tokens_per_minute")
+        }
+        if let node = entries["models"], let items = node.sequence() {
+            var seen: Set<String> = []
+            for item in items {
+                guard let fields = item.mapping(allowed: ["model", "requests_per_minute", "burst", "tokens_per_minute", "token_burst"]) else { continue }
+                guard let name = fields["model"]?.string(), !name.isEmpty else {
+                    if fields["model"] == nil { item.report("a model limit needs model: the name requests carry in their model field") }
+                    continue
+                }
+                guard seen.insert(name).inserted else {
+                    item.report("duplicate model \"\(name)\"")
+                    continue
+                }
+                var model = ModelLimits(model: name)
+                model.requestsPerMinute = fields["requests_per_minute"]?.int(in: 1...100_000_000)
+                model.burst = fields["burst"]?.int(in: 1...100_000_000)
+                model.tokensPerMinute = fields["tokens_per_minute"]?.int(in: 1...1_000_000_000_000)
+                model.tokenBurst = fields["token_burst"]?.int(in: 1...1_000_000_000_000)
+                if model.requestsPerMinute == nil, model.tokensPerMinute == nil {
+                    item.report("model \"\(name)\" sets no limit (requests_per_minute, tokens_per_minute)")
+                }
+                if model.burst != nil, model.requestsPerMinute == nil, let node = fields["burst"] { node.report("burst needs requests_per_minute") }
+                if model.tokenBurst != nil, model.tokensPerMinute == nil, let node = fields["token_burst"] { node.report("token_burst needs tokens_per_minute") }
+                limits.models.append(model)
+            }
         }
         return (limits, entries)
     }

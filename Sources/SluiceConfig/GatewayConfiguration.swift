@@ -70,6 +70,9 @@ public struct LimitsConfiguration: Sendable, Equatable {
     /// How many gateway instances share the limits: with `on_backend_failure: local` each falls
     /// back to `limit / instances`.
     public var instances = 1
+    /// The completion tokens charged at admission for a completion request that names no
+    /// `max_tokens` (settled with the real count when the response ends).
+    public var defaultMaxTokens = 1_024
 
     /// Whether any admission limit is configured (otherwise the request path skips admission).
     public var admissionEnabled: Bool { !tenants.isEmpty || defaultTenant != nil }
@@ -83,10 +86,33 @@ public struct TenantLimits: Sendable, Equatable {
     /// Requests that may pass at once from a full limit; default: a minute's worth.
     public var burst: Int?
     public var maxConcurrent: Int?
-    /// Higher is served first when requests queue (the queue comes with issue 5's next part).
+    /// Higher is served first when requests wait in a pool's queue.
     public var priority = 0
+    /// Model tokens (prompt + completion) per minute: charged an estimate at admission, settled
+    /// with the replica's `usage` when the response ends.
+    public var tokensPerMinute: Int?
+    /// Tokens that may be spent at once from a full limit; default: a minute's worth.
+    public var tokenBurst: Int?
+    /// Limits that apply, on top of the tenant's, to requests naming one model.
+    public var models: [ModelLimits] = []
+
+    /// Whether admission must read the body (token costs, or the model a limit names).
+    public var needsBody: Bool { tokensPerMinute != nil || !models.isEmpty }
 
     public init() {}
+}
+
+/// A tenant's limits for one model (the body's `model` field, exactly).
+public struct ModelLimits: Sendable, Equatable {
+    public var model: String
+    public var requestsPerMinute: Int?
+    public var burst: Int?
+    public var tokensPerMinute: Int?
+    public var tokenBurst: Int?
+
+    public init(model: String) {
+        self.model = model
+    }
 }
 
 public struct TenantConfiguration: Sendable, Equatable {

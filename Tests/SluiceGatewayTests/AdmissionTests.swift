@@ -138,7 +138,8 @@ import Testing
             let now: UInt64 = 5_000_000_000
             func remaining(_ outcome: Admission.Outcome) -> String? {
                 switch outcome {
-                case .admitted(_, let fields), .refused(_, let fields): fields.first { $0.0 == "x-ratelimit-remaining-requests" }?.1
+                case .admitted(_, let windows): RateLimitHeaders.fields(windows).first { $0.0 == "x-ratelimit-remaining-requests" }?.1
+                case .refused(_, let fields): fields.first { $0.0 == "x-ratelimit-remaining-requests" }?.1
                 }
             }
             #expect(remaining(admission.admit(tenant: 0, now: now)) == "1")
@@ -159,7 +160,7 @@ import Testing
         }
     }
 
-    @Test func limitsConfigSaysWhatIsNotThereYet() {
+    @Test func limitsConfigNamesWhatIsWrong() {
         func issues(_ limits: String) -> [String] {
             let yaml = """
             listen: "127.0.0.1:8080"
@@ -177,7 +178,11 @@ import Testing
         }
         #expect(issues("  backend: redis://127.0.0.1:6379").isEmpty)
         #expect(issues("  backend: memcached://127.0.0.1:1").first?.contains("must be local or redis://host:port") == true)
-        #expect(issues("  default: { requests_per_minute: 10, tokens_per_minute: 100 }").first?.contains("tokens_per_minute is not enforced") == true)
+        #expect(issues("  default: { requests_per_minute: 10, tokens_per_minute: 100, token_burst: 500 }\n  default_max_tokens: 256").isEmpty)
+        #expect(issues("  default: { token_burst: 5 }").first?.contains("token_burst needs tokens_per_minute") == true)
+        #expect(issues("  tenants: [{ name: a, keys_env: K, models: [{ model: m1, tokens_per_minute: 10 }, { model: m1, requests_per_minute: 1 }] }]").first?.contains("duplicate model") == true)
+        #expect(issues("  tenants: [{ name: a, keys_env: K, models: [{ model: m1 }] }]").first?.contains("sets no limit") == true)
+        #expect(issues("  tenants: [{ name: a, keys_env: K, models: [{ requests_per_minute: 1 }] }]").first?.contains("needs model") == true)
         #expect(issues("  tenants: [{ name: a, requests_per_minute: 10 }]").first?.contains("needs keys_env or keys_file") == true)
         #expect(issues("  tenants: [{ name: a, keys_env: K }, { name: a, keys_env: L }]").first?.contains("duplicate tenant") == true)
         #expect(issues("  on_backend_failure: maybe").first?.contains("allow, deny, local") == true)

@@ -9,9 +9,14 @@ import Testing
     @Test func officialClientChatsStreamsAndEmbedsThroughSluice() async throws {
         // A tenant allowed one request a minute: the client's second call must be a RateLimitError.
         let keys = try AdmissionTests.keysFile(["sk-limited"])
-        defer { try? FileManager.default.removeItem(atPath: keys) }
+        let tokenKeys = try AdmissionTests.keysFile(["sk-tokens"])
+        defer { for path in [keys, tokenKeys] { try? FileManager.default.removeItem(atPath: path) } }
         try await GatewayHarness.run(configure: { config, _ in
-            config.limits.tenants = [AdmissionTests.tenant("limited", keysFile: keys, perMinute: 1, burst: 1)]
+            // And a tenant with 60 tokens a minute, 250 at once: two short streams pass, 240 more tokens do not.
+            var tokens = AdmissionTests.tenant("tokens", keysFile: tokenKeys)
+            tokens.limits.tokensPerMinute = 60
+            tokens.limits.tokenBurst = 250
+            config.limits.tenants = [AdmissionTests.tenant("limited", keysFile: keys, perMinute: 1, burst: 1), tokens]
         }) { h in
             let python = ProcessInfo.processInfo.environment["SLUICE_PYTHON"] ?? "python3"
             let script = URL(fileURLWithPath: #filePath)
@@ -35,6 +40,7 @@ import Testing
             #expect(text.contains("embeddings ok: 3 vectors"))
             #expect(text.contains("error ok: 431 headers_too_large"))
             #expect(text.contains("rate limit ok: 429 rate_limit_exceeded retry-after 60"))
+            #expect(text.contains("token limit ok: 429"))
         }
     }
 }

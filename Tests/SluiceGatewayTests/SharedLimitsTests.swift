@@ -120,4 +120,44 @@ import Testing
             #expect(statuses == [200: 5])
         }
     }
+
+    @Test func tokenChargesAndTheirSettlementAreShared() async throws {
+        let redis = try RedisServerProcess()
+        try await redis.start()
+        let keys = try AdmissionTests.keysFile(["sk-tokens"])
+        defer { try? FileManager.default.removeItem(atPath: keys) }
+        try await GatewayHarness.run(configure: { config, _ in
+            var tenant = AdmissionTests.tenant("tokens", keysFile: keys)
+            // One token a second comes back: within the test the counts are exact.
+            tenant.limits.tokensPerMinute = 60
+            tenant.limits.tokenBurst = 1_000
+            var model = ModelLimits(model: "sim-7b")
+            model.requestsPerMinute = 60
+            model.burst = 3
+            tenant.limits.models = [model]
+            config.limits.tenants = [tenant]
+            config.limits.backend = .redis(ReplicaID(host: "127.0.0.1", port: redis.port))
+            config.limits.backendTimeout = .milliseconds(200)
+        }) { h in
+            let headers = [("content-type", "application/json"), ("authorization", "Bearer sk-tokens")]
+            let first = try await h.request("/v1/chat/completions", headers: headers, body: chatBody(maxTokens: 4))
+            #expect(first.status == 200)
+            let answer = try #require(try JSONSerialization.jsonObject(with: Data(first.text.utf8)) as? [String: Any])
+            let used = try #require((answer["usage"] as? [String: Any])?["total_tokens"] as? Int)
+            // Charged the estimate (11) in Redis; the settlement to `used` follows the answer.
+            #expect(first.header("x-ratelimit-remaining-tokens") == "\(1_000 - 11)")
+            // One script run decided it; a second (the settlement) follows the answer.
+            for _ in 0..<200 where try await Self.evalshaCalls(port: redis.port) < 2 {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let second = try await h.request("/v1/chat/completions", headers: headers, body: chatBody(maxTokens: 4))
+            #expect(second.header("x-ratelimit-remaining-tokens") == "\(1_000 - used - 11)", "settled in Redis: \(used) used")
+            // The model's limit (burst 3) is shared too, and refuses the fourth request.
+            #expect(try await h.request("/v1/chat/completions", headers: headers, body: chatBody(maxTokens: 4)).status == 200)
+            let refused = try await h.request("/v1/chat/completions", headers: headers, body: chatBody(maxTokens: 4))
+            #expect(refused.status == 429 && refused.text.contains("for model sim-7b"))
+        }
+        await redis.stop()
+    }
+
 }

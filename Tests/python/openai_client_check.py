@@ -56,6 +56,33 @@ def main(base_url: str) -> None:
     else:
         raise AssertionError("expected a 429")
 
+    # A tenant with a token limit: streams are settled with the replica's usage, which the
+    # gateway asks for and strips again when the client did not ask; past the limit, 429.
+    tokens = openai.OpenAI(base_url=base_url, api_key="sk-tokens", max_retries=0, timeout=10)
+    stream = tokens.chat.completions.create(
+        model="sim-7b", max_tokens=6, stream=True, messages=[{"role": "user", "content": "count me"}]
+    )
+    chunks = list(stream)
+    assert all(chunk.usage is None for chunk in chunks), chunks[-1]
+    assert len([chunk for chunk in chunks if chunk.choices]) == 6, chunks
+    stream = tokens.chat.completions.create(
+        model="sim-7b", max_tokens=6, stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "count me"}],
+    )
+    chunks = list(stream)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6, chunks[-1]
+    try:
+        tokens.chat.completions.create(model="sim-7b", max_tokens=240, messages=[{"role": "user", "content": "too much"}])
+    except openai.RateLimitError as error:
+        headers = error.response.headers
+        assert int(headers["x-ratelimit-remaining-tokens"]) < 240, dict(headers)
+        assert int(headers["retry-after"]) >= 1, dict(headers)
+        assert "tokens per minute" in error.body["message"], error.body
+        print("token limit ok:", error.status_code, "remaining", headers["x-ratelimit-remaining-tokens"],
+              "reset", headers["x-ratelimit-reset-tokens"])
+    else:
+        raise AssertionError("expected a 429 for tokens")
+
 
 if __name__ == "__main__":
     main(sys.argv[1])

@@ -19,6 +19,8 @@ final class Admission: Sendable {
         /// the header fields).
         let rateRefusal: Refusal
         let concurrencyRefusal: Refusal
+        /// Limits decided once the body is read: `tokens_per_minute`, and per-model limits.
+        let bodyLimits: [BodyLimit]
         /// `sluice_admission_decisions_total{tenant, decision}`, by `Decision`.
         let decisions: [Counter]
     }
@@ -30,6 +32,8 @@ final class Admission: Sendable {
         case refusedRate = "refused_rate"
         /// Refused: at `max_concurrent`.
         case refusedConcurrency = "refused_concurrency"
+        /// Refused: over `tokens_per_minute` (the tenant's or a model's).
+        case refusedTokens = "refused_tokens"
         /// Shadow mode: would have been refused, was let in.
         case shadowRefused = "shadow_refused"
     }
@@ -44,6 +48,9 @@ final class Admission: Sendable {
         /// instances can only move the TAT later, never earlier, so Redis would refuse too).
         var refusedUntil: UInt64 = 0
         var refusedReset: UInt64 = 0
+        /// `Tenant.bodyLimits`' state, and this instance's shares of them (`local` fallback).
+        var body: [GCRA] = []
+        var bodyFallback: [GCRA] = []
     }
 
     /// The shared backend (`limits.backend: redis://`), when configured.
@@ -54,8 +61,8 @@ final class Admission: Sendable {
     }
 
     enum Outcome {
-        /// Let in; carry these fields on the response. `tenant` must be released when it ends.
-        case admitted(tenant: Int, fields: [(String, String)])
+        /// Let in; its answer carries these limits' fields. `tenant` must be released when it ends.
+        case admitted(tenant: Int, windows: [RateLimitHeaders.Window])
         case refused(Refusal, fields: [(String, String)])
     }
 
@@ -87,7 +94,7 @@ final class Admission: Sendable {
     let backendFailures: Counter
     /// After a failed shared decision, Redis is not asked again until this instant (monotonic
     /// ns): during an outage requests do not each wait `backend_timeout`.
-    private let backendDownUntil = Atomic<UInt64>(0)
+    let backendDownUntil = Atomic<UInt64>(0)
     static let backendRetry: UInt64 = 250_000_000
 
     /// Reads each tenant's keys (environment or file) now: a file that cannot be read stops the
@@ -165,12 +172,17 @@ final class Admission: Sendable {
                 labels: [("tenant", name), ("decision", decision.rawValue)])
         }
         let rate = limits.requestsPerMinute.map { "\($0)" } ?? "unlimited"
+        let bodyLimits = BodyLimit.all(tenant: name, limits)
+        var state = State(requests: requests, fallback: fallback)
+        state.body = bodyLimits.map { GCRA(perMinute: $0.perMinute, burst: $0.burst) }
+        state.bodyFallback = bodyLimits.map { GCRA(perMinute: max(1, $0.perMinute / instances), burst: max(1, $0.burst / instances)) }
         return Tenant(
-            name: name, limits: limits, state: NIOLockedValueBox(State(requests: requests, fallback: fallback)),
+            name: name, limits: limits, state: NIOLockedValueBox(state),
             rateRefusal: Refusal(.rateLimited(
                 "Tenant \(name) is over its \(rate) requests per minute. Retry after the time in the Retry-After header (x-ratelimit-reset-requests says when the limit is full again).")),
             concurrencyRefusal: Refusal(.rateLimited(
                 "Tenant \(name) has \(limits.maxConcurrent ?? 0) requests in progress, its max_concurrent. Retry when one ends.")),
+            bodyLimits: bodyLimits,
             decisions: decisions)
     }
 
@@ -235,7 +247,7 @@ final class Admission: Sendable {
                 return (.refused(error, fields: RateLimitHeaders.fields(windows, retryAfter: retry)), why)
             }
             state.inFlight += 1
-            return (.admitted(tenant: index, fields: RateLimitHeaders.fields(windows)), refusal == nil ? .admitted : .shadowRefused)
+            return (.admitted(tenant: index, windows: windows), refusal == nil ? .admitted : .shadowRefused)
         }
         tenant.decisions[Decision.allCases.firstIndex(of: decision)!].increment()
         return outcome
@@ -283,7 +295,7 @@ final class Admission: Sendable {
                 .refused(tenant.concurrencyRefusal, fields: RateLimitHeaders.fields([], retryAfter: 1_000_000_000)))
         case .shadowOverConcurrency:
             tenant.decisions[Decision.allCases.firstIndex(of: .shadowRefused)!].increment()
-            return limiter.eventLoop.makeSucceededFuture(.admitted(tenant: index, fields: []))
+            return limiter.eventLoop.makeSucceededFuture(.admitted(tenant: index, windows: []))
         case .refusedUntil(let decision):
             return limiter.eventLoop.makeSucceededFuture(conclude(index, decision: decision, rate: rate))
         case .askRedis:
@@ -314,7 +326,7 @@ final class Admission: Sendable {
         switch failure {
         case .allow:
             tenant.decisions[Decision.allCases.firstIndex(of: .admitted)!].increment()
-            return .admitted(tenant: index, fields: [])
+            return .admitted(tenant: index, windows: [])
         case .deny:
             release(tenant: index)
             return .refused(Self.backendDown, fields: [("retry-after", "1")])
@@ -335,7 +347,7 @@ final class Admission: Sendable {
         let windows = [RateLimitHeaders.Window(name: "requests", limit: rate, remaining: decision.remaining, resetAfter: decision.resetAfter)]
         if decision.allowed || shadow {
             tenant.decisions[Decision.allCases.firstIndex(of: decision.allowed ? .admitted : .shadowRefused)!].increment()
-            return .admitted(tenant: index, fields: RateLimitHeaders.fields(windows))
+            return .admitted(tenant: index, windows: windows)
         }
         release(tenant: index)
         tenant.decisions[Decision.allCases.firstIndex(of: .refusedRate)!].increment()

@@ -69,6 +69,12 @@ struct HTTP1Head {
 
     func value(_ field: Field) -> String { string(field.value) }
 
+    /// `Content-Type: text/event-stream` (server-sent events), parameters aside.
+    var isEventStream: Bool {
+        guard let field = first("content-type") else { return false }
+        return value(field).lowercased().hasPrefix("text/event-stream")
+    }
+
     func nameEquals(_ field: Field, _ lowercaseName: StaticString) -> Bool {
         bytes.withUnsafeReadableBytes { HTTP1Bytes.equalsLowercase($0[field.name], lowercaseName) }
     }

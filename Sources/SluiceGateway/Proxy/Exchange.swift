@@ -26,8 +26,16 @@ final class Exchange {
     var routingKey: String?
     /// The tenant admission let in (released when the exchange finishes).
     var tenant: Int?
-    /// Rate-limit fields for the response head.
+    /// Rate-limit fields for the response head, and the limits they describe.
     var limitFields: [(String, String)] = []
+    var limitWindows: [RateLimitHeaders.Window] = []
+    /// Token accounting: what admission charged this request (estimated prompt + completion
+    /// tokens) and the model it named, settled with the real `usage` when the exchange ends.
+    var tokenCharge: TokenCharge?
+    /// Reads `usage` from the response (and strips the usage chunk the gateway asked for).
+    var usageMeter: UsageMeter?
+    /// The request body's length after the gateway rewrote it (asking for stream usage).
+    var rewrittenLength: Int?
     var replica: Replica?
     /// Set while the request waits in its pool's queue for a replica slot.
     var queueTicket: UInt64?

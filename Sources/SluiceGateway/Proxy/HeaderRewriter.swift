@@ -69,7 +69,8 @@ enum HeaderRewriter {
         clientAddress: String?,
         random: inout FastRandom,
         allocator: ByteBufferAllocator,
-        extraCapacity: Int = 0
+        extraCapacity: Int = 0,
+        contentLength: Int? = nil
     ) -> (head: ByteBuffer, requestID: String) {
         var (out, requestID, keptTraceparent, forwardedFor) = head.bytes.withUnsafeReadableBytes { raw in
             var out = allocator.buffer(capacity: raw.count + 256 + extraCapacity)
@@ -109,7 +110,7 @@ enum HeaderRewriter {
         }
         if head.isChunked {
             out.writeStaticString("transfer-encoding: chunked\r\n")
-        } else if let length = head.contentLength {
+        } else if let length = contentLength ?? head.contentLength {
             out.writeStaticString("content-length: ")
             out.writeString(String(length))
             out.writeStaticString("\r\n")
@@ -161,6 +162,12 @@ enum HeaderRewriter {
         /// The upstream body runs until close but the client speaks HTTP/1.1: it is chunked so
         /// the client connection can be kept.
         case chunk
+        /// Chunked both ways, but the gateway writes the chunks itself (it reads the data to
+        /// settle token usage, and may drop a part the client did not ask for).
+        case rechunk
+
+        /// Whether the gateway writes chunk framing around the data it forwards.
+        var writesChunks: Bool { self == .chunk || self == .rechunk }
     }
 
     /// Writes the response head sent to the client: the client's HTTP version, hop-by-hop fields

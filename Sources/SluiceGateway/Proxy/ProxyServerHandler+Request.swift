@@ -33,9 +33,10 @@ extension ProxyServerHandler {
     /// Applies an admission outcome; false when the request was refused (and answered).
     func admitted(_ outcome: Admission.Outcome, _ exchange: Exchange) -> Bool {
         switch outcome {
-        case .admitted(let tenant, let fields):
+        case .admitted(let tenant, let windows):
             exchange.tenant = tenant
-            exchange.limitFields = fields
+            exchange.limitWindows = windows
+            exchange.limitFields = windows.isEmpty ? [] : RateLimitHeaders.fields(windows)
             return true
         case .refused(let refusal, let fields):
             // Decided on the head alone: no pool, replica or body is touched.
@@ -64,6 +65,12 @@ extension ProxyServerHandler {
         switch runtime.routeTable.route(path: exchange.path[...]) {
         case .pool(let index):
             let pool = runtime.pools[index]
+            if admissionNeedsBody(exchange, head: head) {
+                // Token and per-model limits read the body (capped) before it goes on.
+                exchange.keyPool = index
+                inspect(exchange, head: head)
+                return
+            }
             switch RoutingKeys.fromHead(head, sources: pool.configuration.routing.key) {
             case .key(let key):
                 // Forwarded as received: chunk framing included.
@@ -178,9 +185,12 @@ extension ProxyServerHandler {
             guard let head = exchange.heldHead else { return }
             exchange.heldHead = nil
             let pool = runtime.pools[index]
-            let key = RoutingKeys.fromBody(body, head: head, sources: pool.configuration.routing.key, prefixTokens: pool.configuration.routing.prefixTokens)
-            queueInspected(body, chunked: head.isChunked, in: exchange)
-            begin(exchange, head: head, pool: pool, key: key)
+            let sources = pool.configuration.routing.key
+            let key = sources.isEmpty ? nil : RoutingKeys.fromBody(body, head: head, sources: sources, prefixTokens: pool.configuration.routing.prefixTokens)
+            admitBody(exchange, body: body) { body in
+                self.queueInspected(body, chunked: head.isChunked, in: exchange)
+                self.begin(exchange, head: head, pool: pool, key: key)
+            }
             return
         }
         let scanned = body.withUnsafeReadableBytes { bytes in
@@ -203,8 +213,10 @@ extension ProxyServerHandler {
             let pool = runtime.pools[index]
             let sources = pool.configuration.routing.key
             let key = sources.isEmpty ? nil : RoutingKeys.fromBody(body, head: head, sources: sources, prefixTokens: pool.configuration.routing.prefixTokens)
-            queueInspected(body, chunked: head.isChunked, in: exchange)
-            begin(exchange, head: head, pool: pool, key: key)
+            admitBody(exchange, body: body) { body in
+                self.queueInspected(body, chunked: head.isChunked, in: exchange)
+                self.begin(exchange, head: head, pool: pool, key: key)
+            }
         case .needsModel, .noRoute:
             respond(.noRoute(path: exchange.path, model: model ?? "(none)"), closeAfter: false)
         }
@@ -295,10 +307,11 @@ extension ProxyServerHandler {
     func send(_ exchange: Exchange, head: HTTP1Head, to replica: Replica) {
         exchange.replica = replica
         // Room for a small body too: the upstream handler copies it behind the head (one write).
-        let smallBody = exchange.contentLength.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0
+        let length = exchange.rewrittenLength ?? exchange.contentLength
+        let smallBody = length.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0
         let (out, requestID) = HeaderRewriter.upstreamRequest(
             head, host: replica.id.description, clientAddress: clientAddress, random: &upstreams.random,
-            allocator: context.channel.allocator, extraCapacity: smallBody)
+            allocator: context.channel.allocator, extraCapacity: smallBody, contentLength: exchange.rewrittenLength)
         exchange.requestID = requestID
         exchange.upstreamHead = out
         mode = .proxying
@@ -396,6 +409,7 @@ extension ProxyServerHandler {
             exchange.replica = nil
             if let pool = exchange.pool { pool.release(replica) } else { replica.requestFinished() }
         }
+        settleTokens(exchange, status: status)
         if let tenant = exchange.tenant {
             exchange.tenant = nil
             runtime.admission?.release(tenant: tenant)

@@ -38,8 +38,17 @@ extension ProxyServerHandler: UpstreamDelegate {
             }
         } else if untilClose {
             exchange.reframing = .chunk
+        } else if head.isChunked, exchange.usageMeter != nil, !exchange.isHEAD {
+            exchange.reframing = .rechunk
         }
-        upstream.handler.parser.passChunkFraming = exchange.reframing != .unchunk
+        if let meter = exchange.usageMeter {
+            // Usage-only events are dropped only where the framing allows it (not under a
+            // content-length).
+            meter.responseStarted(
+                eventStream: head.isEventStream, mayDrop: exchange.reframing != .none || untilClose,
+                allocator: context.channel.allocator)
+        }
+        upstream.handler.parser.passChunkFraming = exchange.reframing == .none
         let smallBody = head.contentLength.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0
         let out = HeaderRewriter.downstreamResponse(
             head, clientMinorVersion: exchange.requestMinorVersion, requestID: exchange.requestID ?? "",
@@ -59,6 +68,15 @@ extension ProxyServerHandler: UpstreamDelegate {
     func upstreamReceivedBody(_ buffer: ByteBuffer) {
         guard let exchange, exchange.upstream != nil, !exchange.finished else { return }
         exchange.lastActivity = .now()
+        if let meter = exchange.usageMeter {
+            for part in meter.consume(buffer) { forward(part, exchange) }
+        } else {
+            forward(buffer, exchange)
+        }
+    }
+
+    /// Sends response body data to the client, framed as the exchange's reframing says.
+    func forward(_ buffer: ByteBuffer, _ exchange: Exchange) {
         if exchange.reframing == .none, var head = stagedHead, head.writableBytes >= buffer.readableBytes {
             stagedHead = nil
             head.writeImmutableBuffer(buffer)
@@ -66,7 +84,7 @@ extension ProxyServerHandler: UpstreamDelegate {
             return
         }
         writeStagedHead()
-        if exchange.reframing == .chunk {
+        if exchange.reframing.writesChunks {
             var header = context.channel.allocator.buffer(capacity: 12)
             HTTP1Writer.writeChunkHeader(length: buffer.readableBytes, into: &header)
             context.write(wrapOutboundOut(header), promise: nil)
@@ -79,6 +97,8 @@ extension ProxyServerHandler: UpstreamDelegate {
 
     func upstreamReceivedEnd(reusable: Bool) {
         guard let exchange, exchange.upstream != nil, !exchange.finished else { return }
+        // An event still held (its blank line never came) goes out as it is.
+        let held = exchange.usageMeter?.end()
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             if reusable && exchange.requestSent && exchange.upstreamKeepAlive {
@@ -89,7 +109,8 @@ extension ProxyServerHandler: UpstreamDelegate {
         }
         finish(exchange, status: exchange.status)
         writeStagedHead()
-        let last = exchange.reframing == .chunk ? context.channel.allocator.buffer(staticString: HTTP1Writer.lastChunk) : nil
+        if let held { forward(held, exchange) }
+        let last = exchange.reframing.writesChunks ? context.channel.allocator.buffer(staticString: HTTP1Writer.lastChunk) : nil
         if !exchange.keepAlive || quiescing {
             mode = .closed
             let context = self.context!

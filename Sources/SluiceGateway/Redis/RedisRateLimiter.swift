@@ -35,12 +35,61 @@ final class RedisRateLimiter: @unchecked Sendable {
         return {1, math.floor((tolerance - ahead) / interval), 0, ahead}
         """
 
+    /// Several limits decided together, all or none: KEYS[1..n] the limits' keys; ARGV[1] is
+    /// `decide` (charge every key only if each admits its cost) or `adjust` (apply every cost,
+    /// a negative one a refund that never moves a TAT before now: settling token usage); then
+    /// interval, burst and cost per key. Returns four numbers per key, as `script` does.
+    static let multiScript = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+        local adjust = ARGV[1] == 'adjust'
+        local out = {}
+        local news = {}
+        local allowed = true
+        for i = 1, #KEYS do
+          local interval = tonumber(ARGV[3 * i - 1])
+          local tolerance = interval * tonumber(ARGV[3 * i])
+          local cost = tonumber(ARGV[3 * i + 1])
+          local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+          if tat < now then tat = now end
+          local new = tat + cost * interval
+          if new < now then new = now end
+          local ahead = new - now
+          news[i] = new
+          if (not adjust) and ahead > tolerance then
+            allowed = false
+            local remaining = math.floor((tolerance - (tat - now)) / interval)
+            if remaining < 0 then remaining = 0 end
+            out[4 * i - 3] = 0; out[4 * i - 2] = remaining; out[4 * i - 1] = ahead - tolerance; out[4 * i] = tat - now
+          else
+            local remaining = math.floor((tolerance - ahead) / interval)
+            if remaining < 0 then remaining = 0 end
+            out[4 * i - 3] = 1; out[4 * i - 2] = remaining; out[4 * i - 1] = 0; out[4 * i] = ahead
+          end
+        end
+        if allowed then
+          for i = 1, #KEYS do
+            redis.call('SET', KEYS[i], string.format('%d', news[i]), 'PX', math.floor((news[i] - now) / 1000) + 1)
+          end
+        end
+        return out
+        """
+
+    /// One limit of a multi-limit decision.
+    struct Item {
+        var key: String
+        var perMinute: Int
+        var burst: Int
+        var cost: Int
+    }
+
     let address: SocketAddress
     let eventLoop: any EventLoop
     let timeout: TimeAmount
     /// Prefixed to every key, so several deployments can share one Redis.
     let keyPrefix: String
     private var sha: String?
+    private var multiSHA: String?
 
     init(address: SocketAddress, eventLoop: any EventLoop, timeout: TimeAmount, keyPrefix: String = "sluice:") {
         self.address = address
@@ -62,27 +111,51 @@ final class RedisRateLimiter: @unchecked Sendable {
             .nonisolated()
     }
 
-    private func evaluate(_ arguments: [String], on connection: RedisConnection, reloadOnMiss: Bool) -> EventLoopFuture<RESPValue> {
-        guard let sha else {
-            return load(on: connection).assumeIsolated()
-                .flatMap { self.evaluate(arguments, on: connection, reloadOnMiss: false) }
+    /// Decides (or, with `adjust`, applies) `items` together in one round trip: one decision
+    /// per item, in order.
+    func decideAll(_ items: [Item], adjust: Bool = false) -> EventLoopFuture<[GCRA.Decision]> {
+        eventLoop.assertInEventLoop()
+        var arguments = items.map { keyPrefix + $0.key }
+        arguments.append(adjust ? "adjust" : "decide")
+        for item in items {
+            let rate = max(1, item.perMinute)
+            arguments += [String(max(1, (60_000_000 + rate - 1) / rate)), String(max(1, item.burst)), String(item.cost)]
+        }
+        return connected().assumeIsolated()
+            .flatMap { connection in self.evaluate(arguments, keys: items.count, multi: true, on: connection, reloadOnMiss: true) }
+            .flatMapThrowing { value in try Self.decisions(value, count: items.count) }
+            .nonisolated()
+    }
+
+    private func evaluate(
+        _ arguments: [String], keys: Int = 1, multi: Bool = false, on connection: RedisConnection, reloadOnMiss: Bool
+    ) -> EventLoopFuture<RESPValue> {
+        guard let sha = multi ? multiSHA : sha else {
+            return load(multi: multi, on: connection).assumeIsolated()
+                .flatMap { self.evaluate(arguments, keys: keys, multi: multi, on: connection, reloadOnMiss: false) }
                 .nonisolated()
         }
-        return connection.send(["EVALSHA", sha, "1"] + arguments, timeout: timeout).assumeIsolated().flatMapError { error in
+        return connection.send(["EVALSHA", sha, String(keys)] + arguments, timeout: timeout).assumeIsolated().flatMapError { error in
             // Redis restarted and lost its script cache: load it again, once.
             if reloadOnMiss, case RedisError.server(let message) = error, message.hasPrefix("NOSCRIPT") {
-                self.sha = nil
-                return self.evaluate(arguments, on: connection, reloadOnMiss: false)
+                if multi { self.multiSHA = nil } else { self.sha = nil }
+                return self.evaluate(arguments, keys: keys, multi: multi, on: connection, reloadOnMiss: false)
             }
             return self.eventLoop.makeFailedFuture(error)
         }.nonisolated()
     }
 
-    private func load(on connection: RedisConnection) -> EventLoopFuture<Void> {
-        connection.send(["SCRIPT", "LOAD", Self.script], timeout: timeout).assumeIsolated().flatMapThrowing { value in
+    private func load(multi: Bool, on connection: RedisConnection) -> EventLoopFuture<Void> {
+        connection.send(["SCRIPT", "LOAD", multi ? Self.multiScript : Self.script], timeout: timeout).assumeIsolated().flatMapThrowing { value in
             guard let sha = value.string else { throw RedisError.unexpected("SCRIPT LOAD answered \(value)") }
-            self.sha = sha
+            if multi { self.multiSHA = sha } else { self.sha = sha }
         }.nonisolated()
+    }
+
+    /// A multi-limit answer: four numbers per limit.
+    static func decisions(_ value: RESPValue, count: Int) throws -> [GCRA.Decision] {
+        guard case .array(let items?) = value, items.count == 4 * count else { throw RedisError.unexpected("\(value)") }
+        return try (0..<count).map { index in try decision(.array(Array(items[(4 * index)..<(4 * index + 4)]))) }
     }
 
     private var live: RedisConnection?

@@ -35,7 +35,7 @@ public struct GatewayError: Error, Sendable, Equatable {
     }
 
     public static func inspectTooLarge(limit: Int) -> GatewayError {
-        .init(status: .payloadTooLarge, message: "Routing this request needs its model field, but the body exceeds the \(limit) bytes the gateway reads to find it.", type: "invalid_request_error", code: "request_too_large")
+        .init(status: .payloadTooLarge, message: "Sluice must read this request's body (to route it by model or key, or to count its tokens against a limit), but the body exceeds the \(limit) bytes it reads (limits.max_inspect_bytes).", type: "invalid_request_error", code: "request_too_large")
     }
 
     public static func headersTooLarge(limit: Int) -> GatewayError {
