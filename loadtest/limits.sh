@@ -3,14 +3,17 @@
 #
 # One fast nginx backend (loadtest/overhead/backend-nginx.conf.tmpl: four ports, a fixed
 # ~300 B answer) and two Sluice gateways in front of it (2 workers, pinned): "plain" without
-# limits, "limited" with two tenants, `open` (no limit) and `capped` (1 request a minute, so
-# after the first every request is a 429). wrk drives the same ~1 KB chat request
-# (loadtest/overhead/post.lua) in interleaved rounds:
+# limits, "limited" with three tenants, `open` (no limit), `capped` (1 request a minute, so
+# after the first every request is a 429) and `metered` (a token limit too high to refuse:
+# every request is read, estimated, charged and settled with the answer's usage). wrk drives
+# the same ~1 KB chat request (loadtest/overhead/post.lua) in interleaved rounds:
 #   plain      no admission at all (the baseline)
 #   forwarded  through "limited" as tenant open: admitted, forwarded, answered
 #   refused    through "limited" as tenant capped: answered 429 by the gateway
+#   metered    through "limited" as tenant metered: token accounting on every request
 # and prints median req/s, p99 and the gateway's CPU per 1,000 requests for each, and the
-# ratios refused/forwarded and forwarded/plain. Everything binds to 127.0.0.1.
+# ratios refused/forwarded, forwarded/plain and metered/forwarded. Everything binds to
+# 127.0.0.1.
 #
 # Usage: loadtest/limits.sh [--help]
 # Environment: DURATION=8 (s per run), ROUNDS=3, CONNECTIONS=64, NO_BUILD=1 (use
@@ -45,7 +48,7 @@ sed -e "s|@DIR@|$WORK/backend|g" -e "s|@B1@|$B1|g" -e "s|@B2@|$B2|g" -e "s|@B3@|
     -e "s|@USER_DIRECTIVE@|$USER_DIRECTIVE|g" loadtest/overhead/backend-nginx.conf.tmpl >"$WORK/backend/nginx.conf"
 "$NGINX" -p "$WORK/backend" -c "$WORK/backend/nginx.conf" -g 'daemon off;' >/dev/null 2>&1 &
 PIDS+=($!)
-printf 'sk-open\n' >"$WORK/open.keys"; printf 'sk-capped\n' >"$WORK/capped.keys"
+printf 'sk-open\n' >"$WORK/open.keys"; printf 'sk-capped\n' >"$WORK/capped.keys"; printf 'sk-metered\n' >"$WORK/metered.keys"
 gateway() {  # gateway PORT ADMIN LIMITS-YAML
     cat <<EOF
 listen: "127.0.0.1:$1"
@@ -67,7 +70,8 @@ BACKEND=""; [[ -n ${REDIS:-} ]] && BACKEND="
 gateway "$P_LIM" "$A_LIM" "limits:$BACKEND
   tenants:
     - { name: open, keys_file: $WORK/open.keys }
-    - { name: capped, keys_file: $WORK/capped.keys, requests_per_minute: 1, burst: 1 }" >"$WORK/limited.yaml"
+    - { name: capped, keys_file: $WORK/capped.keys, requests_per_minute: 1, burst: 1 }
+    - { name: metered, keys_file: $WORK/metered.keys, tokens_per_minute: 1000000000000 }" >"$WORK/limited.yaml"
 "$SLUICE" serve --config "$WORK/plain.yaml" >"$WORK/plain.log" 2>&1 & PLAIN_PID=$!; PIDS+=($PLAIN_PID)
 "$SLUICE" serve --config "$WORK/limited.yaml" >"$WORK/limited.log" 2>&1 & LIM_PID=$!; PIDS+=($LIM_PID)
 for a in "$A_PLAIN" "$A_LIM"; do
@@ -102,6 +106,7 @@ for round in $(seq 1 "$ROUNDS"); do
     run plain "$P_PLAIN" "$PLAIN_PID" ""
     run forwarded "$P_LIM" "$LIM_PID" sk-open
     run refused "$P_LIM" "$LIM_PID" sk-capped
+    run metered "$P_LIM" "$LIM_PID" sk-metered
 done
 python3 - "$WORK/runs.jsonl" "$DURATION" "$ROUNDS" "$CONNECTIONS" "${REDIS:-}" <<'PYEOF'
 import json, statistics, sys
@@ -110,10 +115,12 @@ med = lambda name, key: statistics.median(r[key] for r in runs if r["name"] == n
 print(f"`loadtest/limits.sh` (DURATION={sys.argv[2]}, ROUNDS={sys.argv[3]}, CONNECTIONS={sys.argv[4]}{', REDIS=' + sys.argv[5] if sys.argv[5] else ''}; medians)\n")
 print("| run | req/s | p99 ms | gateway CPU ms / 1k req | non-2xx |")
 print("|---|---|---|---|---|")
-for name in ["plain", "forwarded", "refused"]:
+for name in ["plain", "forwarded", "refused", "metered"]:
     print(f"| {name} | {med(name, 'rps'):.0f} | {med(name, 'p99_ms'):.2f} | {med(name, 'cpu_ms_per_1k'):.1f} | {int(med(name, 'non2xx'))} |")
 print(f"\nrefused / forwarded: {med('refused', 'rps') / med('forwarded', 'rps'):.2f}x req/s, "
       f"{med('refused', 'cpu_ms_per_1k') / med('forwarded', 'cpu_ms_per_1k'):.2f}x CPU per request")
 print(f"forwarded / plain (the cost of admission on an admitted request): {med('forwarded', 'rps') / med('plain', 'rps'):.2f}x req/s, "
       f"{med('forwarded', 'cpu_ms_per_1k') / med('plain', 'cpu_ms_per_1k'):.2f}x CPU per request")
+print(f"metered / forwarded (the cost of token accounting): {med('metered', 'rps') / med('forwarded', 'rps'):.2f}x req/s, "
+      f"{med('metered', 'cpu_ms_per_1k') / med('forwarded', 'cpu_ms_per_1k'):.2f}x CPU per request")
 PYEOF

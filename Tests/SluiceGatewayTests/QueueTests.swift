@@ -55,7 +55,10 @@ import Testing
                 }
             }
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
-                for _ in 0..<4 { group.addTask { try await Self.chat(h, tokens: 5).status } }
+                // One long request holds the only slot (about 0.6 s) while three more arrive.
+                group.addTask { try await Self.chat(h, tokens: 30).status }
+                try await Self.waitUntil("the slot is taken") { h.inFlight() == 1 }
+                for _ in 0..<3 { group.addTask { try await Self.chat(h, tokens: 2).status } }
                 try await Self.waitUntil("three requests wait") { gate.waiting == 3 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
@@ -135,7 +138,7 @@ import Testing
         }) { h, gate in
             let order = NIOLockedValueBox<[String]>([])
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { _ = try await Self.chat(h, tokens: 10, key: "sk-flood") }
+                group.addTask { _ = try await Self.chat(h, tokens: 40, key: "sk-flood") }  // about 0.8 s
                 try await Self.waitUntil("the slot is taken") { h.inFlight() == 1 }
                 // Queued in this order: flood ×3, low, important; served: important (priority),
                 // then flood and low in turn (not the flood's three first).

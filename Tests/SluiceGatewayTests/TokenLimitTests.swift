@@ -32,6 +32,10 @@ import Testing
         // A boolean is not a number of tokens.
         #expect(cost(#"{"messages":[],"max_tokens":true}"#)?.completionTokens == 100)
         #expect(cost("[1]") == nil && cost("not json") == nil)
+        // Numbers no request could mean are clamped, never overflow.
+        let huge = try #require(cost(#"{"messages":[],"max_tokens":9223372036854775807,"n":9223372036854775807}"#))
+        #expect(huge.completionTokens == (1 << 31) * (1 << 10))
+        #expect(cost(#"{"messages":[],"max_tokens":-5}"#)?.completionTokens == 0)
     }
 
     @Test func askingForUsageKeepsTheClientsBytesOrSetsTheFlagInItsOptions() throws {
@@ -116,22 +120,22 @@ import Testing
         let admission = try Self.admission(tokensPerMinute: 600, burst: 1_000)
         let now: UInt64 = 10_000_000_000
         func remaining() -> Int { admission.tenants[0].state.withLockedValue { $0.body[0].remaining(at: now) } }
-        guard case .admitted(let windows) = admission.admitBody(tenant: 0, model: "m", tokens: 400, now: now) else {
+        guard case .admitted(let windows, let store) = admission.admitBody(tenant: 0, model: "m", tokens: 400, now: now) else {
             Issue.record("refused")
             return
         }
-        #expect(windows.map(\.name) == ["tokens"] && windows[0].remaining == 600 && windows[0].limit == 600)
+        #expect(windows.map(\.name) == ["tokens"] && windows[0].remaining == 600 && windows[0].limit == 600 && store == .local)
         // Used 150 of the 400 charged: 250 come back.
-        #expect(admission.settle(TokenCharge(tenant: 0, model: "m", tokens: 400), used: 150, succeeded: true, now: now) == -250)
+        #expect(admission.settle(TokenCharge(tenant: 0, model: "m", tokens: 400, store: .local), used: 150, succeeded: true, now: now) == -250)
         #expect(remaining() == 850)
         // Used more than charged: the rest is charged.
         _ = admission.admitBody(tenant: 0, model: "m", tokens: 100, now: now)
-        #expect(admission.settle(TokenCharge(tenant: 0, model: "m", tokens: 100), used: 300, succeeded: true, now: now) == 200)
+        #expect(admission.settle(TokenCharge(tenant: 0, model: "m", tokens: 100, store: .local), used: 300, succeeded: true, now: now) == 200)
         #expect(remaining() == 550)
         // A failed request used nothing; an unknown usage on success keeps the estimate.
         _ = admission.admitBody(tenant: 0, model: "m", tokens: 200, now: now)
-        #expect(admission.settle(TokenCharge(tenant: 0, model: "m", tokens: 200), used: nil, succeeded: false, now: now) == -200)
-        #expect(admission.settle(TokenCharge(tenant: 0, model: "m", tokens: 200), used: nil, succeeded: true, now: now) == 0)
+        #expect(admission.settle(TokenCharge(tenant: 0, model: "m", tokens: 200, store: .local), used: nil, succeeded: false, now: now) == -200)
+        #expect(admission.settle(TokenCharge(tenant: 0, model: "m", tokens: 200, store: .local), used: nil, succeeded: true, now: now) == 0)
         #expect(remaining() == 550)
         // Over what is left: refused, nothing charged, and told when 600 will pass (50 more
         // tokens at 100 ms each).
@@ -149,6 +153,32 @@ import Testing
         #expect(refusal.error.message.contains("needs 1001 tokens"))
     }
 
+    @Test func whatWasNotChargedIsNotSettledAndAFallbackChargeIsSettledInTheFallback() throws {
+        var configuration = LimitsConfiguration()
+        var limits = TenantLimits()
+        limits.tokensPerMinute = 60
+        limits.tokenBurst = 100
+        configuration.defaultTenant = limits
+        configuration.shadow = true
+        configuration.instances = 2
+        let shadow = try Admission(configuration)
+        let now: UInt64 = 10_000_000_000
+        // Shadow mode over the limit: let in, charged nowhere, so nothing to settle.
+        guard case .admitted(_, let store) = shadow.admitBody(tenant: 0, model: nil, tokens: 500, now: now) else {
+            Issue.record("refused in shadow mode")
+            return
+        }
+        #expect(store == .none)
+        // The fallback (this instance's half: 50 at once) is charged and settled on its own.
+        guard case .admitted(_, let fallback) = shadow.admitBody(tenant: 0, model: nil, tokens: 40, now: now, fallback: true) else {
+            Issue.record("refused")
+            return
+        }
+        #expect(fallback == .fallback)
+        _ = shadow.settle(TokenCharge(tenant: 0, model: nil, tokens: 40, store: .fallback), used: 10, succeeded: true, now: now)
+        #expect(shadow.tenants[0].state.withLockedValue { ($0.bodyFallback[0].remaining(at: now), $0.body[0].remaining(at: now)) } == (40, 100))
+    }
+
     @Test func admittedTokensNeverExceedRateTimesWindowPlusBurst() throws {
         // Random costs and settlements over 10 simulated minutes: what was finally used by
         // admitted requests, over any window, stays within rate × window + burst.
@@ -161,7 +191,7 @@ import Testing
             let estimate = Int(random.next() % 400) + 1
             if case .admitted = admission.admitBody(tenant: 0, model: nil, tokens: estimate, now: now) {
                 let actual = Int(random.next() % UInt64(estimate)) + 1
-                _ = admission.settle(TokenCharge(tenant: 0, model: nil, tokens: estimate), used: actual, succeeded: true, now: now)
+                _ = admission.settle(TokenCharge(tenant: 0, model: nil, tokens: estimate, store: .local), used: actual, succeeded: true, now: now)
                 used.append((now, actual))
             }
         }

@@ -68,7 +68,7 @@ public struct JSONFieldScanner {
 }
 
 extension JSONFieldScanner {
-    fileprivate struct Cursor {
+    struct Cursor {
         let bytes: UnsafeRawBufferPointer
         var index = 0
 
@@ -246,6 +246,224 @@ extension JSONFieldScanner {
                 value = value << 4 | UInt32(digit)
             }
             return value
+        }
+    }
+}
+
+/// The facts of an OpenAI completion, chat or embeddings request that token limits need, read
+/// in one validating pass over the body (no tree, no copies but the model name).
+public struct CompletionRequestFacts: Equatable, Sendable {
+    public var model: String?
+    /// A `messages` array, a `prompt` or an `input` was present.
+    public var hasMessages = false
+    public var hasPrompt = false
+    public var hasInput = false
+    public var messages = 0
+    /// Bytes of prompt text as sent (escapes counted as written): messages' `content` strings
+    /// and `text` parts, `prompt` and `input` strings.
+    public var textBytes = 0
+    /// Token ids given directly (`prompt` / `input` as integer arrays).
+    public var tokenIDs = 0
+    public var maxTokens: Int?
+    public var maxCompletionTokens: Int?
+    public var n: Int?
+    public var stream = false
+    public var hasStreamOptions = false
+    public var includeUsage = false
+
+    public init() {}
+}
+
+extension JSONFieldScanner {
+    /// Reads `CompletionRequestFacts` from a JSON request body; throws when it is not a JSON
+    /// object.
+    public static func completionFacts(in bytes: UnsafeRawBufferPointer) throws(Failure) -> CompletionRequestFacts {
+        var cursor = Cursor(bytes: bytes)
+        var facts = CompletionRequestFacts()
+        try cursor.object(depth: 1) { (cursor, key) throws(Failure) in
+            switch key {
+            case "model" where cursor.peek() == UInt8(ascii: "\""):
+                facts.model = try cursor.string(decode: true)
+            case "messages" where cursor.peek() == UInt8(ascii: "["):
+                facts.hasMessages = true
+                try cursor.array(depth: 2) { (cursor) throws(Failure) in
+                    guard cursor.peek() == UInt8(ascii: "{") else { return try cursor.value(depth: 3) }
+                    facts.messages += 1
+                    try cursor.object(depth: 3) { (cursor, key) throws(Failure) in
+                        guard key == "content" else { return try cursor.value(depth: 4) }
+                        facts.textBytes += try cursor.textBytes(depth: 4, parts: true)
+                    }
+                }
+            case "prompt", "input":
+                if key == "prompt" { facts.hasPrompt = true } else { facts.hasInput = true }
+                let (text, ids) = try cursor.promptSize(depth: 2)
+                facts.textBytes += text
+                facts.tokenIDs += ids
+            case "max_tokens": facts.maxTokens = try cursor.integerOrSkip(depth: 2)
+            case "max_completion_tokens": facts.maxCompletionTokens = try cursor.integerOrSkip(depth: 2)
+            case "n": facts.n = try cursor.integerOrSkip(depth: 2)
+            case "stream": facts.stream = try cursor.boolOrSkip(depth: 2) ?? false
+            case "stream_options" where cursor.peek() == UInt8(ascii: "{"):
+                facts.hasStreamOptions = true
+                try cursor.object(depth: 2) { (cursor, key) throws(Failure) in
+                    if key == "include_usage" {
+                        facts.includeUsage = try cursor.boolOrSkip(depth: 3) ?? false
+                    } else {
+                        try cursor.value(depth: 3)
+                    }
+                }
+            default:
+                try cursor.value(depth: 1)
+            }
+        }
+        cursor.skipWhitespace()
+        guard cursor.index == bytes.count else {
+            throw Failure(offset: cursor.index, reason: "unexpected data after the JSON object")
+        }
+        return facts
+    }
+}
+
+extension JSONFieldScanner.Cursor {
+    typealias Failure = JSONFieldScanner.Failure
+
+    /// Walks an object, handing each key (decoded) with the cursor at its value; `member` must
+    /// consume the value.
+    mutating func object(depth: Int, _ member: (inout Self, String) throws(Failure) -> Void) throws(Failure) {
+        guard depth <= JSONFieldScanner.maxDepth else { throw Failure(offset: index, reason: "nesting deeper than \(JSONFieldScanner.maxDepth)") }
+        skipWhitespace()
+        guard peek() == UInt8(ascii: "{") else { throw Failure(offset: index, reason: "expected a JSON object") }
+        index += 1
+        skipWhitespace()
+        if peek() == UInt8(ascii: "}") {
+            index += 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            let key = try string(decode: true)!
+            skipWhitespace()
+            try expect(UInt8(ascii: ":"))
+            skipWhitespace()
+            try member(&self, key)
+            skipWhitespace()
+            guard let next = next() else { throw Failure(offset: index, reason: "unexpected end of input") }
+            if next == UInt8(ascii: "}") { return }
+            guard next == UInt8(ascii: ",") else { throw Failure(offset: index - 1, reason: "expected ',' or '}'") }
+        }
+    }
+
+    /// Walks an array, with the cursor at each element; `element` must consume it.
+    mutating func array(depth: Int, _ element: (inout Self) throws(Failure) -> Void) throws(Failure) {
+        guard depth <= JSONFieldScanner.maxDepth else { throw Failure(offset: index, reason: "nesting deeper than \(JSONFieldScanner.maxDepth)") }
+        index += 1
+        skipWhitespace()
+        if peek() == UInt8(ascii: "]") {
+            index += 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            try element(&self)
+            skipWhitespace()
+            guard let next = next() else { throw Failure(offset: index, reason: "unexpected end of input") }
+            if next == UInt8(ascii: "]") { return }
+            guard next == UInt8(ascii: ",") else { throw Failure(offset: index - 1, reason: "expected ',' or ']'") }
+        }
+    }
+
+    /// The bytes of a string's contents as written (its value is not decoded).
+    mutating func stringBytes() throws(Failure) -> Int {
+        let start = index
+        _ = try string(decode: false)
+        return index - start - 2
+    }
+
+    /// Text bytes of a message `content`: a string, or (with `parts`) an array of parts whose
+    /// `text` strings count; anything else counts nothing.
+    mutating func textBytes(depth: Int, parts: Bool) throws(Failure) -> Int {
+        if peek() == UInt8(ascii: "\"") { return try stringBytes() }
+        guard parts, peek() == UInt8(ascii: "[") else {
+            try value(depth: depth)
+            return 0
+        }
+        var total = 0
+        try array(depth: depth + 1) { (cursor) throws(Failure) in
+            guard cursor.peek() == UInt8(ascii: "{") else { return try cursor.value(depth: depth + 2) }
+            try cursor.object(depth: depth + 2) { (cursor, key) throws(Failure) in
+                if key == "text", cursor.peek() == UInt8(ascii: "\"") {
+                    total += try cursor.stringBytes()
+                } else {
+                    try cursor.value(depth: depth + 3)
+                }
+            }
+        }
+        return total
+    }
+
+    /// A `prompt` / `input`: a string, or an array of strings, token ids, or arrays of ids.
+    mutating func promptSize(depth: Int) throws(Failure) -> (text: Int, ids: Int) {
+        if peek() == UInt8(ascii: "\"") { return (try stringBytes(), 0) }
+        guard peek() == UInt8(ascii: "[") else {
+            try value(depth: depth)
+            return (0, 0)
+        }
+        var text = 0
+        var ids = 0
+        try array(depth: depth + 1) { (cursor) throws(Failure) in
+            switch cursor.peek() {
+            case UInt8(ascii: "\""):
+                text += try cursor.stringBytes()
+            case UInt8(ascii: "["):
+                try cursor.array(depth: depth + 2) { (cursor) throws(Failure) in
+                    ids += 1
+                    try cursor.value(depth: depth + 3)
+                }
+            default:
+                ids += 1
+                try cursor.value(depth: depth + 2)
+            }
+        }
+        return (text, ids)
+    }
+
+    /// An integer literal's value (beyond ±2^62, clamped there); nil (the value skipped) for
+    /// anything else.
+    mutating func integerOrSkip(depth: Int) throws(Failure) -> Int? {
+        let start = index
+        try value(depth: depth)
+        guard index > start else { return nil }
+        if index - start > 18 {
+            let digits = (start..<index).allSatisfy { bytes[$0] >= UInt8(ascii: "0") && bytes[$0] <= UInt8(ascii: "9") || ($0 == start && bytes[$0] == UInt8(ascii: "-")) }
+            guard digits else { return nil }
+            return bytes[start] == UInt8(ascii: "-") ? -(1 << 62) : 1 << 62
+        }
+        var result = 0
+        var negative = false
+        for position in start..<index {
+            let byte = bytes[position]
+            if position == start, byte == UInt8(ascii: "-") {
+                negative = true
+                continue
+            }
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            result = result * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return negative ? -result : result
+    }
+
+    /// `true` or `false`; nil (the value skipped) for anything else.
+    mutating func boolOrSkip(depth: Int) throws(Failure) -> Bool? {
+        switch peek() {
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return true
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return false
+        default:
+            try value(depth: depth)
+            return nil
         }
     }
 }

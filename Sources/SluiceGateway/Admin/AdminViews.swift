@@ -13,6 +13,7 @@ struct ReadinessView: Encodable {
         var queue_dispatched: Int?
         var queue_full: Int?
         var queue_timeout: Int?
+        var queue_cancelled: Int?
     }
 
     var ready: Bool
@@ -30,7 +31,8 @@ struct ReadinessView: Encodable {
             pools[pool.name] = Pool(
                 replicas: replicas.count, available: replicas.filter { $0.isAvailable(at: now) }.count,
                 in_flight: replicas.reduce(0) { $0 + $1.inFlight }, queued: gate?.waiting,
-                queue_dispatched: gate?.total(.dispatched), queue_full: gate?.total(.full), queue_timeout: gate?.total(.timeout))
+                queue_dispatched: gate?.total(.dispatched), queue_full: gate?.total(.full), queue_timeout: gate?.total(.timeout),
+                queue_cancelled: gate?.total(.cancelled))
         }
         self.pools = pools
     }

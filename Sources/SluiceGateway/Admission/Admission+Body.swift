@@ -64,16 +64,30 @@ struct BodyLimit: Sendable {
 
 /// What admission charged a request once its body was read, for the settlement.
 struct TokenCharge {
+    /// Where the estimate was charged, which is where it is settled.
+    enum Store {
+        /// This process's limits (`limits.backend: local`).
+        case local
+        /// The shared backend.
+        case shared
+        /// This instance's share, while the shared backend failed (`on_backend_failure: local`).
+        case fallback
+        /// Nowhere: let in uncharged (shadow mode over a limit, or `on_backend_failure: allow`).
+        case none
+    }
+
     let tenant: Int
     let model: String?
     /// The tokens charged (the estimate).
     let tokens: Int
+    let store: Store
 }
 
 extension Admission {
     enum BodyOutcome {
-        /// Let in; these windows join the head's in the answer's fields.
-        case admitted(windows: [RateLimitHeaders.Window])
+        /// Let in; these windows join the head's in the answer's fields; the estimate was
+        /// charged in `store` (where it must be settled).
+        case admitted(windows: [RateLimitHeaders.Window], store: TokenCharge.Store)
         /// Refused; the answer's fields describe `windows` (with the head's) and `retryAfter`.
         case refused(Refusal, windows: [RateLimitHeaders.Window], retryAfter: UInt64?)
     }
@@ -98,7 +112,7 @@ extension Admission {
     func admitBody(tenant index: Int, model: String?, tokens: Int, now: UInt64, fallback: Bool = false) -> BodyOutcome {
         let tenant = tenants[index]
         let applying = bodyLimits(index, model: model)
-        guard !applying.isEmpty else { return .admitted(windows: []) }
+        guard !applying.isEmpty else { return .admitted(windows: [], store: .none) }
         let decisions = tenant.state.withLockedValue { state -> [GCRA.Decision] in
             var trial = fallback ? state.bodyFallback : state.body
             let decisions = applying.map { limit in trial[limit].admit(cost: tenant.bodyLimits[limit].cost(tokens: tokens), now: now) }
@@ -107,11 +121,11 @@ extension Admission {
             }
             return decisions
         }
-        return concludeBody(index, applying: applying, decisions: decisions, tokens: tokens)
+        return concludeBody(index, applying: applying, decisions: decisions, tokens: tokens, store: fallback ? .fallback : .local)
     }
 
-    /// The outcome of body-limit decisions (local, fallback or shared), counted in metrics.
-    func concludeBody(_ index: Int, applying: [Int], decisions: [GCRA.Decision], tokens: Int) -> BodyOutcome {
+    /// The outcome of body-limit decisions made in `store`, counted in metrics.
+    func concludeBody(_ index: Int, applying: [Int], decisions: [GCRA.Decision], tokens: Int, store: TokenCharge.Store) -> BodyOutcome {
         let tenant = tenants[index]
         var windows: [RateLimitHeaders.Window] = []
         for (limit, decision) in zip(applying, decisions) {
@@ -120,16 +134,18 @@ extension Admission {
             }
         }
         guard let refused = zip(applying, decisions).filter({ !$0.1.allowed }).max(by: { $0.1.retryAfter < $1.1.retryAfter }) else {
-            return .admitted(windows: windows)
+            return .admitted(windows: windows, store: store)
         }
         let limit = tenant.bodyLimits[refused.0]
         if shadow {
+            // Let in, and nothing was charged (a refused decision commits nothing).
             tenant.decisions[Decision.allCases.firstIndex(of: .shadowRefused)!].increment()
-            return .admitted(windows: windows)
+            return .admitted(windows: windows, store: .none)
         }
         tenant.decisions[Decision.allCases.firstIndex(of: limit.countsTokens ? .refusedTokens : .refusedRate)!].increment()
         let cost = limit.cost(tokens: tokens)
-        if cost > limit.burst {
+        let burst = store == .fallback ? max(1, limit.burst / instances) : limit.burst
+        if cost > burst {
             // No wait would ever let this through: say so, instead of a Retry-After that lies.
             let error = GatewayError.rateLimited(
                 "This request needs \(cost) tokens (estimated prompt plus max_tokens), more than tenant \(tenant.name)'s whole token limit of \(limit.burst) at once\(limit.model.map { " for model \($0)" } ?? ""). Lower max_tokens or shorten the prompt.")
@@ -154,7 +170,7 @@ extension Admission {
             return RedisRateLimiter.Item(key: limit.key, perMinute: limit.perMinute, burst: limit.burst, cost: limit.cost(tokens: tokens))
         }
         return limiter.decideAll(items).map { decisions in
-            self.concludeBody(index, applying: applying, decisions: decisions, tokens: tokens)
+            self.concludeBody(index, applying: applying, decisions: decisions, tokens: tokens, store: .shared)
         }.flatMapErrorThrowing { _ in
             self.backendDownUntil.store(NIODeadline.now().uptimeNanoseconds &+ Self.backendRetry, ordering: .relaxed)
             return self.bodyWithoutBackend(index, model: model, tokens: tokens, now: now, failure: shared.onFailure)
@@ -164,7 +180,7 @@ extension Admission {
     private func bodyWithoutBackend(_ index: Int, model: String?, tokens: Int, now: UInt64, failure: BackendFailureMode) -> BodyOutcome {
         backendFailures.increment()
         switch failure {
-        case .allow: return .admitted(windows: [])
+        case .allow: return .admitted(windows: [], store: .none)
         case .deny: return .refused(Self.backendDown, windows: [], retryAfter: 1_000_000_000)
         case .local: return admitBody(tenant: index, model: model, tokens: tokens, now: now, fallback: true)
         }
@@ -184,6 +200,20 @@ extension Admission {
         limiter.decideAll(items, adjust: true).whenFailure { _ in self.backendFailures.increment() }
     }
 
+    /// Settles `charge` where it was charged: `used` tokens (nil: unknown), `succeeded` when
+    /// the answer was 2xx. `limiter` is needed for a shared charge.
+    func settleCharge(_ charge: TokenCharge, used: Int?, succeeded: Bool, now: UInt64, limiter: @autoclosure () -> RedisRateLimiter?) {
+        switch charge.store {
+        case .none:
+            return
+        case .local, .fallback:
+            _ = settle(charge, used: used, succeeded: succeeded, now: now)
+        case .shared:
+            guard let limiter = limiter() else { return }
+            settleShared(charge, used: used ?? (succeeded ? charge.tokens : 0), limiter: limiter)
+        }
+    }
+
     /// Settles a charge once the response ended: `used` tokens (the replica's `usage`), or the
     /// estimate kept when unknown; nothing used when the request failed.
     func settle(_ charge: TokenCharge, used: Int?, succeeded: Bool, now: UInt64) -> Int {
@@ -193,7 +223,13 @@ extension Admission {
         let tenant = tenants[charge.tenant]
         let applying = bodyLimits(charge.tenant, model: charge.model).filter { tenant.bodyLimits[$0].countsTokens }
         tenant.state.withLockedValue { state in
-            for limit in applying { state.body[limit].adjust(by: difference, now: now) }
+            for limit in applying {
+                if charge.store == .fallback {
+                    state.bodyFallback[limit].adjust(by: difference, now: now)
+                } else {
+                    state.body[limit].adjust(by: difference, now: now)
+                }
+            }
         }
         return difference
     }

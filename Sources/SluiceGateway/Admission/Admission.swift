@@ -88,6 +88,8 @@ final class Admission: Sendable {
     private let hasher: SipHash
     private let header: String?
     let shadow: Bool
+    /// `limits.instances`: a fallback limit is this instance's share, `limit / instances`.
+    let instances: Int
     let shared: Shared?
     /// `sluice_limits_backend_failures_total{mode}`: shared decisions made without the backend
     /// (it failed, or failed less than `backendRetry` ago), by what decided instead.
@@ -126,6 +128,7 @@ final class Admission: Sendable {
             descriptor: .sluice("sluice_limits_backend_failures_total", "Shared limit decisions that failed, by what decided instead."),
             labels: [("mode", configuration.onBackendFailure.rawValue)])
         let instances = max(1, configuration.instances)
+        self.instances = instances
         var tenants: [Tenant] = []
         var index: [UInt64: Int] = [:]
         for tenant in configuration.tenants {

@@ -1,12 +1,13 @@
 import Foundation
 import NIOCore
+import SluiceCore
 
 /// What a request asks of a model, read from its JSON body for token limits: the model, an
 /// estimate of its tokens, and whether it streams (and asked for the usage chunk itself).
 ///
-/// The prompt estimate is OpenAI's rule of thumb, one token per 4 bytes of text (token-id
-/// inputs count exactly); the settlement with the replica's `usage` corrects it, so only the
-/// admission decision rests on the estimate.
+/// The prompt estimate is OpenAI's rule of thumb, one token per 4 bytes of text as sent
+/// (token-id inputs count exactly); the settlement with the replica's `usage` corrects it, so
+/// only the admission decision rests on the estimate.
 struct RequestCost: Equatable {
     var model: String?
     var promptTokens: Int
@@ -20,63 +21,28 @@ struct RequestCost: Equatable {
 
     var tokens: Int { promptTokens + completionTokens }
 
-    /// Reads `body`; nil when it is not a JSON object.
+    /// Reads `body` (one validating pass, `JSONFieldScanner.completionFacts`); nil when it is
+    /// not a JSON object. Numbers are clamped, so no request can make the arithmetic overflow.
     static func read(_ body: ByteBuffer, defaultMaxTokens: Int) -> RequestCost? {
-        guard let object = body.withUnsafeReadableBytes({ (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any] }) else {
-            return nil
+        let scanned = body.withUnsafeReadableBytes { raw in
+            Result { () throws(JSONFieldScanner.Failure) -> CompletionRequestFacts in try JSONFieldScanner.completionFacts(in: raw) }
         }
-        var prompt = 0
-        var completion = false
-        if let messages = object["messages"] as? [[String: Any]] {
-            completion = true
-            for message in messages {
-                if let text = message["content"] as? String {
-                    prompt += textTokens(text)
-                } else if let parts = message["content"] as? [[String: Any]] {
-                    for part in parts { if let text = part["text"] as? String { prompt += textTokens(text) } }
-                }
-                // Role and framing tokens, as chat templates add (about 4 per message).
-                prompt += 4
-            }
-        } else if let value = object["prompt"] {
-            completion = true
-            prompt = inputTokens(value)
-        } else if let value = object["input"] {
-            prompt = inputTokens(value)
+        guard case .success(let facts) = scanned else { return nil }
+        // One token per 4 bytes of text; 4 more per chat message (role and template framing).
+        let prompt = (facts.textBytes + 3) / 4 + facts.tokenIDs + 4 * facts.messages
+        var completion = 0
+        if facts.hasMessages || facts.hasPrompt {
+            let limit = min(max(0, facts.maxCompletionTokens ?? facts.maxTokens ?? defaultMaxTokens), 1 << 31)
+            completion = limit * min(max(1, facts.n ?? 1), 1 << 10)
         }
-        var completionTokens = 0
-        if completion {
-            let limit = integer(object["max_completion_tokens"]) ?? integer(object["max_tokens"]) ?? defaultMaxTokens
-            completionTokens = max(0, limit) * max(1, integer(object["n"]) ?? 1)
-        }
-        let options = object["stream_options"] as? [String: Any]
         return RequestCost(
-            model: object["model"] as? String, promptTokens: prompt, completionTokens: completionTokens,
-            stream: (object["stream"] as? Bool) ?? false,
-            clientAskedUsage: (options?["include_usage"] as? Bool) ?? false,
-            hasStreamOptions: object["stream_options"] != nil)
+            model: facts.model, promptTokens: prompt, completionTokens: completion, stream: facts.stream,
+            clientAskedUsage: facts.includeUsage, hasStreamOptions: facts.hasStreamOptions)
     }
 
-    static func textTokens(_ text: String) -> Int {
-        (text.utf8.count + 3) / 4
-    }
-
-    /// A prompt or embeddings input: a string, a list of strings, token ids, or lists of ids.
-    static func inputTokens(_ value: Any) -> Int {
-        if let text = value as? String { return textTokens(text) }
-        if let items = value as? [Any] {
-            return items.reduce(0) { sum, item in
-                if let text = item as? String { return sum + textTokens(text) }
-                if let ids = item as? [Any] { return sum + ids.count }
-                return sum + 1  // one token id
-            }
-        }
-        return 0
-    }
-
+    /// A number of tokens from JSONSerialization's output (usage fields). JSONSerialization
+    /// gives NSNumbers, and a boolean one casts to Int too: it is told apart by its encoding.
     static func integer(_ value: Any?) -> Int? {
-        // JSONSerialization gives NSNumbers, and a boolean one casts to Int too: it is told
-        // apart by its encoding ("c").
         guard let value else { return nil }
         if let number = value as? NSNumber, String(cString: number.objCType) == "c" { return nil }
         if let number = value as? Int { return number }

@@ -138,7 +138,9 @@ final class PoolGate: Sendable {
                 guard let free = takeSlot(preferring: nil, in: snapshot, now: now) else { break }
                 let waiter = queue.dequeue()!
                 var replica = free
-                if waiter.preferred !== free, waiter.preferred.isAvailable(at: now), waiter.preferred.tryStart(limit: limit) {
+                if waiter.preferred !== free, waiter.preferred.isAvailable(at: now),
+                   snapshot.replica(waiter.preferred.id) === waiter.preferred,  // still a member
+                   waiter.preferred.tryStart(limit: limit) {
                     // The waiter's own replica has room too: it goes there, and the other slot
                     // is given back (no one else can be waiting for it: we hold the lock).
                     free.requestFinished()

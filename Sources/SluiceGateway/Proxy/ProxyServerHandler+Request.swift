@@ -291,12 +291,17 @@ extension ProxyServerHandler {
         exchange.queueTicket = nil
         exchange.heldHead = nil
         exchange.upstreamDeadline = nil
+        // The client's silence is timed again from here (not while it waited on the gateway).
+        exchange.lastClientActivity = .now()
         send(exchange, head: head, to: replica)
     }
 
     /// A queued request's deadline passed: 503, unless its slot is already on the way.
     func queueTimedOut(_ exchange: Exchange) {
         guard let ticket = exchange.queueTicket, let pool = exchange.pool, let gate = pool.gate else { return }
+        // A replica that came back (an ejection that ran out) frees slots no one announced:
+        // look once more before giving up.
+        gate.dispatch(pool.snapshot)
         guard gate.leave(ticket, timedOut: true) else { return }
         exchange.queueTicket = nil
         respond(.queueTimeout(pool: pool.name, after: "\(pool.configuration.queue.timeout)"), closeAfter: mustCloseUnfinished(exchange),

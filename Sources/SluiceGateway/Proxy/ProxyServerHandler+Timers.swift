@@ -12,7 +12,9 @@ extension ProxyServerHandler {
     /// going quiet mid-request, or the upstream phase's deadline.
     func nextDeadline(_ exchange: Exchange) -> NIODeadline? {
         var deadline = exchange.upstreamDeadline
-        if !exchange.requestEnded {
+        // (While the request waits in the queue, its body is not read past a point: the
+        // client's silence is then the gateway's doing, not timed.)
+        if !exchange.requestEnded, exchange.queueTicket == nil {
             let client = exchange.lastClientActivity + .nanoseconds(runtime.limits.clientTimeout.nanoseconds)
             deadline = deadline.map { min($0, client) } ?? client
         }
@@ -69,7 +71,7 @@ extension ProxyServerHandler {
     func evaluateTimeouts(_ exchange: Exchange) {
         let now = NIODeadline.now()
         let limits = runtime.limits
-        if !exchange.requestEnded, now - exchange.lastClientActivity >= .nanoseconds(limits.clientTimeout.nanoseconds) {
+        if !exchange.requestEnded, exchange.queueTicket == nil, now - exchange.lastClientActivity >= .nanoseconds(limits.clientTimeout.nanoseconds) {
             respond(.clientTimeout(after: "\(limits.clientTimeout)"), closeAfter: true)
             return
         }

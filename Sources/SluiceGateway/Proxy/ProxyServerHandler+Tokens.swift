@@ -30,8 +30,10 @@ extension ProxyServerHandler {
                 .assumeIsolated().whenSuccess { outcome in
                     guard self.exchange === exchange, !exchange.finished, case .admitting = self.mode else {
                         // The client left meanwhile: nothing was used.
-                        if case .admitted = outcome, admission.countsTokens(tenant, model: cost.model) {
-                            admission.settleShared(TokenCharge(tenant: tenant, model: cost.model, tokens: cost.tokens), used: 0, limiter: limiter)
+                        if case .admitted(_, let store) = outcome, admission.countsTokens(tenant, model: cost.model) {
+                            admission.settleCharge(
+                                TokenCharge(tenant: tenant, model: cost.model, tokens: cost.tokens, store: store),
+                                used: 0, succeeded: false, now: NIODeadline.now().uptimeNanoseconds, limiter: limiter)
                         }
                         return
                     }
@@ -52,7 +54,7 @@ extension ProxyServerHandler {
         case .refused(let refusal, let windows, let retryAfter):
             let fields = RateLimitHeaders.fields(exchange.limitWindows + windows, retryAfter: retryAfter)
             respond(refusal.error, closeAfter: false, extraFields: fields, body: refusal.body)
-        case .admitted(let windows):
+        case .admitted(let windows, let store):
             if !windows.isEmpty {
                 exchange.limitWindows += windows
                 exchange.limitFields = RateLimitHeaders.fields(exchange.limitWindows)
@@ -61,7 +63,7 @@ extension ProxyServerHandler {
                 proceed(body)
                 return
             }
-            exchange.tokenCharge = TokenCharge(tenant: tenant, model: cost.model, tokens: cost.tokens)
+            exchange.tokenCharge = TokenCharge(tenant: tenant, model: cost.model, tokens: cost.tokens, store: store)
             if cost.stream, !cost.clientAskedUsage,
                let asking = RequestCost.askingUsage(body, hasStreamOptions: cost.hasStreamOptions, allocator: context.channel.allocator) {
                 exchange.usageMeter = UsageMeter(strip: true)
@@ -78,13 +80,8 @@ extension ProxyServerHandler {
     func settleTokens(_ exchange: Exchange, status: Int) {
         guard let charge = exchange.tokenCharge, let admission = runtime.admission else { return }
         exchange.tokenCharge = nil
-        let used = exchange.usageMeter?.usedTokens
-        let succeeded = (200..<300).contains(status)
-        if let shared = admission.shared {
-            let actual = used ?? (succeeded ? charge.tokens : 0)
-            admission.settleShared(charge, used: actual, limiter: upstreams.redisLimiter(shared))
-        } else {
-            admission.settle(charge, used: used, succeeded: succeeded, now: NIODeadline.now().uptimeNanoseconds)
-        }
+        admission.settleCharge(
+            charge, used: exchange.usageMeter?.usedTokens, succeeded: (200..<300).contains(status), now: NIODeadline.now().uptimeNanoseconds,
+            limiter: admission.shared.map { upstreams.redisLimiter($0) })
     }
 }

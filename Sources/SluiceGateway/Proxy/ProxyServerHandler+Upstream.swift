@@ -38,7 +38,7 @@ extension ProxyServerHandler: UpstreamDelegate {
             }
         } else if untilClose {
             exchange.reframing = .chunk
-        } else if head.isChunked, exchange.usageMeter != nil, !exchange.isHEAD {
+        } else if head.isChunked, exchange.usageMeter != nil, !exchange.isHEAD, head.status >= 200, head.status != 204, head.status != 304 {
             exchange.reframing = .rechunk
         }
         if let meter = exchange.usageMeter {

@@ -38,7 +38,10 @@ final class RedisRateLimiter: @unchecked Sendable {
     /// Several limits decided together, all or none: KEYS[1..n] the limits' keys; ARGV[1] is
     /// `decide` (charge every key only if each admits its cost) or `adjust` (apply every cost,
     /// a negative one a refund that never moves a TAT before now: settling token usage); then
-    /// interval, burst and cost per key. Returns four numbers per key, as `script` does.
+    /// interval, burst and cost per key. The interval may be fractional (µs per unit: token
+    /// rates run far past one unit a µs); a charge is rounded up to whole µs and a refund down,
+    /// so rounding never admits more than the rate. Returns four numbers per key, as `script`
+    /// does.
     static let multiScript = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -52,7 +55,9 @@ final class RedisRateLimiter: @unchecked Sendable {
           local cost = tonumber(ARGV[3 * i + 1])
           local tat = tonumber(redis.call('GET', KEYS[i]) or now)
           if tat < now then tat = now end
-          local new = tat + cost * interval
+          local span = cost * interval
+          if span >= 0 then span = math.ceil(span) else span = -math.floor(-span) end
+          local new = tat + span
           if new < now then new = now end
           local ahead = new - now
           news[i] = new
@@ -118,8 +123,8 @@ final class RedisRateLimiter: @unchecked Sendable {
         var arguments = items.map { keyPrefix + $0.key }
         arguments.append(adjust ? "adjust" : "decide")
         for item in items {
-            let rate = max(1, item.perMinute)
-            arguments += [String(max(1, (60_000_000 + rate - 1) / rate)), String(max(1, item.burst)), String(item.cost)]
+            let interval = 60_000_000 / Double(max(1, item.perMinute))
+            arguments += ["\(interval)", String(max(1, item.burst)), String(item.cost)]
         }
         return connected().assumeIsolated()
             .flatMap { connection in self.evaluate(arguments, keys: items.count, multi: true, on: connection, reloadOnMiss: true) }
