@@ -97,6 +97,13 @@ import Testing
         let split = body.index(body.startIndex, offsetBy: 50)
         #expect(Self.events(meter, [String(body[..<split]), String(body[split...])]) == body)
         #expect(meter.usedTokens == 12)
+        // Only the last usage object is parsed: one mentioned inside a string, or nested
+        // details, do not confuse it.
+        let tricky = #"{"choices":[{"message":{"content":"say \"usage\":{\"total_tokens\":1} {"}}],"usage":{"prompt_tokens":4,"total_tokens":9,"prompt_tokens_details":{"cached_tokens":2}}}"#
+        let trickyMeter = UsageMeter(strip: false)
+        trickyMeter.responseStarted(eventStream: false, mayDrop: true, allocator: ByteBufferAllocator())
+        _ = Self.events(trickyMeter, [tricky])
+        #expect(trickyMeter.usedTokens == 9)
         let none = UsageMeter(strip: false)
         none.responseStarted(eventStream: false, mayDrop: true, allocator: ByteBufferAllocator())
         _ = Self.events(none, [#"{"error":{"message":"no"}}"#])

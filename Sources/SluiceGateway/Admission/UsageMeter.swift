@@ -85,10 +85,9 @@ final class UsageMeter {
     /// At the response's end: what is still held (an event without its blank line), and the
     /// usage of a plain answer.
     func end() -> ByteBuffer? {
-        if let body, body.readableBytes > 0 {
-            usedTokens = body.withUnsafeReadableBytes { raw in
-                (try? JSONSerialization.jsonObject(with: Data(raw))) as? [String: Any]
-            }.flatMap { Self.tokens(inUsage: $0["usage"]) }
+        if let body, let object = Self.lastUsageObject(in: body) {
+            // Only the usage object is read, not the whole answer.
+            usedTokens = Self.tokens(inUsageObject: object)
         }
         body = nil
         defer { pending = nil }
@@ -121,6 +120,41 @@ final class UsageMeter {
 
     private static let usageKey = Array(#""usage""#.utf8)
 
+    /// The bytes of the last `"usage": {...}` object in `body` (braces matched, strings
+    /// skipped), or nil.
+    static func lastUsageObject(in body: ByteBuffer) -> [UInt8]? {
+        body.withUnsafeReadableBytes { raw -> [UInt8]? in
+            let key = usageKey
+            var index = raw.count - key.count
+            while index >= 0 {
+                defer { index -= 1 }
+                guard raw[index] == key[0], (1..<key.count).allSatisfy({ raw[index + $0] == key[$0] }) else { continue }
+                var next = index + key.count
+                while next < raw.count, raw[next] == 0x20 || raw[next] == 0x3A || raw[next] == 0x0A || raw[next] == 0x0D || raw[next] == 0x09 { next += 1 }
+                guard next < raw.count, raw[next] == UInt8(ascii: "{") else { continue }
+                var depth = 0
+                var inString = false
+                var position = next
+                while position < raw.count {
+                    let byte = raw[position]
+                    if inString {
+                        if byte == UInt8(ascii: "\\") { position += 1 } else if byte == UInt8(ascii: "\"") { inString = false }
+                    } else if byte == UInt8(ascii: "\"") {
+                        inString = true
+                    } else if byte == UInt8(ascii: "{") {
+                        depth += 1
+                    } else if byte == UInt8(ascii: "}") {
+                        depth -= 1
+                        if depth == 0 { return Array(raw[next...position]) }
+                    }
+                    position += 1
+                }
+                return nil
+            }
+            return nil
+        }
+    }
+
     /// Whether `"usage"` appears followed by `:` and an object (not `null`).
     static func mentionsUsageObject(_ event: ByteBuffer) -> Bool {
         event.withUnsafeReadableBytes { raw in
@@ -151,6 +185,52 @@ final class UsageMeter {
         else { return nil }
         let usageOnly = (object["choices"] as? [Any])?.isEmpty ?? true
         return (tokens, usageOnly)
+    }
+
+    /// `total_tokens` (or prompt + completion) of a usage object's bytes, read where the key
+    /// appears at the object's own level.
+    static func tokens(inUsageObject bytes: [UInt8]) -> Int? {
+        func field(_ name: String) -> Int? {
+            let key = Array("\"\(name)\"".utf8)
+            var depth = 0
+            var inString = false
+            var index = 0
+            while index < bytes.count {
+                let byte = bytes[index]
+                if inString {
+                    if byte == UInt8(ascii: "\\") {
+                        index += 1
+                    } else if byte == UInt8(ascii: "\"") {
+                        inString = false
+                    }
+                } else if byte == UInt8(ascii: "{") {
+                    depth += 1
+                } else if byte == UInt8(ascii: "}") {
+                    depth -= 1
+                } else if byte == UInt8(ascii: "\"") {
+                    if depth == 1, index + key.count <= bytes.count, Array(bytes[index..<(index + key.count)]) == key {
+                        var next = index + key.count
+                        while next < bytes.count, bytes[next] == 0x20 || bytes[next] == 0x3A { next += 1 }
+                        var value = 0
+                        var digits = 0
+                        while next < bytes.count, bytes[next] >= 0x30, bytes[next] <= 0x39, digits < 15 {
+                            value = value * 10 + Int(bytes[next] - 0x30)
+                            digits += 1
+                            next += 1
+                        }
+                        return digits > 0 ? value : nil
+                    }
+                    inString = true
+                }
+                index += 1
+            }
+            return nil
+        }
+        if let total = field("total_tokens") { return total }
+        let prompt = field("prompt_tokens")
+        let completion = field("completion_tokens")
+        if prompt == nil, completion == nil { return nil }
+        return (prompt ?? 0) + (completion ?? 0)
     }
 
     static func tokens(inUsage value: Any?) -> Int? {
