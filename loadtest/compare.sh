@@ -11,6 +11,9 @@
 #   sluice-cacheaware Sluice, cache-aware on x-session-id, else the prompt prefix (256 tokens);
 #                     load_factor 2, max_queue 8: the owner keeps a session until a request
 #                     would wait for a slot there (see the README's Routing)
+#   sluice-capped     Sluice, round-robin with max_concurrent_per_replica 32 (routing-bench's
+#                     max_running) and a gateway queue (max 64, timeout 1s): under overload
+#                     the excess waits here, fairly and bounded, or is shed with 503
 #   nginx-rr          nginx, round-robin
 #   nginx-leastconn   nginx, least_conn
 #   nginx-hash        nginx, hash $http_x_session_id consistent (requests without the header
@@ -61,7 +64,7 @@ cd "$ROOT"
 DURATION_SCALE=${DURATION_SCALE:-0.25}
 RATE_SCALE=${RATE_SCALE:-1}
 PROFILE=${PROFILE:-configs/replicas/fast.yaml}
-ALL_TARGETS="sluice sluice-leastqueue sluice-hash sluice-cacheaware nginx-rr nginx-leastconn nginx-hash haproxy-leastconn haproxy-hash envoy-leastreq envoy-ringhash"
+ALL_TARGETS="sluice sluice-leastqueue sluice-hash sluice-cacheaware sluice-capped nginx-rr nginx-leastconn nginx-hash haproxy-leastconn haproxy-hash envoy-leastreq envoy-ringhash"
 TARGETS=${TARGETS:-$ALL_TARGETS}
 OUT=${OUT:-$ROOT/loadtest/out/compare-$(date +%Y%m%d-%H%M%S)}
 
@@ -265,7 +268,7 @@ EOF
     envoy_cluster ringhash RING_HASH
 } >"$WORK/envoy.yaml"
 
-sluice_conf() {  # sluice_conf ROUTING-FLOW-MAPPING
+sluice_conf() {  # sluice_conf ROUTING-FLOW-MAPPING [EXTRA-POOL-LINES]
     cat >"$WORK/sluice.yaml" <<EOF
 listen: "127.0.0.1:$P_SLUICE"
 admin: { listen: "127.0.0.1:$P_SLUICE_ADMIN" }
@@ -275,6 +278,7 @@ pools:
     match: { paths: ["/*"] }
     replicas: ["127.0.0.1:${R[0]}", "127.0.0.1:${R[1]}", "127.0.0.1:${R[2]}", "127.0.0.1:${R[3]}"]
     routing: $1
+${2:-}
 EOF
 }
 
@@ -283,9 +287,11 @@ EOF
 start_router() {
     local port
     case $1 in
-        sluice|sluice-leastqueue|sluice-hash|sluice-cacheaware)
+        sluice|sluice-leastqueue|sluice-hash|sluice-cacheaware|sluice-capped)
             case $1 in
                 sluice) sluice_conf '{ policy: round-robin }' ;;
+                sluice-capped) sluice_conf '{ policy: round-robin }' '    max_concurrent_per_replica: 32
+    queue: { max: 64, timeout: 1s }' ;;
                 sluice-leastqueue) sluice_conf '{ policy: least-queue, scrape: { interval: 250ms } }' ;;
                 sluice-hash) sluice_conf '{ policy: consistent-hash, key: ["header:x-session-id"], load_factor: 1.25 }' ;;
                 sluice-cacheaware) sluice_conf '{ policy: cache-aware, key: ["header:x-session-id", "prefix"], prefix_tokens: 256, load_factor: 2.0, max_queue: 8, scrape: { interval: 250ms } }' ;;

@@ -90,7 +90,7 @@ table=$(BUILD=debug NO_BUILD=1 DURATION_SCALE=1 OUT="$(mktemp -d)" \
     loadtest/compare.sh loadtest/scenarios/smoke.yaml 2>/dev/null)
 echo "$table"
 rows=$(echo "$table" | grep -cE '^\| (sluice|nginx|haproxy|envoy)' || true)
-[ "$rows" -eq 11 ] || { echo "compare.sh: expected 11 rows, got $rows"; exit 1; }
+[ "$rows" -eq 12 ] || { echo "compare.sh: expected 12 rows, got $rows"; exit 1; }
 if echo "$table" | grep -E '^\| (sluice|nginx|haproxy|envoy)' | awk -F'|' '$10 + 0 != 0 { bad = 1 } END { exit !bad }'; then
     echo "compare.sh: a router had errors"; exit 1
 fi
