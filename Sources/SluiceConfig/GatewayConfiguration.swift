@@ -15,6 +15,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var admin: AdminConfiguration
     public var pools: [PoolConfiguration]
     public var limits = LimitsConfiguration()
+    /// Where scale decisions are sent besides `/admin/scale` and `/metrics`.
+    public var publish = PublishConfiguration()
     /// How long in-flight requests and streams may run on after SIGTERM before they are cut.
     public var shutdownGrace: Duration = .seconds(30)
 
@@ -199,6 +201,8 @@ public struct PoolConfiguration: Sendable, Equatable {
     /// replica, requests wait in `queue`. Nil: no cap, no queue (the replica queues itself).
     public var maxConcurrentPerReplica: Int?
     public var queue = QueueConfiguration()
+    /// The p95 objective and the scale advisor's rules; nil: no scale decisions for this pool.
+    public var scaling: ScalingConfiguration?
 
     public init(name: String, paths: [PathPattern], models: [String]? = nil, replicas: [ReplicaID]) {
         self.name = name
@@ -206,6 +210,75 @@ public struct PoolConfiguration: Sendable, Equatable {
         self.models = models
         self.replicas = replicas
     }
+}
+
+/// What a pool's latency objective is measured on.
+public enum ScalingSignal: String, Sendable, Equatable, CaseIterable {
+    /// Time to the first token of a streamed answer (end-to-end latency for others).
+    case ttft
+    /// From the request head to the answer's last byte.
+    case latency
+    /// Time waited in the gateway's queue for a replica slot (0 for requests that did not wait).
+    case queueWait = "queue_wait"
+}
+
+/// `pools[].scaling`: the p95 objective and the scale advisor's rules (see `ScaleAdvisor`).
+public struct ScalingConfiguration: Sendable, Equatable {
+    public var signal = ScalingSignal.ttft
+    public var targetP95: Duration
+    public var minReplicas = 1
+    public var maxReplicas = 16
+    public var stableWindow: Duration = .seconds(60)
+    public var panicWindow: Duration = .seconds(6)
+    public var panicThreshold = 2.0
+    public var tolerance = 0.1
+    public var scaleInRatio = 0.6
+    public var scaleDownDelay: Duration = .seconds(300)
+    public var maxStepUp = 4
+    /// How often the advisor decides; also the latency windows' sub-window.
+    public var tick: Duration = .seconds(2)
+
+    public init(targetP95: Duration) {
+        self.targetP95 = targetP95
+    }
+
+    /// The advisor's policy in nanoseconds.
+    public var policy: ScaleAdvisor.Policy {
+        ScaleAdvisor.Policy(
+            target: UInt64(targetP95.nanoseconds), minReplicas: minReplicas, maxReplicas: maxReplicas,
+            stableWindow: UInt64(stableWindow.nanoseconds), panicWindow: UInt64(panicWindow.nanoseconds),
+            panicThreshold: panicThreshold, tolerance: tolerance, scaleInRatio: scaleInRatio,
+            scaleDownDelay: UInt64(scaleDownDelay.nanoseconds), maxStepUp: maxStepUp)
+    }
+}
+
+/// `publish`: where scale decisions go when they change.
+public struct PublishConfiguration: Sendable, Equatable {
+    public enum WebhookFormat: String, Sendable, Equatable, CaseIterable {
+        /// The decision as JSON (the same object `/admin/scale` shows for the pool).
+        case json
+        /// `{"text": "..."}`, which Slack and Mattermost incoming webhooks accept.
+        case slack
+    }
+
+    public struct Webhook: Sendable, Equatable {
+        /// `http://host:port/path` (TLS is not spoken; put a local relay in front for https).
+        public var host: String
+        public var port: Int
+        public var path: String
+        public var format: WebhookFormat
+
+        public init(host: String, port: Int, path: String, format: WebhookFormat) {
+            self.host = host
+            self.port = port
+            self.path = path
+            self.format = format
+        }
+    }
+
+    public var webhook: Webhook?
+
+    public init() {}
 }
 
 /// The pool's wait queue, used only with `max_concurrent_per_replica`.

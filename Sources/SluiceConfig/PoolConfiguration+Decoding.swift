@@ -2,7 +2,7 @@ import SluiceCore
 
 extension GatewayConfiguration {
     static func decodePool(_ reader: NodeReader) -> PoolConfiguration? {
-        guard let keys = reader.mapping(allowed: ["name", "match", "replicas", "routing", "timeouts", "upstream", "health", "queue", "max_concurrent_per_replica"]) else {
+        guard let keys = reader.mapping(allowed: ["name", "match", "replicas", "routing", "timeouts", "upstream", "health", "queue", "max_concurrent_per_replica", "scaling"]) else {
             return nil
         }
         var name: String?
@@ -75,6 +75,7 @@ extension GatewayConfiguration {
             if let value = health["eject_for"]?.duration() { pool.ejection.duration = UInt64(value.nanoseconds) }
         }
         if let value = keys["max_concurrent_per_replica"]?.int(in: 1...1_000_000) { pool.maxConcurrentPerReplica = value }
+        if let node = keys["scaling"] { pool.scaling = decodeScaling(node) }
         if let node = keys["queue"], let queue = node.mapping(allowed: ["max", "timeout"]) {
             if let value = queue["max"]?.int(in: 0...1_000_000) { pool.queue.max = value }
             if let value = queue["timeout"]?.duration(atLeast: .milliseconds(1)) { pool.queue.timeout = value }
@@ -83,6 +84,44 @@ extension GatewayConfiguration {
             }
         }
         return pool
+    }
+
+    static func decodeScaling(_ node: NodeReader) -> ScalingConfiguration? {
+        let allowed = [
+            "signal", "target_p95", "min_replicas", "max_replicas", "stable_window", "panic_window", "panic_threshold",
+            "tolerance", "scale_in_ratio", "scale_down_delay", "max_step_up", "tick",
+        ]
+        guard let keys = node.mapping(allowed: allowed) else { return nil }
+        guard let targetNode = keys["target_p95"] else {
+            node.report("missing required key \"target_p95\" (the p95 objective, e.g. 800ms)")
+            return nil
+        }
+        guard let target = targetNode.duration(atLeast: .milliseconds(1)) else { return nil }
+        var scaling = ScalingConfiguration(targetP95: target)
+        if let signalNode = keys["signal"], let text = signalNode.oneOf(ScalingSignal.allCases.map(\.rawValue)),
+           let signal = ScalingSignal(rawValue: text) {
+            scaling.signal = signal
+        }
+        if let value = keys["min_replicas"]?.int(in: 0...10_000) { scaling.minReplicas = value }
+        if let value = keys["max_replicas"]?.int(in: 1...10_000) { scaling.maxReplicas = value }
+        if let value = keys["tick"]?.duration(atLeast: .milliseconds(10)) { scaling.tick = value }
+        if let value = keys["stable_window"]?.duration(atLeast: .milliseconds(10)) { scaling.stableWindow = value }
+        if let value = keys["panic_window"]?.duration(atLeast: .milliseconds(10)) { scaling.panicWindow = value }
+        if let value = keys["panic_threshold"]?.double(in: 1...100) { scaling.panicThreshold = value }
+        if let value = keys["tolerance"]?.double(in: 0...10) { scaling.tolerance = value }
+        if let value = keys["scale_in_ratio"]?.double(in: 0...1) { scaling.scaleInRatio = value }
+        if let value = keys["scale_down_delay"]?.duration() { scaling.scaleDownDelay = value }
+        if let value = keys["max_step_up"]?.int(in: 1...10_000) { scaling.maxStepUp = value }
+        if scaling.minReplicas > scaling.maxReplicas, let minNode = keys["min_replicas"] {
+            minNode.report("min_replicas \(scaling.minReplicas) is above max_replicas \(scaling.maxReplicas)")
+        }
+        if scaling.panicWindow > scaling.stableWindow, let panicNode = keys["panic_window"] {
+            panicNode.report("the panic window (\(scaling.panicWindow)) must not be longer than the stable window (\(scaling.stableWindow))")
+        }
+        if scaling.panicWindow < scaling.tick {
+            (keys["tick"] ?? keys["panic_window"] ?? node).report("tick (\(scaling.tick)) must not be longer than the panic window (\(scaling.panicWindow)): windows are made of ticks")
+        }
+        return scaling
     }
 
     static func decodeRouting(_ node: NodeReader) -> RoutingConfiguration {

@@ -39,13 +39,18 @@ struct GatewaySampler: Sendable {
         guard let text = try? await collector.done.futureResult.get(),
               let split = text.range(of: "\r\n\r\n"),
               let object = try? JSONSerialization.jsonObject(with: Data(text[split.upperBound...].utf8)) as? [String: Any],
-              let pools = object["pools"] as? [String: [String: Int]]
+              let pools = object["pools"] as? [String: [String: Any]]
         else { return nil }
         return pools.compactMapValues { pool in
-            guard let replicas = pool["replicas"], let available = pool["available"] else { return nil }
-            return LoadReport.PoolSample(
-                replicas: replicas, available: available, inFlight: pool["in_flight"], queued: pool["queued"],
-                queueDispatched: pool["queue_dispatched"], queueFull: pool["queue_full"], queueTimeout: pool["queue_timeout"])
+            guard let replicas = pool["replicas"] as? Int, let available = pool["available"] as? Int else { return nil }
+            var sample = LoadReport.PoolSample(
+                replicas: replicas, available: available, inFlight: pool["in_flight"] as? Int, queued: pool["queued"] as? Int,
+                queueDispatched: pool["queue_dispatched"] as? Int, queueFull: pool["queue_full"] as? Int,
+                queueTimeout: pool["queue_timeout"] as? Int)
+            sample.desired = pool["desired"] as? Int
+            sample.p95Ms = pool["p95_ms"] as? Double
+            sample.targetMs = pool["target_ms"] as? Double
+            return sample
         }
     }
 }

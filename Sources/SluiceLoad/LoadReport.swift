@@ -68,6 +68,11 @@ public struct LoadReport: Codable, Sendable {
         public var queueDispatched: Int?
         public var queueFull: Int?
         public var queueTimeout: Int?
+        /// For pools with `scaling`: the advisor's desired replicas, its stable-window p95 and
+        /// the target, in milliseconds.
+        public var desired: Int?
+        public var p95Ms: Double?
+        public var targetMs: Double?
 
         public init(replicas: Int, available: Int, inFlight: Int? = nil, queued: Int? = nil,
                     queueDispatched: Int? = nil, queueFull: Int? = nil, queueTimeout: Int? = nil) {

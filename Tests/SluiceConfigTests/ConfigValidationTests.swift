@@ -89,6 +89,29 @@ import Testing
         #expect(issues(bad).map(\.path).sorted() == ["pools[0].max_concurrent_per_replica", "pools[0].queue.max", "pools[0].queue.timeout"])
     }
 
+    @Test func scalingAndPublish() throws {
+        let scaled = Self.valid.replacingOccurrences(
+            of: "routing: { policy: round-robin }",
+            with: "routing: { policy: round-robin }\n    scaling: { signal: ttft, target_p95: 800ms, min_replicas: 1, max_replicas: 16, stable_window: 60s, panic_window: 6s, panic_threshold: 2.0, tolerance: 0.1, scale_in_ratio: 0.6, scale_down_delay: 300s, max_step_up: 4, tick: 2s }")
+            + "\npublish:\n  webhook: { url: \"http://127.0.0.1:7000/hook\", format: slack }\n"
+        let config = try GatewayConfiguration.decode(yaml: scaled)
+        let scaling = try #require(config.pools[0].scaling)
+        #expect(scaling.signal == .ttft && scaling.targetP95 == .milliseconds(800) && scaling.maxStepUp == 4 && scaling.tick == .seconds(2))
+        #expect(scaling.policy.target == 800_000_000 && scaling.policy.scaleDownDelay == 300_000_000_000)
+        #expect(config.publish.webhook == .init(host: "127.0.0.1", port: 7000, path: "/hook", format: .slack))
+        func problems(_ scalingText: String, publish: String = "") -> [String] {
+            issues(Self.valid.replacingOccurrences(of: "routing: { policy: round-robin }", with: "routing: { policy: round-robin }\n    scaling: \(scalingText)") + publish)
+                .map { "\($0.path): \($0.message)" }
+        }
+        #expect(problems("{ signal: ttft }").first?.contains("missing required key \"target_p95\"") == true)
+        #expect(problems("{ target_p95: 1s, signal: tokens }").first?.hasPrefix("pools[0].scaling.signal") == true)
+        #expect(problems("{ target_p95: 1s, min_replicas: 5, max_replicas: 2 }").first?.contains("above max_replicas") == true)
+        #expect(problems("{ target_p95: 1s, panic_window: 2m }").first?.contains("must not be longer than the stable window") == true)
+        #expect(problems("{ target_p95: 1s, tick: 10s }").first?.contains("must not be longer than the panic window") == true)
+        #expect(problems("{ target_p95: 1s }", publish: "\npublish: { webhook: { url: \"https://hooks.slack.com/x\" } }\n").first?.contains("not an http:// URL") == true)
+        #expect(problems("{ target_p95: 1s }", publish: "\npublish: { webhook: { url: \"http://hooks\" } }\n").first?.contains("needs host:port") == true)
+    }
+
     @Test func badHostPortNamesKeyPathAndLine() {
         let yaml = Self.valid.replacingOccurrences(of: "\"127.0.0.1:9002\"", with: "\"127.0.0.1:99999\"")
         #expect(issues(yaml).map(\.description) == [#"pools[0].replicas[1]: "127.0.0.1:99999" is not a host:port (line 8)"#])

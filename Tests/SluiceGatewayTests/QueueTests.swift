@@ -34,9 +34,9 @@ import Testing
         return try await h.request("/v1/chat/completions", headers: headers, body: chatBody(maxTokens: tokens))
     }
 
-    /// Polls (every 5 ms, at most 5 s) until `condition` holds.
-    static func waitUntil(_ what: String, _ condition: () -> Bool) async throws {
-        for _ in 0..<1_000 {
+    /// Polls (every 5 ms, at most `seconds`) until `condition` holds.
+    static func waitUntil(_ what: String, seconds: Int = 5, _ condition: () -> Bool) async throws {
+        for _ in 0..<(200 * seconds) {
             if condition() { return }
             try await Task.sleep(for: .milliseconds(5))
         }

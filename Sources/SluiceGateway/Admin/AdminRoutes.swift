@@ -68,6 +68,8 @@ final class AdminRoutes: Sendable {
         switch (request.method, path) {
         case (.GET, "/admin/pools"):
             return .json(.ok, PoolsView(gateway: gateway))
+        case (.GET, "/admin/scale"):
+            return AdminResponse(status: .ok, contentType: "application/json", body: ByteBuffer(string: ScaleView.document(gateway)))
         case (.POST, "/admin/reload"):
             return reload()
         default:

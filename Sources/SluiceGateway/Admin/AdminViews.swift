@@ -14,6 +14,11 @@ struct ReadinessView: Encodable {
         var queue_full: Int?
         var queue_timeout: Int?
         var queue_cancelled: Int?
+        /// For pools with `scaling`: the advisor's latest decision and its stable-window p95.
+        var desired: Int?
+        var p95_ms: Double?
+        var target_ms: Double?
+        var scale_mode: String?
     }
 
     var ready: Bool
@@ -32,7 +37,11 @@ struct ReadinessView: Encodable {
                 replicas: replicas.count, available: replicas.filter { $0.isAvailable(at: now) }.count,
                 in_flight: replicas.reduce(0) { $0 + $1.inFlight }, queued: gate?.waiting,
                 queue_dispatched: gate?.total(.dispatched), queue_full: gate?.total(.full), queue_timeout: gate?.total(.timeout),
-                queue_cancelled: gate?.total(.cancelled))
+                queue_cancelled: gate?.total(.cancelled),
+                desired: pool.scaling?.latest?.decision.desired,
+                p95_ms: pool.scaling?.latest?.decision.stableP95.map { Double($0 / 1_000) / 1_000 },
+                target_ms: pool.scaling.map { Double($0.configuration.targetP95.nanoseconds / 1_000) / 1_000 },
+                scale_mode: pool.scaling?.latest?.decision.mode.rawValue)
         }
         self.pools = pools
     }

@@ -22,6 +22,11 @@ public final class GatewayMetrics: Sendable {
         help: "How long requests that waited for a replica slot waited (those given one; see sluice_queue_requests_total).",
         bounds: GatewayMetrics.latencyBuckets)
 
+    let scalingSignal = LatencyHistogramFamily(
+        name: "sluice_pool_signal_seconds",
+        help: "The latency signal each scaled pool's p95 objective is measured on (scaling.signal), since start.",
+        bounds: GatewayMetrics.latencyBuckets)
+
     static let latencyBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
@@ -47,6 +52,7 @@ public final class GatewayMetrics: Sendable {
         requestDuration.render(into: &text)
         firstByte.render(into: &text)
         queueWait.render(into: &text)
+        scalingSignal.render(into: &text)
         return text
     }
 }

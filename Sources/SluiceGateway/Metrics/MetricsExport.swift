@@ -11,6 +11,23 @@ enum MetricsExport {
         runtime.metrics.downstreamConnections.set(Int64(runtime.tracker.count))
         let connections = runtime.upstreamStats.totals()
         for pool in runtime.pools {
+            if let published = pool.scaling?.latest {
+                let labels = [("pool", pool.name)]
+                let decision = published.decision
+                registry.makeGauge(descriptor: .sluice("sluice_pool_desired_replicas", "The replicas the pool needs to hold its p95 objective (the scale advisor's decision)."), labels: labels)
+                    .set(Int64(decision.desired))
+                registry.makeGauge(descriptor: .sluice("sluice_pool_current_replicas", "Healthy replicas in the pool at the last scale decision."), labels: labels)
+                    .set(Int64(decision.current))
+                registry.makeGauge(descriptor: .sluice("sluice_pool_scale_panic", "1 while the pool's scale advisor is in panic mode."), labels: labels)
+                    .set(Int64(decision.mode == .panic ? 1 : 0))
+                registry.makeGauge(descriptor: .sluice("sluice_pool_latency_target_seconds", "The pool's p95 objective."), labels: labels)
+                    .set(Double(decision.target) / 1e9)
+                for (window, value) in [("stable", decision.stableP95), ("panic", decision.panicP95)] {
+                    // No samples: NaN, which Prometheus treats as absent.
+                    registry.makeGauge(descriptor: .sluice("sluice_pool_latency_p95_seconds", "p95 of the pool's scaling signal over the stable and panic windows."), labels: labels + [("window", window)])
+                        .set(value.map { Double($0) / 1e9 } ?? .nan)
+                }
+            }
             if let gate = pool.gate {
                 registry.makeGauge(descriptor: .sluice("sluice_queue_depth", "Requests waiting for a replica slot (pools with max_concurrent_per_replica)."), labels: [("pool", pool.name)])
                     .set(Int64(gate.waiting))

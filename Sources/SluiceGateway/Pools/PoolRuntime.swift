@@ -16,6 +16,8 @@ final class PoolRuntime: Sendable {
     let metrics: PoolMetrics
     /// `max_concurrent_per_replica` and the wait queue; nil when the pool has no cap.
     let gate: PoolGate?
+    /// The latency signal and scale advisor; nil when the pool has no `scaling`.
+    let scaling: PoolScaling?
     private let current: ManagedAtomic<PoolSnapshot>
     private let poolLoad: PoolLoad
     /// Serializes membership changes (admin calls and reloads may race); picks never take it.
@@ -37,6 +39,7 @@ final class PoolRuntime: Sendable {
         }
         self.upstreamSettings = UpstreamSettings(configuration)
         self.metrics = metrics.pool(configuration.name)
+        self.scaling = configuration.scaling.map { PoolScaling($0, pool: configuration.name, metrics: metrics) }
         self.gate = configuration.maxConcurrentPerReplica.map { limit in
             PoolGate(limit: limit, queue: configuration.queue, pool: configuration.name, metrics: metrics)
         }

@@ -39,6 +39,12 @@ final class Exchange {
     var replica: Replica?
     /// Set while the request waits in its pool's queue for a replica slot.
     var queueTicket: UInt64?
+    /// When the request started waiting for a slot (for the `queue_wait` signal).
+    var queuedAt: NIODeadline?
+    /// The response is a stream of server-sent events (its TTFT is its first body byte).
+    var eventStream = false
+    /// The pool's scaling signal has been recorded for this exchange.
+    var signalRecorded = false
     var connectionPool: UpstreamConnectionPool?
     var upstream: UpstreamConnection?
     var attempts = 0

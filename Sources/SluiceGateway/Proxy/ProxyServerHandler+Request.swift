@@ -247,6 +247,7 @@ extension ProxyServerHandler {
         exchange.pool = pool
         exchange.routingKey = key
         let now = NIODeadline.now()
+        pool.scaling?.recordArrival()
         guard let picked = pool.pick(RoutingFacts(key: key, random: upstreams.random.next()), now: now) else {
             respond(.noHealthyReplica(pool: pool.name), closeAfter: false)
             return
@@ -269,6 +270,7 @@ extension ProxyServerHandler {
         case .queued(let ticket):
             // The body gathers in `pending` meanwhile (reads stop past `pendingLimit`).
             exchange.queueTicket = ticket
+            exchange.queuedAt = now
             var held = head
             held.bytes = context.channel.allocator.buffer(buffer: head.bytes)
             exchange.heldHead = held
@@ -311,6 +313,10 @@ extension ProxyServerHandler {
     /// Sends the request to `replica`, whose slot (in-flight count) it now holds.
     func send(_ exchange: Exchange, head: HTTP1Head, to replica: Replica) {
         exchange.replica = replica
+        if let scaling = exchange.pool?.scaling, scaling.configuration.signal == .queueWait {
+            let now = NIODeadline.now()
+            scaling.record(nanoseconds: exchange.queuedAt.map { (now - $0).nanoseconds } ?? 0, at: now)
+        }
         // Room for a small body too: the upstream handler copies it behind the head (one write).
         let length = exchange.rewrittenLength ?? exchange.contentLength
         let smallBody = length.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0

@@ -41,6 +41,7 @@ extension ProxyServerHandler: UpstreamDelegate {
         } else if head.isChunked, exchange.usageMeter != nil, !exchange.isHEAD, head.status >= 200, head.status != 204, head.status != 304 {
             exchange.reframing = .rechunk
         }
+        exchange.eventStream = head.isEventStream
         if let meter = exchange.usageMeter {
             // Usage-only events are dropped only where the framing allows it (not under a
             // content-length).
@@ -58,6 +59,21 @@ extension ProxyServerHandler: UpstreamDelegate {
         stagedHead = out
     }
 
+    /// The pool's `latency` signal (and `ttft`'s for answers that are not streams): the whole
+    /// exchange, for answers below 500 (a replica failing fast is not fast service).
+    func recordEndToEnd(_ exchange: Exchange) {
+        guard !exchange.signalRecorded, let scaling = exchange.pool?.scaling else { return }
+        switch scaling.configuration.signal {
+        case .latency, .ttft:
+            exchange.signalRecorded = true
+            guard exchange.status < 500 else { return }
+            let now = NIODeadline.now()
+            scaling.record(nanoseconds: (now - exchange.start).nanoseconds, at: now)
+        case .queueWait:
+            return
+        }
+    }
+
     /// Writes the held response head, if any.
     func writeStagedHead() {
         guard let head = stagedHead else { return }
@@ -68,6 +84,11 @@ extension ProxyServerHandler: UpstreamDelegate {
     func upstreamReceivedBody(_ buffer: ByteBuffer) {
         guard let exchange, exchange.upstream != nil, !exchange.finished else { return }
         exchange.lastActivity = .now()
+        if exchange.eventStream, !exchange.signalRecorded, let scaling = exchange.pool?.scaling, scaling.configuration.signal == .ttft {
+            // A stream's first token: its TTFT.
+            exchange.signalRecorded = true
+            if exchange.status < 500 { scaling.record(nanoseconds: (exchange.lastActivity - exchange.start).nanoseconds, at: exchange.lastActivity) }
+        }
         if let meter = exchange.usageMeter {
             for part in meter.consume(buffer) { forward(part, exchange) }
         } else {
@@ -99,6 +120,7 @@ extension ProxyServerHandler: UpstreamDelegate {
         guard let exchange, exchange.upstream != nil, !exchange.finished else { return }
         // An event still held (its blank line never came) goes out as it is.
         let held = exchange.usageMeter?.end()
+        recordEndToEnd(exchange)
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             if reusable && exchange.requestSent && exchange.upstreamKeepAlive {

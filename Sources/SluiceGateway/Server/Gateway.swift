@@ -30,6 +30,8 @@ public final class Gateway: Sendable {
     private let channels = NIOLockedValueBox(Channels())
     /// Reads replicas' reported queues for least-queue and cache-aware pools.
     private let scraper: QueueScraper
+    /// Decides scaled pools' desired replicas every tick.
+    private let scaleTicker: ScaleTicker
     private let phase = Atomic<UInt8>(Phase.created.rawValue)
 
     private struct Channels: Sendable {
@@ -58,6 +60,9 @@ public final class Gateway: Sendable {
         self.configurationPath = configurationPath
         self.runtime = GatewayRuntime(configuration: configuration, metrics: metrics, logger: logger)
         self.scraper = QueueScraper(pools: runtime.pools, group: group)
+        self.scaleTicker = ScaleTicker(
+            pools: runtime.pools, group: group,
+            publisher: ScalePublisher(configuration.publish, group: group, logger: logger, metrics: metrics))
         self.group = group
         self.adminToken = adminToken.flatMap { $0.isEmpty ? nil : $0 }
         var upstreams: [ObjectIdentifier: LoopOwned<EventLoopUpstreams>] = [:]
@@ -94,6 +99,7 @@ public final class Gateway: Sendable {
         }
         channels.withLockedValue { $0 = Channels(data: data, admin: admin) }
         scraper.start()
+        scaleTicker.start()
         phase.store(Phase.serving.rawValue, ordering: .releasing)
         if adminToken == nil {
             runtime.logger.warning(
@@ -131,6 +137,7 @@ public final class Gateway: Sendable {
         }
         let (data, admin) = channels.withLockedValue { ($0.data, $0.admin) }
         scraper.stop()
+        scaleTicker.stop()
         runtime.beginDraining()
         try? await data?.close()
         runtime.tracker.quiesceAll()

@@ -1,0 +1,56 @@
+import Foundation
+import SluiceCore
+
+/// `GET /admin/scale`: each scaled pool's latest decision. KEDA's `metrics-api` scaler reads it
+/// as is: `valueLocation: pools.<pool>.desired`.
+enum ScaleView {
+    static func document(_ gateway: Gateway) -> String {
+        let entries = gateway.runtime.pools.compactMap { pool -> String? in
+            guard let published = pool.scaling?.latest else { return nil }
+            return "\(quoted(pool.name)):\(json(published))"
+        }
+        return "{\"pools\":{\(entries.joined(separator: ","))}}"
+    }
+
+    /// One decision as a JSON object (also the webhook's `json` body, with the pool's name).
+    static func json(_ published: PoolScaling.Published) -> String {
+        let decision = published.decision
+        var fields: [String] = [
+            "\"pool\":\(quoted(published.pool))",
+            "\"current\":\(decision.current)",
+            "\"desired\":\(decision.desired)",
+            "\"mode\":\(quoted(decision.mode.rawValue))",
+            "\"signal\":\(quoted(published.signal.rawValue))",
+            "\"target_seconds\":\(seconds(decision.target))",
+            "\"stable_p95_seconds\":\(decision.stableP95.map(seconds) ?? "null")",
+            "\"panic_p95_seconds\":\(decision.panicP95.map(seconds) ?? "null")",
+            "\"reason\":\(quoted(decision.reason))",
+            "\"at\":\(quoted(iso8601(published.at)))",
+            "\"arrival_rate\":\(rounded(published.arrivalRate))",
+            "\"in_flight\":\(published.inFlight)",
+            "\"queued\":\(published.queued)",
+        ]
+        if let capacity = decision.capacityPerReplica { fields.append("\"capacity_per_replica\":\(rounded(capacity))") }
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+
+    static func seconds(_ nanoseconds: UInt64) -> String {
+        rounded(Double(nanoseconds) / 1e9, places: 4)
+    }
+
+    static func rounded(_ value: Double, places: Int = 2) -> String {
+        guard value.isFinite else { return "0" }
+        let scale = pow(10, Double(places))
+        let text = String((value * scale).rounded() / scale)
+        return text.hasSuffix(".0") ? String(text.dropLast(2)) : text
+    }
+
+    static func quoted(_ text: String) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: [text])) ?? Data("[\"\"]".utf8)
+        return String(String(decoding: data, as: UTF8.self).dropFirst().dropLast())
+    }
+
+    static func iso8601(_ date: Date) -> String {
+        ISO8601DateFormatter().string(from: date)
+    }
+}
