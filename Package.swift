@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "SluiceLoad",
             dependencies: [
-                "SluiceCore", "SluiceConfig",
+                "SluiceCore", "SluiceConfig", "SluiceReplica",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -100,7 +100,9 @@ let package = Package(
         .executableTarget(
             name: "sluice-load",
             dependencies: [
-                "SluiceLoad", "SluiceConfig",
+                "SluiceLoad", "SluiceConfig", "SluiceReplica",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -4,41 +4,22 @@ import NIOPosix
 
 /// Reads the gateway's `/readyz` once a second during a run (it needs no token), so the report
 /// can show how many replicas each pool had in rotation over time, its requests in progress and
-/// its wait queue (depth, and what became of the requests that waited). Scale decisions join these
-/// samples once the gateway publishes them (`/admin/scale`, the scaling issue).
+/// its wait queue (depth, and what became of the requests that waited), and for scaled pools
+/// the scale advisor's desired count, p95 and target.
 struct GatewaySampler: Sendable {
-    let host: String
-    let port: Int
-    let group: any EventLoopGroup
+    let client: AdminClient
 
     init?(adminURL: String, group: any EventLoopGroup) {
-        guard let (host, port) = LoadRunner.parseTarget(adminURL) else { return nil }
-        self.host = host
-        self.port = port
-        self.group = group
+        guard let client = AdminClient(url: adminURL, group: group) else { return nil }
+        self.client = client
     }
 
     /// One sample: each pool's replicas and how many are in rotation; nil if the gateway did not
     /// answer within a second.
     func sample() async -> [String: LoadReport.PoolSample]? {
-        guard let address = try? SocketAddress.makeAddressResolvingHost(host, port: port) else { return nil }
-        let collector = ResponseCollector()
-        let request = "GET /readyz HTTP/1.1\r\nhost: \(host):\(port)\r\nconnection: close\r\n\r\n"
-        let channel = try? await ClientBootstrap(group: group)
-            .connectTimeout(.seconds(1))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
-            }
-            .connect(to: address).get()
-        guard let channel else {
-            collector.done.fail(ChannelError.connectTimeout(.seconds(1)))
-            return nil
-        }
-        channel.writeAndFlush(ByteBuffer(string: request), promise: nil)
-        channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
-        guard let text = try? await collector.done.futureResult.get(),
-              let split = text.range(of: "\r\n\r\n"),
-              let object = try? JSONSerialization.jsonObject(with: Data(text[split.upperBound...].utf8)) as? [String: Any],
+        // (/readyz answers 503 while not ready, with the same body: either is a sample.)
+        guard let response = await client.request("GET", "/readyz"),
+              let object = (try? JSONSerialization.jsonObject(with: Data(response.body.utf8))) as? [String: Any],
               let pools = object["pools"] as? [String: [String: Any]]
         else { return nil }
         return pools.compactMapValues { pool in
@@ -52,29 +33,5 @@ struct GatewaySampler: Sendable {
             sample.targetMs = pool["target_ms"] as? Double
             return sample
         }
-    }
-}
-
-/// Collects a whole response until the server closes.
-private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-
-    let done: EventLoopPromise<String>
-    private var text = ""
-
-    init() {
-        done = MultiThreadedEventLoopGroup.singleton.any().makePromise()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        text += String(buffer: unwrapInboundIn(data))
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        done.succeed(text)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
     }
 }

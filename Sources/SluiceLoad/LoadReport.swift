@@ -111,6 +111,24 @@ public struct LoadReport: Codable, Sendable {
     public var timeline: [Point]
     /// Present when the run was given the gateway's admin URL.
     public var gateway: [GatewaySample]?
+    /// What the local actuator did (`--autoscale`): replicas started, ready, drained, stopped.
+    public var scalingEvents: [ScalingEvent]?
+
+    public struct ScalingEvent: Codable, Sendable, Equatable {
+        public var second: Double
+        public var action: String
+        public var replica: String
+        public var desired: Int
+        public var current: Int
+
+        public init(second: Double, action: String, replica: String, desired: Int, current: Int) {
+            self.second = second
+            self.action = action
+            self.replica = replica
+            self.desired = desired
+            self.current = current
+        }
+    }
 
     static func summary(_ histogram: Histogram<UInt64>) -> Summary? {
         guard histogram.totalCount > 0 else { return nil }

@@ -5,7 +5,8 @@ public enum ReportChart {
     public static func svg(_ report: LoadReport) -> String {
         let width = 900.0
         let samples = report.gateway ?? []
-        let height = samples.isEmpty ? 560.0 : 760.0
+        let scaled = samples.contains { $0.pools.values.contains { $0.targetMs != nil } }
+        let height = samples.isEmpty ? 560.0 : scaled ? 960.0 : 760.0
         let left = 70.0
         let right = 20.0
         let plotWidth = width - left - right
@@ -56,7 +57,7 @@ public enum ReportChart {
             let top3 = 560.0
             let height3 = 150.0
             let pools = Set(samples.flatMap { $0.pools.keys }).sorted()
-            let most = Double(max(1, samples.flatMap { $0.pools.values.map(\.replicas) }.max() ?? 1)) + 1
+            let most = Double(max(1, samples.flatMap { $0.pools.values.map { max($0.replicas, $0.desired ?? 0) } }.max() ?? 1)) + 1
             svg += panel(top: top3, height: height3, left: left, width: plotWidth, yMax: most, label: "replicas in rotation", seconds: seconds)
             let colors = ["#5f3dc4", "#0b7285", "#a61e4d", "#5c940d", "#e8590c"]
             for (index, pool) in pools.enumerated() {
@@ -67,7 +68,37 @@ public enum ReportChart {
                 if !path.isEmpty {
                     svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(path.joined(separator: " "))\"/>\n"
                 }
-                svg += "<text x=\"\(left + 10 + Double(index) * 120)\" y=\"\(top3 + 15)\" fill=\"\(color)\">pool \(escape(pool))</text>\n"
+                // The scale advisor's desired count, dashed.
+                let desired = samples.compactMap { sample in
+                    sample.pools[pool]?.desired.map { "\(left + Double(sample.second) / seconds * plotWidth),\(top3 + height3 - Double($0) / most * height3 - Double(index))" }
+                }
+                if !desired.isEmpty {
+                    svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-dasharray=\"5 3\" points=\"\(desired.joined(separator: " "))\"/>\n"
+                }
+                svg += "<text x=\"\(left + 10 + Double(index) * 160)\" y=\"\(top3 + 15)\" fill=\"\(color)\">pool \(escape(pool))\(desired.isEmpty ? "" : " (- - desired)")</text>\n"
+            }
+        }
+        if scaled {
+            // Each scaled pool's p95 (the gateway's stable window, on its scaling signal) and target.
+            let top4 = 760.0
+            let height4 = 150.0
+            let pools = Set(samples.flatMap { sample in sample.pools.filter { $0.value.targetMs != nil }.keys }).sorted()
+            let values = samples.flatMap { $0.pools.values.flatMap { [$0.p95Ms, $0.targetMs].compactMap { $0 } } }
+            let most = max(1, values.max() ?? 1) * 1.1
+            svg += panel(top: top4, height: height4, left: left, width: plotWidth, yMax: most, label: "scaling p95 ms", seconds: seconds)
+            let colors = ["#5f3dc4", "#0b7285", "#a61e4d", "#5c940d", "#e8590c"]
+            for (index, pool) in pools.enumerated() {
+                let color = colors[index % colors.count]
+                func line(_ value: (LoadReport.PoolSample) -> Double?) -> [String] {
+                    samples.compactMap { sample in
+                        sample.pools[pool].flatMap(value).map { "\(left + Double(sample.second) / seconds * plotWidth),\(top4 + height4 - $0 / most * height4)" }
+                    }
+                }
+                let p95 = line { $0.p95Ms }
+                if !p95.isEmpty { svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(p95.joined(separator: " "))\"/>\n" }
+                let target = line { $0.targetMs }
+                if !target.isEmpty { svg += "<polyline fill=\"none\" stroke=\"#343a40\" stroke-dasharray=\"5 3\" points=\"\(target.joined(separator: " "))\"/>\n" }
+                svg += "<text x=\"\(left + 10 + Double(index) * 200)\" y=\"\(top4 + 15)\" fill=\"\(color)\">pool \(escape(pool)) p95 (- - target)</text>\n"
             }
         }
         svg += "<text x=\"\(left + plotWidth / 2)\" y=\"\(height - 10)\" text-anchor=\"middle\">seconds since start</text>\n"

@@ -3,6 +3,9 @@ import Foundation
 import SluiceConfig
 import SluiceCore
 import SluiceLoad
+import SluiceReplica
+import NIOPosix
+import NIOConcurrencyHelpers
 
 @main
 struct LoadCommand: AsyncParsableCommand {
@@ -63,8 +66,20 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Multiply every rate.")
     var rateScale = 1.0
 
-    @Option(name: .long, help: "The gateway's admin listener (http://host:port): its pools' replicas in rotation are sampled each second into the report and chart.")
+    @Option(name: [.long, .customLong("gateway-admin")], help: "The gateway's admin listener (http://host:port): its pools' replicas in rotation (and scale decisions) are sampled each second into the report and chart.")
     var admin: String?
+
+    @Option(name: .long, help: "Follow the gateway's scale decision for this pool: start simulated replicas (registered after --startup-delay) and drain and stop them again. Needs --admin.")
+    var autoscale: String?
+
+    @Option(name: .long, help: "The replica profile of replicas started by --autoscale.")
+    var replicaProfile = "configs/replicas/fast.yaml"
+
+    @Option(name: .long, help: "Seconds from a replica's start to its joining the pool (a pod's start-up and readiness).")
+    var startupDelay = 5.0
+
+    @Option(name: .long, help: "Environment variable holding the gateway's admin token, for --autoscale.")
+    var adminTokenEnv: String?
 
     @Option(name: .long, help: "Generator threads (overrides the scenario).")
     var threads: Int?
@@ -84,7 +99,23 @@ struct RunCommand: AsyncParsableCommand {
         settings.adminURL = admin
         let quiet = self.quiet
         let interactive = isatty(STDERR_FILENO) != 0
-        let report = try await LoadRunner.run(settings, target: target) { progress in
+        var actuator: ReplicaActuator?
+        if let pool = autoscale {
+            guard let admin else { throw ValidationError("--autoscale needs --admin (the gateway's admin listener)") }
+            let profile = try loadReplicaProfile(replicaProfile)
+            let token = adminTokenEnv.flatMap { ProcessInfo.processInfo.environment[$0] }
+            guard let client = AdminClient(url: admin, token: token, group: MultiThreadedEventLoopGroup.singleton) else {
+                throw ValidationError("--admin takes http://host:port")
+            }
+            var actuatorSettings = ReplicaActuator.Settings(pool: pool, replica: ReplicaConfiguration(id: "scaled", profile: profile))
+            actuatorSettings.startupDelay = .milliseconds(Int64(startupDelay * 1000))
+            actuator = ReplicaActuator(actuatorSettings, client: client, group: MultiThreadedEventLoopGroup.singleton) { event in
+                FileHandle.standardError.write(Data("\n[autoscale] \(Int(event.second))s \(event.action) \(event.replica) (desired \(event.desired), healthy \(event.current))\n".utf8))
+            }
+        }
+        let stop = LoadStop()
+        let acting = actuator.map { actuator in Task { await actuator.run(shouldStop: { stop.isSet }) } }
+        var report = try await LoadRunner.run(settings, target: target) { progress in
             guard !quiet else { return }
             let width = 20
             let filled = progress.plannedSeconds > 0 ? min(width, width * progress.second / progress.plannedSeconds) : width
@@ -94,6 +125,13 @@ struct RunCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data((interactive ? "\r\u{1B}[K" + line : line + "\n").utf8))
         }
         if interactive, !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
+        stop.set()
+        await acting?.value
+        if let actuator {
+            report.scalingEvents = actuator.events.map {
+                .init(second: ($0.second * 10).rounded() / 10, action: $0.action, replica: $0.replica, desired: $0.desired, current: $0.current)
+            }
+        }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let json = URL(fileURLWithPath: out).appendingPathComponent("report.json")
         let svg = URL(fileURLWithPath: out).appendingPathComponent("report.svg")
@@ -109,5 +147,27 @@ struct RunCommand: AsyncParsableCommand {
             report: \(json.path)
             chart:  \(svg.path)
             """)
+    }
+}
+
+/// Set once, when the load ends; read by the actuator.
+final class LoadStop: Sendable {
+    private let flag = NIOLockedValueBox(false)
+    var isSet: Bool { flag.withLockedValue { $0 } }
+    func set() { flag.withLockedValue { $0 = true } }
+}
+
+func loadReplicaProfile(_ path: String) throws -> ReplicaProfile {
+    let text: String
+    do {
+        text = try String(contentsOfFile: path, encoding: .utf8)
+    } catch {
+        throw ValidationError("cannot read the replica profile \(path): \(error.localizedDescription)")
+    }
+    do {
+        return try ReplicaProfile.decode(yaml: text)
+    } catch {
+        FileHandle.standardError.write(Data(error.report(file: path).utf8))
+        throw ExitCode(1)
     }
 }
