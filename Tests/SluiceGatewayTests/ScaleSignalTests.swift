@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import SluiceConfig
 import SluiceCore
+import SluiceLoad
 import SluiceReplica
 import SluiceTesting
 import Testing
@@ -153,6 +154,68 @@ import Testing
             #expect(metrics.contains(#"sluice_scale_webhook_total{result="delivered"}"#))
         }
         try await sink.stop()
+    }
+}
+
+extension ScaleSignalTests {
+    /// A replica that serves two sequences at a time, 10 ms a token: about 25 requests/s of 8
+    /// tokens before requests queue (and TTFT grows).
+    static func smallReplica(_ id: String) -> ReplicaConfiguration {
+        var profile = ReplicaProfile.fast
+        profile.timeScale = 1
+        profile.engine = EngineProfile(
+            maxRunning: 2, maxBatchedTokens: 256, blockSize: 16, kvBlocks: 512,
+            stepBase: .milliseconds(10), decodePerSequence: .microseconds(100), prefillPerToken: .microseconds(10))
+        return ReplicaConfiguration(id: id, profile: profile)
+    }
+
+    @Test func theClosedLoopBringsP95BackUnderTargetAndRemovesNothingDuringTheSurge() async throws {
+        try await GatewayHarness.run(replicas: [Self.smallReplica("r1")], configure: { config, _ in
+            var scaling = ScalingConfiguration(targetP95: .milliseconds(150))
+            scaling.tick = .milliseconds(200)
+            scaling.panicWindow = .seconds(1)
+            scaling.stableWindow = .seconds(3)
+            scaling.scaleDownDelay = .seconds(30)
+            scaling.maxReplicas = 6
+            config.pools[0].scaling = scaling
+        }) { h in
+            var actuatorSettings = ReplicaActuator.Settings(pool: "chat", replica: Self.smallReplica("scaled"))
+            actuatorSettings.startupDelay = .milliseconds(500)
+            actuatorSettings.interval = .milliseconds(200)
+            let client = try #require(AdminClient(url: "http://127.0.0.1:\(h.admin.port!)", group: h.group))
+            let actuator = ReplicaActuator(actuatorSettings, client: client, group: h.group)
+            let stop = NIOLockedValueBox(false)
+            let acting = Task { await actuator.run(shouldStop: { stop.withLockedValue { $0 } }) }
+
+            // 8 requests/s for 3 s, then 60/s (over twice one replica's capacity) for 8 s.
+            var chat = Workload.Chat()
+            chat.users = 30
+            chat.systemPromptWords = 20
+            chat.userWords = 10
+            chat.maxTokens = 8
+            var settings = LoadRunSettings(
+                scenario: "surge", plan: ArrivalPlan(phases: [
+                    .init(shape: .constant(rate: 8), duration: .seconds(3)),
+                    .init(shape: .constant(rate: 60), duration: .seconds(8)),
+                ]),
+                mix: [.init(weight: 1, workload: .chat(chat))])
+            settings.adminURL = "http://127.0.0.1:\(h.admin.port!)"
+            settings.timeout = .seconds(20)
+            let report = try await LoadRunner.run(settings, target: "http://127.0.0.1:\(h.data.port!)")
+            stop.withLockedValue { $0 = true }
+            await acting.value
+
+            let events = actuator.events
+            #expect(events.contains { $0.action == "ready" }, "the actuator added replicas: \(events)")
+            #expect(!events.contains { $0.action == "drain" }, "nothing removed during the surge: \(events)")
+            // Before the end of the surge, the client's per-second TTFT p95 is back under the target.
+            let late = report.timeline.filter { $0.second >= 8 && $0.second < 11 }.compactMap(\.ttftP95Ms)
+            let peak = report.timeline.compactMap(\.ttftP95Ms).max() ?? 0
+            #expect(peak > 150, "the surge pushed TTFT past the target (peak \(peak) ms)")
+            #expect(!late.isEmpty && late.allSatisfy { $0 <= 150 }, "TTFT p95 in the surge's last seconds: \(late) (peak \(peak))")
+            let desired = report.gateway?.compactMap { $0.pools["chat"]?.desired } ?? []
+            #expect((desired.max() ?? 0) > 1 && (desired.max() ?? 0) <= 6)
+        }
     }
 }
 
