@@ -31,6 +31,12 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Where the load report (report.json, report.svg) is written.")
     var out = "loadtest/out/demo"
 
+    @Flag(name: .long, help: "Start the chat pool with one replica of a slower engine, with a p95 objective of 600 ms (TTFT of streamed answers, latency of the others): the gateway's scale decisions start and stop replicas (each joins after --startup-delay).")
+    var autoscale = false
+
+    @Option(name: .long, help: "With --autoscale: seconds from a replica's start to its joining the pool.")
+    var startupDelay = 3.0
+
     func run() async throws {
         guard let listenAddress = ConfigValues.hostPort(listen, allowZeroPort: true),
               let adminAddress = ConfigValues.hostPort(admin, allowZeroPort: true)
@@ -42,8 +48,13 @@ struct DemoCommand: AsyncParsableCommand {
 
         var replicas: [ReplicaServer] = []
         var addresses: [ReplicaID] = []
-        for index in 1...4 {
-            let replica = ReplicaServer(configuration: ReplicaConfiguration(id: "replica-\(index)", profile: .fast), group: group)
+        // With --autoscale the chat pool starts with one replica of the fast engine run 20x
+        // slower (about 10 streamed chats/s each), so the load ramp needs more.
+        var slow = ReplicaProfile.fast
+        slow.timeScale = 1
+        for index in 1...(autoscale ? 1 : 4) {
+            let replica = ReplicaServer(
+                configuration: ReplicaConfiguration(id: "replica-\(index)", profile: autoscale ? slow : .fast), group: group)
             let address = try await replica.start()
             replicas.append(replica)
             addresses.append(ReplicaID(host: "127.0.0.1", port: address.port!))
@@ -52,6 +63,16 @@ struct DemoCommand: AsyncParsableCommand {
         let paths = { (list: [String]) in list.compactMap(PathPattern.init) }
         var chat = PoolConfiguration(name: "chat", paths: paths(["/v1/chat/completions", "/v1/completions", "/v1/models"]), replicas: addresses)
         chat.timeouts.responseHeader = .seconds(30)
+        if autoscale {
+            var scaling = ScalingConfiguration(targetP95: .milliseconds(600))
+            scaling.minReplicas = 1
+            scaling.maxReplicas = 8
+            scaling.tick = .seconds(1)
+            scaling.panicWindow = .seconds(4)
+            scaling.stableWindow = .seconds(15)
+            scaling.scaleDownDelay = .seconds(8)
+            chat.scaling = scaling
+        }
         let embeddings = PoolConfiguration(name: "embeddings", paths: paths(["/v1/embeddings", "/v2/*"]), replicas: addresses)
         let configuration = GatewayConfiguration(
             listen: listenAddress, admin: AdminConfiguration(listen: adminAddress), pools: [chat, embeddings])
@@ -65,13 +86,13 @@ struct DemoCommand: AsyncParsableCommand {
         say("""
         Sluice demo: gateway \(base) -> replicas \(addresses.map(\.description).joined(separator: ", "))
           (simulated: continuous batching with a prefix cache, the model of configs/replicas/fast.yaml)
-          admin:   \(adminBase)/admin/pools   \(adminBase)/metrics   \(adminBase)/readyz
+          admin:   \(adminBase)/admin/pools   \(adminBase)/metrics   \(adminBase)/readyz\(autoscale ? "   \(adminBase)/admin/scale" : "")
           try a streamed chat completion (tokens arrive one by one; x-replica-id shows the replica):
             curl -N -i \(base)/v1/chat/completions -H 'content-type: application/json' \\
               -d '{"model":"sim-7b","stream":true,"max_tokens":12,"messages":[{"role":"user","content":"hello sluice"}]}'
           or embeddings:
             curl \(base)/v1/embeddings -H 'content-type: application/json' -d '{"model":"sim-7b","input":["a","b"]}'
-          built-in load: \(load)
+          built-in load: \(load)\(autoscale ? "\n  autoscale: chat pool p95 objective 600 ms (TTFT of streams, latency of the rest); replicas start and stop as the gateway decides (each joins \(Int(startupDelay)) s after it starts)" : "")
           Ctrl-C stops it.
         """)
 
@@ -79,7 +100,9 @@ struct DemoCommand: AsyncParsableCommand {
             services: [
                 .init(service: GatewayService(gateway: gateway, grace: .seconds(5))),
                 .init(
-                    service: DemoLoad(target: base, admin: adminBase, rate: rate, duration: duration, out: out),
+                    service: DemoLoad(
+                        target: base, admin: adminBase, rate: rate, duration: duration, out: out,
+                        actuator: autoscale ? Self.actuator(admin: adminBase, replica: ReplicaConfiguration(id: "scaled", profile: slow), startupDelay: startupDelay, group: group) : nil),
                     successTerminationBehavior: .gracefullyShutdownGroup),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -88,6 +111,15 @@ struct DemoCommand: AsyncParsableCommand {
         for replica in replicas { await replica.stop() }
         try await group.shutdownGracefully()
         say("Sluice demo stopped.")
+    }
+
+    static func actuator(admin: String, replica: ReplicaConfiguration, startupDelay: Double, group: any EventLoopGroup) -> ReplicaActuator? {
+        guard let client = AdminClient(url: admin, group: group) else { return nil }
+        var settings = ReplicaActuator.Settings(pool: "chat", replica: replica)
+        settings.startupDelay = .milliseconds(Int64(startupDelay * 1000))
+        return ReplicaActuator(settings, client: client, group: group) { event in
+            say("[autoscale] \(Int(event.second))s \(event.action) \(event.replica) (desired \(event.desired), in rotation \(event.current))")
+        }
     }
 }
 
@@ -100,6 +132,7 @@ struct DemoLoad: Service {
     let rate: Double
     let duration: Double
     let out: String
+    let actuator: ReplicaActuator?
 
     func run() async throws {
         guard rate > 0 else {
@@ -128,7 +161,8 @@ struct DemoLoad: Service {
             mix: [.init(weight: 3, workload: .chat(chat)), .init(weight: 1, workload: .embeddings(embeddings))])
         settings.adminURL = admin
         let stop = StopFlag()
-        let report = try await withGracefulShutdownHandler {
+        let acting = actuator.map { actuator in Task { await actuator.run(shouldStop: { stop.isSet }) } }
+        var report = try await withGracefulShutdownHandler {
             try await LoadRunner.run(settings, target: target, progress: { progress in
                 guard progress.second % 2 == 0 else { return }
                 let total = max(1, progress.replicas.values.reduce(0, +))
@@ -139,6 +173,13 @@ struct DemoLoad: Service {
             }, shouldStop: { stop.isSet })
         } onGracefulShutdown: {
             stop.set()
+        }
+        stop.set()
+        await acting?.value
+        if let actuator {
+            report.scalingEvents = actuator.events.map {
+                .init(second: ($0.second * 10).rounded() / 10, action: $0.action, replica: $0.replica, desired: $0.desired, current: $0.current)
+            }
         }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let json = URL(fileURLWithPath: out).appendingPathComponent("report.json")
