@@ -94,4 +94,10 @@ rows=$(echo "$table" | grep -cE '^\| (sluice|nginx|haproxy|envoy)' || true)
 if echo "$table" | grep -E '^\| (sluice|nginx|haproxy|envoy)' | awk -F'|' '$10 + 0 != 0 { bad = 1 } END { exit !bad }'; then
     echo "compare.sh: a router had errors"; exit 1
 fi
+# loadtest/autoscale.sh end to end, a third of chat-surge (debug binaries): the decision, the
+# actuator and the comparison run and report a scale-out.
+summary=$(BUILD=debug NO_BUILD=1 DURATION_SCALE=0.34 STARTUP_DELAY=2 loadtest/autoscale.sh 2>/dev/null)
+echo "$summary" | head -12
+echo "$summary" | grep -qE '^\| first scale-out decision \| \+[0-9]+ s' || { echo "autoscale.sh: no scale-out decision"; exit 1; }
+echo "$summary" | grep -q 'HPA on CPU' || { echo "autoscale.sh: no comparison"; exit 1; }
 echo "scripts/test.sh: all tests passed"
