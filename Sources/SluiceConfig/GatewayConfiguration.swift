@@ -237,6 +237,9 @@ public struct ScalingConfiguration: Sendable, Equatable {
     public var maxStepUp = 4
     /// How often the advisor decides; also the latency windows' sub-window.
     public var tick: Duration = .seconds(2)
+    /// A Redis every gateway instance of this pool publishes its sub-windows to: the p95 is
+    /// then read from the merge of all instances, and every instance publishes the same decision.
+    public var shared: ReplicaID?
 
     public init(targetP95: Duration) {
         self.targetP95 = targetP95

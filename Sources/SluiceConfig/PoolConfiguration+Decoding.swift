@@ -89,7 +89,7 @@ extension GatewayConfiguration {
     static func decodeScaling(_ node: NodeReader) -> ScalingConfiguration? {
         let allowed = [
             "signal", "target_p95", "min_replicas", "max_replicas", "stable_window", "panic_window", "panic_threshold",
-            "tolerance", "scale_in_ratio", "scale_down_delay", "max_step_up", "tick",
+            "tolerance", "scale_in_ratio", "scale_down_delay", "max_step_up", "tick", "shared",
         ]
         guard let keys = node.mapping(allowed: allowed) else { return nil }
         guard let targetNode = keys["target_p95"] else {
@@ -112,6 +112,13 @@ extension GatewayConfiguration {
         if let value = keys["scale_in_ratio"]?.double(in: 0...1) { scaling.scaleInRatio = value }
         if let value = keys["scale_down_delay"]?.duration() { scaling.scaleDownDelay = value }
         if let value = keys["max_step_up"]?.int(in: 1...10_000) { scaling.maxStepUp = value }
+        if let sharedNode = keys["shared"], let value = sharedNode.string() {
+            if value.hasPrefix("redis://"), let address = ConfigValues.hostPort(String(value.dropFirst("redis://".count))) {
+                scaling.shared = address
+            } else {
+                sharedNode.report("\"\(value)\" must be redis://host:port")
+            }
+        }
         if scaling.minReplicas > scaling.maxReplicas, let minNode = keys["min_replicas"] {
             minNode.report("min_replicas \(scaling.minReplicas) is above max_replicas \(scaling.maxReplicas)")
         }

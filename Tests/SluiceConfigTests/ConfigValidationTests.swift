@@ -105,6 +105,8 @@ import Testing
         }
         #expect(problems("{ signal: ttft }").first?.contains("missing required key \"target_p95\"") == true)
         #expect(problems("{ target_p95: 1s, signal: tokens }").first?.hasPrefix("pools[0].scaling.signal") == true)
+        #expect(problems("{ target_p95: 1s, shared: redis://127.0.0.1:6379 }").isEmpty)
+        #expect(problems("{ target_p95: 1s, shared: 127.0.0.1:6379 }").first?.contains("must be redis://host:port") == true)
         #expect(problems("{ target_p95: 1s, min_replicas: 5, max_replicas: 2 }").first?.contains("above max_replicas") == true)
         #expect(problems("{ target_p95: 1s, panic_window: 2m }").first?.contains("must not be longer than the stable window") == true)
         #expect(problems("{ target_p95: 1s, tick: 10s }").first?.contains("must not be longer than the panic window") == true)

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -216,6 +217,58 @@ extension ScaleSignalTests {
             let desired = report.gateway?.compactMap { $0.pools["chat"]?.desired } ?? []
             #expect((desired.max() ?? 0) > 1 && (desired.max() ?? 0) <= 6)
         }
+    }
+}
+
+extension ScaleSignalTests {
+    @Test func aSubWindowSurvivesTheTripThroughRedisText() {
+        var histogram = LogHistogram()
+        for micros: UInt64 in [0, 5, 127, 128, 999, 250_000, 250_001, 1 << 30] { histogram.record(micros: micros) }
+        let text = SharedScaleView.encode(histogram, inFlight: 7, queued: 3)
+        let decoded = SharedScaleView.decode(text)
+        #expect(decoded?.histogram == histogram && decoded?.inFlight == 7 && decoded?.queued == 3)
+        #expect(SharedScaleView.decode("7 3;") != nil && SharedScaleView.decode("7 3;99999:1") == nil && SharedScaleView.decode("x") == nil)
+    }
+
+    @Test func twoGatewaysWithTheSharedViewPublishTheSameDecision() async throws {
+        let redis = try RedisServerProcess()
+        try await redis.start()
+        try await GatewayHarness.run(replicas: [Self.fixedReplica("r1")], configure: { config, _ in
+            var scaling = ScalingConfiguration(targetP95: .milliseconds(100))
+            scaling.tick = .milliseconds(200)
+            scaling.panicWindow = .seconds(1)
+            scaling.stableWindow = .seconds(2)
+            scaling.maxReplicas = 8
+            scaling.shared = ReplicaID(host: "127.0.0.1", port: redis.port)
+            config.pools[0].scaling = scaling
+        }) { h in
+            var logger = Logger(label: "sluice-test")
+            logger.logLevel = .critical
+            let other = Gateway(configuration: h.gateway.runtime.configuration, group: h.group, adminToken: nil, logger: logger)
+            try await other.start()
+            // Only the first gateway has traffic, and it is slow (TTFT about 220 ms).
+            Self.setLatency(h, .milliseconds(200))
+            let load = Load(h, loops: 6)
+            try await QueueTests.waitUntil("a scale-out") { (Self.decision(h)?.desired ?? 0) > 1 }
+            var same = 0
+            var otherScaled = false
+            for _ in 0..<10 {
+                // Mid-tick: both have decided this tick (each ticks 20 ms past the boundary).
+                let wall = UInt64(Date().timeIntervalSince1970 * 1_000)
+                try await Task.sleep(for: .milliseconds(Int64(200 - wall % 200 + 100)))
+                let mine = Self.decision(h)?.desired
+                let theirs = other.runtime.pools[0].scaling?.latest?.decision.desired
+                if mine == theirs { same += 1 }
+                if (theirs ?? 0) > 1 { otherScaled = true }
+            }
+            await load.stop()
+            #expect(same >= 8, "the same desired count in \(same) of 10 ticks")
+            #expect(otherScaled, "the gateway without traffic saw the other's latency")
+            let metrics = try await h.adminRequest("/metrics").text
+            #expect(metrics.contains("sluice_scale_shared_failures_total 0"))
+            await other.shutdown(grace: .zero)
+        }
+        await redis.stop()
     }
 }
 

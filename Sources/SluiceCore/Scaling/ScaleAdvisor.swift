@@ -103,6 +103,21 @@ public struct ScaleAdvisor: Sendable {
         public var at: UInt64
         /// The learnt per-replica concurrency at which p95 met the target, if known.
         public var capacityPerReplica: Double?
+
+        public init(
+            current: Int, desired: Int, stableP95: UInt64?, panicP95: UInt64?, target: UInt64, mode: Mode, reason: String, at: UInt64,
+            capacityPerReplica: Double?
+        ) {
+            self.current = current
+            self.desired = desired
+            self.stableP95 = stableP95
+            self.panicP95 = panicP95
+            self.target = target
+            self.mode = mode
+            self.reason = reason
+            self.at = at
+            self.capacityPerReplica = capacityPerReplica
+        }
     }
 
     public let policy: Policy
@@ -140,7 +155,7 @@ public struct ScaleAdvisor: Sendable {
         if let panic, Double(panic) > policy.panicThreshold * target {
             if mode == .stable { mode = .panic }
             lastPanicAt = now
-        } else if mode == .panic, let last = lastPanicAt, now - last >= policy.stableWindow {
+        } else if mode == .panic, let last = lastPanicAt, now >= last, now - last >= policy.stableWindow {
             mode = .stable
         }
 
@@ -173,7 +188,7 @@ public struct ScaleAdvisor: Sendable {
         } else if let stable, Double(stable) < target * policy.scaleInRatio {
             let since = belowSince ?? now
             belowSince = since
-            let held = now - since
+            let held = now >= since ? now - since : 0
             if held >= policy.scaleDownDelay, desired > policy.minReplicas, current > policy.minReplicas {
                 let after = load / Double(current - 1)
                 if let capacity = capacityPerReplica, after > capacity {
@@ -201,6 +216,12 @@ public struct ScaleAdvisor: Sendable {
         return Decision(
             current: current, desired: desired, stableP95: inputs.stableP95, panicP95: inputs.panicP95, target: policy.target,
             mode: mode, reason: reason, at: now, capacityPerReplica: capacityPerReplica)
+    }
+
+    /// Takes another instance's decision as its own (the shared view: the first instance to
+    /// decide a tick decides it for all), so the next tick starts from the same count.
+    public mutating func adopt(desired: Int) {
+        self.desired = clamp(desired)
     }
 
     /// Replicas that would hold the target for `load`: by the learnt capacity, else in

@@ -2,6 +2,7 @@ import Atomics
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import Prometheus
 import SluiceConfig
 import SluiceCore
 
@@ -37,7 +38,9 @@ final class PoolScaling: Sendable {
 
     init(_ configuration: ScalingConfiguration, pool: String, metrics: GatewayMetrics) {
         self.configuration = configuration
-        window = SignalWindow(length: UInt64(configuration.stableWindow.nanoseconds), subWindow: UInt64(configuration.tick.nanoseconds))
+        // Shared: sub-windows cut at wall-clock instants, the same on every instance.
+        let offset = configuration.shared == nil ? 0 : Self.wallNanoseconds() &- NIODeadline.now().uptimeNanoseconds
+        window = SignalWindow(length: UInt64(configuration.stableWindow.nanoseconds), subWindow: UInt64(configuration.tick.nanoseconds), offset: offset)
         state = NIOLockedValueBox(State(advisor: ScaleAdvisor(policy: configuration.policy)))
         series = metrics.scalingSignal.makeSeries(labels: [("pool", pool), ("signal", configuration.signal.rawValue)])
     }
@@ -55,17 +58,29 @@ final class PoolScaling: Sendable {
 
     var latest: Published? { state.withLockedValue { $0.latest } }
 
-    /// One advisor tick for `pool` at `now`; returns the decision and whether the desired
-    /// count changed since the last tick.
-    func tick(_ pool: PoolRuntime, now: UInt64, wall: Date = Date()) -> (Published, changed: Bool) {
-        window.advance(to: now)
-        let stable = window.histogram(over: UInt64(configuration.stableWindow.nanoseconds), at: now)
-        let panic = window.histogram(over: UInt64(configuration.panicWindow.nanoseconds), at: now)
+    /// The pool's load now: in flight, queued (here and as replicas report), healthy replicas.
+    private func load(_ pool: PoolRuntime, now: UInt64) -> (inFlight: Int, queued: Int, healthy: Int) {
         let replicas = pool.snapshot.replicas
         let staleAfter = UInt64(max(1, pool.configuration.routing.scrapeInterval.nanoseconds * 3))
         let inFlight = replicas.reduce(0) { $0 + $1.inFlight }
         let queued = (pool.gate?.waiting ?? 0) + replicas.reduce(0) { $0 + $1.reportedWaiting(at: now, staleAfter: staleAfter) }
-        let healthy = replicas.filter { $0.isAvailable(at: now) }.count
+        return (inFlight, queued, replicas.filter { $0.isAvailable(at: now) }.count)
+    }
+
+    /// One advisor tick for `pool` at `now` on this instance's own windows; returns the decision
+    /// and whether the desired count changed since the last tick. `advisorNow` is the advisor's
+    /// clock (the shared view runs it on the wall clock).
+    func tick(_ pool: PoolRuntime, now: UInt64, advisorNow: UInt64? = nil, wall: Date = Date()) -> (Published, changed: Bool) {
+        window.advance(to: now)
+        let stable = window.histogram(over: UInt64(configuration.stableWindow.nanoseconds), at: now)
+        let panic = window.histogram(over: UInt64(configuration.panicWindow.nanoseconds), at: now)
+        let (inFlight, queued, healthy) = load(pool, now: now)
+        return decide(pool, stable: stable, panic: panic, inFlight: inFlight, queued: queued, healthy: healthy, at: advisorNow ?? now, wall: wall)
+    }
+
+    private func decide(
+        _ pool: PoolRuntime, stable: LogHistogram, panic: LogHistogram, inFlight: Int, queued: Int, healthy: Int, at now: UInt64, wall: Date
+    ) -> (Published, changed: Bool) {
         let total = arrivals.load(ordering: .relaxed)
         return state.withLockedValue { state in
             var rate = 0.0
@@ -87,6 +102,46 @@ final class PoolScaling: Sendable {
             return (published, previous != nil && previous != decision.desired)
         }
     }
+
+    /// One tick through the shared view: publish this instance's last sub-window, decide on the
+    /// merge of every instance's, and publish the tick's decision as the first instance stored
+    /// it. When Redis fails, decides on this instance's own windows (and counts the failure).
+    func sharedTick(_ pool: PoolRuntime, view: SharedScaleView, now: UInt64, failures: Counter) -> EventLoopFuture<(Published, changed: Bool)> {
+        let tickNanos = UInt64(configuration.tick.nanoseconds)
+        window.advance(to: now)
+        let number = window.epoch(at: now)
+        let advisorNow = number &* tickNanos
+        let previous = window.previousSubWindow(at: now)?.histogram ?? LogHistogram()
+        let (inFlight, queued, healthy) = load(pool, now: now)
+        let stableSpan = Int((UInt64(configuration.stableWindow.nanoseconds) + tickNanos - 1) / tickNanos)
+        let panicSpan = Int((UInt64(configuration.panicWindow.nanoseconds) + tickNanos - 1) / tickNanos)
+        let ttl = Int(configuration.stableWindow.nanoseconds / 1_000_000_000) + 2 * Int(max(1, tickNanos / 1_000_000_000)) + 5
+        let before = latest?.decision.desired
+        return view.exchange(
+            number: number &- 1, histogram: previous, inFlight: inFlight, queued: queued, stableSpan: stableSpan, panicSpan: panicSpan,
+            ttlSeconds: ttl
+        ).flatMap { merged in
+            let (mine, _) = self.decide(
+                pool, stable: merged.stable, panic: merged.panic, inFlight: merged.inFlight, queued: merged.queued, healthy: healthy,
+                at: advisorNow, wall: Date())
+            return view.settle(decision: ScaleView.json(mine), number: number, ttlSeconds: ttl).map { stored in
+                let published = ScaleView.published(fromJSON: stored, signal: self.configuration.signal) ?? mine
+                self.state.withLockedValue { state in
+                    state.latest = published
+                    state.advisor.adopt(desired: published.decision.desired)
+                }
+                return (published, before != nil && before != published.decision.desired)
+            }
+        }.flatMapErrorThrowing { _ in
+            failures.increment()
+            let (published, _) = self.tick(pool, now: now, advisorNow: advisorNow)
+            return (published, before != nil && before != published.decision.desired)
+        }
+    }
+
+    static func wallNanoseconds() -> UInt64 {
+        UInt64(max(0, Date().timeIntervalSince1970 * 1e9))
+    }
 }
 
 /// Runs each scaled pool's advisor every `tick` and hands changed decisions to the publisher.
@@ -96,22 +151,45 @@ final class ScaleTicker: Sendable {
     private let publisher: ScalePublisher
     private let tasks = NIOLockedValueBox<[RepeatedTask]>([])
 
-    init(pools: [PoolRuntime], group: any EventLoopGroup, publisher: ScalePublisher) {
+    /// This process in the shared view.
+    let instance = (0..<8).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.joined()
+    private let sharedFailures: Counter
+
+    init(pools: [PoolRuntime], group: any EventLoopGroup, publisher: ScalePublisher, metrics: GatewayMetrics) {
         self.pools = pools.filter { $0.scaling != nil }
         self.group = group
         self.publisher = publisher
+        sharedFailures = metrics.registry.makeCounter(
+            descriptor: .sluice("sluice_scale_shared_failures_total", "Scale ticks decided on this instance's own windows because the shared view (Redis) failed."))
     }
 
     func start() {
         var started: [RepeatedTask] = []
         for pool in pools {
             guard let scaling = pool.scaling else { continue }
+            let interval = TimeAmount.nanoseconds(scaling.configuration.tick.nanoseconds)
+            let publisher = self.publisher
+            let loop = group.next()
+            if let shared = scaling.configuration.shared, let address = try? SocketAddress.makeAddressResolvingHost(shared.host, port: shared.port) {
+                // A first local decision, then ticks a tenth of a tick after each wall-clock
+                // sub-window boundary (the same instants on every instance).
+                let tickNanos = UInt64(interval.nanoseconds)
+                let wall = PoolScaling.wallNanoseconds()
+                _ = scaling.tick(pool, now: NIODeadline.now().uptimeNanoseconds, advisorNow: wall)
+                let view = SharedScaleView(address: address, loop: loop, pool: pool.name, instance: instance)
+                let delay = TimeAmount.nanoseconds(Int64(tickNanos - wall % tickNanos + tickNanos / 10))
+                let failures = self.sharedFailures
+                started.append(loop.scheduleRepeatedAsyncTask(initialDelay: delay, delay: interval) { _ in
+                    scaling.sharedTick(pool, view: view, now: NIODeadline.now().uptimeNanoseconds, failures: failures).map { published, changed in
+                        if changed { publisher.publish(published) }
+                    }.recover { _ in }
+                })
+                continue
+            }
             // A first decision at once (with no samples it holds the current count), so the
             // publishers have something to show from the start.
             _ = scaling.tick(pool, now: NIODeadline.now().uptimeNanoseconds)
-            let interval = TimeAmount.nanoseconds(scaling.configuration.tick.nanoseconds)
-            let publisher = self.publisher
-            started.append(group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            started.append(loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
                 let (decision, changed) = scaling.tick(pool, now: NIODeadline.now().uptimeNanoseconds)
                 if changed { publisher.publish(decision) }
             })

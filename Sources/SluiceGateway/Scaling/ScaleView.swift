@@ -1,4 +1,5 @@
 import Foundation
+import SluiceConfig
 import SluiceCore
 
 /// `GET /admin/scale`: each scaled pool's latest decision. KEDA's `metrics-api` scaler reads it
@@ -32,6 +33,24 @@ enum ScaleView {
         ]
         if let capacity = decision.capacityPerReplica { fields.append("\"capacity_per_replica\":\(rounded(capacity))") }
         return "{" + fields.joined(separator: ",") + "}"
+    }
+
+    /// A decision stored by `json` (the shared view's), read back.
+    static func published(fromJSON text: String, signal: ScalingSignal) -> PoolScaling.Published? {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
+              let pool = object["pool"] as? String, let current = object["current"] as? Int, let desired = object["desired"] as? Int,
+              let modeText = object["mode"] as? String, let mode = ScaleAdvisor.Mode(rawValue: modeText),
+              let reason = object["reason"] as? String, let target = object["target_seconds"] as? Double
+        else { return nil }
+        func nanos(_ key: String) -> UInt64? { (object[key] as? Double).map { UInt64(($0 * 1e9).rounded()) } }
+        let decision = ScaleAdvisor.Decision(
+            current: current, desired: desired, stableP95: nanos("stable_p95_seconds"), panicP95: nanos("panic_p95_seconds"),
+            target: UInt64((target * 1e9).rounded()), mode: mode, reason: reason, at: 0,
+            capacityPerReplica: object["capacity_per_replica"] as? Double)
+        let at = (object["at"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) } ?? Date()
+        return PoolScaling.Published(
+            pool: pool, signal: signal, decision: decision, arrivalRate: object["arrival_rate"] as? Double ?? 0,
+            inFlight: object["in_flight"] as? Int ?? 0, queued: object["queued"] as? Int ?? 0, at: at)
     }
 
     static func seconds(_ nanoseconds: UInt64) -> String {

@@ -13,6 +13,10 @@ import SluiceCore
 final class SignalWindow: @unchecked Sendable {
     let subWindow: UInt64
     let slots: Int
+    /// Added to monotonic instants before they are cut into sub-windows: 0, or the wall clock's
+    /// lead over the monotonic one, so sub-windows start at the same wall-clock instants on every
+    /// gateway instance (the shared view merges them by number).
+    let offset: UInt64
     private let buckets = LogHistogram.bucketCount
     /// `slots × bucketCount` counters.
     private let counts: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
@@ -22,8 +26,9 @@ final class SignalWindow: @unchecked Sendable {
     /// - Parameters:
     ///   - length: the longest window to read (the stable window), nanoseconds.
     ///   - subWindow: nanoseconds (the advisor's tick).
-    init(length: UInt64, subWindow: UInt64) {
+    init(length: UInt64, subWindow: UInt64, offset: UInt64 = 0) {
         self.subWindow = max(1, subWindow)
+        self.offset = offset
         // The window, the current sub-window, and two cleared ahead.
         slots = Int((length + self.subWindow - 1) / self.subWindow) + 3
         let total = slots * LogHistogram.bucketCount
@@ -44,7 +49,7 @@ final class SignalWindow: @unchecked Sendable {
 
     /// Records one sample (nanoseconds) at `now`.
     func record(nanoseconds: UInt64, at now: UInt64) {
-        let epoch = now / subWindow
+        let epoch = (now &+ offset) / subWindow
         let slot = Int(epoch % UInt64(slots))
         counter(slot: slot, bucket: LogHistogram.index(micros: nanoseconds / 1_000)).wrappingIncrement(ordering: .relaxed)
         // A slot not yet labelled for this sub-window (the very first, or after a stall) is
@@ -56,7 +61,7 @@ final class SignalWindow: @unchecked Sendable {
 
     /// The ticker's step: clears the sub-windows after `now`'s, so they start empty.
     func advance(to now: UInt64) {
-        let epoch = now / subWindow
+        let epoch = (now &+ offset) / subWindow
         for ahead in UInt64(1)...2 {
             let next = epoch + ahead
             let slot = Int(next % UInt64(slots))
@@ -69,7 +74,7 @@ final class SignalWindow: @unchecked Sendable {
     /// The samples of the last `length` nanoseconds at `now` (whole sub-windows, the current
     /// one included).
     func histogram(over length: UInt64, at now: UInt64) -> LogHistogram {
-        let current = now / subWindow
+        let current = (now &+ offset) / subWindow
         let span = max(1, (length + subWindow - 1) / subWindow)
         var result = LogHistogram()
         for slot in 0..<slots {
@@ -82,9 +87,14 @@ final class SignalWindow: @unchecked Sendable {
         return result
     }
 
+    /// The sub-window number of `now`.
+    func epoch(at now: UInt64) -> UInt64 {
+        (now &+ offset) / subWindow
+    }
+
     /// The completed sub-window before `now`'s, for publishing to other instances.
     func previousSubWindow(at now: UInt64) -> (epoch: UInt64, histogram: LogHistogram)? {
-        let epoch = now / subWindow
+        let epoch = (now &+ offset) / subWindow
         guard epoch > 0 else { return nil }
         let previous = epoch - 1
         let slot = Int(previous % UInt64(slots))

@@ -62,7 +62,7 @@ public final class Gateway: Sendable {
         self.scraper = QueueScraper(pools: runtime.pools, group: group)
         self.scaleTicker = ScaleTicker(
             pools: runtime.pools, group: group,
-            publisher: ScalePublisher(configuration.publish, group: group, logger: logger, metrics: metrics))
+            publisher: ScalePublisher(configuration.publish, group: group, logger: logger, metrics: metrics), metrics: metrics)
         self.group = group
         self.adminToken = adminToken.flatMap { $0.isEmpty ? nil : $0 }
         var upstreams: [ObjectIdentifier: LoopOwned<EventLoopUpstreams>] = [:]
