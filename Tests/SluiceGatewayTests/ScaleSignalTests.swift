@@ -221,6 +221,48 @@ extension ScaleSignalTests {
 }
 
 extension ScaleSignalTests {
+    /// The samples of the pool's signal window so far.
+    static func samples(_ h: GatewayHarness) -> LogHistogram {
+        let scaling = h.gateway.runtime.pools[0].scaling!
+        return scaling.window.histogram(over: UInt64(scaling.configuration.stableWindow.nanoseconds), at: NIODeadline.now().uptimeNanoseconds)
+    }
+
+    @Test func eachSignalRecordsWhatItNames() async throws {
+        for signal in ScalingSignal.allCases {
+            var slow = Self.fixedReplica("r1")
+            slow.timeToFirstToken = .milliseconds(50)
+            slow.interTokenDelay = .milliseconds(30)
+            try await GatewayHarness.run(replicas: [slow], configure: { config, _ in
+                var scaling = ScalingConfiguration(targetP95: .seconds(1))
+                scaling.signal = signal
+                config.pools[0].scaling = scaling
+                config.pools[0].maxConcurrentPerReplica = 1
+            }) { h in
+                // Two streams of 4 tokens and one plain answer, one after another.
+                for stream in [true, true, false] {
+                    let answer = try await h.request("/v1/chat/completions", body: chatBody(stream: stream, maxTokens: 4))
+                    #expect(answer.status == 200)
+                }
+                // Not an answer from a replica: never a sample.
+                let refused = try await h.request("/nowhere", body: "{}")
+                #expect(refused.status == 404)
+                let samples = Self.samples(h)
+                #expect(samples.count == 3, "\(signal)")
+                let p95 = Double(samples.quantile(0.95) ?? 0) / 1_000
+                switch signal {
+                case .ttft:
+                    // Streams: first token (about 50 ms); the plain answer: all of it (about 140 ms).
+                    #expect(Double(samples.quantile(0.5) ?? 0) / 1_000 < 100 && p95 >= 130, "ttft p50 \(samples.quantile(0.5) ?? 0) p95 \(p95)")
+                case .latency:
+                    #expect(Double(samples.quantile(0.05) ?? 0) / 1_000 >= 130, "latency p5 \(samples.quantile(0.05) ?? 0)")
+                case .queueWait:
+                    // One at a time, so nobody waited.
+                    #expect(p95 < 5, "queue wait p95 \(p95) ms")
+                }
+            }
+        }
+    }
+
     @Test func aSubWindowSurvivesTheTripThroughRedisText() {
         var histogram = LogHistogram()
         for micros: UInt64 in [0, 5, 127, 128, 999, 250_000, 250_001, 1 << 30] { histogram.record(micros: micros) }
