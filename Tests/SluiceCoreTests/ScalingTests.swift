@@ -189,6 +189,19 @@ import Testing
         #expect(advisor.tick(Self.view(6, stable: 300 * Self.ms, panic: 300 * Self.ms, load: 3), now: 1_800 * Self.second).desired == 5)
     }
 
+    @Test func scaleToZeroIsSafeBothWays() {
+        var advisor = ScaleAdvisor(policy: ScaleAdvisor.Policy(target: 800 * Self.ms, minReplicas: 0, maxReplicas: 4, scaleDownDelay: 10 * Self.second))
+        // One replica, p95 low but requests in flight: the last replica is not removed.
+        _ = Self.run(&advisor, to: 20) { _ in Self.view(1, stable: 600 * Self.ms, panic: 600 * Self.ms, load: 3) }
+        let held = Self.run(&advisor, from: 20, to: 60) { _ in Self.view(1, stable: 100 * Self.ms, panic: 100 * Self.ms, load: 2) }
+        #expect(held.allSatisfy { $0.desired == 1 })
+        #expect(held.last!.reason.contains("removing the last replica would leave 2 requests"))
+        // No replica at all and requests waiting: one is asked for, without any latency sample.
+        var empty = ScaleAdvisor(policy: ScaleAdvisor.Policy(target: 800 * Self.ms, minReplicas: 0, maxReplicas: 4))
+        let woken = empty.tick(Self.view(0, stable: nil, panic: nil, load: 5), now: 0)
+        #expect(woken.desired == 1 && woken.reason.hasPrefix("no replica in rotation and 5 requests"))
+    }
+
     @Test func boundsHold() {
         var advisor = ScaleAdvisor(policy: ScaleAdvisor.Policy(target: 800 * Self.ms, minReplicas: 2, maxReplicas: 3, scaleDownDelay: 10 * Self.second))
         let low = Self.run(&advisor, to: 300) { _ in Self.view(2, stable: 100 * Self.ms, panic: 100 * Self.ms, load: 1) }

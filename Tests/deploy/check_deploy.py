@@ -104,6 +104,25 @@ def port_of(text):
     return int(text.rsplit(":", 1)[1])
 
 
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+
+
+def check_wiring(directory, docs):
+    """Namespaced objects carry a namespace, and every Service selects pods this render makes."""
+    for doc in docs:
+        if doc["kind"] not in CLUSTER_SCOPED and not doc["metadata"].get("namespace"):
+            fail(f"{directory}: {doc['kind']} {doc['metadata']['name']} has no namespace (it would land in the client's current one)")
+    templates = [d["spec"]["template"]["metadata"].get("labels", {}) for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    if not templates:
+        return
+    for service in find(docs, "Service"):
+        selector = service["spec"].get("selector", {})
+        if service["metadata"]["name"] == "model-replicas" and not any(d["kind"] == "StatefulSet" for d in docs):
+            continue  # the model pods come from the user's workload (the base alone)
+        if not any(all(labels.get(k) == v for k, v in selector.items()) for labels in templates):
+            fail(f"{directory}: Service {service['metadata']['name']} selects {selector}, which no pod template here carries")
+
+
 def check_security(directory, docs):
     for deployment in find(docs, "Deployment", "sluice"):
         pod = deployment["spec"]["template"]["spec"]
@@ -128,8 +147,10 @@ def check_security(directory, docs):
         for rule in policy["spec"].get("ingress", []):
             ports = [p.get("port") for p in rule.get("ports", [])]
             if not ports or "admin" in ports or 9090 in ports:
-                if not rule.get("from"):
-                    fail(f"{directory}: the NetworkPolicy opens the admin port to everyone")
+                peers = rule.get("from") or []
+                # Only named namespaces: an empty selector (or an ipBlock) would open it wider.
+                if not peers or any(set(peer) != {"namespaceSelector"} or not peer["namespaceSelector"].get("matchLabels") for peer in peers):
+                    fail(f"{directory}: the NetworkPolicy opens the admin port beyond named namespaces: {peers}")
 
 
 def free_port():
@@ -178,6 +199,13 @@ def check_served(sluice, docs, keda_docs, dashboard):
     containerfile = open(os.path.join(ROOT, "Containerfile")).read()
     if len(re.findall(r"^FROM ", containerfile, re.M)) != 2:
         fail("Containerfile: expected a build stage and a runtime stage")
+    # SwiftPM refuses to build when a target's directory is missing, test targets included.
+    for directory in ("Sources", "Tests"):
+        if not re.search(rf"^COPY {directory} ", containerfile, re.M):
+            fail(f"Containerfile: {directory}/ must be copied into the build stage")
+    ignored = open(os.path.join(ROOT, ".containerignore")).read().split()
+    if "Tests" in ignored or "Sources" in ignored:
+        fail(".containerignore must not leave out Sources or Tests")
     if "--static-swift-stdlib" not in containerfile:
         fail("Containerfile: the binary must link the Swift runtime statically")
     user = re.search(r"^USER (\d+)", containerfile, re.M)
@@ -258,6 +286,7 @@ def main():
         for text in configs_in(docs):
             sluice_check(sluice, directory, text)
         check_security(directory, docs)
+        check_wiring(directory, docs)
         print(f"{directory}: {len(docs)} objects rendered and validated")
     dashboard = json.load(open(os.path.join(ROOT, "deploy/grafana/sluice-dashboard.json")))
     check_served(sluice, rendered["deploy/kubernetes/base"], rendered["deploy/kubernetes/autoscaling/keda-metrics-api"], dashboard)

@@ -51,15 +51,16 @@ public struct LogHistogram: Sendable, Equatable {
     }
 
     /// Adds bucket `index` `times` (a snapshot of atomic counters is built this way).
+    /// (Counts wrap rather than trap: a corrupt count from another instance must not stop this one.)
     public mutating func add(bucket index: Int, times: UInt64) {
         guard times > 0 else { return }
-        counts[index] += times
-        count += times
+        counts[index] &+= times
+        count &+= times
     }
 
     public mutating func merge(_ other: LogHistogram) {
-        for index in counts.indices where other.counts[index] != 0 { counts[index] += other.counts[index] }
-        count += other.count
+        for index in counts.indices where other.counts[index] != 0 { counts[index] &+= other.counts[index] }
+        count &+= other.count
     }
 
     /// The `quantile` (0...1) by nearest rank, as the midpoint of its bucket, in µs; nil when

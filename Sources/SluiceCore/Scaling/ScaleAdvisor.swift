@@ -160,7 +160,12 @@ public struct ScaleAdvisor: Sendable {
         }
 
         let overStable = stable.map { Double($0) > target * (1 + policy.tolerance) } ?? false
-        if mode == .panic || overStable {
+        if current == 0, load > 0 {
+            // No replica, and requests waiting: no latency can be measured, but one is needed.
+            belowSince = nil
+            desired = max(desired, 1)
+            reason = "no replica in rotation and \(Self.one(load)) requests in flight or waiting; 0 → \(clamp(desired)) replicas"
+        } else if mode == .panic || overStable {
             belowSince = nil
             let observed = mode == .panic ? (panic ?? stable ?? policy.target) : stable!
             // Sized on the freshest view: the panic window's p95 when it has data (the stable
@@ -190,8 +195,10 @@ public struct ScaleAdvisor: Sendable {
             belowSince = since
             let held = now >= since ? now - since : 0
             if held >= policy.scaleDownDelay, desired > policy.minReplicas, current > policy.minReplicas {
-                let after = load / Double(current - 1)
-                if let capacity = capacityPerReplica, after > capacity {
+                let after = current > 1 ? load / Double(current - 1) : (load > 0 ? Double.infinity : 0)
+                if after.isInfinite {
+                    reason = "p95 \(Self.seconds(stable)) is low, but removing the last replica would leave \(Self.one(load)) requests without one; holding \(desired)"
+                } else if let capacity = capacityPerReplica, after > capacity {
                     reason = "p95 \(Self.seconds(stable)) is low, but \(current - 1) replicas would each carry \(Self.one(after)) requests, above the \(Self.one(capacity)) at which p95 met the target; holding \(desired)"
                 } else {
                     desired = min(desired, current) - 1
@@ -246,6 +253,7 @@ public struct ScaleAdvisor: Sendable {
     }
 
     static func one(_ value: Double) -> String {
+        guard value.isFinite, abs(value) < 1e12 else { return value > 0 ? "many" : "0" }
         let tenths = Int((value * 10).rounded())
         return tenths % 10 == 0 ? "\(tenths / 10)" : "\(tenths / 10).\(tenths % 10)"
     }

@@ -106,7 +106,9 @@ final class PoolScaling: Sendable {
     /// One tick through the shared view: publish this instance's last sub-window, decide on the
     /// merge of every instance's, and publish the tick's decision as the first instance stored
     /// it. When Redis fails, decides on this instance's own windows (and counts the failure).
-    func sharedTick(_ pool: PoolRuntime, view: SharedScaleView, now: UInt64, failures: Counter) -> EventLoopFuture<(Published, changed: Bool)> {
+    /// `notify` is true when this instance should tell the webhook (it stored the decision, or
+    /// decided alone because Redis failed).
+    func sharedTick(_ pool: PoolRuntime, view: SharedScaleView, now: UInt64, failures: Counter) -> EventLoopFuture<(Published, notify: Bool)> {
         let tickNanos = UInt64(configuration.tick.nanoseconds)
         window.advance(to: now)
         let number = window.epoch(at: now)
@@ -124,13 +126,13 @@ final class PoolScaling: Sendable {
             let (mine, _) = self.decide(
                 pool, stable: merged.stable, panic: merged.panic, inFlight: merged.inFlight, queued: merged.queued, healthy: healthy,
                 at: advisorNow, wall: Date())
-            return view.settle(decision: ScaleView.json(mine), number: number, ttlSeconds: ttl).map { stored in
+            return view.settle(decision: ScaleView.json(mine), number: number, ttlSeconds: ttl).map { stored, ours in
                 let published = ScaleView.published(fromJSON: stored, signal: self.configuration.signal) ?? mine
                 self.state.withLockedValue { state in
                     state.latest = published
                     state.advisor.adopt(desired: published.decision.desired)
                 }
-                return (published, before != nil && before != published.decision.desired)
+                return (published, ours && before != nil && before != published.decision.desired)
             }
         }.flatMapErrorThrowing { _ in
             failures.increment()
@@ -170,20 +172,13 @@ final class ScaleTicker: Sendable {
             let interval = TimeAmount.nanoseconds(scaling.configuration.tick.nanoseconds)
             let publisher = self.publisher
             let loop = group.next()
-            if let shared = scaling.configuration.shared, let address = try? SocketAddress.makeAddressResolvingHost(shared.host, port: shared.port) {
-                // A first local decision, then ticks a tenth of a tick after each wall-clock
-                // sub-window boundary (the same instants on every instance).
-                let tickNanos = UInt64(interval.nanoseconds)
-                let wall = PoolScaling.wallNanoseconds()
-                _ = scaling.tick(pool, now: NIODeadline.now().uptimeNanoseconds, advisorNow: wall)
-                let view = SharedScaleView(address: address, loop: loop, pool: pool.name, instance: instance)
-                let delay = TimeAmount.nanoseconds(Int64(tickNanos - wall % tickNanos + tickNanos / 10))
-                let failures = self.sharedFailures
-                started.append(loop.scheduleRepeatedAsyncTask(initialDelay: delay, delay: interval) { _ in
-                    scaling.sharedTick(pool, view: view, now: NIODeadline.now().uptimeNanoseconds, failures: failures).map { published, changed in
-                        if changed { publisher.publish(published) }
-                    }.recover { _ in }
-                })
+            if let shared = scaling.configuration.shared {
+                // A first local decision, then a tick a tenth of a tick after each wall-clock
+                // sub-window boundary (the same instants on every instance), each re-armed from
+                // the wall clock so slow round trips never make it drift.
+                _ = scaling.tick(pool, now: NIODeadline.now().uptimeNanoseconds, advisorNow: PoolScaling.wallNanoseconds())
+                let view = SharedScaleView(host: shared.host, port: shared.port, loop: loop, pool: pool.name, instance: instance)
+                sharedLoop(scaling, pool: pool, view: view, loop: loop)
                 continue
             }
             // A first decision at once (with no samples it holds the current count), so the
@@ -203,5 +198,32 @@ final class ScaleTicker: Sendable {
             return tasks
         }
         for task in running { task.cancel() }
+        stopped.withLockedValue { $0 = true }
+        let pending = sharedTimers.withLockedValue { timers in
+            defer { timers = [:] }
+            return timers
+        }
+        for timer in pending.values { timer.cancel() }
+    }
+
+    private let stopped = NIOLockedValueBox(false)
+    /// Each shared pool's next tick, by pool name.
+    private let sharedTimers = NIOLockedValueBox<[String: Scheduled<Void>]>([:])
+
+    /// Schedules the next shared tick at the next wall-clock boundary (plus a tenth of a tick).
+    private func sharedLoop(_ scaling: PoolScaling, pool: PoolRuntime, view: SharedScaleView, loop: any EventLoop) {
+        let tickNanos = UInt64(max(1, scaling.configuration.tick.nanoseconds))
+        let wall = PoolScaling.wallNanoseconds()
+        let delay = TimeAmount.nanoseconds(Int64(tickNanos - wall % tickNanos + tickNanos / 10))
+        let publisher = self.publisher
+        let failures = self.sharedFailures
+        let timer = loop.scheduleTask(in: delay) {
+            scaling.sharedTick(pool, view: view, now: NIODeadline.now().uptimeNanoseconds, failures: failures).whenComplete { result in
+                if case .success(let (published, notify)) = result, notify { publisher.publish(published) }
+                guard !self.stopped.withLockedValue({ $0 }) else { return }
+                self.sharedLoop(scaling, pool: pool, view: view, loop: loop)
+            }
+        }
+        sharedTimers.withLockedValue { $0[pool.name] = timer }
     }
 }

@@ -24,15 +24,18 @@ final class SharedScaleView: @unchecked Sendable {
         var instances = 0
     }
 
-    let address: SocketAddress
+    /// Resolved on each connect, so a Redis that comes up (or moves) later is found.
+    let host: String
+    let port: Int
     let loop: any EventLoop
     let pool: String
     let instance: String
     let timeout: TimeAmount
     private var connection: RedisConnection?
 
-    init(address: SocketAddress, loop: any EventLoop, pool: String, instance: String, timeout: TimeAmount = .milliseconds(500)) {
-        self.address = address
+    init(host: String, port: Int, loop: any EventLoop, pool: String, instance: String, timeout: TimeAmount = .milliseconds(500)) {
+        self.host = host
+        self.port = port
         self.loop = loop
         self.pool = pool
         self.instance = instance
@@ -81,15 +84,16 @@ final class SharedScaleView: @unchecked Sendable {
     }
 
     /// Stores `decision` (JSON) as tick `number`'s unless another instance stored one first;
-    /// answers the stored decision.
-    func settle(decision: String, number: UInt64, ttlSeconds: Int) -> EventLoopFuture<String> {
+    /// answers the stored decision, and whether it is this instance's (which then alone
+    /// notifies the webhook).
+    func settle(decision: String, number: UInt64, ttlSeconds: Int) -> EventLoopFuture<(decision: String, ours: Bool)> {
         let key = "sluice:scale:\(pool):decision:\(number)"
         return connected().flatMap { connection in
             connection.send(["SET", key, decision, "NX", "EX", String(ttlSeconds)], timeout: self.timeout).flatMap { answer in
-                if case .simple("OK") = answer { return self.loop.makeSucceededFuture(decision) }
+                if case .simple("OK") = answer { return self.loop.makeSucceededFuture((decision, true)) }
                 return connection.send(["GET", key], timeout: self.timeout).flatMapThrowing { stored in
                     guard let text = stored.string else { throw RedisError.unexpected("no decision stored for \(key)") }
-                    return text
+                    return (text, false)
                 }
             }
         }.flatMapErrorThrowing { error in
@@ -102,6 +106,12 @@ final class SharedScaleView: @unchecked Sendable {
     private func connected() -> EventLoopFuture<RedisConnection> {
         loop.assertInEventLoop()
         if let connection, connection.isActive { return loop.makeSucceededFuture(connection) }
+        let address: SocketAddress
+        do {
+            address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
         return RedisConnection.connect(to: address, on: loop, timeout: timeout).map { connection in
             self.connection = connection
             return connection
@@ -134,7 +144,7 @@ final class SharedScaleView: @unchecked Sendable {
         for pair in parts[1].split(separator: ",") {
             let fields = pair.split(separator: ":")
             guard fields.count == 2, let index = Int(fields[0]), let count = UInt64(fields[1]),
-                  index >= 0, index < LogHistogram.bucketCount
+                  index >= 0, index < LogHistogram.bucketCount, count < 1 << 40
             else { return nil }
             histogram.add(bucket: index, times: count)
         }
