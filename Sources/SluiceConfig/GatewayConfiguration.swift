@@ -203,12 +203,32 @@ public struct PoolConfiguration: Sendable, Equatable {
     public var queue = QueueConfiguration()
     /// The p95 objective and the scale advisor's rules; nil: no scale decisions for this pool.
     public var scaling: ScalingConfiguration?
+    /// Gateway batching of `/v1/embeddings` and V2 `infer` requests; nil: none.
+    public var batching: BatchingConfiguration?
 
     public init(name: String, paths: [PathPattern], models: [String]? = nil, replicas: [ReplicaID]) {
         self.name = name
         self.paths = paths
         self.models = models
         self.replicas = replicas
+    }
+}
+
+/// `pools[].batching`: see `BatchController`.
+public struct BatchingConfiguration: Sendable, Equatable {
+    public var maxBatch: Int
+    public var maxWait: Duration
+    public var targetLatency: Duration
+
+    public init(maxBatch: Int = 32, maxWait: Duration = .milliseconds(5), targetLatency: Duration = .milliseconds(50)) {
+        self.maxBatch = maxBatch
+        self.maxWait = maxWait
+        self.targetLatency = targetLatency
+    }
+
+    public var policy: BatchController.Policy {
+        BatchController.Policy(
+            maxBatch: maxBatch, maxWait: UInt64(maxWait.nanoseconds), targetLatency: UInt64(targetLatency.nanoseconds))
     }
 }
 

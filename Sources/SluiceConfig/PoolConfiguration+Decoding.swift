@@ -2,7 +2,7 @@ import SluiceCore
 
 extension GatewayConfiguration {
     static func decodePool(_ reader: NodeReader) -> PoolConfiguration? {
-        guard let keys = reader.mapping(allowed: ["name", "match", "replicas", "routing", "timeouts", "upstream", "health", "queue", "max_concurrent_per_replica", "scaling"]) else {
+        guard let keys = reader.mapping(allowed: ["name", "match", "replicas", "routing", "timeouts", "upstream", "health", "queue", "max_concurrent_per_replica", "scaling", "batching"]) else {
             return nil
         }
         var name: String?
@@ -76,6 +76,13 @@ extension GatewayConfiguration {
         }
         if let value = keys["max_concurrent_per_replica"]?.int(in: 1...1_000_000) { pool.maxConcurrentPerReplica = value }
         if let node = keys["scaling"] { pool.scaling = decodeScaling(node) }
+        if let node = keys["batching"], let batching = node.mapping(allowed: ["max_batch", "max_wait", "target_latency"]) {
+            var configuration = BatchingConfiguration()
+            if let value = batching["max_batch"]?.int(in: 1...4_096) { configuration.maxBatch = value }
+            if let value = batching["max_wait"]?.duration(atLeast: .microseconds(100)) { configuration.maxWait = value }
+            if let value = batching["target_latency"]?.duration(atLeast: .milliseconds(1)) { configuration.targetLatency = value }
+            pool.batching = configuration
+        }
         if let node = keys["queue"], let queue = node.mapping(allowed: ["max", "timeout"]) {
             if let value = queue["max"]?.int(in: 0...1_000_000) { pool.queue.max = value }
             if let value = queue["timeout"]?.duration(atLeast: .milliseconds(1)) { pool.queue.timeout = value }

@@ -27,6 +27,12 @@ public final class GatewayMetrics: Sendable {
         help: "The latency signal each scaled pool's p95 objective is measured on (scaling.signal), since start.",
         bounds: GatewayMetrics.latencyBuckets)
 
+    let batchWait = LatencyHistogramFamily(
+        name: "sluice_batch_wait_seconds",
+        help: "How long batch members waited at the gateway for their batch to go.",
+        bounds: [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+                 .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250)])
+
     static let latencyBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
@@ -53,6 +59,7 @@ public final class GatewayMetrics: Sendable {
         firstByte.render(into: &text)
         queueWait.render(into: &text)
         scalingSignal.render(into: &text)
+        batchWait.render(into: &text)
         return text
     }
 }

@@ -28,6 +28,10 @@ enum MetricsExport {
                         .set(value.map { Double($0) / 1e9 } ?? .nan)
                 }
             }
+            if let batcher = pool.batcher {
+                registry.makeGauge(descriptor: .sluice("sluice_batch_cap", "The batch size cap the controller allows now (AIMD against target_latency)."), labels: [("pool", pool.name)])
+                    .set(Int64(batcher.cap))
+            }
             if let gate = pool.gate {
                 registry.makeGauge(descriptor: .sluice("sluice_queue_depth", "Requests waiting for a replica slot (pools with max_concurrent_per_replica)."), labels: [("pool", pool.name)])
                     .set(Int64(gate.waiting))

@@ -18,6 +18,8 @@ final class PoolRuntime: Sendable {
     let gate: PoolGate?
     /// The latency signal and scale advisor; nil when the pool has no `scaling`.
     let scaling: PoolScaling?
+    /// Gateway batching; nil when the pool has no `batching`.
+    let batcher: Batcher?
     private let current: ManagedAtomic<PoolSnapshot>
     private let poolLoad: PoolLoad
     /// Serializes membership changes (admin calls and reloads may race); picks never take it.
@@ -39,6 +41,7 @@ final class PoolRuntime: Sendable {
         }
         self.upstreamSettings = UpstreamSettings(configuration)
         self.metrics = metrics.pool(configuration.name)
+        self.batcher = configuration.batching.map { Batcher($0, pool: configuration.name, metrics: metrics) }
         self.scaling = configuration.scaling.map { PoolScaling($0, pool: configuration.name, metrics: metrics) }
         self.gate = configuration.maxConcurrentPerReplica.map { limit in
             PoolGate(limit: limit, queue: configuration.queue, pool: configuration.name, metrics: metrics)

@@ -36,6 +36,13 @@ final class Exchange {
     var usageMeter: UsageMeter?
     /// The request body's length after the gateway rewrote it (asking for stream usage).
     var rewrittenLength: Int?
+    /// Set while the request waits in a batch (see `Batcher`), with the body to send alone if
+    /// the batch cannot answer it.
+    var batchTicket: UInt64?
+    var batchKey: [UInt8]?
+    var batchBody: ByteBuffer?
+    /// Token usage known without reading the response (a batch member's share).
+    var knownUsage: Int?
     var replica: Replica?
     /// Set while the request waits in its pool's queue for a replica slot.
     var queueTicket: UInt64?

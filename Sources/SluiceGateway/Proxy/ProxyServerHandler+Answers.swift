@@ -1,20 +1,26 @@
 import NIOCore
+import NIOHTTP1
 
 /// The answers Sluice gives itself (errors), and ending a connection when it must.
 extension ProxyServerHandler {
     /// Answers the client with a gateway error, if no response has started, and settles the exchange.
     /// - Parameter body: `error`'s JSON body when already rendered.
     func respond(_ error: GatewayError, closeAfter requested: Bool, extraFields: [(String, String)] = [], body rendered: String? = nil) {
+        answer(status: error.status, body: rendered ?? error.jsonBody(), closeAfter: requested, extraFields: extraFields)
+    }
+
+    /// Answers the client with a JSON body the gateway made (an error, or a batch member's part
+    /// of its batch's answer), if no response has started, and settles the exchange.
+    func answer(status httpStatus: HTTPResponseStatus, body: String, closeAfter requested: Bool, extraFields: [(String, String)] = []) {
         let exchange = self.exchange
         if let exchange {
             if exchange.responseStarted {
-                abort(exchange, status: Int(error.status.code))
+                abort(exchange, status: Int(httpStatus.code))
                 return
             }
             abandonUpstream(exchange)
         }
         let closeAfter = requested || !(exchange?.keepAlive ?? false) || quiescing
-        let body = rendered ?? error.jsonBody()
         var fields = [("content-type", "application/json"), ("content-length", String(body.utf8.count))]
         if let requestID = exchange?.requestID {
             fields.append(("x-request-id", requestID))
@@ -28,10 +34,10 @@ extension ProxyServerHandler {
         }
         var out = context.channel.allocator.buffer(capacity: 256 + body.utf8.count)
         HTTP1Writer.writeResponseHead(
-            status: Int(error.status.code), reason: error.status.reasonPhrase, minorVersion: minorVersion,
+            status: Int(httpStatus.code), reason: httpStatus.reasonPhrase, minorVersion: minorVersion,
             fields: fields, into: &out)
         out.writeString(body)
-        let status = Int(error.status.code)
+        let status = Int(httpStatus.code)
         if let exchange {
             exchange.responseStarted = true
             exchange.status = status

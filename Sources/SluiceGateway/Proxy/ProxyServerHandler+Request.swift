@@ -65,8 +65,8 @@ extension ProxyServerHandler {
         switch runtime.routeTable.route(path: exchange.path[...]) {
         case .pool(let index):
             let pool = runtime.pools[index]
-            if admissionNeedsBody(exchange, head: head) {
-                // Token and per-model limits read the body (capped) before it goes on.
+            if admissionNeedsBody(exchange, head: head) || batchingNeedsBody(exchange, head: head, pool: pool) {
+                // Token and per-model limits, and batching, read the body (capped) before it goes on.
                 exchange.keyPool = index
                 inspect(exchange, head: head)
                 return
@@ -121,7 +121,7 @@ extension ProxyServerHandler {
         guard let exchange else { return }
         switch mode {
         case .proxying, .inspecting: break
-        case .idle, .admitting, .discarding, .closed: return
+        case .idle, .admitting, .batching, .discarding, .closed: return
         }
         let limits = runtime.limits
         exchange.bodyBytes = parser.bodyBytes
@@ -172,7 +172,7 @@ extension ProxyServerHandler {
                 exchange.requestSent = true
                 if !exchange.responseStarted { startResponseTimer(exchange) } else { armTimer(exchange) }
             }
-        case .idle, .admitting, .closed:
+        case .idle, .admitting, .batching, .closed:
             break
         }
     }
@@ -188,8 +188,7 @@ extension ProxyServerHandler {
             let sources = pool.configuration.routing.key
             let key = sources.isEmpty ? nil : RoutingKeys.fromBody(body, head: head, sources: sources, prefixTokens: pool.configuration.routing.prefixTokens)
             admitBody(exchange, body: body) { body in
-                self.queueInspected(body, chunked: head.isChunked, in: exchange)
-                self.begin(exchange, head: head, pool: pool, key: key)
+                self.forwardInspected(exchange, head: head, pool: pool, key: key, body: body)
             }
             return
         }
@@ -214,8 +213,7 @@ extension ProxyServerHandler {
             let sources = pool.configuration.routing.key
             let key = sources.isEmpty ? nil : RoutingKeys.fromBody(body, head: head, sources: sources, prefixTokens: pool.configuration.routing.prefixTokens)
             admitBody(exchange, body: body) { body in
-                self.queueInspected(body, chunked: head.isChunked, in: exchange)
-                self.begin(exchange, head: head, pool: pool, key: key)
+                self.forwardInspected(exchange, head: head, pool: pool, key: key, body: body)
             }
         case .needsModel, .noRoute:
             respond(.noRoute(path: exchange.path, model: model ?? "(none)"), closeAfter: false)
@@ -396,6 +394,7 @@ extension ProxyServerHandler {
     /// Closes the exchange's upstream side, if any, without answering the client.
     func abandonUpstream(_ exchange: Exchange) {
         exchange.upstreamDeadline = nil
+        leaveBatch(exchange)
         if let ticket = exchange.queueTicket {
             // Still waiting for a slot: out of the queue (or, if the slot is on its way, it is
             // given back when it arrives).

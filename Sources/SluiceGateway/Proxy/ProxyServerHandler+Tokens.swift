@@ -81,7 +81,7 @@ extension ProxyServerHandler {
         guard let charge = exchange.tokenCharge, let admission = runtime.admission else { return }
         exchange.tokenCharge = nil
         admission.settleCharge(
-            charge, used: exchange.usageMeter?.usedTokens, succeeded: (200..<300).contains(status), now: NIODeadline.now().uptimeNanoseconds,
+            charge, used: exchange.knownUsage ?? exchange.usageMeter?.usedTokens, succeeded: (200..<300).contains(status), now: NIODeadline.now().uptimeNanoseconds,
             limiter: admission.shared.map { upstreams.redisLimiter($0) })
     }
 }

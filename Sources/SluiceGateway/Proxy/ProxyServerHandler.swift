@@ -26,6 +26,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         case inspecting
         /// Waiting for the shared limits backend to decide; the body waits unparsed.
         case admitting
+        /// Waiting in a batch for its part of the answer (the request was read whole).
+        case batching
         /// A pool was chosen; waiting for or talking to a replica.
         case proxying
         /// The request was answered early; the rest of its body is read and dropped.
@@ -246,6 +248,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
                 exchange.pool?.metrics.clientCancelled.increment()
             } else if case .proxying = mode {
                 abandonUpstream(exchange)
+            } else if case .batching = mode {
+                leaveBatch(exchange)
             }
             finish(exchange, status: exchange.responseStarted ? exchange.status : 499)
         }

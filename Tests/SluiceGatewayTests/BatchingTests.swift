@@ -1,0 +1,104 @@
+import Foundation
+import NIOCore
+import SluiceConfig
+import SluiceCore
+import SluiceTesting
+import Testing
+@testable import SluiceGateway
+
+/// Gateway batching through a running gateway in front of `sluice-replica`: concurrent small
+/// requests reach the replica as far fewer, and every client gets exactly what it would have
+/// got alone; a malformed request is refused on its own.
+@Suite(.serialized) struct BatchingTests {
+    static func run(_ body: (GatewayHarness) async throws -> Void) async throws {
+        try await GatewayHarness.run(configure: { config, _ in
+            config.pools[0].paths = ["/v1/*", "/v2/*"].compactMap(PathPattern.init)
+            config.pools[0].batching = BatchingConfiguration(maxBatch: 32, maxWait: .milliseconds(5), targetLatency: .milliseconds(50))
+        }, body)
+    }
+
+    static func served(_ h: GatewayHarness) async throws -> Int {
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: h.replicaIDs[0].port)
+        let metrics = try await TestHTTPConnection.request(.GET, "/metrics", to: address, group: h.group)
+        let line = metrics.text.split(separator: "\n").first { $0.hasPrefix("sluice_replica_requests_served_total ") }
+        return Int(line?.split(separator: " ").last ?? "") ?? -1
+    }
+
+    static func direct(_ h: GatewayHarness, _ path: String, _ body: String) async throws -> TestResponse {
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: h.replicaIDs[0].port)
+        return try await TestHTTPConnection.request(.POST, path, to: address, group: h.group, headers: [("content-type", "application/json")], body: body)
+    }
+
+    static func data(_ text: String) -> JSONValue? {
+        (try? JSONValue.parse(Array(text.utf8)))?["data"]
+    }
+
+    @Test func concurrentEmbeddingsReachTheReplicaAsFewerRequestsAndEachGetsItsOwnVectors() async throws {
+        try await Self.run { h in
+            let bodies = (0..<64).map { index in
+                index % 3 == 0
+                    ? #"{"model":"sim-7b","input":["text \#(index)","more \#(index)"],"encoding_format":"base64"}"#
+                    : #"{"model":"sim-7b","input":"text \#(index)"}"#
+            }
+            var alone: [JSONValue?] = []
+            for body in bodies { alone.append(Self.data(try await Self.direct(h, "/v1/embeddings", body).text)) }
+            let before = try await Self.served(h)
+            let answers = try await withThrowingTaskGroup(of: (Int, TestResponse).self) { group in
+                for (index, body) in bodies.enumerated() {
+                    group.addTask { (index, try await h.request("/v1/embeddings", body: body)) }
+                }
+                return try await group.reduce(into: [Int: TestResponse]()) { $0[$1.0] = $1.1 }
+            }
+            let upstream = try await Self.served(h) - before
+            #expect(answers.values.allSatisfy { $0.status == 200 })
+            for index in bodies.indices {
+                #expect(Self.data(answers[index]!.text) == alone[index], "request \(index)")
+            }
+            #expect(upstream > 0 && upstream <= 32, "64 requests reached the replica as \(upstream)")
+            let metrics = try await h.adminRequest("/metrics").text
+            #expect(metrics.contains(#"sluice_batch_members_total{pool="chat"} 64"#))
+            #expect(metrics.contains(#"sluice_batch_cap{pool="chat"}"#) && metrics.contains(#"sluice_batch_wait_seconds_count{pool="chat"} 64"#))
+        }
+    }
+
+    @Test func inferBatchesGiveEveryRequestItsOwnRows() async throws {
+        try await Self.run { h in
+            let bodies = (0..<16).map { index in
+                #"{"id":"r\#(index)","inputs":[{"name":"x","shape":[\#(index % 3 + 1),2],"datatype":"FP32","data":[\#((0..<((index % 3 + 1) * 2)).map { "\(index * 10 + $0)" }.joined(separator: ","))]}]}"#
+            }
+            var alone: [String] = []
+            for body in bodies { alone.append(try await Self.direct(h, "/v2/models/iris/infer", body).text) }
+            let answers = try await withThrowingTaskGroup(of: (Int, TestResponse).self) { group in
+                for (index, body) in bodies.enumerated() {
+                    group.addTask { (index, try await h.request("/v2/models/iris/infer", body: body)) }
+                }
+                return try await group.reduce(into: [Int: TestResponse]()) { $0[$1.0] = $1.1 }
+            }
+            for index in bodies.indices {
+                let batched = try JSONValue.parse(Array(answers[index]!.text.utf8))
+                let single = try JSONValue.parse(Array(alone[index].utf8))
+                #expect(batched["outputs"] == single["outputs"] && batched["id"] == single["id"], "request \(index): \(answers[index]!.text) vs \(alone[index])")
+            }
+            let metrics = try await h.adminRequest("/metrics").text
+            #expect(metrics.contains(#"sluice_batch_members_total{pool="chat"} 16"#))
+            let batches = metrics.split(separator: "\n").filter { $0.hasPrefix("sluice_batches_total{pool=\"chat\"") }
+                .compactMap { Int($0.split(separator: " ").last ?? "") }.reduce(0, +)
+            #expect(batches > 0 && batches < 16, "16 requests went as \(batches) batches")
+        }
+    }
+
+    @Test func aMalformedRequestIsRefusedAloneAndTheOthersAreServed() async throws {
+        try await Self.run { h in
+            async let good = h.request("/v1/embeddings", body: #"{"model":"sim-7b","input":"fine"}"#)
+            async let bad = h.request("/v1/embeddings", body: #"{"model":"sim-7b"}"#)
+            async let broken = h.request("/v1/embeddings", body: #"{"model":"sim-7b","input":"#)
+            async let odd = h.request("/v1/embeddings", body: #"{"model":"sim-7b","input":[1,"mixed"]}"#)
+            let (g, b, x, o) = try await (good, bad, broken, odd)
+            #expect(g.status == 200)
+            #expect(b.status == 400 && b.text.contains("needs `input`"))
+            #expect(x.status == 400 && x.text.contains("invalid_json"))
+            // Cannot join a batch: sent alone, and the replica's own answer comes back.
+            #expect(o.status == 400 && o.header("x-replica-id") != nil)
+        }
+    }
+}
