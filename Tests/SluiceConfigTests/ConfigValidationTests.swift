@@ -114,6 +114,19 @@ import Testing
         #expect(problems("{ target_p95: 1s }", publish: "\npublish: { webhook: { url: \"http://hooks\" } }\n").first?.contains("needs host:port") == true)
     }
 
+    @Test func batching() throws {
+        let batched = Self.valid.replacingOccurrences(
+            of: "routing: { policy: round-robin }",
+            with: "routing: { policy: round-robin }\n    batching: { max_batch: 64, max_wait: 2ms, target_latency: 20ms }")
+        let batching = try #require(try GatewayConfiguration.decode(yaml: batched).pools[0].batching)
+        #expect(batching == BatchingConfiguration(maxBatch: 64, maxWait: .milliseconds(2), targetLatency: .milliseconds(20)))
+        #expect(batching.policy.maxWait == 2_000_000)
+        let bad = Self.valid.replacingOccurrences(
+            of: "routing: { policy: round-robin }",
+            with: "routing: { policy: round-robin }\n    batching: { max_batch: 0, max_wait: 5, size: 3 }")
+        #expect(issues(bad).map(\.path).sorted() == ["pools[0].batching.max_batch", "pools[0].batching.max_wait", "pools[0].batching.size"])
+    }
+
     @Test func badHostPortNamesKeyPathAndLine() {
         let yaml = Self.valid.replacingOccurrences(of: "\"127.0.0.1:9002\"", with: "\"127.0.0.1:99999\"")
         #expect(issues(yaml).map(\.description) == [#"pools[0].replicas[1]: "127.0.0.1:99999" is not a host:port (line 8)"#])
