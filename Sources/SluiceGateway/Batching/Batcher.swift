@@ -173,7 +173,8 @@ final class Batcher: Sendable {
         guard let (path, taken) = taken else { return }
         batches[BatchController.Trigger.allCases.firstIndex(of: trigger)!].increment()
         members.increment(by: Int64(taken.count))
-        for member in taken { wait.record(nanoseconds: Int64(now &- member.enqueued)) }
+        // (A member may have joined after `now` was read: no negative waits.)
+        for member in taken { wait.record(nanoseconds: Int64(now > member.enqueued ? now - member.enqueued : 0)) }
         send(taken, path: path, pool: pool, loop: loop)
     }
 

@@ -152,7 +152,8 @@ final class PoolGate: Sendable {
         }
         for (waiter, replica) in handed {
             count(.dispatched)
-            wait.record(nanoseconds: Int64(now &- waiter.enqueuedAt))
+            // (A waiter may have queued after `now` was read: no negative waits.)
+            wait.record(nanoseconds: Int64(now > waiter.enqueuedAt ? now - waiter.enqueuedAt : 0))
             waiter.deliver(replica)
         }
     }
