@@ -87,6 +87,58 @@ import Testing
         }
     }
 
+    @Test func aClientThatLeavesWhileWaitingIsTakenOutOfItsBatch() async throws {
+        // One replica kept busy by a slow stream, so no batch goes for being idle; max_wait 1 s.
+        try await GatewayHarness.run(replicas: [GatewayHarness.slowReplica(interTokenDelay: .milliseconds(20))], configure: { config, _ in
+            config.pools[0].batching = BatchingConfiguration(maxBatch: 32, maxWait: .seconds(1), targetLatency: .milliseconds(50))
+        }) { h in
+            let batcher = try #require(h.gateway.runtime.pools[0].batcher)
+            async let stream = h.request("/v1/chat/completions", body: chatBody(stream: true, maxTokens: 40))
+            try await QueueTests.waitUntil("the replica is busy") { h.inFlight() == 1 }
+            let leaving = try await TestHTTPConnection.connect(to: h.data, group: h.group)
+            try await leaving.channel.executeThenClose { _, outbound in
+                try await outbound.writeRequest(
+                    .POST, "/v1/embeddings", headers: [("content-type", "application/json")],
+                    body: ByteBuffer(string: #"{"model":"sim-7b","input":"gone"}"#))
+                try await QueueTests.waitUntil("it waits in a batch") { batcher.waiting == 1 }
+            }
+            try await QueueTests.waitUntil("it left its batch") { batcher.waiting == 0 }
+            #expect(try await stream.status == 200)
+            // Nothing went upstream for it; the next request is served as usual.
+            let metrics = try await h.adminRequest("/metrics").text
+            #expect(metrics.contains(#"sluice_batch_members_total{pool="chat"} 0"#))
+            #expect(try await h.request("/v1/embeddings", body: #"{"model":"sim-7b","input":"here"}"#).status == 200)
+        }
+    }
+
+    @Test func eachMemberIsAdmittedAndChargedOnItsOwn() async throws {
+        let keys = try AdmissionTests.keysFile(["sk-embed"])
+        defer { try? FileManager.default.removeItem(atPath: keys) }
+        try await GatewayHarness.run(configure: { config, _ in
+            config.pools[0].batching = BatchingConfiguration(maxBatch: 32, maxWait: .milliseconds(5), targetLatency: .milliseconds(50))
+            var tenant = AdmissionTests.tenant("embed", keysFile: keys)
+            tenant.limits.tokensPerMinute = 60  // one token a second comes back: exact within the test
+            tenant.limits.tokenBurst = 1_000
+            config.limits.tenants = [tenant]
+        }) { h in
+            let headers = [("content-type", "application/json"), ("authorization", "Bearer sk-embed")]
+            let inputs = (0..<8).map { #"{"model":"sim-7b","input":["one \#($0)","two words \#($0)"]}"# }
+            var used = 0
+            for body in inputs {
+                let alone = try await Self.direct(h, "/v1/embeddings", body)
+                used += (try JSONValue.parse(Array(alone.text.utf8)))["usage"]?["total_tokens"]?.int ?? 0
+            }
+            let answers = try await withThrowingTaskGroup(of: TestResponse.self) { group in
+                for body in inputs { group.addTask { try await h.request("/v1/embeddings", headers: headers, body: body) } }
+                return try await group.reduce(into: [TestResponse]()) { $0.append($1) }
+            }
+            #expect(answers.allSatisfy { $0.status == 200 && $0.header("x-ratelimit-limit-tokens") == "60" })
+            // Each member's share of the batch's usage settled its own charge: the shares add up
+            // to what the requests used alone.
+            try await QueueTests.waitUntil("settled") { TokenLimitTests.tokensLeft(h) == 1_000 - used }
+        }
+    }
+
     @Test func aMalformedRequestIsRefusedAloneAndTheOthersAreServed() async throws {
         try await Self.run { h in
             async let good = h.request("/v1/embeddings", body: #"{"model":"sim-7b","input":"fine"}"#)

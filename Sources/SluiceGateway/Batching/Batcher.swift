@@ -84,6 +84,9 @@ final class Batcher: Sendable {
     /// The current size cap (a gauge at scrape time).
     var cap: Int { state.withLockedValue { $0.controller.cap } }
 
+    /// Members waiting for their batch to go (a gauge at scrape time).
+    var waiting: Int { state.withLockedValue { $0.groups.values.reduce(0) { $0 + $1.waiting.count } } }
+
     /// The batchable route of `path`, if any.
     static func kind(of path: String) -> Kind? {
         if path == "/v1/embeddings" { return .embeddings }

@@ -31,6 +31,8 @@ enum MetricsExport {
             if let batcher = pool.batcher {
                 registry.makeGauge(descriptor: .sluice("sluice_batch_cap", "The batch size cap the controller allows now (AIMD against target_latency)."), labels: [("pool", pool.name)])
                     .set(Int64(batcher.cap))
+                registry.makeGauge(descriptor: .sluice("sluice_batch_waiting", "Requests waiting at the gateway for their batch to go."), labels: [("pool", pool.name)])
+                    .set(Int64(batcher.waiting))
             }
             if let gate = pool.gate {
                 registry.makeGauge(descriptor: .sluice("sluice_queue_depth", "Requests waiting for a replica slot (pools with max_concurrent_per_replica)."), labels: [("pool", pool.name)])
