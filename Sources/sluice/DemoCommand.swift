@@ -73,7 +73,9 @@ struct DemoCommand: AsyncParsableCommand {
             scaling.scaleDownDelay = .seconds(8)
             chat.scaling = scaling
         }
-        let embeddings = PoolConfiguration(name: "embeddings", paths: paths(["/v1/embeddings", "/v2/*"]), replicas: addresses)
+        var embeddings = PoolConfiguration(name: "embeddings", paths: paths(["/v1/embeddings", "/v2/*"]), replicas: addresses)
+        // Concurrent embeddings and infer requests go upstream as batches (see the README's Batching).
+        embeddings.batching = BatchingConfiguration(maxBatch: 32, maxWait: .milliseconds(5), targetLatency: .milliseconds(50))
         let configuration = GatewayConfiguration(
             listen: listenAddress, admin: AdminConfiguration(listen: adminAddress), pools: [chat, embeddings])
         let gateway = Gateway(configuration: configuration, group: group, adminToken: nil, logger: logger)
