@@ -253,7 +253,7 @@ import Testing
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let directory = root.appendingPathComponent("loadtest/scenarios")
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }.sorted()
-        #expect(names == ["chat-many-prompts.yaml", "chat-steady.yaml", "chat-surge.yaml", "diurnal.yaml", "embeddings-burst.yaml", "infer-sweep.yaml", "mixed-tenants.yaml", "smoke.yaml"])
+        #expect(names == ["chat-many-prompts.yaml", "chat-steady.yaml", "chat-surge.yaml", "diurnal.yaml", "embeddings-burst.yaml", "embeddings-sweep.yaml", "infer-sweep.yaml", "mixed-tenants.yaml", "smoke.yaml"])
         for name in names {
             let text = try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)
             let scenario = try LoadScenario.decode(yaml: text)

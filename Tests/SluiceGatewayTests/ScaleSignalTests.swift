@@ -78,7 +78,8 @@ import Testing
     @Test func aSurgeScalesOutAtOnceSteadyLoadHoldsAndScaleInWaitsForTheDelay() async throws {
         let sink = try await WebhookSink.start()
         try await GatewayHarness.run(replicas: [Self.fixedReplica("r1"), Self.fixedReplica("r2")], configure: { config, _ in
-            var scaling = ScalingConfiguration(targetP95: .milliseconds(100))
+            // A target wide enough that a busy CI machine's jitter stays inside the steady band.
+            var scaling = ScalingConfiguration(targetP95: .milliseconds(200))
             scaling.tick = .milliseconds(100)
             scaling.panicWindow = .milliseconds(500)
             scaling.stableWindow = .milliseconds(1_500)
@@ -87,8 +88,8 @@ import Testing
             config.pools[0].scaling = scaling
             config.publish.webhook = .init(host: "127.0.0.1", port: sink.port, path: "/hook", format: .slack)
         }) { h in
-            // Steady: TTFT about 80 ms, inside the band (60-110 ms): 2 replicas, held.
-            Self.setLatency(h, .milliseconds(60))
+            // Steady: TTFT about 150 ms, inside the band (120-220 ms): 2 replicas, held.
+            Self.setLatency(h, .milliseconds(130))
             let load = Load(h, loops: 8)
             try await Task.sleep(for: .milliseconds(2_000))
             var steady: [Int] = []
@@ -97,11 +98,11 @@ import Testing
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(Set(steady) == [2], "steady: \(steady)")
-            #expect(Self.decision(h)?.reason.contains("within target 100 ms; holding 2") == true, "\(Self.decision(h)?.reason ?? "")")
+            #expect(Self.decision(h)?.reason.contains("within target 200 ms; holding 2") == true, "\(Self.decision(h)?.reason ?? "")")
 
-            // Surge: TTFT about 250 ms, over twice the target: panic, scale-out at once.
+            // Surge: TTFT about 470 ms, over twice the target: panic, scale-out at once.
             let surge = ContinuousClock.now
-            Self.setLatency(h, .milliseconds(230))
+            Self.setLatency(h, .milliseconds(450))
             try await QueueTests.waitUntil("a scale-out") { (Self.decision(h)?.desired ?? 0) > 2 }
             let reaction = ContinuousClock.now - surge
             let out = try #require(Self.decision(h))
@@ -109,9 +110,9 @@ import Testing
             // stable window's can get there in the same tick: either way the step is bounded.
             // The modes themselves are tested exactly on traces, in ScaleAdvisorTests.)
             #expect(out.desired <= 2 + 4)
-            #expect(out.reason.contains("> target 100 ms (") && out.reason.contains("); 2 → \(out.desired) replicas"), "\(out.reason)")
-            // The first slow answers take 250 ms; the panic window then has data, and one tick decides.
-            #expect(reaction < .milliseconds(1_500), "reaction \(reaction)")
+            #expect(out.reason.contains("> target 200 ms (") && out.reason.contains("); 2 → \(out.desired) replicas"), "\(out.reason)")
+            // The first slow answers take 470 ms; the panic window then has data, and one tick decides.
+            #expect(reaction < .milliseconds(2_000), "reaction \(reaction)")
             var during: [Int] = []
             for _ in 0..<10 {
                 during.append(Self.decision(h)?.desired ?? -1)
@@ -139,7 +140,7 @@ import Testing
             let object = try #require(try JSONSerialization.jsonObject(with: Data(scale.text.utf8)) as? [String: Any])
             let pool = try #require((object["pools"] as? [String: Any])?["chat"] as? [String: Any])
             #expect(pool["desired"] as? Int == inDecision.desired || pool["desired"] as? Int == inDecision.desired - 1)
-            #expect(pool["signal"] as? String == "ttft" && pool["target_seconds"] as? Double == 0.1)
+            #expect(pool["signal"] as? String == "ttft" && pool["target_seconds"] as? Double == 0.2)
             #expect((pool["reason"] as? String)?.isEmpty == false && (pool["at"] as? String)?.hasSuffix("Z") == true)
             let metrics = try await h.adminRequest("/metrics").text
             #expect(metrics.contains(#"sluice_pool_desired_replicas{pool="chat"}"#))
