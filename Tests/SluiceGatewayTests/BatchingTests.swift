@@ -60,6 +60,8 @@ import Testing
             let metrics = try await h.adminRequest("/metrics").text
             #expect(metrics.contains(#"sluice_batch_members_total{pool="chat"} 64"#))
             #expect(metrics.contains(#"sluice_batch_cap{pool="chat"}"#) && metrics.contains(#"sluice_batch_wait_seconds_count{pool="chat"} 64"#))
+            // Batch connections stay open for the next batches.
+            #expect(BatchUpstream.idleCount > 0)
         }
     }
 
