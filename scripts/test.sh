@@ -47,6 +47,13 @@ curl -sfN "$url/v1/chat/completions" -H 'content-type: application/json' \
 wait "$demo"
 grep -q "Sluice demo stopped." "$log" || { cat "$log"; echo "demo did not stop cleanly"; exit 1; }
 grep -q "load done: .* sent" "$log" && grep -q "report: " "$log" || { cat "$log"; echo "demo wrote no load report"; exit 1; }
+# The demo with --autoscale: the actuator follows the decisions, which reach the load report.
+autoout=$(mktemp -d)
+.build/debug/sluice demo --autoscale --startup-delay 1 --listen 127.0.0.1:0 --admin 127.0.0.1:0 --duration 6 --rate 40 \
+    --out "$autoout" >"$log" 2>&1
+grep -q "Sluice demo stopped." "$log" && grep -q '"desired"' "$autoout/report.json" \
+    || { cat "$log"; echo "demo --autoscale did not report scale decisions"; exit 1; }
+rm -rf "$autoout"
 # `sluice serve` in front of a `sluice-replica`: proxies, then drains and exits 0 on SIGTERM.
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 rport=$(free_port); dport=$(free_port); aport=$(free_port); hupport=$(free_port)

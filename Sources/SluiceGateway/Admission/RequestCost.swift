@@ -40,16 +40,6 @@ struct RequestCost: Equatable {
             clientAskedUsage: facts.includeUsage, hasStreamOptions: facts.hasStreamOptions)
     }
 
-    /// A number of tokens from JSONSerialization's output (usage fields). JSONSerialization
-    /// gives NSNumbers, and a boolean one casts to Int too: it is told apart by its encoding.
-    static func integer(_ value: Any?) -> Int? {
-        guard let value else { return nil }
-        if let number = value as? NSNumber, String(cString: number.objCType) == "c" { return nil }
-        if let number = value as? Int { return number }
-        if let number = value as? Double, number.isFinite, abs(number) < 1e15 { return Int(number) }
-        return nil
-    }
-
     /// `body` asking the replica for the usage chunk of a stream (`stream_options.include_usage`),
     /// so a streamed request can be settled: the field is inserted after the opening brace and
     /// the rest forwarded byte for byte; a body with its own `stream_options` is re-encoded with

@@ -1,5 +1,5 @@
-import Foundation
 import NIOCore
+import SluiceCore
 
 /// Reads a response's token `usage` as it passes to the client, for settling token limits:
 /// from the JSON body of a plain answer, or from the usage chunk of a stream (the last event
@@ -86,8 +86,8 @@ final class UsageMeter {
     /// usage of a plain answer.
     func end() -> ByteBuffer? {
         if let body, let object = Self.lastUsageObject(in: body) {
-            // Only the usage object is read, not the whole answer.
-            usedTokens = Self.tokens(inUsageObject: object)
+            // Only the usage object is parsed, not the whole answer.
+            usedTokens = Self.tokens(inUsage: try? JSONValue.parse(object))
         }
         body = nil
         defer { pending = nil }
@@ -180,64 +180,17 @@ final class UsageMeter {
             .filter { $0.hasPrefix("data:") }
             .map { $0.dropFirst(5).drop { $0 == " " } }
             .joined(separator: "\n")
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(data.utf8))) as? [String: Any],
-              let tokens = tokens(inUsage: object["usage"])
-        else { return nil }
-        let usageOnly = (object["choices"] as? [Any])?.isEmpty ?? true
+        guard let object = try? JSONValue.parse(Array(data.utf8)), let tokens = tokens(inUsage: object["usage"]) else { return nil }
+        let usageOnly = object["choices"]?.array?.isEmpty ?? true
         return (tokens, usageOnly)
     }
 
-    /// `total_tokens` (or prompt + completion) of a usage object's bytes, read where the key
-    /// appears at the object's own level.
-    static func tokens(inUsageObject bytes: [UInt8]) -> Int? {
-        func field(_ name: String) -> Int? {
-            let key = Array("\"\(name)\"".utf8)
-            var depth = 0
-            var inString = false
-            var index = 0
-            while index < bytes.count {
-                let byte = bytes[index]
-                if inString {
-                    if byte == UInt8(ascii: "\\") {
-                        index += 1
-                    } else if byte == UInt8(ascii: "\"") {
-                        inString = false
-                    }
-                } else if byte == UInt8(ascii: "{") {
-                    depth += 1
-                } else if byte == UInt8(ascii: "}") {
-                    depth -= 1
-                } else if byte == UInt8(ascii: "\"") {
-                    if depth == 1, index + key.count <= bytes.count, Array(bytes[index..<(index + key.count)]) == key {
-                        var next = index + key.count
-                        while next < bytes.count, bytes[next] == 0x20 || bytes[next] == 0x3A { next += 1 }
-                        var value = 0
-                        var digits = 0
-                        while next < bytes.count, bytes[next] >= 0x30, bytes[next] <= 0x39, digits < 15 {
-                            value = value * 10 + Int(bytes[next] - 0x30)
-                            digits += 1
-                            next += 1
-                        }
-                        return digits > 0 ? value : nil
-                    }
-                    inString = true
-                }
-                index += 1
-            }
-            return nil
-        }
-        if let total = field("total_tokens") { return total }
-        let prompt = field("prompt_tokens")
-        let completion = field("completion_tokens")
-        if prompt == nil, completion == nil { return nil }
-        return (prompt ?? 0) + (completion ?? 0)
-    }
-
-    static func tokens(inUsage value: Any?) -> Int? {
-        guard let usage = value as? [String: Any] else { return nil }
-        if let total = RequestCost.integer(usage["total_tokens"]) { return total }
-        let prompt = RequestCost.integer(usage["prompt_tokens"])
-        let completion = RequestCost.integer(usage["completion_tokens"])
+    /// `total_tokens` (or prompt + completion) of a `usage` object.
+    static func tokens(inUsage usage: JSONValue?) -> Int? {
+        guard let usage, case .object = usage else { return nil }
+        if let total = usage["total_tokens"]?.int { return total }
+        let prompt = usage["prompt_tokens"]?.int
+        let completion = usage["completion_tokens"]?.int
         if prompt == nil, completion == nil { return nil }
         return (prompt ?? 0) + (completion ?? 0)
     }

@@ -41,12 +41,15 @@ extension ProxyServerHandler: UpstreamDelegate {
         } else if head.isChunked, exchange.usageMeter != nil, !exchange.isHEAD, head.status >= 200, head.status != 204, head.status != 304 {
             exchange.reframing = .rechunk
         }
-        exchange.eventStream = head.isEventStream
+        // (Content-Type is read only when something needs it: token metering, or a TTFT signal.)
+        if exchange.usageMeter != nil || exchange.pool?.scaling?.configuration.signal == .ttft {
+            exchange.eventStream = head.isEventStream
+        }
         if let meter = exchange.usageMeter {
             // Usage-only events are dropped only where the framing allows it (not under a
             // content-length).
             meter.responseStarted(
-                eventStream: head.isEventStream, mayDrop: exchange.reframing != .none || untilClose,
+                eventStream: exchange.eventStream, mayDrop: exchange.reframing != .none || untilClose,
                 allocator: context.channel.allocator)
         }
         upstream.handler.parser.passChunkFraming = exchange.reframing == .none

@@ -45,7 +45,7 @@ final class ScalePublisher: Sendable {
             body = ScaleView.json(published)
         case .slack:
             let text = "Sluice pool *\(published.pool)*: \(decision.current) → \(decision.desired) replicas (\(decision.mode.rawValue)). \(decision.reason)"
-            body = "{\"text\":\(ScaleView.quoted(text))}"
+            body = "{\"text\":\(jsonString(text))}"
         }
         deliver(body, to: webhook, pool: published.pool, generation: generation, attempt: 0)
     }

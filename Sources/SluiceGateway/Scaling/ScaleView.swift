@@ -8,7 +8,7 @@ enum ScaleView {
     static func document(_ gateway: Gateway) -> String {
         let entries = gateway.runtime.pools.compactMap { pool -> String? in
             guard let published = pool.scaling?.latest else { return nil }
-            return "\(quoted(pool.name)):\(json(published))"
+            return "\(jsonString(pool.name)):\(json(published))"
         }
         return "{\"pools\":{\(entries.joined(separator: ","))}}"
     }
@@ -17,16 +17,16 @@ enum ScaleView {
     static func json(_ published: PoolScaling.Published) -> String {
         let decision = published.decision
         var fields: [String] = [
-            "\"pool\":\(quoted(published.pool))",
+            "\"pool\":\(jsonString(published.pool))",
             "\"current\":\(decision.current)",
             "\"desired\":\(decision.desired)",
-            "\"mode\":\(quoted(decision.mode.rawValue))",
-            "\"signal\":\(quoted(published.signal.rawValue))",
+            "\"mode\":\(jsonString(decision.mode.rawValue))",
+            "\"signal\":\(jsonString(published.signal.rawValue))",
             "\"target_seconds\":\(seconds(decision.target))",
             "\"stable_p95_seconds\":\(decision.stableP95.map(seconds) ?? "null")",
             "\"panic_p95_seconds\":\(decision.panicP95.map(seconds) ?? "null")",
-            "\"reason\":\(quoted(decision.reason))",
-            "\"at\":\(quoted(iso8601(published.at)))",
+            "\"reason\":\(jsonString(decision.reason))",
+            "\"at\":\(jsonString(iso8601(published.at)))",
             "\"arrival_rate\":\(rounded(published.arrivalRate))",
             "\"in_flight\":\(published.inFlight)",
             "\"queued\":\(published.queued)",
@@ -62,11 +62,6 @@ enum ScaleView {
         let scale = pow(10, Double(places))
         let text = String((value * scale).rounded() / scale)
         return text.hasSuffix(".0") ? String(text.dropLast(2)) : text
-    }
-
-    static func quoted(_ text: String) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: [text])) ?? Data("[\"\"]".utf8)
-        return String(String(decoding: data, as: UTF8.self).dropFirst().dropLast())
     }
 
     static func iso8601(_ date: Date) -> String {
