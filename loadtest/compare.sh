@@ -8,9 +8,11 @@
 #   sluice            Sluice, round-robin
 #   sluice-leastqueue Sluice, least-queue (in-flight + the replicas' reported queues)
 #   sluice-hash       Sluice, consistent-hash on x-session-id with bounded loads (1.25)
-#   sluice-cacheaware Sluice, cache-aware on x-session-id, else the prompt prefix (256 tokens);
-#                     load_factor 2, max_queue 8: the owner keeps a session until a request
-#                     would wait for a slot there (see the README's Routing)
+#   sluice-cacheaware Sluice, cache-aware on x-session-id, else the prompt (its prefix, and
+#                     its block chain to follow conversations); load_factor 2
+#                     (CACHE_LOAD_FACTOR), max_queue 8: a new session is placed by load, and
+#                     keeps its replica until a request would wait for a slot there (see the
+#                     README's Routing)
 #   sluice-capped     Sluice, round-robin with max_concurrent_per_replica 32 (routing-bench's
 #                     max_running) and a gateway queue (max 64, timeout 1s): under overload
 #                     the excess waits here, fairly and bounded, or is shed with 503
@@ -25,7 +27,8 @@
 #   envoy-ringhash    Envoy, RING_HASH on x-session-id
 # and prints one Markdown table: throughput, latency and TTFT percentiles, errors, the fleet's
 # prefix-cache hit rate (from the replicas' vllm:prefix_cache_* counters), and each replica's
-# share of the answers. Everything listens on 127.0.0.1 and is stopped on exit; every
+# share of the answers; then the hit rate no router can beat on the scenario (`sluice-load
+# ceiling`: its chat requests served by one unbounded cache). Everything listens on 127.0.0.1 and is stopped on exit; every
 # run is bounded by the scenario's duration plus its timeout.
 #
 # Usage: loadtest/compare.sh SCENARIO [--help]
@@ -36,6 +39,7 @@
 #   RATE_SCALE=1          multiply its rates
 #   TARGETS="..."         a subset of the targets above, space-separated
 #   PROFILE=configs/replicas/fast.yaml   the replicas' profile
+#   CACHE_LOAD_FACTOR=2.0 sluice-cacheaware's load_factor
 #   SLOW_PROFILE=FILE     a different profile for r1 only (e.g. a slower GPU): a fleet that is
 #                         not uniform, where plain hashing keeps sending r1 its full share
 #   NO_BUILD=1            use the existing binaries
@@ -294,7 +298,7 @@ start_router() {
     queue: { max: 64, timeout: 1s }' ;;
                 sluice-leastqueue) sluice_conf '{ policy: least-queue, scrape: { interval: 250ms } }' ;;
                 sluice-hash) sluice_conf '{ policy: consistent-hash, key: ["header:x-session-id"], load_factor: 1.25 }' ;;
-                sluice-cacheaware) sluice_conf '{ policy: cache-aware, key: ["header:x-session-id", "prefix"], prefix_tokens: 256, load_factor: 2.0, max_queue: 8, scrape: { interval: 250ms } }' ;;
+                sluice-cacheaware) sluice_conf '{ policy: cache-aware, key: ["header:x-session-id", "prefix"], prefix_tokens: 256, load_factor: '"${CACHE_LOAD_FACTOR:-2.0}"', max_queue: 8, scrape: { interval: 250ms } }' ;;
             esac
             start sluice "$BIN/sluice" serve --config "$WORK/sluice.yaml"
             ROUTER_PID=$LAST_PID
@@ -361,7 +365,7 @@ def cache_hit_rate(path):
                 hits += float(line.split()[-1])
     except OSError:
         return "-"
-    return f"{100 * hits / queries:.0f}" if queries else "-"
+    return f"{100 * hits / queries:.1f}" if queries else "-"
 
 def routing(path):
     """Sluice's routing decisions by reason, in percent (from sluice_routing_decisions_total)."""
@@ -393,4 +397,8 @@ for t in targets:
     print(f"| {t} | {r['throughput_rps']:.0f} | {r['latency_ms']['p50']:.1f} | {r['latency_ms']['p95']:.1f} | {r['latency_ms']['p99']:.1f} "
           f"| {ttft.get('p50', 0):.1f} | {ttft.get('p95', 0):.1f} | {ttft.get('p99', 0):.1f} | {errors} | {cache_hit_rate(os.path.join(out, t + '.metrics'))} | {share} | {routing(os.path.join(out, t + '.gateway.metrics'))} |")
 EOF
+# What no router can beat on this scenario's chat requests: the hit rate of one unbounded cache.
+if "$BIN/sluice-load" ceiling "$SCENARIO" --duration-scale "$DURATION_SCALE" --rate-scale "$RATE_SCALE" >"$OUT/ceiling.txt" 2>/dev/null; then
+    printf '\nCeiling: %s\n' "$(cat "$OUT/ceiling.txt")" | tee -a "$OUT/table.md"
+fi
 log "reports: $OUT"

@@ -93,7 +93,7 @@ public struct LoadScenario: Sendable, Equatable {
         }
         switch kinds[0] {
         case "chat":
-            let allowed = ["model", "users", "system_prompts", "system_prompt_words", "user_words", "turns", "stream_fraction", "max_tokens"]
+            let allowed = ["model", "users", "system_prompts", "system_prompt_words", "user_words", "turns", "stream_fraction", "max_tokens", "session_header"]
             guard let entries = keys["chat"]!.mapping(allowed: allowed) else { return nil }
             var chat = Workload.Chat()
             if let value = entries["model"]?.string() { chat.model = value }
@@ -104,6 +104,7 @@ public struct LoadScenario: Sendable, Equatable {
             if let value = entries["turns"]?.int(in: 1...10_000) { chat.turns = value }
             if let value = entries["stream_fraction"]?.double(in: 0...1) { chat.streamFraction = value }
             if let value = entries["max_tokens"]?.int(in: 1...100_000) { chat.maxTokens = value }
+            if let value = entries["session_header"]?.bool() { chat.sessionHeader = value }
             return WeightedWorkload(weight: weight, workload: .chat(chat))
         case "embeddings":
             guard let entries = keys["embeddings"]!.mapping(allowed: ["model", "inputs", "words_per_input"]) else { return nil }

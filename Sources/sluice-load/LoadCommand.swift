@@ -12,7 +12,7 @@ struct LoadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice-load",
         abstract: "An open-loop load generator for inference gateways and model servers.",
-        subcommands: [RunCommand.self, CheckScenarioCommand.self])
+        subcommands: [RunCommand.self, CheckScenarioCommand.self, CeilingCommand.self])
 }
 
 struct CheckScenarioCommand: ParsableCommand {
@@ -27,6 +27,47 @@ struct CheckScenarioCommand: ParsableCommand {
             let scenario = try loadScenario(path)
             print("\(path): OK (\(scenario.name): \(scenario.plan.phases.count) phase(s), \(Int(scenario.plan.duration.seconds)) s, \(scenario.mix.count) workload(s), \(scenario.tenants.count) tenant(s))")
         }
+    }
+}
+
+/// The best prefix-cache hit rate any router could reach on a scenario (`IdealPrefixCache`): its
+/// requests, generated exactly as `run` generates them, served by one unbounded cache with
+/// `sluice-replica`'s answers. The column to read `loadtest/compare.sh`'s hit rates against.
+struct CeilingCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ceiling", abstract: "Print the prefix-cache hit rate no router can beat on a scenario's chat requests.")
+
+    @Argument(help: "The scenario file.")
+    var scenario: String
+
+    @Option(name: .long, help: "Multiply every phase's duration, as for run.")
+    var durationScale = 1.0
+
+    @Option(name: .long, help: "Multiply every rate, as for run.")
+    var rateScale = 1.0
+
+    @Option(name: .long, help: "The replicas' KV block size in tokens (vLLM's default is 16).")
+    var blockSize = 16
+
+    func run() throws {
+        let loaded = try loadScenario(scenario)
+        guard durationScale > 0, rateScale > 0, blockSize > 0 else { throw ValidationError("--duration-scale, --rate-scale and --block-size must be above 0") }
+        var schedule = ArrivalSchedule(plan: loaded.plan.scaled(duration: durationScale, rate: rateScale), generator: SplitMix64(seed: loaded.seed))
+        var generator = RequestGenerator(mix: loaded.mix, tenants: loaded.tenants, generator: SplitMix64(seed: loaded.seed &+ 1))
+        var cache = IdealPrefixCache(blockSize: blockSize)
+        var chats = 0
+        while schedule.next() != nil {
+            let request = generator.next()
+            guard request.workload == "chat",
+                  let object = (try? JSONSerialization.jsonObject(with: Data(request.body.utf8))) as? [String: Any],
+                  let messages = object["messages"] as? [[String: Any]]
+            else { continue }
+            // The prompt as sluice-replica reads it: the messages' contents, one per line.
+            let prompt = messages.compactMap { $0["content"] as? String }.joined(separator: "\n")
+            cache.serve(prompt: prompt, answer: SimReply.text(prompt: prompt, count: object["max_tokens"] as? Int ?? 16))
+            chats += 1
+        }
+        print("\(loaded.name): \(chats) chat requests; prefix-cache hit rate no router can beat: \(String(format: "%.1f", 100 * cache.hitRate))% (one unbounded cache, \(blockSize)-token blocks)")
     }
 }
 

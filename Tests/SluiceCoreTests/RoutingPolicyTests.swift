@@ -196,24 +196,191 @@ import Testing
     @Test func cacheAwareTakesEachBranchExactlyWhenDocumented() {
         let snapshot = Self.pool(4, ring: true)
         let policy = CacheAwarePolicy(loadFactor: 1.25, maxQueue: 3, leastQueue: LeastQueuePolicy(staleAfter: 1_000_000))
-        let owner = snapshot.replicas[snapshot.ring!.owner(of: "prefix-a")!]
-        #expect(policy.choose(RoutingFacts(key: "prefix-a"), in: snapshot, now: 10)?.reason == .cacheAffinity)
-        #expect(policy.pick(RoutingFacts(key: "prefix-a"), in: snapshot, now: 10) === owner)
-        // Its queue past max_queue: least-queue, away from it.
-        owner.recordReportedQueue(waiting: 4, at: 10)
-        let queued = policy.choose(RoutingFacts(key: "prefix-a"), in: snapshot, now: 20)!
-        #expect(queued.reason == .cacheOverflowQueue && queued.replica !== owner)
+        let home = snapshot.replicas[snapshot.ring!.owner(of: "session-a")!]
+        // First sight on an idle fleet: placed on its hash home (every load ties).
+        let placed = policy.choose(RoutingFacts(key: "session-a"), in: snapshot, now: 10)!
+        #expect(placed.reason == .cachePlacement && placed.replica === home)
+        #expect(policy.choose(RoutingFacts(key: "session-a"), in: snapshot, now: 10)?.reason == .cacheAffinity)
+        // Its queue past max_queue: least-queue, away from it, and the key follows the move.
+        home.recordReportedQueue(waiting: 4, at: 10)
+        let queued = policy.choose(RoutingFacts(key: "session-a"), in: snapshot, now: 20)!
+        #expect(queued.reason == .cacheOverflowQueue && queued.replica !== home)
+        let followed = policy.choose(RoutingFacts(key: "session-a"), in: snapshot, now: 21)!
+        #expect(followed.reason == .cacheAffinity && followed.replica === queued.replica)
         // At max_queue exactly: still affinity.
-        owner.recordReportedQueue(waiting: 3, at: 30)
-        #expect(policy.choose(RoutingFacts(key: "prefix-a"), in: snapshot, now: 40)?.reason == .cacheAffinity)
-        // Past the load bound: least-queue.
-        owner.requestStarted(); owner.requestStarted()
-        let loaded = policy.choose(RoutingFacts(key: "prefix-a"), in: snapshot, now: 40)!
-        #expect(loaded.reason == .cacheOverflowLoad && loaded.replica !== owner)
+        queued.replica.recordReportedQueue(waiting: 3, at: 30)
+        #expect(policy.choose(RoutingFacts(key: "session-a"), in: snapshot, now: 40)?.reason == .cacheAffinity)
+        // Past the load bound (2 in flight, cap ceil(1.25 × 3 / 4) = 1): least-queue.
+        queued.replica.requestStarted(); queued.replica.requestStarted()
+        let loaded = policy.choose(RoutingFacts(key: "session-a"), in: snapshot, now: 40)!
+        #expect(loaded.reason == .cacheOverflowLoad && loaded.replica !== queued.replica)
         #expect(policy.choose(RoutingFacts(), in: snapshot, now: 40)?.reason == .noKey)
         // Unavailable owner: least-queue too.
-        owner.requestFinished(); owner.requestFinished()
-        owner.setDraining(true)
-        #expect(policy.choose(RoutingFacts(key: "prefix-a"), in: snapshot, now: 40)?.replica !== owner)
+        queued.replica.requestFinished(); queued.replica.requestFinished()
+        loaded.replica.setDraining(true)
+        let drained = policy.choose(RoutingFacts(key: "session-a"), in: snapshot, now: 40)!
+        #expect(drained.reason == .cacheOverflowLoad && drained.replica !== loaded.replica)
     }
+
+    @Test func cacheAwarePlacesNewKeysOnTheLeastLoadedReplica() {
+        let snapshot = Self.pool(4, ring: true)
+        let policy = CacheAwarePolicy(loadFactor: 1.25, maxQueue: 8)
+        let home = snapshot.replicas[snapshot.ring!.owner(of: "new-session")!]
+        for replica in snapshot.replicas where replica !== home { replica.requestStarted() }
+        home.requestStarted(); home.requestStarted()
+        let quiet = snapshot.replicas.first { $0 !== home }!
+        quiet.requestFinished()
+        let placed = policy.choose(RoutingFacts(key: "new-session"), in: snapshot, now: 5)!
+        #expect(placed.reason == .cachePlacement && placed.replica === quiet)
+        // A reported queue counts as load too.
+        quiet.recordReportedQueue(waiting: 5, at: 5)
+        let other = policy.choose(RoutingFacts(key: "other-session"), in: snapshot, now: 6)!
+        #expect(other.replica !== quiet && other.replica !== home)
+    }
+
+    @Test func cacheAwarePlacementOnAnIdleFleetDependsOnlyOnMembership() {
+        let ids = HashRingTests.ids(6)
+        let forward = PoolSnapshot(replicas: ids.map { Replica(id: $0) }, withRing: true)
+        let backward = PoolSnapshot(replicas: ids.reversed().map { Replica(id: $0) }, withRing: true)
+        let a = CacheAwarePolicy()
+        let b = CacheAwarePolicy()
+        for index in 0..<1_000 {
+            let key = "session-\(index)"
+            #expect(a.pick(RoutingFacts(key: key), in: forward, now: 1)?.id == b.pick(RoutingFacts(key: key), in: backward, now: 1)?.id)
+            #expect(a.pick(RoutingFacts(key: key), in: forward, now: 1)?.id == ids[forward.ring!.owner(of: key)!])
+        }
+    }
+
+    @Test func cacheAwareFollowsAConversationByItsPromptAlone() {
+        let snapshot = Self.pool(4, ring: true)
+        let policy = CacheAwarePolicy(loadFactor: 1.25, maxQueue: 8)
+        let system = String(repeating: "You are a helpful assistant for the shop. ", count: 12)
+        func facts(_ prompt: String) -> RoutingFacts {
+            RoutingFacts(key: "p:shared-prefix", promptBlocks: PromptBlocks.chain(prompt))
+        }
+        // Four conversations over one system prompt, each placed while the others are busy:
+        // a prefix only one replica has seen so far does not pile them onto it.
+        var homes: [Replica] = []
+        for user in 0..<4 {
+            let first = policy.choose(facts(system + "question \(user): " + String(repeating: "why? ", count: 40)), in: snapshot, now: 10)!
+            #expect(first.reason == .cachePlacement)
+            first.replica.requestStarted()
+            homes.append(first.replica)
+        }
+        #expect(Set(homes.map(\.id)).count == 4)
+        for replica in homes { replica.requestFinished() }
+        // Each conversation's next turns (its history plus more) go back to its replica.
+        for user in 0..<4 {
+            var prompt = system + "question \(user): " + String(repeating: "why? ", count: 40)
+            for turn in 0..<3 {
+                prompt += " answer \(turn) " + String(repeating: "because. ", count: 30) + " next question? "
+                let next = policy.choose(facts(prompt), in: snapshot, now: 20)!
+                #expect(next.reason == .cacheAffinity && next.replica === homes[user])
+            }
+        }
+        // A new conversation matching only the shared system prompt is new.
+        #expect(policy.choose(facts(system + "another question " + String(repeating: "how? ", count: 40)), in: snapshot, now: 30)?.reason == .cachePlacement)
+    }
+
+    @Test func cacheAwareForgetsReplicasThatLeftThePool() {
+        let ids = HashRingTests.ids(3)
+        let policy = CacheAwarePolicy()
+        let three = PoolSnapshot(replicas: ids.map { Replica(id: $0) }, withRing: true)
+        let first = policy.pick(RoutingFacts(key: "s"), in: three, now: 1)!
+        let two = PoolSnapshot(replicas: three.replicas.filter { $0 !== first }, withRing: true)
+        let again = policy.choose(RoutingFacts(key: "s"), in: two, now: 2)!
+        #expect(again.reason == .cachePlacement && again.replica !== first)
+        #expect(policy.choose(RoutingFacts(key: "s"), in: two, now: 3)?.reason == .cacheAffinity)
+    }
+
+    /// Sessions that come and go, each holding one request in flight per turn: placing new
+    /// sessions by load keeps per-replica session counts closer together than hashing them.
+    @Test func placementByLoadSpreadsSessionsMoreEvenlyThanHashing() {
+        func peakOverMean(_ policy: any BalancingPolicy) -> Double {
+            let snapshot = Self.pool(4, ring: true, counted: true)
+            var generator = SplitMix64(seed: 11)
+            var live: [(key: String, replica: Replica, ends: Int)] = []
+            var peakRatio = 0.0
+            for step in 0..<20_000 {
+                live.removeAll { session in
+                    if session.ends <= step { session.replica.requestFinished(); return true }
+                    return false
+                }
+                let key = "session-\(step)"
+                let replica = policy.pick(RoutingFacts(key: key, random: generator.next()), in: snapshot, now: UInt64(step))!
+                replica.requestStarted()
+                live.append((key, replica, step + 200 + Int(generator.next() % 400)))
+                if step > 1_000 {
+                    let loads = snapshot.replicas.map(\.inFlight)
+                    let mean = Double(loads.reduce(0, +)) / 4
+                    peakRatio = max(peakRatio, Double(loads.max()!) / mean)
+                }
+            }
+            return peakRatio
+        }
+        let placed = peakOverMean(CacheAwarePolicy(loadFactor: 4, maxQueue: 1_000))
+        let hashed = peakOverMean(ConsistentHashPolicy(loadFactor: 100))
+        #expect(placed < 1.05)
+        #expect(hashed > 1.15)
+    }
+}
+
+@Suite struct AffinityTableTests {
+    @Test func remembersAndReplacesTheLeastRecentlyUsedOfASet() {
+        let table = AffinityTable(capacity: 4)  // one set of four
+        for key in 1...4 { table.record(UInt64(key) << 8, replica: UInt64(key), now: UInt64(key)) }
+        #expect(table.count == 4)
+        #expect(table.lookup(1 << 8, now: 10) == 1)  // key 1 is now the most recent
+        table.record(5 << 8, replica: 5, now: 11)  // evicts key 2, the least recent
+        #expect(table.lookup(2 << 8, now: 12) == nil)
+        #expect(table.lookup(1 << 8, now: 12) == 1)
+        #expect(table.lookup(5 << 8, now: 12) == 5)
+        table.record(5 << 8, replica: 6, now: 13)  // a move replaces in place
+        #expect(table.lookup(5 << 8, now: 14) == 6)
+        #expect(table.count == 4)
+        #expect(AffinityTable(capacity: 65_536).capacity == 65_536)
+        #expect(AffinityTable(capacity: 5).capacity == 8)
+    }
+
+    @Test func aConversationIsFoundByItsLastPromptsEnd() {
+        // Block hashes, apart in more than the lowest bit (the table's tags set it).
+        func b(_ n: UInt64) -> UInt64 { n << 8 }
+        let table = AffinityTable()
+        let system = [b(11), b(12)]
+        table.record(blocks: system + [b(21), b(22)], replica: 1, now: 1)
+        // Its next prompt contains it whole: the deepest recorded block is its end.
+        #expect(table.deepestOwnedBlock(system + [b(21), b(22), b(23), b(24)], now: 2)! == (3, 1))
+        // A new conversation over the same system prompt matches only inside it: new.
+        #expect(table.deepestOwnedBlock(system + [b(31)], now: 2) == nil)
+        table.record(blocks: system + [b(31)], replica: 2, now: 3)
+        #expect(table.deepestOwnedBlock(system + [b(31), b(32)], now: 4)! == (2, 2))
+        #expect(table.deepestOwnedBlock(system, now: 4) == nil)  // now shared by 1 and 2
+        #expect(table.deepestOwnedBlock([b(99)], now: 4) == nil)
+        // The same prompt again (a retry, or two conversations that began alike) matches its end.
+        #expect(table.deepestOwnedBlock(system + [b(21), b(22)], now: 4)! == (3, 1))
+        // A conversation recorded on another replica (it moved) hands its end over.
+        table.record(blocks: system + [b(21), b(22), b(25)], replica: 3, now: 5)
+        #expect(table.deepestOwnedBlock(system + [b(21), b(22), b(25), b(26)], now: 6)! == (4, 3))
+        #expect(table.deepestOwnedBlock(system + [b(21), b(22)], now: 6) == nil)  // now on 1 and 3
+    }
+}
+
+@Suite struct PromptBlocksTests {
+    @Test func aPromptsChainExtendsItsPrefixesChain() {
+        let first = String(repeating: "a system prompt that many conversations share. ", count: 10)
+        let longer = first + String(repeating: "and then a question. ", count: 20)
+        let a = PromptBlocks.chain(first)
+        let b = PromptBlocks.chain(longer)
+        #expect(a.count == first.utf8.count / PromptBlocks.blockBytes)
+        #expect(Array(b.prefix(a.count)) == a)
+        #expect(b.count > a.count)
+        // One byte changed early changes every later block, none before it.
+        var bytes = Array(longer.utf8)
+        bytes[200] = UInt8(ascii: "X")
+        let changed = PromptBlocks.chain(String(decoding: bytes, as: UTF8.self))
+        #expect(changed[0] == b[0] && zip(changed.dropFirst(), b.dropFirst()).allSatisfy { $0 != $1 })
+        #expect(PromptBlocks.chain(String(repeating: "x", count: PromptBlocks.blockBytes - 1)).isEmpty)
+        #expect(PromptBlocks.chain(String(repeating: "x", count: PromptBlocks.blockBytes * (PromptBlocks.maxBlocks + 5))).count == PromptBlocks.maxBlocks)
+    }
+
 }

@@ -33,14 +33,17 @@ import Testing
         }
     }
 
-    @Test func twoGatewaysWithTheReplicasInAnyOrderRouteSessionsIdentically() async throws {
+    /// Cache-aware too: it places a new session on its hash home while loads tie (here each
+    /// request finishes before the next), so instances agree without sharing what they learnt.
+    @Test(arguments: [RoutingPolicyName.consistentHash, .cacheAware])
+    func twoGatewaysWithTheReplicasInAnyOrderRouteSessionsIdentically(policy: RoutingPolicyName) async throws {
         let replicas = (1...4).map { id -> ReplicaConfiguration in
             var replica = ReplicaConfiguration(id: "r\(id)")
             replica.timeToFirstToken = .zero
             return replica
         }
         try await GatewayHarness.run(replicas: replicas, configure: { config, _ in
-            config.pools[0].routing.policy = .consistentHash
+            config.pools[0].routing.policy = policy
             config.pools[0].routing.key = [.header("x-session-id")]
         }) { h in
             // A second gateway, same replicas listed in reverse, nothing shared.
@@ -143,6 +146,66 @@ import Testing
             let metrics = try await h.adminRequest("/metrics").text
             #expect(metrics.contains(#"sluice_routing_decisions_total{pool="chat",reason="cache_affinity"}"#))
             #expect(metrics.contains(#"reason="cache_overflow_load"} 1"#))
+        }
+    }
+
+    /// A conversation as a client without a session id sends it: the system prompt and every
+    /// turn so far, as chat messages.
+    static func conversation(_ turns: [String], system: String, maxTokens: Int = 1, stream: Bool = false) -> String {
+        var messages = [#"{"role":"system","content":"\#(system)"}"#]
+        for (index, text) in turns.enumerated() {
+            messages.append(#"{"role":"\#(index % 2 == 0 ? "user" : "assistant")","content":"\#(text)"}"#)
+        }
+        return #"{"model":"sim-7b","max_tokens":\#(maxTokens),"stream":\#(stream),"messages":[\#(messages.joined(separator: ","))]}"#
+    }
+
+    @Test func cacheAwareFollowsConversationsThatSendNoSessionID() async throws {
+        let replicas = (1...3).map { id -> ReplicaConfiguration in
+            var replica = ReplicaConfiguration(id: "r\(id)")
+            replica.timeToFirstToken = .milliseconds(1)
+            replica.interTokenDelay = .milliseconds(20)
+            return replica
+        }
+        try await GatewayHarness.run(replicas: replicas, configure: { config, _ in
+            config.pools[0].routing.policy = .cacheAware
+            config.pools[0].routing.key = [.header("x-session-id"), .prefix]
+            config.pools[0].routing.loadFactor = 4
+        }) { h in
+            let system = String(repeating: "You answer questions about the store's return policy. ", count: 8)
+            func turn(_ n: Int) -> String { "turn \(n): " + String(repeating: "tell me more about that. ", count: 8) }
+            // One conversation, growing turn by turn: every turn goes to the same replica.
+            var history: [String] = []
+            var first: Set<String> = []
+            for n in 0..<5 {
+                history.append(turn(n))
+                first.insert(try await h.request("/v1/chat/completions", body: Self.conversation(history, system: system)).header("x-replica-id") ?? "?")
+                history.append("answer \(n): " + String(repeating: "here is what I know. ", count: 8))
+            }
+            #expect(first.count == 1)
+            let home = first.first!
+            // While a long answer streams from that replica, a second conversation over the same
+            // system prompt is new (it matches only the system prompt) and is placed by load:
+            // elsewhere. Its next turn follows it, after the stream has ended too.
+            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
+            var second: [String] = []
+            try await connection.channel.executeThenClose { inbound, outbound in
+                try await outbound.writeRequest(
+                    .POST, "/v1/chat/completions", headers: [("content-type", "application/json")],
+                    body: ByteBuffer(string: Self.conversation(history + [turn(9)], system: system, maxTokens: 30, stream: true)))
+                var iterator = inbound.makeAsyncIterator()
+                guard case .head(let head) = try await iterator.next() else {
+                    Issue.record("no head")
+                    return
+                }
+                #expect(head.headers.first(name: "x-replica-id") == home)
+                second.append(try await h.request("/v1/chat/completions", body: Self.conversation([turn(100)], system: system)).header("x-replica-id") ?? "?")
+            }
+            #expect(second[0] != home)
+            second.append(try await h.request("/v1/chat/completions", body: Self.conversation([turn(100), "answer: fine, thanks for asking, and you?", turn(101)], system: system)).header("x-replica-id") ?? "?")
+            #expect(second[1] == second[0])
+            let metrics = try await h.adminRequest("/metrics").text
+            #expect(metrics.contains(#"sluice_routing_decisions_total{pool="chat",reason="cache_placement"} 2"#))
+            #expect(metrics.contains(#"sluice_routing_decisions_total{pool="chat",reason="cache_affinity"} 6"#))
         }
     }
 }

@@ -7,7 +7,8 @@ public enum Workload: Sendable, Equatable {
     /// then that user starts a new session. The answer carried into the history is the one a
     /// `sluice-replica` gives (`SimReply`, `maxTokens` tokens: the simulator's answer is a
     /// function of the prompt), as a real client sends the model's answer back; against other
-    /// servers it is plain text. The session id goes in `x-session-id`.
+    /// servers it is plain text. The session id goes in `x-session-id` unless `sessionHeader`
+    /// is false (clients that name no session, as the OpenAI SDKs by default).
     case chat(Chat)
     /// `/v1/embeddings` with `inputs` texts per request.
     case embeddings(Embeddings)
@@ -24,6 +25,8 @@ public enum Workload: Sendable, Equatable {
         /// Fraction of requests sent with `stream: true`.
         public var streamFraction = 1.0
         public var maxTokens = 32
+        /// Whether requests carry `x-session-id`.
+        public var sessionHeader = true
 
         public init() {}
     }
@@ -177,7 +180,7 @@ public struct RequestGenerator<Generator: RandomNumberGenerator & Sendable>: Sen
         sessions[mixIndex]![user] = session
         return PlannedRequest(
             path: "/v1/chat/completions",
-            headers: [("content-type", "application/json"), ("x-session-id", session.id)],
+            headers: [("content-type", "application/json")] + (chat.sessionHeader ? [("x-session-id", session.id)] : []),
             body: body, stream: stream, workload: "chat")
     }
 

@@ -5,10 +5,14 @@ public struct RoutingFacts: Sendable {
     /// A fresh random draw for this pick, from the caller's generator (policies own no RNG, so
     /// tests pass exact values).
     public var random: UInt64
+    /// The prompt's block chain (`PromptBlocks`) when the key is a prompt prefix and the policy
+    /// follows prompts (cache-aware); empty otherwise.
+    public var promptBlocks: [UInt64]
 
-    public init(key: String? = nil, random: UInt64 = 0) {
+    public init(key: String? = nil, random: UInt64 = 0, promptBlocks: [UInt64] = []) {
         self.key = key
         self.random = random
+        self.promptBlocks = promptBlocks
     }
 }
 
@@ -23,11 +27,13 @@ public enum RoutingReason: String, Sendable, CaseIterable {
     case hashOverflow = "hash_overflow"
     /// No key source was present: least-queue decided.
     case noKey = "no_key"
-    /// Cache-aware: the prefix's replica, under the bound and with a short queue.
+    /// Cache-aware: a key seen for the first time, placed on the least-loaded replica.
+    case cachePlacement = "cache_placement"
+    /// Cache-aware: the replica the key was placed on, under the bound and with a short queue.
     case cacheAffinity = "cache_affinity"
-    /// Cache-aware: the prefix's replica was past the load bound; least-queue decided.
+    /// Cache-aware: the key's replica was past the load bound; least-queue decided.
     case cacheOverflowLoad = "cache_overflow_load"
-    /// Cache-aware: the prefix's replica reported a queue past `max_queue`; least-queue decided.
+    /// Cache-aware: the key's replica reported a queue past `max_queue`; least-queue decided.
     case cacheOverflowQueue = "cache_overflow_queue"
 }
 

@@ -139,45 +139,126 @@ public struct ConsistentHashPolicy: BalancingPolicy {
     }
 }
 
-/// Prefix affinity with queue awareness. The key (a prompt prefix) names the replica whose
-/// prefix cache most likely holds the prompt: its owner on the ring. That replica takes the
-/// request when, and only when, it is available, its in-flight count is under the bounded-load
-/// cap (`ConsistentHashPolicy.bound`) and the queue it reports is at most `maxQueue`
-/// (`cache_affinity`). Otherwise least-queue decides (`cache_overflow_load` when the owner is
-/// past the cap or unavailable, `cache_overflow_queue` when its queue is too long): the next replica on the ring holds no more of this prompt than any
-/// other, so the shortest queue is the better second choice. Without a key, least-queue
-/// (`no_key`).
+/// Cache affinity with queue awareness: a key (session, tenant or prompt prefix) is placed once,
+/// by load, and then stays where its prefix cache is until that replica is overloaded.
 ///
-/// The cap is a trade measured on `loadtest/compare.sh` chat-steady (README, Routing quality).
-/// On a uniform fleet a loose cap serves TTFT better: one more sequence in a batch costs a
-/// replica little, while a request moved off its session's replica prefills its whole history
-/// again (`load_factor` 1.25 moved 7% of requests, p95 TTFT 66 ms; 2.0 moved none, 48-50 ms).
-/// With one replica 1.6× slower the tight cap is what protects the tail (1.25: 88 ms; 2.0:
-/// 412 ms), so the default stays 1.25.
+/// What is remembered depends on the key. A session, tenant or user key is remembered as itself.
+/// A `prefix` key (a client that sent none of those) comes with the prompt's block chain
+/// (`RoutingFacts.promptBlocks`), and the replica remembered is the one holding the prompt's
+/// deepest unshared block (`AffinityTable.deepestOwnedBlock`): the one that served the
+/// conversation's previous turn, found from the prompt alone, as SGLang's router finds it in
+/// its radix tree. A prompt that matches nothing beyond a prefix shared by several replicas (a
+/// system prompt) is new.
+///
+/// The branches, exactly (each is a `RoutingReason` and a metric label):
+/// - `cache_placement`: the key (or the prompt) is not in this gateway's `AffinityTable` (its
+///   first request, or one that another instance placed, or one evicted as least recently
+///   used). It goes to the
+///   least-loaded available replica (in-flight plus reported queue), ties going to the replica
+///   earliest in the key's hash-ring order, so an idle fleet places a key on its hash home, as
+///   every instance would. Pools larger than `leastQueue.exactUpTo` compare the key's first two
+///   replicas in ring order instead of all (power of two choices, O(1)).
+/// - `cache_affinity`: the key is remembered on a replica that is still a member, available,
+///   under the bounded-load cap (`ConsistentHashPolicy.bound`) and reporting a queue of at most
+///   `maxQueue`: it goes there.
+/// - `cache_overflow_load` (remembered replica past the cap or unavailable) and
+///   `cache_overflow_queue` (its reported queue past `maxQueue`): least-queue decides, and the
+///   key is remembered on the new replica, so the session's later requests follow its freshest
+///   cache instead of returning to a stale one.
+/// - `no_key`: no key source present: least-queue.
+///
+/// Why placement by load and not by hash: the hash decides which replica gets which sessions
+/// once and never corrects it; here each new session evens the load, and sessions already
+/// placed never move for it. Moving a request costs a prefill of the whole history, placing a
+/// new one costs only what it would cost anywhere; so balance is bought with new keys, and
+/// existing ones move only under overload. Measured on `loadtest/compare.sh` chat-steady
+/// (README, Routing quality).
+///
+/// The cap is a trade measured on the same benchmark. On a uniform fleet a loose cap serves
+/// TTFT better: one more sequence in a batch costs a replica little, while a request moved off
+/// its session's replica prefills its whole history again. With one replica 1.6× slower the
+/// tight cap is what protects the tail, so the default stays 1.25.
+///
+/// `choose` records placements and moves in the table (a choice that is then abandoned leaves
+/// the key remembered where it would have gone, which costs nothing); it never changes counts.
 public struct CacheAwarePolicy: BalancingPolicy {
     public let loadFactor: Double
     public let maxQueue: Int
     public let leastQueue: LeastQueuePolicy
+    public let table: AffinityTable
 
-    public init(loadFactor: Double = 1.25, maxQueue: Int = 8, leastQueue: LeastQueuePolicy = LeastQueuePolicy()) {
+    public init(loadFactor: Double = 1.25, maxQueue: Int = 8, leastQueue: LeastQueuePolicy = LeastQueuePolicy(), table: AffinityTable = AffinityTable()) {
         precondition(loadFactor >= 1)
         self.loadFactor = loadFactor
         self.maxQueue = maxQueue
         self.leastQueue = leastQueue
+        self.table = table
     }
 
     public var needsRing: Bool { true }
 
     public func choose(_ facts: RoutingFacts, in snapshot: PoolSnapshot, now: UInt64) -> RoutingChoice? {
-        func byQueue(_ reason: RoutingReason) -> RoutingChoice? {
-            leastQueue.choose(random: facts.random, in: snapshot, now: now).map { RoutingChoice(replica: $0, reason: reason) }
+        guard let key = facts.key, let ring = snapshot.ring, !ring.points.isEmpty else {
+            return leastQueue.choose(random: facts.random, in: snapshot, now: now).map { RoutingChoice(replica: $0, reason: .noKey) }
         }
-        guard let key = facts.key, let ring = snapshot.ring, let owner = ring.owner(of: key) else { return byQueue(.noKey) }
-        let replica = snapshot.replicas[owner]
-        guard replica.isAvailable(at: now),
-              replica.inFlight < ConsistentHashPolicy.bound(loadFactor: loadFactor, snapshot: snapshot, now: now)
-        else { return byQueue(.cacheOverflowLoad) }
-        guard replica.reportedWaiting(at: now, staleAfter: leastQueue.staleAfter) <= maxQueue else { return byQueue(.cacheOverflowQueue) }
-        return RoutingChoice(replica: replica, reason: .cacheAffinity)
+        let keyHash = HashRing.hash(key)
+        let blocks = facts.promptBlocks
+        let remembered = blocks.isEmpty ? table.lookup(keyHash, now: now) : table.deepestOwnedBlock(blocks, now: now)?.replica
+        let choice: RoutingChoice
+        if let remembered, let index = snapshot.indexByHashKey[remembered] {
+            let owner = snapshot.replicas[index]
+            if !owner.isAvailable(at: now) || owner.inFlight >= ConsistentHashPolicy.bound(loadFactor: loadFactor, snapshot: snapshot, now: now) {
+                guard let moved = leastQueue.choose(random: facts.random, in: snapshot, now: now) else { return nil }
+                choice = RoutingChoice(replica: moved, reason: .cacheOverflowLoad)
+            } else if owner.reportedWaiting(at: now, staleAfter: leastQueue.staleAfter) > maxQueue {
+                guard let moved = leastQueue.choose(random: facts.random, in: snapshot, now: now) else { return nil }
+                choice = RoutingChoice(replica: moved, reason: .cacheOverflowQueue)
+            } else {
+                choice = RoutingChoice(replica: owner, reason: .cacheAffinity)
+            }
+        } else {
+            guard let placed = place(keyHash, ring: ring, snapshot: snapshot, now: now) else { return nil }
+            choice = RoutingChoice(replica: placed, reason: .cachePlacement)
+        }
+        if !blocks.isEmpty {
+            // Every time: the prompt's new blocks join the index, old ones stay fresh.
+            table.record(blocks: blocks, replica: choice.replica.hashKey, now: now)
+        } else if choice.reason != .cacheAffinity {
+            table.record(keyHash, replica: choice.replica.hashKey, now: now)
+        }
+        return choice
+    }
+
+    /// The least-loaded available replica among the key's first candidates in ring order (all of
+    /// them up to `exactUpTo` replicas, else two); the earliest wins ties.
+    func place(_ keyHash: UInt64, ring: HashRing, snapshot: PoolSnapshot, now: UInt64) -> Replica? {
+        let replicas = snapshot.replicas
+        let wanted = replicas.count > leastQueue.exactUpTo ? 2 : replicas.count
+        var seen: [Int] = []
+        seen.reserveCapacity(min(wanted, 16))
+        var considered = 0
+        var best: Replica?
+        var bestLoad = Int.max
+        var index = ring.firstPoint(atOrAfter: keyHash)
+        for _ in 0..<ring.points.count {
+            let replicaIndex = ring.points[index].replica
+            if !seen.contains(replicaIndex) {
+                seen.append(replicaIndex)
+                let candidate = replicas[replicaIndex]
+                if candidate.isAvailable(at: now) {
+                    let load = candidate.load(at: now, staleAfter: leastQueue.staleAfter)
+                    if load < bestLoad {
+                        best = candidate
+                        bestLoad = load
+                    }
+                    considered += 1
+                    if considered == wanted { break }
+                }
+                if seen.count == replicas.count { break }
+            }
+            index += 1
+            if index == ring.points.count { index = 0 }
+        }
+        return best
     }
 }

@@ -10,6 +10,8 @@ public final class PoolSnapshot: Sendable {
     public let ring: HashRing?
     /// The pool's in-flight total, when its replicas keep one (`Replica.poolLoad`).
     public let poolLoad: PoolLoad?
+    /// Replica index by `Replica.hashKey`, for policies that remember where keys went.
+    public let indexByHashKey: [UInt64: Int]
     /// How many replicas are available, recounted at most once a millisecond (ejection and
     /// draining change rarely; a pick must not scan every replica).
     private let availableCount = Atomic<Int>(-1)
@@ -20,6 +22,7 @@ public final class PoolSnapshot: Sendable {
         self.generation = generation
         self.ring = withRing ? HashRing(replicas: replicas.map(\.id)) : nil
         self.poolLoad = poolLoad
+        self.indexByHashKey = withRing ? Dictionary(replicas.enumerated().map { ($1.hashKey, $0) }, uniquingKeysWith: { first, _ in first }) : [:]
     }
 
     /// The pool's total in flight and its available replicas at `now`.

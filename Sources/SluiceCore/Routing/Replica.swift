@@ -13,10 +13,14 @@ public final class Replica: Sendable {
     /// The pool-wide in-flight total this replica's requests also count in (bounded loads need
     /// the total on every pick; summing every replica would cost O(N)).
     public let poolLoad: PoolLoad?
+    /// The identity as one number (`HashRing.hash` of the address): what `AffinityTable` stores,
+    /// equal across snapshots and gateway instances.
+    public let hashKey: UInt64
 
     public init(id: ReplicaID, poolLoad: PoolLoad? = nil) {
         self.id = id
         self.poolLoad = poolLoad
+        self.hashKey = HashRing.hash(id.description)
     }
 
     /// Requests the gateway has sent to this replica and not yet finished.

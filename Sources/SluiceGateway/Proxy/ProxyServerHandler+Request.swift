@@ -186,7 +186,10 @@ extension ProxyServerHandler {
             exchange.heldHead = nil
             let pool = runtime.pools[index]
             let sources = pool.configuration.routing.key
-            let key = sources.isEmpty ? nil : RoutingKeys.fromBody(body, head: head, sources: sources, prefixTokens: pool.configuration.routing.prefixTokens)
+            let (key, blocks) = RoutingKeys.fromBody(
+                body, head: head, sources: sources, prefixTokens: pool.configuration.routing.prefixTokens,
+                promptBlocks: pool.configuration.routing.policy == .cacheAware)
+            exchange.promptBlocks = blocks
             admitBody(exchange, body: body) { body in
                 self.forwardInspected(exchange, head: head, pool: pool, key: key, body: body)
             }
@@ -211,7 +214,10 @@ extension ProxyServerHandler {
         case .pool(let index):
             let pool = runtime.pools[index]
             let sources = pool.configuration.routing.key
-            let key = sources.isEmpty ? nil : RoutingKeys.fromBody(body, head: head, sources: sources, prefixTokens: pool.configuration.routing.prefixTokens)
+            let (key, blocks) = RoutingKeys.fromBody(
+                body, head: head, sources: sources, prefixTokens: pool.configuration.routing.prefixTokens,
+                promptBlocks: pool.configuration.routing.policy == .cacheAware)
+            exchange.promptBlocks = blocks
             admitBody(exchange, body: body) { body in
                 self.forwardInspected(exchange, head: head, pool: pool, key: key, body: body)
             }
@@ -246,7 +252,7 @@ extension ProxyServerHandler {
         exchange.routingKey = key
         let now = NIODeadline.now()
         pool.scaling?.recordArrival()
-        guard let picked = pool.pick(RoutingFacts(key: key, random: upstreams.random.next()), now: now) else {
+        guard let picked = pool.pick(RoutingFacts(key: key, random: upstreams.random.next(), promptBlocks: exchange.promptBlocks), now: now) else {
             respond(.noHealthyReplica(pool: pool.name), closeAfter: false)
             return
         }

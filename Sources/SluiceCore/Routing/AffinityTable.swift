@@ -1,0 +1,134 @@
+import Synchronization
+
+/// Where each affinity key (a session, a tenant, a prompt prefix) was last sent: the memory that
+/// lets cache-aware routing place a key once, by load, and then keep it where its cache is.
+///
+/// Why remember instead of hashing: a hash places keys where the hash says, and a replica that
+/// drew more (or heavier) sessions keeps them; 400 sessions over 4 replicas land 20-28% per
+/// replica on the rings measured in `loadtest/compare.sh`. Remembering lets a new key go to the
+/// least-loaded replica and every later request follow it, so load evens out without moving any
+/// session off its cache. A key this table has not seen (another gateway instance placed it, or
+/// it was evicted) falls back to its hash home, which every instance computes alike.
+///
+/// It also holds prompts, as chains of block hashes (`PromptBlocks`), for clients that send no
+/// session key. The last block of each prompt recorded is marked as an end; a block recorded
+/// from two replicas is marked shared. A conversation's next prompt contains its previous
+/// prompt whole, so its deepest recorded block is that prompt's end, held by one replica: the
+/// one with the conversation's cache. A new conversation over a known system prompt matches
+/// only blocks inside that prompt, which are shared or not an end, so it is new, and is placed
+/// by load instead of piling onto whichever replica saw the system prompt first. Keys and
+/// blocks are hashed apart, so one table serves both.
+///
+/// Bounded: `capacity` entries in 4-way sets, least recently used replaced first, so memory is
+/// fixed (32 bytes an entry) and a flood of one-off keys evicts only idle ones. One lock guards
+/// it; a lookup or a record is a few loads and stores under it.
+public final class AffinityTable: Sendable {
+    public static let ways = 4
+
+    struct Entry {
+        /// 0 marks an empty slot; key hashes are forced odd so none is 0.
+        var key: UInt64 = 0
+        var replica: UInt64 = 0
+        /// Last use, in monotonic nanoseconds: the LRU order within a set.
+        var usedAt: UInt64 = 0
+        /// Recorded from more than one replica: a prefix many conversations share.
+        var shared = false
+        /// The last complete block of some prompt recorded.
+        var end = false
+    }
+
+    private let storage: Mutex<[Entry]>
+    private let setMask: Int
+
+    /// `capacity` is rounded up to a power of two sets of `ways` entries.
+    public init(capacity: Int = 65_536) {
+        var sets = 1
+        while sets * Self.ways < capacity { sets <<= 1 }
+        setMask = sets - 1
+        storage = Mutex(Array(repeating: Entry(), count: sets * Self.ways))
+    }
+
+    public var capacity: Int { (setMask + 1) * Self.ways }
+
+    /// The replica (its `Replica.hashKey`) `key` was last recorded on, refreshing its recency.
+    public func lookup(_ key: UInt64, now: UInt64) -> UInt64? {
+        let tag = key | 1
+        let base = (Int(truncatingIfNeeded: key >> 1) & setMask) * Self.ways
+        return storage.withLock { entries in
+            for slot in base..<(base + Self.ways) where entries[slot].key == tag {
+                entries[slot].usedAt = now
+                return entries[slot].replica
+            }
+            return nil
+        }
+    }
+
+    /// Records `key` on `replica`: replaces its entry, else fills an empty slot, else the least
+    /// recently used entry of its set.
+    public func record(_ key: UInt64, replica: UInt64, now: UInt64) {
+        let tag = key | 1
+        let base = (Int(truncatingIfNeeded: key >> 1) & setMask) * Self.ways
+        storage.withLock { entries in
+            var victim = base
+            for slot in base..<(base + Self.ways) {
+                if entries[slot].key == tag || entries[slot].key == 0 {
+                    victim = slot
+                    break
+                }
+                if entries[slot].usedAt < entries[victim].usedAt { victim = slot }
+            }
+            entries[victim] = Entry(key: tag, replica: replica, usedAt: now)
+        }
+    }
+
+    /// Records every block of a prompt on `replica`, under one lock, the last as an end. A block
+    /// already held by another replica becomes shared.
+    public func record(blocks: [UInt64], replica: UInt64, now: UInt64) {
+        storage.withLock { entries in
+            for (depth, block) in blocks.enumerated() {
+                let tag = block | 1
+                let base = (Int(truncatingIfNeeded: block >> 1) & setMask) * Self.ways
+                var victim = base
+                var found = false
+                for slot in base..<(base + Self.ways) {
+                    if entries[slot].key == tag {
+                        victim = slot
+                        found = true
+                        break
+                    }
+                    if entries[slot].key == 0 {
+                        victim = slot
+                        break
+                    }
+                    if entries[slot].usedAt < entries[victim].usedAt { victim = slot }
+                }
+                let shared = found && (entries[victim].shared || entries[victim].replica != replica)
+                let end = depth == blocks.count - 1 || (found && entries[victim].end)
+                entries[victim] = Entry(key: tag, replica: replica, usedAt: now, shared: shared, end: end)
+            }
+        }
+    }
+
+    /// The replica holding the conversation `blocks` (a prompt's chain, shortest prefix first)
+    /// continues, and the depth of the match: the prompt's deepest recorded block, if it is an
+    /// end and not shared. Scans from the deepest block up and stops at the first recorded one.
+    public func deepestOwnedBlock(_ blocks: [UInt64], now: UInt64) -> (depth: Int, replica: UInt64)? {
+        storage.withLock { entries in
+            for depth in blocks.indices.reversed() {
+                let tag = blocks[depth] | 1
+                let base = (Int(truncatingIfNeeded: blocks[depth] >> 1) & setMask) * Self.ways
+                for slot in base..<(base + Self.ways) where entries[slot].key == tag {
+                    if entries[slot].shared || !entries[slot].end { return nil }
+                    entries[slot].usedAt = now
+                    return (depth, entries[slot].replica)
+                }
+            }
+            return nil
+        }
+    }
+
+    /// Keys currently held (for tests and the admin view; O(capacity)).
+    public var count: Int {
+        storage.withLock { entries in entries.reduce(0) { $0 + ($1.key == 0 ? 0 : 1) } }
+    }
+}
