@@ -256,7 +256,7 @@ import Testing
         let policy = CacheAwarePolicy(loadFactor: 1.25, maxQueue: 8)
         let system = String(repeating: "You are a helpful assistant for the shop. ", count: 12)
         func facts(_ prompt: String) -> RoutingFacts {
-            RoutingFacts(key: "p:shared-prefix", promptBlocks: PromptBlocks.chain(prompt))
+            RoutingFacts(key: "p:shared-prefix", prompt: PromptChain(prompt))
         }
         // Four conversations over one system prompt, each placed while the others are busy:
         // a prefix only one replica has seen so far does not pile them onto it.
@@ -342,45 +342,92 @@ import Testing
         #expect(AffinityTable(capacity: 5).capacity == 8)
     }
 
-    @Test func aConversationIsFoundByItsLastPromptsEnd() {
-        // Block hashes, apart in more than the lowest bit (the table's tags set it).
-        func b(_ n: UInt64) -> UInt64 { n << 8 }
+    static let system = String(repeating: "You answer questions about returns. ", count: 10)  // 360 bytes
+    static func question(_ n: Int, bytes: Int = 200) -> String {
+        String(String(repeating: "question \(n) goes on: ", count: 20).prefix(bytes))
+    }
+
+    @Test func aConversationIsFoundByItsLastPrompt() {
         let table = AffinityTable()
-        let system = [b(11), b(12)]
-        table.record(blocks: system + [b(21), b(22)], replica: 1, now: 1)
-        // Its next prompt contains it whole: the deepest recorded block is its end.
-        #expect(table.deepestOwnedBlock(system + [b(21), b(22), b(23), b(24)], now: 2)! == (3, 1))
+        let first = Self.system + Self.question(1)
+        table.record(PromptChain(first), replica: 1, now: 1)
+        // Its next prompt contains it whole: found.
+        let next = first + "\nan answer to it\n" + Self.question(2)
+        #expect(table.conversation(of: PromptChain(next), now: 2) == 1)
+        // The same prompt again (a retry, or two conversations that began alike): found.
+        #expect(table.conversation(of: PromptChain(first), now: 2) == 1)
         // A new conversation over the same system prompt matches only inside it: new.
-        #expect(table.deepestOwnedBlock(system + [b(31)], now: 2) == nil)
-        table.record(blocks: system + [b(31)], replica: 2, now: 3)
-        #expect(table.deepestOwnedBlock(system + [b(31), b(32)], now: 4)! == (2, 2))
-        #expect(table.deepestOwnedBlock(system, now: 4) == nil)  // now shared by 1 and 2
-        #expect(table.deepestOwnedBlock([b(99)], now: 4) == nil)
-        // The same prompt again (a retry, or two conversations that began alike) matches its end.
-        #expect(table.deepestOwnedBlock(system + [b(21), b(22)], now: 4)! == (3, 1))
-        // A conversation recorded on another replica (it moved) hands its end over.
-        table.record(blocks: system + [b(21), b(22), b(25)], replica: 3, now: 5)
-        #expect(table.deepestOwnedBlock(system + [b(21), b(22), b(25), b(26)], now: 6)! == (4, 3))
-        #expect(table.deepestOwnedBlock(system + [b(21), b(22)], now: 6) == nil)  // now on 1 and 3
+        let other = Self.system + Self.question(3)
+        #expect(table.conversation(of: PromptChain(other), now: 2) == nil)
+        table.record(PromptChain(other), replica: 2, now: 3)
+        #expect(table.conversation(of: PromptChain(other + "\nmore\n" + Self.question(4)), now: 4) == 2)
+        #expect(table.conversation(of: PromptChain(next), now: 4) == 1)
+        #expect(table.conversation(of: PromptChain("unrelated " + Self.question(5)), now: 4) == nil)
+    }
+
+    @Test func aShortFirstQuestionDoesNotClaimTheSystemPrompt() {
+        // The first prompt's last complete block lies inside the system prompt (360 + 1 + 20
+        // bytes: blocks end at 128, 256 and 384 > 381). A second conversation with another short
+        // question shares every complete block, but not the first one's tail: new.
+        let table = AffinityTable()
+        let first = Self.system + "\n" + Self.question(1, bytes: 20)
+        table.record(PromptChain(first), replica: 1, now: 1)
+        #expect(PromptChain(first).blocks.count == 2)
+        #expect(table.conversation(of: PromptChain(Self.system + "\n" + Self.question(2, bytes: 20)), now: 2) == nil)
+        #expect(table.conversation(of: PromptChain(first + "\nanswer\n" + Self.question(3)), now: 2) == 1)
+    }
+
+    @Test func aBlockFromTwoReplicasIsSharedUnlessTheConversationMoved() {
+        let table = AffinityTable()
+        let first = Self.system + Self.question(1)
+        table.record(PromptChain(first), replica: 1, now: 1)
+        // The same prompt recorded from another replica: its end is shared, so it follows neither.
+        table.record(PromptChain(first), replica: 2, now: 2)
+        #expect(table.conversation(of: PromptChain(first + "\n" + Self.question(2)), now: 3) == nil)
+        // A conversation moved (overflow, or sent elsewhere than chosen) changes hands instead.
+        let second = Self.system + Self.question(7)
+        table.record(PromptChain(second), replica: 1, now: 4)
+        table.record(PromptChain(second), replica: 3, now: 5, moving: true)
+        #expect(table.conversation(of: PromptChain(second + "\n" + Self.question(8)), now: 6) == 3)
+        // A prompt past the indexed length (128 KiB) keeps one chain turn after turn: a move
+        // must not leave it shared, or the conversation would be placed anew every turn.
+        let long = String(repeating: "a long document line. ", count: 7_000)
+        table.record(PromptChain(long), replica: 1, now: 7)
+        table.record(PromptChain(long + Self.question(9)), replica: 2, now: 8, moving: true)
+        #expect(PromptChain(long).blocks.count == PromptChain.maxBlocks)
+        #expect(table.conversation(of: PromptChain(long + Self.question(9) + Self.question(10)), now: 9) == 2)
     }
 }
 
-@Suite struct PromptBlocksTests {
+@Suite struct PromptChainTests {
     @Test func aPromptsChainExtendsItsPrefixesChain() {
         let first = String(repeating: "a system prompt that many conversations share. ", count: 10)
         let longer = first + String(repeating: "and then a question. ", count: 20)
-        let a = PromptBlocks.chain(first)
-        let b = PromptBlocks.chain(longer)
-        #expect(a.count == first.utf8.count / PromptBlocks.blockBytes)
-        #expect(Array(b.prefix(a.count)) == a)
-        #expect(b.count > a.count)
+        let a = PromptChain(first)
+        let b = PromptChain(longer)
+        #expect(a.blocks.count == first.utf8.count / PromptChain.blockBytes)
+        #expect(Array(b.blocks.prefix(a.blocks.count)) == a.blocks)
+        #expect(b.blocks.count > a.blocks.count)
+        // The longer prompt goes on with the shorter one's tail; a different tail does not.
+        let tail = a.tail
+        #expect(tail.length == first.utf8.count % PromptChain.blockBytes)
+        #expect(b.continues(afterBlock: a.blocks.count - 1, tailLength: tail.length, tailHash: tail.hash))
+        #expect(!PromptChain(first + "X").continues(afterBlock: a.blocks.count - 1, tailLength: tail.length + 1, tailHash: tail.hash))
         // One byte changed early changes every later block, none before it.
         var bytes = Array(longer.utf8)
         bytes[200] = UInt8(ascii: "X")
-        let changed = PromptBlocks.chain(String(decoding: bytes, as: UTF8.self))
-        #expect(changed[0] == b[0] && zip(changed.dropFirst(), b.dropFirst()).allSatisfy { $0 != $1 })
-        #expect(PromptBlocks.chain(String(repeating: "x", count: PromptBlocks.blockBytes - 1)).isEmpty)
-        #expect(PromptBlocks.chain(String(repeating: "x", count: PromptBlocks.blockBytes * (PromptBlocks.maxBlocks + 5))).count == PromptBlocks.maxBlocks)
+        let changed = PromptChain(String(decoding: bytes, as: UTF8.self))
+        #expect(changed.blocks[0] == b.blocks[0] && zip(changed.blocks.dropFirst(), b.blocks.dropFirst()).allSatisfy { $0 != $1 })
+        #expect(PromptChain(String(repeating: "x", count: PromptChain.blockBytes - 1)).blocks.isEmpty)
+        let huge = PromptChain(String(repeating: "x", count: PromptChain.blockBytes * (PromptChain.maxBlocks + 5)))
+        #expect(huge.blocks.count == PromptChain.maxBlocks && huge.tail.length == PromptChain.blockBytes - 1)
     }
 
+}
+
+@Suite struct AffinityTableLayoutTests {
+    @Test func anEntryTakesFortyBytes() {
+        // The size the README and the doc comment quote (65,536 entries: 2.5 MiB).
+        #expect(MemoryLayout<AffinityTable.Entry>.stride == 40)
+    }
 }

@@ -191,7 +191,7 @@ import Testing
             try await connection.channel.executeThenClose { inbound, outbound in
                 try await outbound.writeRequest(
                     .POST, "/v1/chat/completions", headers: [("content-type", "application/json")],
-                    body: ByteBuffer(string: Self.conversation(history + [turn(9)], system: system, maxTokens: 30, stream: true)))
+                    body: ByteBuffer(string: Self.conversation(history + [turn(9)], system: system, maxTokens: 100, stream: true)))
                 var iterator = inbound.makeAsyncIterator()
                 guard case .head(let head) = try await iterator.next() else {
                     Issue.record("no head")

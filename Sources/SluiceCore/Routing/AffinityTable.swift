@@ -8,19 +8,20 @@ import Synchronization
 /// replica on the rings measured in `loadtest/compare.sh`. Remembering lets a new key go to the
 /// least-loaded replica and every later request follow it, so load evens out without moving any
 /// session off its cache. A key this table has not seen (another gateway instance placed it, or
-/// it was evicted) falls back to its hash home, which every instance computes alike.
+/// it was evicted) is placed again by load (`CacheAwarePolicy`).
 ///
-/// It also holds prompts, as chains of block hashes (`PromptBlocks`), for clients that send no
-/// session key. The last block of each prompt recorded is marked as an end; a block recorded
-/// from two replicas is marked shared. A conversation's next prompt contains its previous
-/// prompt whole, so its deepest recorded block is that prompt's end, held by one replica: the
-/// one with the conversation's cache. A new conversation over a known system prompt matches
-/// only blocks inside that prompt, which are shared or not an end, so it is new, and is placed
-/// by load instead of piling onto whichever replica saw the system prompt first. Keys and
-/// blocks are hashed apart, so one table serves both.
+/// It also holds prompts, as chains of block hashes (`PromptChain`), for clients that send no
+/// session key. The last block of each prompt recorded is marked as an end, with the prompt's
+/// tail; a block recorded from two replicas is marked shared. A conversation's next prompt
+/// contains its previous prompt whole, so its deepest recorded block is that prompt's end, held
+/// by one replica, and it goes on with that prompt's tail: the replica with the conversation's
+/// cache. A new conversation over a known system prompt matches only blocks inside it, which
+/// are shared, not an end, or an end whose tail (another conversation's first question) it
+/// does not share; so it is new, and is placed by load instead of piling onto whichever replica
+/// saw the system prompt first. Keys and blocks are hashed apart, so one table serves both.
 ///
 /// Bounded: `capacity` entries in 4-way sets, least recently used replaced first, so memory is
-/// fixed (32 bytes an entry) and a flood of one-off keys evicts only idle ones. One lock guards
+/// fixed (40 bytes an entry) and a flood of one-off keys evicts only idle ones. One lock guards
 /// it; a lookup or a record is a few loads and stores under it.
 public final class AffinityTable: Sendable {
     public static let ways = 4
@@ -33,8 +34,11 @@ public final class AffinityTable: Sendable {
         var usedAt: UInt64 = 0
         /// Recorded from more than one replica: a prefix many conversations share.
         var shared = false
-        /// The last complete block of some prompt recorded.
+        /// The last complete block of the latest prompt recorded to end here, and that
+        /// prompt's tail (the bytes after it, fewer than a block).
         var end = false
+        var tailLength: UInt8 = 0
+        var tailHash: UInt64 = 0
     }
 
     private let storage: Mutex<[Entry]>
@@ -81,11 +85,14 @@ public final class AffinityTable: Sendable {
         }
     }
 
-    /// Records every block of a prompt on `replica`, under one lock, the last as an end. A block
-    /// already held by another replica becomes shared.
-    public func record(blocks: [UInt64], replica: UInt64, now: UInt64) {
+    /// Records every block of a prompt on `replica`, under one lock, the last as its end (with
+    /// its tail). A block already held by another replica becomes shared, unless the prompt is
+    /// `moving` there (a conversation moved off an overloaded replica, or sent elsewhere than
+    /// chosen): then its blocks change hands, so the conversation follows its newest cache.
+    public func record(_ prompt: PromptChain, replica: UInt64, now: UInt64, moving: Bool = false) {
+        let (tailLength, tailHash) = prompt.tail
         storage.withLock { entries in
-            for (depth, block) in blocks.enumerated() {
+            for (depth, block) in prompt.blocks.enumerated() {
                 let tag = block | 1
                 let base = (Int(truncatingIfNeeded: block >> 1) & setMask) * Self.ways
                 var victim = base
@@ -102,25 +109,37 @@ public final class AffinityTable: Sendable {
                     }
                     if entries[slot].usedAt < entries[victim].usedAt { victim = slot }
                 }
-                let shared = found && (entries[victim].shared || entries[victim].replica != replica)
-                let end = depth == blocks.count - 1 || (found && entries[victim].end)
-                entries[victim] = Entry(key: tag, replica: replica, usedAt: now, shared: shared, end: end)
+                var entry = found ? entries[victim] : Entry(key: tag)
+                entry.shared = found && (entry.shared || (entry.replica != replica && !moving))
+                entry.replica = replica
+                entry.usedAt = now
+                if depth == prompt.blocks.count - 1 {
+                    entry.end = true
+                    entry.tailLength = UInt8(tailLength)
+                    entry.tailHash = tailHash
+                }
+                entries[victim] = entry
             }
         }
     }
 
-    /// The replica holding the conversation `blocks` (a prompt's chain, shortest prefix first)
-    /// continues, and the depth of the match: the prompt's deepest recorded block, if it is an
-    /// end and not shared. Scans from the deepest block up and stops at the first recorded one.
-    public func deepestOwnedBlock(_ blocks: [UInt64], now: UInt64) -> (depth: Int, replica: UInt64)? {
+    /// The replica holding the conversation `prompt` continues: the prompt's deepest recorded
+    /// block must be the end of a recorded prompt, held by one replica, and this prompt must go
+    /// on with that prompt's tail (so it contains that prompt whole). Scans from the deepest
+    /// block up and stops at the first recorded one.
+    public func conversation(of prompt: PromptChain, now: UInt64) -> UInt64? {
         storage.withLock { entries in
-            for depth in blocks.indices.reversed() {
-                let tag = blocks[depth] | 1
-                let base = (Int(truncatingIfNeeded: blocks[depth] >> 1) & setMask) * Self.ways
+            for depth in prompt.blocks.indices.reversed() {
+                let block = prompt.blocks[depth]
+                let tag = block | 1
+                let base = (Int(truncatingIfNeeded: block >> 1) & setMask) * Self.ways
                 for slot in base..<(base + Self.ways) where entries[slot].key == tag {
-                    if entries[slot].shared || !entries[slot].end { return nil }
+                    let entry = entries[slot]
+                    guard !entry.shared, entry.end,
+                          prompt.continues(afterBlock: depth, tailLength: Int(entry.tailLength), tailHash: entry.tailHash)
+                    else { return nil }
                     entries[slot].usedAt = now
-                    return (depth, entries[slot].replica)
+                    return entry.replica
                 }
             }
             return nil

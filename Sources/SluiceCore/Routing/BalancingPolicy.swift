@@ -5,14 +5,14 @@ public struct RoutingFacts: Sendable {
     /// A fresh random draw for this pick, from the caller's generator (policies own no RNG, so
     /// tests pass exact values).
     public var random: UInt64
-    /// The prompt's block chain (`PromptBlocks`) when the key is a prompt prefix and the policy
-    /// follows prompts (cache-aware); empty otherwise.
-    public var promptBlocks: [UInt64]
+    /// The prompt as a block chain when the key is a prompt prefix and the policy follows
+    /// prompts (cache-aware); nil otherwise.
+    public var prompt: PromptChain?
 
-    public init(key: String? = nil, random: UInt64 = 0, promptBlocks: [UInt64] = []) {
+    public init(key: String? = nil, random: UInt64 = 0, prompt: PromptChain? = nil) {
         self.key = key
         self.random = random
-        self.promptBlocks = promptBlocks
+        self.prompt = prompt
     }
 }
 
@@ -56,10 +56,15 @@ public protocol BalancingPolicy: Sendable {
     func choose(_ facts: RoutingFacts, in snapshot: PoolSnapshot, now: UInt64) -> RoutingChoice?
     /// Whether snapshots for this policy need a hash ring (built once per membership).
     var needsRing: Bool { get }
+    /// The request chosen for with `facts` went to `replica` instead (the chosen one was full,
+    /// or failed to connect): for policies that remember where requests went.
+    func relocated(_ facts: RoutingFacts, to replica: Replica, now: UInt64)
 }
 
 extension BalancingPolicy {
     public var needsRing: Bool { false }
+
+    public func relocated(_ facts: RoutingFacts, to replica: Replica, now: UInt64) {}
 
     public func pick(_ facts: RoutingFacts, in snapshot: PoolSnapshot, now: UInt64) -> Replica? {
         choose(facts, in: snapshot, now: now)?.replica

@@ -144,20 +144,21 @@ public struct ConsistentHashPolicy: BalancingPolicy {
 ///
 /// What is remembered depends on the key. A session, tenant or user key is remembered as itself.
 /// A `prefix` key (a client that sent none of those) comes with the prompt's block chain
-/// (`RoutingFacts.promptBlocks`), and the replica remembered is the one holding the prompt's
-/// deepest unshared block (`AffinityTable.deepestOwnedBlock`): the one that served the
+/// (`RoutingFacts.prompt`), and the replica remembered is the one that was sent a prompt this
+/// one contains whole (`AffinityTable.conversation(of:)`): the one that served the
 /// conversation's previous turn, found from the prompt alone, as SGLang's router finds it in
 /// its radix tree. A prompt that matches nothing beyond a prefix shared by several replicas (a
-/// system prompt) is new.
+/// system prompt) is new. A conversation that moves (an overflow, or a request sent elsewhere
+/// than chosen, `relocated`) takes its blocks along, so its next turn follows it.
 ///
 /// The branches, exactly (each is a `RoutingReason` and a metric label):
 /// - `cache_placement`: the key (or the prompt) is not in this gateway's `AffinityTable` (its
 ///   first request, or one that another instance placed, or one evicted as least recently
-///   used). It goes to the
-///   least-loaded available replica (in-flight plus reported queue), ties going to the replica
-///   earliest in the key's hash-ring order, so an idle fleet places a key on its hash home, as
-///   every instance would. Pools larger than `leastQueue.exactUpTo` compare the key's first two
-///   replicas in ring order instead of all (power of two choices, O(1)).
+///   used). It goes to the least-loaded available replica (in-flight plus reported queue),
+///   ties going to the replica earliest in the key's hash-ring order (a prompt's: from its
+///   deepest block), so an idle fleet places a key on its hash home, as every instance would.
+///   Pools larger than `leastQueue.exactUpTo` compare only the key's first two replicas in ring
+///   order (two choices fixed per key, O(1)).
 /// - `cache_affinity`: the key is remembered on a replica that is still a member, available,
 ///   under the bounded-load cap (`ConsistentHashPolicy.bound`) and reporting a queue of at most
 ///   `maxQueue`: it goes there.
@@ -202,8 +203,8 @@ public struct CacheAwarePolicy: BalancingPolicy {
             return leastQueue.choose(random: facts.random, in: snapshot, now: now).map { RoutingChoice(replica: $0, reason: .noKey) }
         }
         let keyHash = HashRing.hash(key)
-        let blocks = facts.promptBlocks
-        let remembered = blocks.isEmpty ? table.lookup(keyHash, now: now) : table.deepestOwnedBlock(blocks, now: now)?.replica
+        let prompt = facts.prompt.flatMap { $0.blocks.isEmpty ? nil : $0 }
+        let remembered = prompt.map { table.conversation(of: $0, now: now) } ?? table.lookup(keyHash, now: now)
         let choice: RoutingChoice
         if let remembered, let index = snapshot.indexByHashKey[remembered] {
             let owner = snapshot.replicas[index]
@@ -217,16 +218,28 @@ public struct CacheAwarePolicy: BalancingPolicy {
                 choice = RoutingChoice(replica: owner, reason: .cacheAffinity)
             }
         } else {
-            guard let placed = place(keyHash, ring: ring, snapshot: snapshot, now: now) else { return nil }
+            // A prompt's ties break by its own deepest block, not by the prefix key, which every
+            // conversation over one system prompt shares.
+            guard let placed = place(prompt?.blocks.last ?? keyHash, ring: ring, snapshot: snapshot, now: now) else { return nil }
             choice = RoutingChoice(replica: placed, reason: .cachePlacement)
         }
-        if !blocks.isEmpty {
+        let moved = choice.reason == .cacheOverflowLoad || choice.reason == .cacheOverflowQueue
+        if let prompt {
             // Every time: the prompt's new blocks join the index, old ones stay fresh.
-            table.record(blocks: blocks, replica: choice.replica.hashKey, now: now)
+            table.record(prompt, replica: choice.replica.hashKey, now: now, moving: moved)
         } else if choice.reason != .cacheAffinity {
             table.record(keyHash, replica: choice.replica.hashKey, now: now)
         }
         return choice
+    }
+
+    public func relocated(_ facts: RoutingFacts, to replica: Replica, now: UInt64) {
+        guard let key = facts.key else { return }
+        if let prompt = facts.prompt, !prompt.blocks.isEmpty {
+            table.record(prompt, replica: replica.hashKey, now: now, moving: true)
+        } else {
+            table.record(HashRing.hash(key), replica: replica.hashKey, now: now)
+        }
     }
 
     /// The least-loaded available replica among the key's first candidates in ring order (all of

@@ -119,6 +119,13 @@ final class PoolRuntime: Sendable {
         return choice.replica
     }
 
+    /// Tells the policy when a request goes elsewhere than it chose (the chosen replica was at
+    /// the pool's cap, or failed to connect), so what it remembers is where the cache really is.
+    func noteDestination(of exchange: Exchange, _ replica: Replica) {
+        guard let picked = exchange.picked, picked.replica !== replica else { return }
+        policy.relocated(picked.facts, to: replica, now: NIODeadline.now().uptimeNanoseconds)
+    }
+
     /// Another available replica than `failed`, for the one retry after a failed connect: the
     /// least loaded of the others (not counted as a routing decision; the first one was).
     func pickOther(than failed: Replica, now: NIODeadline) -> Replica? {

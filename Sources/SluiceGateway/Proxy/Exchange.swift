@@ -24,8 +24,10 @@ final class Exchange {
     /// The pool chosen by path when its routing key is in the body (read first).
     var keyPool: Int?
     var routingKey: String?
-    /// The prompt's block chain, for cache-aware pools keyed on the prompt (`PromptBlocks`).
-    var promptBlocks: [UInt64] = []
+    /// The prompt's block chain, for cache-aware pools keyed on the prompt (`PromptChain`).
+    var prompt: PromptChain?
+    /// What the policy chose, and from what: told if the request goes elsewhere after all.
+    var picked: (replica: Replica, facts: RoutingFacts)?
     /// The tenant admission let in (released when the exchange finishes).
     var tenant: Int?
     /// Rate-limit fields for the response head, and the limits they describe.

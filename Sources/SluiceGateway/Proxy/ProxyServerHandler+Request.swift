@@ -186,10 +186,10 @@ extension ProxyServerHandler {
             exchange.heldHead = nil
             let pool = runtime.pools[index]
             let sources = pool.configuration.routing.key
-            let (key, blocks) = RoutingKeys.fromBody(
+            let (key, prompt) = RoutingKeys.fromBody(
                 body, head: head, sources: sources, prefixTokens: pool.configuration.routing.prefixTokens,
-                promptBlocks: pool.configuration.routing.policy == .cacheAware)
-            exchange.promptBlocks = blocks
+                followPrompt: pool.configuration.routing.policy == .cacheAware)
+            exchange.prompt = prompt
             admitBody(exchange, body: body) { body in
                 self.forwardInspected(exchange, head: head, pool: pool, key: key, body: body)
             }
@@ -214,10 +214,10 @@ extension ProxyServerHandler {
         case .pool(let index):
             let pool = runtime.pools[index]
             let sources = pool.configuration.routing.key
-            let (key, blocks) = RoutingKeys.fromBody(
+            let (key, prompt) = RoutingKeys.fromBody(
                 body, head: head, sources: sources, prefixTokens: pool.configuration.routing.prefixTokens,
-                promptBlocks: pool.configuration.routing.policy == .cacheAware)
-            exchange.promptBlocks = blocks
+                followPrompt: pool.configuration.routing.policy == .cacheAware)
+            exchange.prompt = prompt
             admitBody(exchange, body: body) { body in
                 self.forwardInspected(exchange, head: head, pool: pool, key: key, body: body)
             }
@@ -252,10 +252,12 @@ extension ProxyServerHandler {
         exchange.routingKey = key
         let now = NIODeadline.now()
         pool.scaling?.recordArrival()
-        guard let picked = pool.pick(RoutingFacts(key: key, random: upstreams.random.next(), promptBlocks: exchange.promptBlocks), now: now) else {
+        let facts = RoutingFacts(key: key, random: upstreams.random.next(), prompt: exchange.prompt)
+        guard let picked = pool.pick(facts, now: now) else {
             respond(.noHealthyReplica(pool: pool.name), closeAfter: false)
             return
         }
+        exchange.picked = (picked, facts)
         guard let gate = pool.gate else {
             picked.requestStarted()
             send(exchange, head: head, to: picked)
@@ -317,6 +319,7 @@ extension ProxyServerHandler {
     /// Sends the request to `replica`, whose slot (in-flight count) it now holds.
     func send(_ exchange: Exchange, head: HTTP1Head, to replica: Replica) {
         exchange.replica = replica
+        exchange.pool?.noteDestination(of: exchange, replica)
         if let scaling = exchange.pool?.scaling, scaling.configuration.signal == .queueWait {
             let now = NIODeadline.now()
             scaling.record(nanoseconds: exchange.queuedAt.map { (now - $0).nanoseconds } ?? 0, at: now)

@@ -211,6 +211,7 @@ extension ProxyServerHandler: UpstreamRequester {
         if exchange.attempts < 2, let other = pool.pickOther(than: replica, now: now), pool.start(other) {
             pool.release(replica)
             exchange.replica = other
+            pool.noteDestination(of: exchange, other)
             exchange.upstreamDeadline = nil
             acquireUpstream(exchange)
             return

@@ -36,11 +36,11 @@ enum RoutingKeys {
     }
 
     /// From the head and the body (JSON), for pools whose sources include the body. With
-    /// `promptBlocks` (cache-aware pools), a prompt-prefix key comes with the prompt's block
+    /// `followPrompt` (cache-aware pools), a prompt-prefix key comes with the prompt's block
     /// chain, which the policy follows past the prefix.
     static func fromBody(
-        _ body: ByteBuffer, head: HTTP1Head?, sources: [RoutingKeySource], prefixTokens: Int, promptBlocks: Bool = false
-    ) -> (key: String?, promptBlocks: [UInt64]) {
+        _ body: ByteBuffer, head: HTTP1Head?, sources: [RoutingKeySource], prefixTokens: Int, followPrompt: Bool = false
+    ) -> (key: String?, prompt: PromptChain?) {
         var object: [String: Any]?
         func json() -> [String: Any]? {
             if object == nil {
@@ -51,16 +51,16 @@ enum RoutingKeys {
         for source in sources {
             switch source {
             case .header, .tenant:
-                if let head, case .key(let key?) = fromHead(head, sources: [source]) { return (key, []) }
+                if let head, case .key(let key?) = fromHead(head, sources: [source]) { return (key, nil) }
             case .bodyUser:
-                if let user = json()?["user"] as? String, !user.isEmpty { return ("u:" + user, []) }
+                if let user = json()?["user"] as? String, !user.isEmpty { return ("u:" + user, nil) }
             case .prefix:
                 if let text = promptText(json()) {
-                    return ("p:" + prefixKey(text, tokens: prefixTokens), promptBlocks ? PromptBlocks.chain(text) : [])
+                    return ("p:" + prefixKey(text, tokens: prefixTokens), followPrompt ? PromptChain(text) : nil)
                 }
             }
         }
-        return (nil, [])
+        return (nil, nil)
     }
 
     /// The prompt as the model reads it: chat messages' text joined in order, or `prompt`.
