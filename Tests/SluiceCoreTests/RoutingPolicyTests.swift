@@ -282,6 +282,24 @@ import Testing
         #expect(policy.choose(facts(system + "another question " + String(repeating: "how? ", count: 40)), in: snapshot, now: 30)?.reason == .cachePlacement)
     }
 
+    @Test func aRequestSentElsewhereMovesItsKeyAndItsPrompt() {
+        let snapshot = Self.pool(3, ring: true)
+        let policy = CacheAwarePolicy()
+        let session = RoutingFacts(key: "session-r")
+        let chosen = policy.pick(session, in: snapshot, now: 1)!
+        let other = snapshot.replicas.first { $0 !== chosen }!
+        policy.relocated(session, to: other, now: 2)  // the chosen one was full, say
+        #expect(policy.choose(session, in: snapshot, now: 3)?.replica === other)
+        let system = String(repeating: "You answer questions about returns. ", count: 10)
+        let prompt = RoutingFacts(key: "p:x", prompt: PromptChain(system + String(repeating: "why is that? ", count: 20)))
+        let first = policy.pick(prompt, in: snapshot, now: 4)!
+        let elsewhere = snapshot.replicas.first { $0 !== first }!
+        policy.relocated(prompt, to: elsewhere, now: 5)
+        let next = RoutingFacts(key: "p:x", prompt: PromptChain(system + String(repeating: "why is that? ", count: 20) + " an answer, and more? "))
+        let followed = policy.choose(next, in: snapshot, now: 6)!
+        #expect(followed.reason == .cacheAffinity && followed.replica === elsewhere)
+    }
+
     @Test func cacheAwareForgetsReplicasThatLeftThePool() {
         let ids = HashRingTests.ids(3)
         let policy = CacheAwarePolicy()

@@ -159,6 +159,42 @@ import Testing
         return #"{"model":"sim-7b","max_tokens":\#(maxTokens),"stream":\#(stream),"messages":[\#(messages.joined(separator: ","))]}"#
     }
 
+    @Test func aSessionSentElsewhereByTheCapFollowsItsNewReplica() async throws {
+        let replicas = (1...3).map { id -> ReplicaConfiguration in
+            var replica = ReplicaConfiguration(id: "r\(id)")
+            replica.timeToFirstToken = .milliseconds(1)
+            replica.interTokenDelay = .milliseconds(20)
+            return replica
+        }
+        try await GatewayHarness.run(replicas: replicas, configure: { config, _ in
+            config.pools[0].routing.policy = .cacheAware
+            config.pools[0].routing.key = [.header("x-session-id")]
+            config.pools[0].routing.loadFactor = 100  // affinity regardless of load
+            config.pools[0].maxConcurrentPerReplica = 1
+        }) { h in
+            let home = try await Self.replicas(for: ["capped"], at: h.data, group: h.group)[0]
+            // Hold home's one slot with a stream of the same session; the next request of the
+            // session is chosen for home, but the cap sends it elsewhere. It is remembered
+            // there: after the stream, the session stays on its new replica.
+            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
+            var moved = ""
+            try await connection.channel.executeThenClose { inbound, outbound in
+                try await outbound.writeRequest(
+                    .POST, "/v1/chat/completions", headers: [("content-type", "application/json"), ("x-session-id", "capped")],
+                    body: ByteBuffer(string: Self.chat(maxTokens: 100, stream: true)))
+                var iterator = inbound.makeAsyncIterator()
+                guard case .head(let head) = try await iterator.next() else {
+                    Issue.record("no head")
+                    return
+                }
+                #expect(head.headers.first(name: "x-replica-id") == home)
+                moved = try await Self.replicas(for: ["capped"], at: h.data, group: h.group)[0]
+            }
+            #expect(moved != home)
+            #expect(try await Self.replicas(for: ["capped", "capped"], at: h.data, group: h.group) == [moved, moved])
+        }
+    }
+
     @Test func cacheAwareFollowsConversationsThatSendNoSessionID() async throws {
         let replicas = (1...3).map { id -> ReplicaConfiguration in
             var replica = ReplicaConfiguration(id: "r\(id)")
