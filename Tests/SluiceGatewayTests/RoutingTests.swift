@@ -35,6 +35,26 @@ import Testing
 
     /// Cache-aware too: it places a new session on its hash home while loads tie (here each
     /// request finishes before the next), so instances agree without sharing what they learnt.
+    /// Starts a long streamed request with `headers` and `body`, and runs `action` while its
+    /// answer is still streaming; returns the replica that is streaming it.
+    static func whileStreaming(
+        _ body: String, headers: [(String, String)] = [], at address: SocketAddress, group: any EventLoopGroup,
+        _ action: () async throws -> Void
+    ) async throws -> String? {
+        let connection = try await TestHTTPConnection.connect(to: address, group: group)
+        return try await connection.channel.executeThenClose { inbound, outbound in
+            try await outbound.writeRequest(
+                .POST, "/v1/chat/completions", headers: [("content-type", "application/json")] + headers, body: ByteBuffer(string: body))
+            var iterator = inbound.makeAsyncIterator()
+            guard case .head(let head) = try await iterator.next() else {
+                Issue.record("no head")
+                return nil
+            }
+            try await action()
+            return head.headers.first(name: "x-replica-id")
+        }
+    }
+
     @Test(arguments: [RoutingPolicyName.consistentHash, .cacheAware])
     func twoGatewaysWithTheReplicasInAnyOrderRouteSessionsIdentically(policy: RoutingPolicyName) async throws {
         let replicas = (1...4).map { id -> ReplicaConfiguration in
@@ -122,20 +142,14 @@ import Testing
             let home = turns[0]
             // Now hold a long stream on home, then send the next turn: home is past the bound
             // (1 in flight, cap ceil(1.25 × 2 / 3) = 1), so the turn goes elsewhere.
-            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
-            try await connection.channel.executeThenClose { inbound, outbound in
-                try await outbound.writeRequest(
-                    .POST, "/v1/chat/completions", headers: [("content-type", "application/json"), ("x-session-id", "conversation-7")],
-                    body: ByteBuffer(string: Self.chat(maxTokens: 100, stream: true)))
-                var iterator = inbound.makeAsyncIterator()
-                guard case .head(let head) = try await iterator.next() else {
-                    Issue.record("no head")
-                    return
-                }
-                #expect(head.headers.first(name: "x-replica-id") == home)
-                let overflow = try await Self.replicas(for: ["conversation-7"], at: h.data, group: h.group)
-                #expect(overflow[0] != home)
+            var overflow: [String] = []
+            let streaming = try await Self.whileStreaming(
+                Self.chat(maxTokens: 100, stream: true), headers: [("x-session-id", "conversation-7")], at: h.data, group: h.group
+            ) {
+                overflow = try await Self.replicas(for: ["conversation-7"], at: h.data, group: h.group)
             }
+            #expect(streaming == home)
+            #expect(overflow.first != home)
             // Without a session header the prompt's prefix is the key: the same prompt goes home
             // to the same replica.
             var byPrefix: Set<String> = []
@@ -176,20 +190,13 @@ import Testing
             // Hold home's one slot with a stream of the same session; the next request of the
             // session is chosen for home, but the cap sends it elsewhere. It is remembered
             // there: after the stream, the session stays on its new replica.
-            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
             var moved = ""
-            try await connection.channel.executeThenClose { inbound, outbound in
-                try await outbound.writeRequest(
-                    .POST, "/v1/chat/completions", headers: [("content-type", "application/json"), ("x-session-id", "capped")],
-                    body: ByteBuffer(string: Self.chat(maxTokens: 100, stream: true)))
-                var iterator = inbound.makeAsyncIterator()
-                guard case .head(let head) = try await iterator.next() else {
-                    Issue.record("no head")
-                    return
-                }
-                #expect(head.headers.first(name: "x-replica-id") == home)
+            let streaming = try await Self.whileStreaming(
+                Self.chat(maxTokens: 100, stream: true), headers: [("x-session-id", "capped")], at: h.data, group: h.group
+            ) {
                 moved = try await Self.replicas(for: ["capped"], at: h.data, group: h.group)[0]
             }
+            #expect(streaming == home)
             #expect(moved != home)
             #expect(try await Self.replicas(for: ["capped", "capped"], at: h.data, group: h.group) == [moved, moved])
         }
@@ -222,20 +229,13 @@ import Testing
             // While a long answer streams from that replica, a second conversation over the same
             // system prompt is new (it matches only the system prompt) and is placed by load:
             // elsewhere. Its next turn follows it, after the stream has ended too.
-            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
             var second: [String] = []
-            try await connection.channel.executeThenClose { inbound, outbound in
-                try await outbound.writeRequest(
-                    .POST, "/v1/chat/completions", headers: [("content-type", "application/json")],
-                    body: ByteBuffer(string: Self.conversation(history + [turn(9)], system: system, maxTokens: 100, stream: true)))
-                var iterator = inbound.makeAsyncIterator()
-                guard case .head(let head) = try await iterator.next() else {
-                    Issue.record("no head")
-                    return
-                }
-                #expect(head.headers.first(name: "x-replica-id") == home)
+            let streaming = try await Self.whileStreaming(
+                Self.conversation(history + [turn(9)], system: system, maxTokens: 100, stream: true), at: h.data, group: h.group
+            ) {
                 second.append(try await h.request("/v1/chat/completions", body: Self.conversation([turn(100)], system: system)).header("x-replica-id") ?? "?")
             }
+            #expect(streaming == home)
             #expect(second[0] != home)
             second.append(try await h.request("/v1/chat/completions", body: Self.conversation([turn(100), "answer: fine, thanks for asking, and you?", turn(101)], system: system)).header("x-replica-id") ?? "?")
             #expect(second[1] == second[0])
