@@ -35,6 +35,16 @@ import Testing
 
     /// Cache-aware too: it places a new session on its hash home while loads tie (here each
     /// request finishes before the next), so instances agree without sharing what they learnt.
+    /// Three replicas that stream a token every 20 ms: a long answer holds one for a while.
+    static var streamingReplicas: [ReplicaConfiguration] {
+        (1...3).map { id in
+            var replica = ReplicaConfiguration(id: "r\(id)")
+            replica.timeToFirstToken = .milliseconds(1)
+            replica.interTokenDelay = .milliseconds(20)
+            return replica
+        }
+    }
+
     /// Starts a long streamed request with `headers` and `body`, and runs `action` while its
     /// answer is still streaming; returns the replica that is streaming it.
     static func whileStreaming(
@@ -125,13 +135,7 @@ import Testing
     }
 
     @Test func cacheAwareKeepsASessionHomeUntilHomeIsOverloaded() async throws {
-        let replicas = (1...3).map { id -> ReplicaConfiguration in
-            var replica = ReplicaConfiguration(id: "r\(id)")
-            replica.timeToFirstToken = .milliseconds(1)
-            replica.interTokenDelay = .milliseconds(20)
-            return replica
-        }
-        try await GatewayHarness.run(replicas: replicas, configure: { config, _ in
+        try await GatewayHarness.run(replicas: Self.streamingReplicas, configure: { config, _ in
             config.pools[0].routing.policy = .cacheAware
             config.pools[0].routing.key = [.header("x-session-id"), .prefix]
             config.pools[0].routing.loadFactor = 1.25
@@ -174,13 +178,7 @@ import Testing
     }
 
     @Test func aSessionSentElsewhereByTheCapFollowsItsNewReplica() async throws {
-        let replicas = (1...3).map { id -> ReplicaConfiguration in
-            var replica = ReplicaConfiguration(id: "r\(id)")
-            replica.timeToFirstToken = .milliseconds(1)
-            replica.interTokenDelay = .milliseconds(20)
-            return replica
-        }
-        try await GatewayHarness.run(replicas: replicas, configure: { config, _ in
+        try await GatewayHarness.run(replicas: Self.streamingReplicas, configure: { config, _ in
             config.pools[0].routing.policy = .cacheAware
             config.pools[0].routing.key = [.header("x-session-id")]
             config.pools[0].routing.loadFactor = 100  // affinity regardless of load
@@ -203,13 +201,7 @@ import Testing
     }
 
     @Test func cacheAwareFollowsConversationsThatSendNoSessionID() async throws {
-        let replicas = (1...3).map { id -> ReplicaConfiguration in
-            var replica = ReplicaConfiguration(id: "r\(id)")
-            replica.timeToFirstToken = .milliseconds(1)
-            replica.interTokenDelay = .milliseconds(20)
-            return replica
-        }
-        try await GatewayHarness.run(replicas: replicas, configure: { config, _ in
+        try await GatewayHarness.run(replicas: Self.streamingReplicas, configure: { config, _ in
             config.pools[0].routing.policy = .cacheAware
             config.pools[0].routing.key = [.header("x-session-id"), .prefix]
             config.pools[0].routing.loadFactor = 4
