@@ -300,6 +300,21 @@ import Testing
         #expect(followed.reason == .cacheAffinity && followed.replica === elsewhere)
     }
 
+    @Test func newConversationsOverOneSystemPromptSpreadOnAnIdleFleet() {
+        // Short first questions: every prompt has the same complete blocks (all inside the
+        // system prompt) and differs only in its tail; ties must still spread them.
+        let snapshot = Self.pool(4, ring: true)
+        let policy = CacheAwarePolicy()
+        let system = String(repeating: "You answer questions about returns. ", count: 10)
+        var placed: Set<ReplicaID> = []
+        for user in 0..<40 {
+            let choice = policy.choose(RoutingFacts(key: "p:x", prompt: PromptChain(system + "\nhi, I am user \(user)")), in: snapshot, now: 1)!
+            #expect(choice.reason == .cachePlacement)
+            placed.insert(choice.replica.id)
+        }
+        #expect(placed.count == 4)
+    }
+
     @Test func cacheAwareForgetsReplicasThatLeftThePool() {
         let ids = HashRingTests.ids(3)
         let policy = CacheAwarePolicy()

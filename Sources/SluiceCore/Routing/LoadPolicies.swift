@@ -218,9 +218,9 @@ public struct CacheAwarePolicy: BalancingPolicy {
                 choice = RoutingChoice(replica: owner, reason: .cacheAffinity)
             }
         } else {
-            // A prompt's ties break by its own deepest block, not by the prefix key, which every
-            // conversation over one system prompt shares.
-            guard let placed = place(prompt?.blocks.last ?? keyHash, ring: ring, snapshot: snapshot, now: now) else { return nil }
+            // A prompt's ties break by its own last block and tail, not by the prefix key, which
+            // every conversation over one system prompt shares.
+            guard let placed = place(prompt?.placementHash ?? keyHash, ring: ring, snapshot: snapshot, now: now) else { return nil }
             choice = RoutingChoice(replica: placed, reason: .cachePlacement)
         }
         let moved = choice.reason == .cacheOverflowLoad || choice.reason == .cacheOverflowQueue

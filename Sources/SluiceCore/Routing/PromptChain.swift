@@ -19,10 +19,10 @@ public struct PromptChain: Sendable, Equatable {
     public let bytes: [UInt8]
 
     public init(_ text: String) {
-        let all = Array(text.utf8)
-        let count = min(all.count / Self.blockBytes, Self.maxBlocks)
-        let kept = min(all.count, count * Self.blockBytes + Self.blockBytes - 1)
-        bytes = Array(all[..<kept])
+        // Only what is indexed is copied: the blocks and at most one block's tail.
+        let prefix = Array(text.utf8.prefix(Self.maxBlocks * Self.blockBytes + Self.blockBytes - 1))
+        let count = min(prefix.count / Self.blockBytes, Self.maxBlocks)
+        bytes = prefix
         var blocks: [UInt64] = []
         blocks.reserveCapacity(count)
         // A seed of its own, so block hashes never equal `HashRing.hash` of a key.
@@ -40,6 +40,12 @@ public struct PromptChain: Sendable, Equatable {
     public var tail: (length: Int, hash: UInt64) {
         let start = blocks.count * Self.blockBytes
         return (bytes.count - start, Self.hash(bytes[start...]))
+    }
+
+    /// What a new conversation's ties break by: its last complete block and its tail, so two
+    /// conversations whose first questions differ only inside the tail still spread.
+    public var placementHash: UInt64 {
+        Self.mix((blocks.last ?? 0) ^ tail.hash)
     }
 
     /// Whether this prompt continues, after block `depth`, with a recorded prompt's tail.

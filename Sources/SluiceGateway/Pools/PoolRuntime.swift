@@ -122,7 +122,8 @@ final class PoolRuntime: Sendable {
     /// Tells the policy when a request goes elsewhere than it chose (the chosen replica was at
     /// the pool's cap, or failed to connect), so what it remembers is where the cache really is.
     func noteDestination(of exchange: Exchange, _ replica: Replica) {
-        guard let picked = exchange.picked, picked.replica !== replica else { return }
+        guard let picked = exchange.picked, (exchange.recordedReplica ?? picked.replica) !== replica else { return }
+        exchange.recordedReplica = replica
         policy.relocated(picked.facts, to: replica, now: NIODeadline.now().uptimeNanoseconds)
     }
 

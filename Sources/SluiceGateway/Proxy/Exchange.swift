@@ -28,6 +28,8 @@ final class Exchange {
     var prompt: PromptChain?
     /// What the policy chose, and from what: told if the request goes elsewhere after all.
     var picked: (replica: Replica, facts: RoutingFacts)?
+    /// Where the policy was last told the request went, when not `picked.replica`.
+    var recordedReplica: Replica?
     /// The tenant admission let in (released when the exchange finishes).
     var tenant: Int?
     /// Rate-limit fields for the response head, and the limits they describe.
