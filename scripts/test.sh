@@ -103,6 +103,13 @@ rows=$(echo "$table" | grep -cE '^\| (sluice|nginx|haproxy|envoy)' || true)
 if echo "$table" | grep -E '^\| (sluice|nginx|haproxy|envoy)' | awk -F'|' '$10 + 0 != 0 { bad = 1 } END { exit !bad }'; then
     echo "compare.sh: a router had errors"; exit 1
 fi
+# The ceiling (sluice-load ceiling: the same requests into one unbounded cache) bounds every
+# router's measured hit rate (a point of slack for rounding and a run cut at its duration).
+ceiling=$(echo "$table" | sed -n 's/^Ceiling: .*no router can beat: \([0-9.]*\)%.*/\1/p')
+[ -n "$ceiling" ] || { echo "compare.sh: no ceiling line"; exit 1; }
+if echo "$table" | grep -E '^\| (sluice|nginx|haproxy|envoy)' | awk -F'|' -v c="$ceiling" '$11 + 0 > c + 1 { bad = 1 } END { exit !bad }'; then
+    echo "compare.sh: a router's hit rate is above the ceiling ($ceiling%)"; exit 1
+fi
 # deploy/: every kustomization renders and validates; the manifests match what sluice serves.
 "$SLUICE_PYTHON" Tests/deploy/check_deploy.py .build/debug/sluice
 

@@ -185,8 +185,10 @@ import Testing
             }
         ) { h in
             let key = UpstreamStatsRegistry.PoolReplica(pool: "chat", replica: h.replicaIDs[0])
+            // A 2 s stream (40 tokens, 50 ms apart): long enough that a busy machine still starts
+            // the second request while it runs (500 ms once was not).
             let stream = Task {
-                try await h.withChatStream(maxTokens: 10) { iterator in
+                try await h.withChatStream(maxTokens: 40) { iterator in
                     while let part = try await iterator.next() {
                         if case .end = part { break }
                     }

@@ -267,3 +267,27 @@ import Testing
         #expect(QueueScraper.dechunk("zz\r\nabc"[...]) == nil)
     }
 }
+
+@Suite struct RoutingKeysFromBodyTests {
+    static func key(_ body: String, _ sources: [RoutingKeySource]) -> (key: String?, prompt: PromptChain?) {
+        RoutingKeys.fromBody(ByteBuffer(string: body), head: nil, sources: sources, prefixTokens: 256, followPrompt: true)
+    }
+
+    @Test func thePromptIsReadAsTheModelReadsIt() {
+        let system = String(repeating: "Answer in French. ", count: 10)
+        // Chat messages, plain or in parts, joined by newlines; or a completion's prompt(s).
+        let chat = #"{"messages":[{"role":"system","content":"\#(system)"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}"#
+        let joined = system + "\na\nb"
+        #expect(Self.key(chat, [.prefix]).key == "p:" + RoutingKeys.prefixKey(joined, tokens: 256))
+        #expect(Self.key(chat, [.prefix]).prompt == PromptChain(joined))
+        #expect(Self.key(#"{"prompt":"\#(system)"}"#, [.prefix]).prompt == PromptChain(system))
+        #expect(Self.key(#"{"prompt":["x","y"]}"#, [.prefix]).key == "p:" + RoutingKeys.prefixKey("x\ny", tokens: 256))
+        #expect(Self.key(#"{"prompt":["x",1]}"#, [.prefix]).key == nil)
+        // body:user first when listed first; nothing from a body that is not JSON.
+        #expect(Self.key(#"{"user":"u-1","prompt":"x"}"#, [.bodyUser, .prefix]).key == "u:u-1")
+        #expect(Self.key(#"{"user":"","prompt":"x"}"#, [.bodyUser, .prefix]).key == "p:" + RoutingKeys.prefixKey("x", tokens: 256))
+        #expect(Self.key("not json", [.bodyUser, .prefix]).key == nil)
+        // Without followPrompt (other policies) no chain is cut.
+        #expect(RoutingKeys.fromBody(ByteBuffer(string: chat), head: nil, sources: [.prefix], prefixTokens: 256).prompt == nil)
+    }
+}

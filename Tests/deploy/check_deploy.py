@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,9 @@ import urllib.request
 import jsonschema
 import kubernetes_validate
 import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from localnet import free_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DIRS = [
@@ -151,14 +153,6 @@ def check_security(directory, docs):
                 # Only named namespaces: an empty selector (or an ipBlock) would open it wider.
                 if not peers or any(set(peer) != {"namespaceSelector"} or not peer["namespaceSelector"].get("matchLabels") for peer in peers):
                     fail(f"{directory}: the NetworkPolicy opens the admin port beyond named namespaces: {peers}")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def get(url, token=None):

@@ -13,19 +13,12 @@ one per line, once every replica answers /v2/health/ready, and writes the PIDs t
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from localnet import free_port
 
 
 def train(directory):

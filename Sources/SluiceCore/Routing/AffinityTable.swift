@@ -56,32 +56,17 @@ public final class AffinityTable: Sendable {
 
     /// The replica (its `Replica.hashKey`) `key` was last recorded on, refreshing its recency.
     public func lookup(_ key: UInt64, now: UInt64) -> UInt64? {
-        let tag = key | 1
-        let base = (Int(truncatingIfNeeded: key >> 1) & setMask) * Self.ways
-        return storage.withLock { entries in
-            for slot in base..<(base + Self.ways) where entries[slot].key == tag {
-                entries[slot].usedAt = now
-                return entries[slot].replica
-            }
-            return nil
+        storage.withLock { entries in
+            guard let slot = find(key, in: entries) else { return nil }
+            entries[slot].usedAt = now
+            return entries[slot].replica
         }
     }
 
-    /// Records `key` on `replica`: replaces its entry, else fills an empty slot, else the least
-    /// recently used entry of its set.
+    /// Records `key` on `replica`.
     public func record(_ key: UInt64, replica: UInt64, now: UInt64) {
-        let tag = key | 1
-        let base = (Int(truncatingIfNeeded: key >> 1) & setMask) * Self.ways
         storage.withLock { entries in
-            var victim = base
-            for slot in base..<(base + Self.ways) {
-                if entries[slot].key == tag || entries[slot].key == 0 {
-                    victim = slot
-                    break
-                }
-                if entries[slot].usedAt < entries[victim].usedAt { victim = slot }
-            }
-            entries[victim] = Entry(key: tag, replica: replica, usedAt: now)
+            entries[slot(for: key, in: entries).index] = Entry(key: key | 1, replica: replica, usedAt: now)
         }
     }
 
@@ -93,23 +78,8 @@ public final class AffinityTable: Sendable {
         let (tailLength, tailHash) = prompt.tail
         storage.withLock { entries in
             for (depth, block) in prompt.blocks.enumerated() {
-                let tag = block | 1
-                let base = (Int(truncatingIfNeeded: block >> 1) & setMask) * Self.ways
-                var victim = base
-                var found = false
-                for slot in base..<(base + Self.ways) {
-                    if entries[slot].key == tag {
-                        victim = slot
-                        found = true
-                        break
-                    }
-                    if entries[slot].key == 0 {
-                        victim = slot
-                        break
-                    }
-                    if entries[slot].usedAt < entries[victim].usedAt { victim = slot }
-                }
-                var entry = found ? entries[victim] : Entry(key: tag)
+                let (index, found) = slot(for: block, in: entries)
+                var entry = found ? entries[index] : Entry(key: block | 1)
                 entry.shared = found && (entry.shared || (entry.replica != replica && !moving))
                 entry.replica = replica
                 entry.usedAt = now
@@ -118,7 +88,7 @@ public final class AffinityTable: Sendable {
                     entry.tailLength = UInt8(tailLength)
                     entry.tailHash = tailHash
                 }
-                entries[victim] = entry
+                entries[index] = entry
             }
         }
     }
@@ -130,20 +100,42 @@ public final class AffinityTable: Sendable {
     public func conversation(of prompt: PromptChain, now: UInt64) -> UInt64? {
         storage.withLock { entries in
             for depth in prompt.blocks.indices.reversed() {
-                let block = prompt.blocks[depth]
-                let tag = block | 1
-                let base = (Int(truncatingIfNeeded: block >> 1) & setMask) * Self.ways
-                for slot in base..<(base + Self.ways) where entries[slot].key == tag {
-                    let entry = entries[slot]
-                    guard !entry.shared, entry.end,
-                          prompt.continues(afterBlock: depth, tailLength: Int(entry.tailLength), tailHash: entry.tailHash)
-                    else { return nil }
-                    entries[slot].usedAt = now
-                    return entry.replica
-                }
+                guard let slot = find(prompt.blocks[depth], in: entries) else { continue }
+                let entry = entries[slot]
+                guard !entry.shared, entry.end,
+                      prompt.continues(afterBlock: depth, tailLength: Int(entry.tailLength), tailHash: entry.tailHash)
+                else { return nil }
+                entries[slot].usedAt = now
+                return entry.replica
             }
             return nil
         }
+    }
+
+    /// The first slot of `hash`'s set.
+    private func base(of hash: UInt64) -> Int {
+        (Int(truncatingIfNeeded: hash >> 1) & setMask) * Self.ways
+    }
+
+    /// The slot holding `hash`, if any.
+    private func find(_ hash: UInt64, in entries: [Entry]) -> Int? {
+        let tag = hash | 1
+        let base = base(of: hash)
+        return (base..<(base + Self.ways)).first { entries[$0].key == tag }
+    }
+
+    /// Where `hash` goes: its own slot (found), else the set's first empty slot, else the set's
+    /// least recently used one. (Nothing is ever removed, so empty slots follow filled ones.)
+    private func slot(for hash: UInt64, in entries: [Entry]) -> (index: Int, found: Bool) {
+        let tag = hash | 1
+        let base = base(of: hash)
+        var victim = base
+        for slot in base..<(base + Self.ways) {
+            if entries[slot].key == tag { return (slot, true) }
+            if entries[slot].key == 0 { return (slot, false) }
+            if entries[slot].usedAt < entries[victim].usedAt { victim = slot }
+        }
+        return (victim, false)
     }
 
     /// Keys currently held (for tests and the admin view; O(capacity)).

@@ -155,8 +155,9 @@ public struct ConsistentHashPolicy: BalancingPolicy {
 /// - `cache_placement`: the key (or the prompt) is not in this gateway's `AffinityTable` (its
 ///   first request, or one that another instance placed, or one evicted as least recently
 ///   used). It goes to the least-loaded available replica (in-flight plus reported queue),
-///   ties going to the replica earliest in the key's hash-ring order (a prompt's: from its
-///   deepest block), so an idle fleet places a key on its hash home, as every instance would.
+///   ties going to the replica earliest in the key's hash-ring order (a prompt's: from the hash
+///   of its last block and tail), so an idle fleet places a key on its hash home, as every
+///   instance would.
 ///   Pools larger than `leastQueue.exactUpTo` compare only the key's first two replicas in ring
 ///   order (two choices fixed per key, O(1)).
 /// - `cache_affinity`: the key is remembered on a replica that is still a member, available,
@@ -203,17 +204,18 @@ public struct CacheAwarePolicy: BalancingPolicy {
             return leastQueue.choose(random: facts.random, in: snapshot, now: now).map { RoutingChoice(replica: $0, reason: .noKey) }
         }
         let keyHash = HashRing.hash(key)
-        let prompt = facts.prompt.flatMap { $0.blocks.isEmpty ? nil : $0 }
+        let prompt = Self.followed(facts)
         let remembered = prompt.map { table.conversation(of: $0, now: now) } ?? table.lookup(keyHash, now: now)
         let choice: RoutingChoice
         if let remembered, let index = snapshot.indexByHashKey[remembered] {
             let owner = snapshot.replicas[index]
-            if !owner.isAvailable(at: now) || owner.inFlight >= ConsistentHashPolicy.bound(loadFactor: loadFactor, snapshot: snapshot, now: now) {
+            let overflow: RoutingReason? =
+                !owner.isAvailable(at: now) || owner.inFlight >= ConsistentHashPolicy.bound(loadFactor: loadFactor, snapshot: snapshot, now: now)
+                ? .cacheOverflowLoad
+                : owner.reportedWaiting(at: now, staleAfter: leastQueue.staleAfter) > maxQueue ? .cacheOverflowQueue : nil
+            if let overflow {
                 guard let moved = leastQueue.choose(random: facts.random, in: snapshot, now: now) else { return nil }
-                choice = RoutingChoice(replica: moved, reason: .cacheOverflowLoad)
-            } else if owner.reportedWaiting(at: now, staleAfter: leastQueue.staleAfter) > maxQueue {
-                guard let moved = leastQueue.choose(random: facts.random, in: snapshot, now: now) else { return nil }
-                choice = RoutingChoice(replica: moved, reason: .cacheOverflowQueue)
+                choice = RoutingChoice(replica: moved, reason: overflow)
             } else {
                 choice = RoutingChoice(replica: owner, reason: .cacheAffinity)
             }
@@ -223,22 +225,29 @@ public struct CacheAwarePolicy: BalancingPolicy {
             guard let placed = place(prompt?.placementHash ?? keyHash, ring: ring, snapshot: snapshot, now: now) else { return nil }
             choice = RoutingChoice(replica: placed, reason: .cachePlacement)
         }
-        let moved = choice.reason == .cacheOverflowLoad || choice.reason == .cacheOverflowQueue
-        if let prompt {
-            // Every time: the prompt's new blocks join the index, old ones stay fresh.
-            table.record(prompt, replica: choice.replica.hashKey, now: now, moving: moved)
-        } else if choice.reason != .cacheAffinity {
-            table.record(keyHash, replica: choice.replica.hashKey, now: now)
+        // A prompt every time (its new blocks join the index, old ones stay fresh); a key when
+        // it was placed or moved.
+        if prompt != nil || choice.reason != .cacheAffinity {
+            remember(prompt, keyHash: keyHash, on: choice.replica, now: now, moving: choice.reason != .cachePlacement && choice.reason != .cacheAffinity)
         }
         return choice
     }
 
     public func relocated(_ facts: RoutingFacts, to replica: Replica, now: UInt64) {
         guard let key = facts.key else { return }
-        if let prompt = facts.prompt, !prompt.blocks.isEmpty {
-            table.record(prompt, replica: replica.hashKey, now: now, moving: true)
+        remember(Self.followed(facts), keyHash: HashRing.hash(key), on: replica, now: now, moving: true)
+    }
+
+    /// The prompt this policy follows: one with at least one complete block.
+    private static func followed(_ facts: RoutingFacts) -> PromptChain? {
+        facts.prompt.flatMap { $0.blocks.isEmpty ? nil : $0 }
+    }
+
+    private func remember(_ prompt: PromptChain?, keyHash: UInt64, on replica: Replica, now: UInt64, moving: Bool) {
+        if let prompt {
+            table.record(prompt, replica: replica.hashKey, now: now, moving: moving)
         } else {
-            table.record(HashRing.hash(key), replica: replica.hashKey, now: now)
+            table.record(keyHash, replica: replica.hashKey, now: now)
         }
     }
 

@@ -37,19 +37,14 @@ struct BodyLimit: Sendable {
                     "Tenant \(tenant) is over its \(rate) tokens per minute. Retry after the time in the Retry-After header (x-ratelimit-reset-tokens says when the limit is full again)."))))
         }
         for model in limits.models {
-            if let rate = model.requestsPerMinute {
+            let kinds = [(unit: "requests", rate: model.requestsPerMinute, burst: model.burst), (unit: "tokens", rate: model.tokensPerMinute, burst: model.tokenBurst)]
+            for kind in kinds {
+                guard let rate = kind.rate else { continue }
                 all.append(BodyLimit(
-                    model: model.model, countsTokens: false, perMinute: rate, burst: model.burst ?? rate,
-                    key: "tenant:\(tenant):model:\(model.model):requests",
+                    model: model.model, countsTokens: kind.unit == "tokens", perMinute: rate, burst: kind.burst ?? rate,
+                    key: "tenant:\(tenant):model:\(model.model):\(kind.unit)",
                     refusal: .init(.rateLimited(
-                        "Tenant \(tenant) is over its \(rate) requests per minute for model \(model.model). Retry after the time in the Retry-After header."))))
-            }
-            if let rate = model.tokensPerMinute {
-                all.append(BodyLimit(
-                    model: model.model, countsTokens: true, perMinute: rate, burst: model.tokenBurst ?? rate,
-                    key: "tenant:\(tenant):model:\(model.model):tokens",
-                    refusal: .init(.rateLimited(
-                        "Tenant \(tenant) is over its \(rate) tokens per minute for model \(model.model). Retry after the time in the Retry-After header."))))
+                        "Tenant \(tenant) is over its \(rate) \(kind.unit) per minute for model \(model.model). Retry after the time in the Retry-After header."))))
             }
         }
         return all

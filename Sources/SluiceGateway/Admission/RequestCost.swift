@@ -1,4 +1,3 @@
-import Foundation
 import NIOCore
 import SluiceCore
 
@@ -43,7 +42,8 @@ struct RequestCost: Equatable {
     /// `body` asking the replica for the usage chunk of a stream (`stream_options.include_usage`),
     /// so a streamed request can be settled: the field is inserted after the opening brace and
     /// the rest forwarded byte for byte; a body with its own `stream_options` is re-encoded with
-    /// the flag set (duplicate keys would leave the choice to the replica's parser).
+    /// the flag set (duplicate keys would leave the choice to the replica's parser), through
+    /// `JSONValue`, so nothing else in it changes.
     static func askingUsage(_ body: ByteBuffer, hasStreamOptions: Bool, allocator: ByteBufferAllocator) -> ByteBuffer? {
         if !hasStreamOptions {
             guard let open = body.readableBytesView.firstIndex(of: UInt8(ascii: "{")) else { return nil }
@@ -53,12 +53,11 @@ struct RequestCost: Equatable {
             out.writeImmutableBuffer(body.getSlice(at: open + 1, length: body.writerIndex - open - 1)!)
             return out
         }
-        guard var object = body.withUnsafeReadableBytes({ (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any] }),
-              var options = object["stream_options"] as? [String: Any]
+        guard let object = try? JSONValue.parse(Array(body.readableBytesView)),
+              let options = object["stream_options"], case .object = options
         else { return nil }
-        options["include_usage"] = true
-        object["stream_options"] = options
-        guard let data = try? JSONSerialization.data(withJSONObject: object) else { return nil }
+        // JSONValue keeps every other key's order and every number's text as sent.
+        let data = object.setting("stream_options", to: options.setting("include_usage", to: .bool(true))).serialized
         var out = allocator.buffer(capacity: data.count)
         out.writeBytes(data)
         return out

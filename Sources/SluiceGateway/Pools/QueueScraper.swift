@@ -11,7 +11,7 @@ import SluiceCore
 final class QueueScraper: Sendable {
     private let pools: [PoolRuntime]
     private let group: any EventLoopGroup
-    private let tasks = NIOLockedValueBox<[RepeatedTask]>([])
+    private let tasks = RepeatedTasks()
 
     init(pools: [PoolRuntime], group: any EventLoopGroup) {
         self.pools = pools.filter { [.leastQueue, .cacheAware].contains($0.configuration.routing.policy) }
@@ -27,15 +27,11 @@ final class QueueScraper: Sendable {
                 Self.scrape(pool, on: loop, timeout: interval)
             })
         }
-        tasks.withLockedValue { $0 = started }
+        tasks.set(started)
     }
 
     func stop() {
-        let running = tasks.withLockedValue { tasks in
-            defer { tasks = [] }
-            return tasks
-        }
-        for task in running { task.cancel() }
+        tasks.cancelAll()
     }
 
     /// One round: every replica at once; completes when all answered or timed out.

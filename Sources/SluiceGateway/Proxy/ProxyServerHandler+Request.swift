@@ -184,15 +184,7 @@ extension ProxyServerHandler {
             // Routed by path; the body was read for the routing key.
             guard let head = exchange.heldHead else { return }
             exchange.heldHead = nil
-            let pool = runtime.pools[index]
-            let sources = pool.configuration.routing.key
-            let (key, prompt) = RoutingKeys.fromBody(
-                body, head: head, sources: sources, prefixTokens: pool.configuration.routing.prefixTokens,
-                followPrompt: pool.configuration.routing.policy == .cacheAware)
-            exchange.prompt = prompt
-            admitBody(exchange, body: body) { body in
-                self.forwardInspected(exchange, head: head, pool: pool, key: key, body: body)
-            }
+            forwardRead(exchange, head: head, pool: runtime.pools[index], body: body)
             return
         }
         let scanned = body.withUnsafeReadableBytes { bytes in
@@ -212,17 +204,21 @@ extension ProxyServerHandler {
         exchange.heldHead = nil
         switch runtime.routeTable.route(path: exchange.path[...], model: model) {
         case .pool(let index):
-            let pool = runtime.pools[index]
-            let sources = pool.configuration.routing.key
-            let (key, prompt) = RoutingKeys.fromBody(
-                body, head: head, sources: sources, prefixTokens: pool.configuration.routing.prefixTokens,
-                followPrompt: pool.configuration.routing.policy == .cacheAware)
-            exchange.prompt = prompt
-            admitBody(exchange, body: body) { body in
-                self.forwardInspected(exchange, head: head, pool: pool, key: key, body: body)
-            }
+            forwardRead(exchange, head: head, pool: runtime.pools[index], body: body)
         case .needsModel, .noRoute:
             respond(.noRoute(path: exchange.path, model: model ?? "(none)"), closeAfter: false)
+        }
+    }
+
+    /// A body read whole, its pool known: the routing key (and, for cache-aware, the prompt)
+    /// from it, then the body's admission checks, then on.
+    private func forwardRead(_ exchange: Exchange, head: HTTP1Head, pool: PoolRuntime, body: ByteBuffer) {
+        let routing = pool.configuration.routing
+        let (key, prompt) = RoutingKeys.fromBody(
+            body, head: head, sources: routing.key, prefixTokens: routing.prefixTokens, followPrompt: routing.policy == .cacheAware)
+        exchange.prompt = prompt
+        admitBody(exchange, body: body) { body in
+            self.forwardInspected(exchange, head: head, pool: pool, key: key, body: body)
         }
     }
 

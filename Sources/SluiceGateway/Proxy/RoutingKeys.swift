@@ -1,4 +1,3 @@
-import Foundation
 import NIOCore
 import SluiceConfig
 import SluiceCore
@@ -41,19 +40,18 @@ enum RoutingKeys {
     static func fromBody(
         _ body: ByteBuffer, head: HTTP1Head?, sources: [RoutingKeySource], prefixTokens: Int, followPrompt: Bool = false
     ) -> (key: String?, prompt: PromptChain?) {
-        var object: [String: Any]?
-        func json() -> [String: Any]? {
-            if object == nil {
-                object = body.withUnsafeReadableBytes { (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any] }
-            }
-            return object
+        // Parsed at most once, and only if a body source is reached.
+        var object: JSONValue??
+        func json() -> JSONValue? {
+            if object == nil { object = .some(try? JSONValue.parse(Array(body.readableBytesView))) }
+            return object!
         }
         for source in sources {
             switch source {
             case .header, .tenant:
                 if let head, case .key(let key?) = fromHead(head, sources: [source]) { return (key, nil) }
             case .bodyUser:
-                if let user = json()?["user"] as? String, !user.isEmpty { return ("u:" + user, nil) }
+                if let user = json()?["user"]?.string, !user.isEmpty { return ("u:" + user, nil) }
             case .prefix:
                 if let text = promptText(json()) {
                     return ("p:" + prefixKey(text, tokens: prefixTokens), followPrompt ? PromptChain(text) : nil)
@@ -64,20 +62,23 @@ enum RoutingKeys {
     }
 
     /// The prompt as the model reads it: chat messages' text joined in order, or `prompt`.
-    static func promptText(_ object: [String: Any]?) -> String? {
+    static func promptText(_ object: JSONValue?) -> String? {
         guard let object else { return nil }
-        if let messages = object["messages"] as? [[String: Any]] {
+        if let messages = object["messages"]?.array {
             let parts = messages.compactMap { message -> String? in
-                if let text = message["content"] as? String { return text }
-                if let parts = message["content"] as? [[String: Any]] {
-                    return parts.compactMap { $0["text"] as? String }.joined(separator: "\n")
+                if let text = message["content"]?.string { return text }
+                if let parts = message["content"]?.array {
+                    return parts.compactMap { $0["text"]?.string }.joined(separator: "\n")
                 }
                 return nil
             }
             return parts.isEmpty ? nil : parts.joined(separator: "\n")
         }
-        if let prompt = object["prompt"] as? String { return prompt }
-        if let prompts = object["prompt"] as? [String] { return prompts.joined(separator: "\n") }
+        if let prompt = object["prompt"]?.string { return prompt }
+        if let prompts = object["prompt"]?.array {
+            let texts = prompts.compactMap(\.string)
+            return texts.count == prompts.count ? texts.joined(separator: "\n") : nil
+        }
         return nil
     }
 

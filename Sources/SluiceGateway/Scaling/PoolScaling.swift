@@ -151,7 +151,7 @@ final class ScaleTicker: Sendable {
     private let pools: [PoolRuntime]
     private let group: any EventLoopGroup
     private let publisher: ScalePublisher
-    private let tasks = NIOLockedValueBox<[RepeatedTask]>([])
+    private let tasks = RepeatedTasks()
 
     /// This process in the shared view.
     let instance = (0..<8).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.joined()
@@ -189,15 +189,11 @@ final class ScaleTicker: Sendable {
                 if changed { publisher.publish(decision) }
             })
         }
-        tasks.withLockedValue { $0 = started }
+        tasks.set(started)
     }
 
     func stop() {
-        let running = tasks.withLockedValue { tasks in
-            defer { tasks = [] }
-            return tasks
-        }
-        for task in running { task.cancel() }
+        tasks.cancelAll()
         stopped.withLockedValue { $0 = true }
         let pending = sharedTimers.withLockedValue { timers in
             defer { timers = [:] }
