@@ -176,6 +176,16 @@ public struct RoutingConfiguration: Sendable, Equatable {
     public var prefixTokens = 256
     public var loadFactor = 1.25
     public var maxQueue = 8
+    /// Cache-aware: running slots per replica (nil: learnt from `vllm:num_requests_running`).
+    public var slots: Int?
+    /// Cache-aware: uncached prompt bytes in flight past which a replica is saturated.
+    public var maxPendingPrefill = 65_536
+    /// Cache-aware: how long a replica stays saturated before its conversations move off it.
+    public var moveAfter: Duration = .seconds(2)
+    /// Cache-aware: the share of a prompt its longest match must cover to follow it.
+    public var matchThreshold = 0.5
+    /// Cache-aware: prompt blocks remembered across the pool (`PromptIndex`).
+    public var promptIndexBlocks = 65_536
     /// Where and how often the replicas' Prometheus metrics are read (least-queue, cache-aware).
     public var scrapePath = "/metrics"
     public var scrapeInterval: Duration = .seconds(1)

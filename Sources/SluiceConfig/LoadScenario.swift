@@ -93,7 +93,7 @@ public struct LoadScenario: Sendable, Equatable {
         }
         switch kinds[0] {
         case "chat":
-            let allowed = ["model", "users", "system_prompts", "system_prompt_words", "user_words", "turns", "stream_fraction", "max_tokens", "session_header"]
+            let allowed = ["model", "users", "system_prompts", "system_prompt_words", "user_words", "turns", "stream_fraction", "max_tokens", "session_header", "document_words", "restart"]
             guard let entries = keys["chat"]!.mapping(allowed: allowed) else { return nil }
             var chat = Workload.Chat()
             if let value = entries["model"]?.string() { chat.model = value }
@@ -105,6 +105,8 @@ public struct LoadScenario: Sendable, Equatable {
             if let value = entries["stream_fraction"]?.double(in: 0...1) { chat.streamFraction = value }
             if let value = entries["max_tokens"]?.int(in: 1...100_000) { chat.maxTokens = value }
             if let value = entries["session_header"]?.bool() { chat.sessionHeader = value }
+            if let value = entries["document_words"]?.int(in: 0...1_000_000) { chat.documentWords = value }
+            if let value = entries["restart"]?.oneOf(["new_session", "same_session"]) { chat.restartSameSession = value == "same_session" }
             return WeightedWorkload(weight: weight, workload: .chat(chat))
         case "embeddings":
             guard let entries = keys["embeddings"]!.mapping(allowed: ["model", "inputs", "words_per_input"]) else { return nil }

@@ -140,7 +140,10 @@ extension GatewayConfiguration {
 
     static func decodeRouting(_ node: NodeReader) -> RoutingConfiguration {
         var routing = RoutingConfiguration()
-        let allowed = ["policy", "key", "prefix_tokens", "load_factor", "max_queue", "scrape"]
+        let allowed = [
+            "policy", "key", "prefix_tokens", "load_factor", "max_queue", "scrape", "slots", "max_pending_prefill", "move_after",
+            "match_threshold", "prompt_index_blocks",
+        ]
         guard let keys = node.mapping(allowed: allowed) else { return routing }
         if let policyNode = keys["policy"],
            let text = policyNode.oneOf(RoutingPolicyName.allCases.map(\.rawValue)),
@@ -167,6 +170,16 @@ extension GatewayConfiguration {
         if let value = keys["prefix_tokens"]?.int(in: 1...1_000_000) { routing.prefixTokens = value }
         if let value = keys["load_factor"]?.double(in: 1...100) { routing.loadFactor = value }
         if let value = keys["max_queue"]?.int(in: 0...1_000_000) { routing.maxQueue = value }
+        if let value = keys["slots"]?.int(in: 1...1_000_000) { routing.slots = value }
+        if let value = keys["max_pending_prefill"]?.byteSize(in: 1...(1 << 40)) { routing.maxPendingPrefill = value }
+        if let value = keys["move_after"]?.duration() { routing.moveAfter = value }
+        if let value = keys["match_threshold"]?.double(in: 0...1) { routing.matchThreshold = value }
+        if let value = keys["prompt_index_blocks"]?.int(in: 1_024...(1 << 26)) { routing.promptIndexBlocks = value }
+        if routing.policy != .cacheAware {
+            for name in ["slots", "max_pending_prefill", "move_after", "match_threshold", "prompt_index_blocks"] where keys[name] != nil {
+                keys[name]!.report("\(name) is used only by cache-aware")
+            }
+        }
         if let scrapeNode = keys["scrape"], let scrape = scrapeNode.mapping(allowed: ["path", "interval"]) {
             if let value = scrape["path"]?.string() {
                 if value.hasPrefix("/") { routing.scrapePath = value } else { scrape["path"]!.report("a path starts with /") }

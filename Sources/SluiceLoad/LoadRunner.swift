@@ -61,13 +61,19 @@ public enum LoadRunner {
         _ settings: LoadRunSettings, target: String, progress: @escaping @Sendable (LoadProgress) -> Void = { _ in },
         shouldStop: @escaping @Sendable () -> Bool = { false }
     ) async throws -> LoadReport {
-        guard let (host, port) = parseTarget(target) else { throw Failure.badTarget(target) }
-        let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        // Several targets (comma-separated: gateway instances behind one Service) take each
+        // request at random, so consecutive turns of a session land on any of them.
+        var endpoints: [Endpoint] = []
+        for text in target.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            guard let (host, port) = parseTarget(text) else { throw Failure.badTarget(text) }
+            endpoints.append(Endpoint(host: "\(host):\(port)", address: try SocketAddress.makeAddressResolvingHost(host, port: port)))
+        }
+        guard !endpoints.isEmpty else { throw Failure.badTarget(target) }
         let threads = max(1, settings.threads)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         do {
             let report = try await run(
-                settings, host: host, port: port, address: address, group: group, threads: threads, target: target,
+                settings, endpoints: endpoints, group: group, threads: threads, target: target,
                 progress: progress, shouldStop: shouldStop)
             try? await group.shutdownGracefully()
             return report
@@ -77,8 +83,13 @@ public enum LoadRunner {
         }
     }
 
+    struct Endpoint {
+        var host: String
+        var address: SocketAddress
+    }
+
     private static func run(
-        _ settings: LoadRunSettings, host: String, port: Int, address: SocketAddress, group: MultiThreadedEventLoopGroup,
+        _ settings: LoadRunSettings, endpoints: [Endpoint], group: MultiThreadedEventLoopGroup,
         threads: Int, target: String, progress: @escaping @Sendable (LoadProgress) -> Void,
         shouldStop: @escaping @Sendable () -> Bool
     ) async throws -> LoadReport {
@@ -87,12 +98,16 @@ public enum LoadRunner {
         let origin = NIODeadline.now() + .milliseconds(20)
         let loops = Array(group.makeIterator())
         let timeout = TimeAmount.nanoseconds(settings.timeout.nanoseconds)
-        let workers = loops.map {
-            LoadWorker(
-                loop: $0, target: address, host: "\(host):\(port)", maxConnections: max(1, settings.maxConnections / threads),
-                timeout: timeout, origin: origin)
+        // One worker per event loop and target: worker `loop × targets + target`.
+        let workers = loops.flatMap { loop in
+            endpoints.map { endpoint in
+                LoadWorker(
+                    loop: loop, target: endpoint.address, host: endpoint.host,
+                    maxConnections: max(1, settings.maxConnections / threads / endpoints.count),
+                    timeout: timeout, origin: origin)
+            }
         }
-        let dispatcher = Dispatcher(settings: settings, workers: workers, origin: origin, loop: loops[0])
+        let dispatcher = Dispatcher(settings: settings, workers: workers, targets: endpoints.count, origin: origin, loop: loops[0])
         dispatcher.loop.execute { dispatcher.tick() }
         let planned = settings.plan.duration
         let plannedSeconds = Int(planned.seconds.rounded(.up))
@@ -216,21 +231,27 @@ public enum LoadRunner {
     }
 }
 
-/// Sends each planned request at its time, round-robin over the workers. Lives on one loop.
+/// Sends each planned request at its time, round-robin over the event loops, to a target drawn
+/// at random (from its own seeded stream, so the requests themselves do not change with the
+/// number of targets). Lives on one loop.
 final class Dispatcher: @unchecked Sendable {
     let loop: any EventLoop
     private var schedule: ArrivalSchedule<SplitMix64>
     private var generator: RequestGenerator<SplitMix64>
+    private var targetDraws: SplitMix64
     private let workers: [LoadWorker]
+    private let targets: Int
     private let origin: NIODeadline
     private var next: Duration?
     private var index = 0
     private(set) var finished = false
     private var stopped = false
 
-    init(settings: LoadRunSettings, workers: [LoadWorker], origin: NIODeadline, loop: any EventLoop) {
+    init(settings: LoadRunSettings, workers: [LoadWorker], targets: Int, origin: NIODeadline, loop: any EventLoop) {
         self.loop = loop
         self.workers = workers
+        self.targets = max(1, targets)
+        self.targetDraws = SplitMix64(seed: settings.seed &+ 2)
         self.origin = origin
         var schedule = ArrivalSchedule(plan: settings.plan, generator: SplitMix64(seed: settings.seed))
         self.next = schedule.next()
@@ -255,7 +276,9 @@ final class Dispatcher: @unchecked Sendable {
                 return
             }
             let request = generator.next()
-            let worker = workers[index % workers.count]
+            let loopIndex = index % (workers.count / targets)
+            let targetIndex = targets == 1 ? 0 : Int(targetDraws.next() % UInt64(targets))
+            let worker = workers[loopIndex * targets + targetIndex]
             index += 1
             worker.loop.execute { worker.send(request, intended: intended) }
             next = schedule.next()

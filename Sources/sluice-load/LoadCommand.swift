@@ -95,7 +95,7 @@ struct RunCommand: AsyncParsableCommand {
     @Argument(help: "The scenario file.")
     var scenario: String
 
-    @Option(name: .long, help: "Where to send requests: http://host:port.")
+    @Option(name: .long, help: "Where to send requests: http://host:port, or several comma-separated (gateway instances: each request goes to one at random).")
     var target: String
 
     @Option(name: .long, help: "Directory for report.json and report.svg (created if needed).")

@@ -253,7 +253,7 @@ import Testing
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let directory = root.appendingPathComponent("loadtest/scenarios")
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }.sorted()
-        #expect(names == ["chat-anonymous.yaml", "chat-many-prompts.yaml", "chat-steady.yaml", "chat-surge.yaml", "diurnal.yaml", "embeddings-burst.yaml", "embeddings-sweep.yaml", "infer-sweep.yaml", "mixed-tenants.yaml", "smoke.yaml"])
+        #expect(names == ["chat-anonymous.yaml", "chat-documents-anonymous.yaml", "chat-documents.yaml", "chat-many-prompts.yaml", "chat-steady.yaml", "chat-surge.yaml", "diurnal.yaml", "embeddings-burst.yaml", "embeddings-sweep.yaml", "infer-sweep.yaml", "mixed-tenants.yaml", "smoke.yaml"])
         for name in names {
             let text = try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)
             let scenario = try LoadScenario.decode(yaml: text)
@@ -262,9 +262,15 @@ import Testing
         }
         let surge = try LoadScenario.decode(yaml: String(contentsOf: directory.appendingPathComponent("chat-surge.yaml"), encoding: .utf8))
         #expect(surge.plan.phases.map(\.shape) == [.constant(rate: 27), .constant(rate: 100), .constant(rate: 27)])
-        // chat-anonymous is chat-steady without the session header, and nothing else.
-        let steady = try LoadScenario.decode(yaml: String(contentsOf: directory.appendingPathComponent("chat-steady.yaml"), encoding: .utf8))
-        let anonymous = try LoadScenario.decode(yaml: String(contentsOf: directory.appendingPathComponent("chat-anonymous.yaml"), encoding: .utf8))
+        // Each -anonymous scenario is its named twin without the session header, and nothing else.
+        for (named, unnamed) in [("chat-steady", "chat-anonymous"), ("chat-documents", "chat-documents-anonymous")] {
+            try Self.expectTwins(directory.appendingPathComponent(named + ".yaml"), directory.appendingPathComponent(unnamed + ".yaml"))
+        }
+    }
+
+    static func expectTwins(_ namedFile: URL, _ anonymousFile: URL) throws {
+        let steady = try LoadScenario.decode(yaml: String(contentsOf: namedFile, encoding: .utf8))
+        let anonymous = try LoadScenario.decode(yaml: String(contentsOf: anonymousFile, encoding: .utf8))
         guard case .chat(let named) = steady.mix[0].workload, case .chat(let unnamed) = anonymous.mix[0].workload else {
             Issue.record("not chat")
             return

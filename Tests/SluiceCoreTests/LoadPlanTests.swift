@@ -107,6 +107,29 @@ import Testing
         #expect(second[2] == SimReply.text(prompt: first.joined(separator: "\n"), count: chat.maxTokens))
     }
 
+    @Test func aDocumentOpensEveryTurnAndASessionStartsOverOnIt() {
+        var chat = Workload.Chat()
+        chat.users = 1
+        chat.turns = 2
+        chat.documentWords = 40
+        chat.restartSameSession = true
+        chat.streamFraction = 0
+        var generator = RequestGenerator(mix: [.init(weight: 1, workload: .chat(chat))], generator: SplitMix64(seed: 2))
+        let requests = (0..<3).map { _ in generator.next() }
+        let contents = { (body: String) -> [String] in
+            body.components(separatedBy: "\"content\":\"").dropFirst().map { String($0.prefix { $0 != "\"" }) }
+        }
+        let turns = requests.map { contents($0.body) }
+        // System, document, question; then the answer (to system + document + question) and more.
+        #expect(turns.map(\.count) == [3, 5, 3])
+        #expect(turns[0][1].split(separator: " ").count == 40)
+        #expect(turns[1][3] == SimReply.text(prompt: turns[0].joined(separator: "\n"), count: chat.maxTokens))
+        // After two turns the same session starts over: same id, same document, history gone.
+        let sessions = requests.map { request in request.headers.first { $0.0 == "x-session-id" }!.1 }
+        #expect(Set(sessions).count == 1)
+        #expect(turns[2][0] == turns[0][0] && turns[2][1] == turns[0][1] && turns[2][2] != turns[0][2])
+    }
+
     @Test func mixesAndTenantsFollowTheirWeights() {
         var embeddings = Workload.Embeddings()
         embeddings.inputs = 3

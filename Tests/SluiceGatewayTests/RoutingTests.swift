@@ -134,18 +134,21 @@ import Testing
         }
     }
 
-    @Test func cacheAwareKeepsASessionHomeUntilHomeIsOverloaded() async throws {
+    @Test func cacheAwareKeepsASessionHomeAndOneSpillDoesNotMoveIt() async throws {
         try await GatewayHarness.run(replicas: Self.streamingReplicas, configure: { config, _ in
             config.pools[0].routing.policy = .cacheAware
             config.pools[0].routing.key = [.header("x-session-id"), .prefix]
-            config.pools[0].routing.loadFactor = 1.25
+            // One request in flight saturates a replica: 1 slot, no queue.
+            config.pools[0].routing.slots = 1
+            config.pools[0].routing.maxQueue = 0
         }) { h in
             // One multi-turn session: every turn goes back to the same replica.
             let turns = try await Self.replicas(for: Array(repeating: "conversation-7", count: 12), at: h.data, group: h.group)
             #expect(Set(turns).count == 1)
             let home = turns[0]
-            // Now hold a long stream on home, then send the next turn: home is past the bound
-            // (1 in flight, cap ceil(1.25 × 2 / 3) = 1), so the turn goes elsewhere.
+            // Now hold a long stream on home, then send the next turn: home is saturated, so
+            // the turn spills elsewhere; the session stays home (the stream ends long before
+            // move_after), so the turn after goes home again.
             var overflow: [String] = []
             let streaming = try await Self.whileStreaming(
                 Self.chat(maxTokens: 100, stream: true), headers: [("x-session-id", "conversation-7")], at: h.data, group: h.group
@@ -154,6 +157,7 @@ import Testing
             }
             #expect(streaming == home)
             #expect(overflow.first != home)
+            #expect(try await Self.replicas(for: ["conversation-7"], at: h.data, group: h.group) == [home])
             // Without a session header the prompt's prefix is the key: the same prompt goes home
             // to the same replica.
             var byPrefix: Set<String> = []
@@ -163,7 +167,10 @@ import Testing
             #expect(byPrefix.count == 1)
             let metrics = try await h.adminRequest("/metrics").text
             #expect(metrics.contains(#"sluice_routing_decisions_total{pool="chat",reason="cache_affinity"}"#))
-            #expect(metrics.contains(#"reason="cache_overflow_load"} 1"#))
+            #expect(metrics.contains(#"reason="cache_spill"} 1"#))
+            #expect(metrics.contains(#"reason="cache_move"} 0"#))
+            // Nothing routed outside a pool is counted as a routing decision.
+            #expect(!metrics.contains(#"sluice_routing_decisions_total{pool="""#))
         }
     }
 
@@ -181,7 +188,6 @@ import Testing
         try await GatewayHarness.run(replicas: Self.streamingReplicas, configure: { config, _ in
             config.pools[0].routing.policy = .cacheAware
             config.pools[0].routing.key = [.header("x-session-id")]
-            config.pools[0].routing.loadFactor = 100  // affinity regardless of load
             config.pools[0].maxConcurrentPerReplica = 1
         }) { h in
             let home = try await Self.replicas(for: ["capped"], at: h.data, group: h.group)[0]
@@ -204,10 +210,11 @@ import Testing
         try await GatewayHarness.run(replicas: Self.streamingReplicas, configure: { config, _ in
             config.pools[0].routing.policy = .cacheAware
             config.pools[0].routing.key = [.header("x-session-id"), .prefix]
-            config.pools[0].routing.loadFactor = 4
         }) { h in
             let system = String(repeating: "You answer questions about the store's return policy. ", count: 8)
-            func turn(_ n: Int) -> String { "turn \(n): " + String(repeating: "tell me more about that. ", count: 8) }
+            // First questions longer than the shared system prompt: a second conversation over
+            // it matches less than half of its prompt, so it is new.
+            func turn(_ n: Int) -> String { "turn \(n): " + String(repeating: "tell me more about that. ", count: 40) }
             // One conversation, growing turn by turn: every turn goes to the same replica.
             var history: [String] = []
             var first: Set<String> = []
@@ -219,8 +226,8 @@ import Testing
             #expect(first.count == 1)
             let home = first.first!
             // While a long answer streams from that replica, a second conversation over the same
-            // system prompt is new (it matches only the system prompt) and is placed by load:
-            // elsewhere. Its next turn follows it, after the stream has ended too.
+            // system prompt is new (it matches only the system prompt) and is placed by its
+            // opening's hash. Its next turn follows it, after the stream has ended too.
             var second: [String] = []
             let streaming = try await Self.whileStreaming(
                 Self.conversation(history + [turn(9)], system: system, maxTokens: 100, stream: true), at: h.data, group: h.group
@@ -228,7 +235,6 @@ import Testing
                 second.append(try await h.request("/v1/chat/completions", body: Self.conversation([turn(100)], system: system)).header("x-replica-id") ?? "?")
             }
             #expect(streaming == home)
-            #expect(second[0] != home)
             second.append(try await h.request("/v1/chat/completions", body: Self.conversation([turn(100), "answer: fine, thanks for asking, and you?", turn(101)], system: system)).header("x-replica-id") ?? "?")
             #expect(second[1] == second[0])
             let metrics = try await h.adminRequest("/metrics").text
@@ -278,16 +284,22 @@ import Testing
         // Chat messages, plain or in parts, joined by newlines; or a completion's prompt(s).
         let chat = #"{"messages":[{"role":"system","content":"\#(system)"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}"#
         let joined = system + "\na\nb"
-        #expect(Self.key(chat, [.prefix]).key == "p:" + RoutingKeys.prefixKey(joined, tokens: 256))
-        #expect(Self.key(chat, [.prefix]).prompt == PromptChain(joined))
+        // Cache-aware: the chain, anchored through the first user message, and the anchor as key.
+        let chain = PromptChain(joined, anchorLength: joined.utf8.count)
+        #expect(Self.key(chat, [.prefix]).prompt == chain)
+        #expect(Self.key(chat, [.prefix]).key == "p:" + String(chain.anchor, radix: 16))
+        let later = #"{"messages":[{"role":"system","content":"\#(system)"},{"role":"user","content":"doc"},{"role":"assistant","content":"ok"},{"role":"user","content":"q"}]}"#
+        #expect(Self.key(later, [.prefix]).prompt == PromptChain(system + "\ndoc\nok\nq", anchorLength: system.utf8.count + 4))
         #expect(Self.key(#"{"prompt":"\#(system)"}"#, [.prefix]).prompt == PromptChain(system))
-        #expect(Self.key(#"{"prompt":["x","y"]}"#, [.prefix]).key == "p:" + RoutingKeys.prefixKey("x\ny", tokens: 256))
+        #expect(Self.key(#"{"prompt":["x","y"]}"#, [.prefix]).key == "p:" + String(PromptChain("x\ny").anchor, radix: 16))
         #expect(Self.key(#"{"prompt":["x",1]}"#, [.prefix]).key == nil)
         // body:user first when listed first; nothing from a body that is not JSON.
         #expect(Self.key(#"{"user":"u-1","prompt":"x"}"#, [.bodyUser, .prefix]).key == "u:u-1")
-        #expect(Self.key(#"{"user":"","prompt":"x"}"#, [.bodyUser, .prefix]).key == "p:" + RoutingKeys.prefixKey("x", tokens: 256))
+        #expect(Self.key(#"{"user":"","prompt":"x"}"#, [.bodyUser, .prefix]).key == "p:" + String(PromptChain("x").anchor, radix: 16))
         #expect(Self.key("not json", [.bodyUser, .prefix]).key == nil)
-        // Without followPrompt (other policies) no chain is cut.
-        #expect(RoutingKeys.fromBody(ByteBuffer(string: chat), head: nil, sources: [.prefix], prefixTokens: 256).prompt == nil)
+        // Without followPrompt (other policies) no chain is cut, and the key is the first
+        // prefix_tokens tokens.
+        let plain = RoutingKeys.fromBody(ByteBuffer(string: chat), head: nil, sources: [.prefix], prefixTokens: 256)
+        #expect(plain.prompt == nil && plain.key == "p:" + RoutingKeys.prefixKey(joined, tokens: 256))
     }
 }

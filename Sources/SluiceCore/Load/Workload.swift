@@ -27,6 +27,13 @@ public enum Workload: Sendable, Equatable {
         public var maxTokens = 32
         /// Whether requests carry `x-session-id`.
         public var sessionHeader = true
+        /// Words of a document of the session's own, sent as the first user message of every
+        /// turn (RAG context, a file under discussion); 0 sends none.
+        public var documentWords = 0
+        /// What a user does after `turns`: start a new session (false), or start the same one
+        /// over (true: the same session id and document, the history dropped), as a user who
+        /// opens a fresh chat about the same file.
+        public var restartSameSession = false
 
         public init() {}
     }
@@ -99,6 +106,8 @@ public struct RequestGenerator<Generator: RandomNumberGenerator & Sendable>: Sen
     private struct Session: Sendable {
         var id: String
         var systemPrompt: Int
+        /// The session's document (empty when the workload has none).
+        var document = ""
         var turn = 0
         /// The conversation so far, as JSON message objects.
         var messages: [String] = []
@@ -162,17 +171,28 @@ public struct RequestGenerator<Generator: RandomNumberGenerator & Sendable>: Sen
         let user = Int(generator.next() % UInt64(users))
         while sessions[mixIndex]!.count <= user { sessions[mixIndex]!.append(newSession(chat)) }
         var session = sessions[mixIndex]![user]
-        if session.turn >= max(1, chat.turns) { session = newSession(chat) }
+        if session.turn >= max(1, chat.turns) {
+            if chat.restartSameSession {
+                session.turn = 0
+                session.messages = []
+                session.contents = []
+            } else {
+                session = newSession(chat)
+            }
+        }
         let question = Self.words(chat.userWords, seed: generator.next())
         let system = systemPromptTexts[mixIndex]![session.systemPrompt]
-        let messages = ["{\"role\":\"system\",\"content\":\"\(system)\"}"] + session.messages
+        let opening = [system] + (session.document.isEmpty ? [] : [session.document])
+        let messages = ["{\"role\":\"system\",\"content\":\"\(system)\"}"]
+            + (session.document.isEmpty ? [] : ["{\"role\":\"user\",\"content\":\"\(session.document)\"}"])
+            + session.messages
             + ["{\"role\":\"user\",\"content\":\"\(question)\"}"]
         let stream = Double(generator.next() % 1_000_000) / 1_000_000 < chat.streamFraction
         let body = "{\"model\":\"\(chat.model)\",\"max_tokens\":\(chat.maxTokens),\"stream\":\(stream),\"messages\":[\(messages.joined(separator: ","))]}"
         // The next turn carries this exchange: the question and the simulator's answer to the
         // prompt as the replica sees it (the messages' contents, one per line).
         session.contents.append(question)
-        let answer = SimReply.text(prompt: ([system] + session.contents).joined(separator: "\n"), count: chat.maxTokens)
+        let answer = SimReply.text(prompt: (opening + session.contents).joined(separator: "\n"), count: chat.maxTokens)
         session.contents.append(answer)
         session.messages.append("{\"role\":\"user\",\"content\":\"\(question)\"}")
         session.messages.append("{\"role\":\"assistant\",\"content\":\"\(answer)\"}")
@@ -187,7 +207,9 @@ public struct RequestGenerator<Generator: RandomNumberGenerator & Sendable>: Sen
     private mutating func newSession(_ chat: Workload.Chat) -> Session {
         sessionCounter += 1
         let id = "s\(sessionCounter)-" + String(generator.next() & 0xFFFF_FFFF, radix: 16)
-        return Session(id: id, systemPrompt: Int(generator.next() % UInt64(max(1, chat.systemPrompts))))
+        let systemPrompt = Int(generator.next() % UInt64(max(1, chat.systemPrompts)))
+        let document = chat.documentWords > 0 ? Self.words(chat.documentWords, seed: generator.next()) : ""
+        return Session(id: id, systemPrompt: systemPrompt, document: document)
     }
 
     /// An index drawn in proportion to `weights`.

@@ -5,8 +5,8 @@ public struct RoutingFacts: Sendable {
     /// A fresh random draw for this pick, from the caller's generator (policies own no RNG, so
     /// tests pass exact values).
     public var random: UInt64
-    /// The prompt as a block chain when the key is a prompt prefix and the policy follows
-    /// prompts (cache-aware); nil otherwise.
+    /// The prompt as a block chain when the key is the prompt and the policy follows prompts
+    /// (cache-aware); nil otherwise.
     public var prompt: PromptChain?
 
     public init(key: String? = nil, random: UInt64 = 0, prompt: PromptChain? = nil) {
@@ -27,23 +27,30 @@ public enum RoutingReason: String, Sendable, CaseIterable {
     case hashOverflow = "hash_overflow"
     /// No key source was present: least-queue decided.
     case noKey = "no_key"
-    /// Cache-aware: a key seen for the first time, placed on the least-loaded replica.
+    /// Cache-aware: a key or prompt this gateway has not seen, placed on the first replica in
+    /// its hash-ring order that is not saturated (its hash home, unless that one is).
     case cachePlacement = "cache_placement"
-    /// Cache-aware: the replica the key was placed on, under the bound and with a short queue.
+    /// Cache-aware: the replica holding the key or the prompt's longest match, not saturated.
     case cacheAffinity = "cache_affinity"
-    /// Cache-aware: the key's replica was past the load bound; least-queue decided.
-    case cacheOverflowLoad = "cache_overflow_load"
-    /// Cache-aware: the key's replica reported a queue past `max_queue`; least-queue decided.
-    case cacheOverflowQueue = "cache_overflow_queue"
+    /// Cache-aware: that replica is saturated; this request goes to the next one in ring order
+    /// that is not, and the conversation stays where it was.
+    case cacheSpill = "cache_spill"
+    /// Cache-aware: that replica has been saturated for `move_after`, or is out of rotation;
+    /// the conversation moves to the next one in ring order that is not saturated.
+    case cacheMove = "cache_move"
 }
 
 public struct RoutingChoice: Sendable {
     public let replica: Replica
     public let reason: RoutingReason
+    /// Prompt bytes the chosen replica is not known to have cached (0 when the policy reads no
+    /// prompt): the gateway counts them as pending prefill on the replica while the request runs.
+    public let uncachedBytes: Int
 
-    public init(replica: Replica, reason: RoutingReason) {
+    public init(replica: Replica, reason: RoutingReason, uncachedBytes: Int = 0) {
         self.replica = replica
         self.reason = reason
+        self.uncachedBytes = uncachedBytes
     }
 }
 

@@ -1,68 +1,71 @@
 /// A prompt as a chain of block hashes, the way a prefix cache sees it: block `i`'s hash covers
 /// every byte from the start of the prompt to the end of block `i`, so two prompts share block
 /// `i`'s hash exactly when they share that whole prefix (as vLLM's and SGLang's caches key
-/// blocks). The bytes after the last complete block (the tail) are kept too: a conversation's
-/// next prompt contains its previous prompt whole, tail included, which is how a continuation
-/// is told apart from a new conversation that shares only the complete blocks (a system prompt
-/// followed by a short question).
+/// blocks). `PromptIndex` matches prompts against what each replica was sent by these hashes.
 ///
-/// Bytes rather than tokens, because the gateway has no tokenizer; 128 bytes is about 32
-/// tokens of English, twice vLLM's 16-token block.
+/// Bytes rather than tokens, because the gateway has no tokenizer: 128 bytes is about 32
+/// tokens of English, twice vLLM's 16-token block. The first 128 KiB go in 128-byte blocks;
+/// the rest, however long, in 4 KiB blocks, so a 1 MiB prompt is 1,248 hashes and a long
+/// prompt that differs only far in is still told apart.
+///
+/// The anchor is what places a conversation no gateway has seen: a hash of its opening (for
+/// chat, the messages through the first user message: the system prompt and the document or
+/// first question), which every later turn repeats unchanged. Every gateway instance computes
+/// the same anchor from any turn, so they place the conversation on the same replica.
 public struct PromptChain: Sendable, Equatable {
     public static let blockBytes = 128
-    /// Prompts longer than this many blocks (128 KiB) are indexed up to it: enough to tell
-    /// conversations apart, and it bounds the cost per request.
-    public static let maxBlocks = 1024
+    /// How many 128-byte blocks come before the large ones (128 KiB).
+    public static let smallBlocks = 1024
+    public static let largeBlockBytes = 4096
+    /// The anchor's length when the caller knows no message structure (a bare `prompt`).
+    public static let defaultAnchorBytes = 1024
 
     public let blocks: [UInt64]
-    /// The prompt's bytes up to the last complete block plus its tail (at most 128 KiB + 127).
-    public let bytes: [UInt8]
+    /// The prompt's length in bytes (UTF-8).
+    public let byteCount: Int
+    public let anchor: UInt64
 
-    public init(_ text: String) {
+    /// `anchorLength`: how many leading bytes identify the conversation (nil: the first
+    /// `defaultAnchorBytes`).
+    public init(_ text: String, anchorLength: Int? = nil) {
         var text = text
-        // Only what is indexed is copied: the blocks and at most one block's tail.
-        // (Through withUTF8: a contiguous copy; `utf8.prefix` went byte by byte, 4× the cost.)
-        let prefix = text.withUTF8 { Array(UnsafeBufferPointer(rebasing: $0.prefix(Self.maxBlocks * Self.blockBytes + Self.blockBytes - 1))) }
-        let count = min(prefix.count / Self.blockBytes, Self.maxBlocks)
-        bytes = prefix
         var blocks: [UInt64] = []
-        blocks.reserveCapacity(count)
-        // A seed of its own, so block hashes never equal `HashRing.hash` of a key.
-        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
-        bytes.withUnsafeBytes { raw in
-            for index in 0..<count {
-                state = Self.absorb(UnsafeRawBufferPointer(rebasing: raw[(index * Self.blockBytes)..<((index + 1) * Self.blockBytes)]), into: state)
+        var anchor: UInt64 = 0
+        let count = text.withUTF8 { bytes -> Int in
+            let raw = UnsafeRawBufferPointer(bytes)
+            blocks.reserveCapacity(Self.blockCount(forBytes: raw.count))
+            // A seed of its own, so block hashes never equal `HashRing.hash` of a key.
+            var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+            var offset = 0
+            while true {
+                let size = blocks.count < Self.smallBlocks ? Self.blockBytes : Self.largeBlockBytes
+                guard offset + size <= raw.count else { break }
+                state = Self.absorb(UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + size)]), into: state)
                 blocks.append(Self.mix(state))
+                offset += size
             }
+            let anchorBytes = min(max(0, anchorLength ?? Self.defaultAnchorBytes), raw.count)
+            anchor = Self.mix(Self.absorb(UnsafeRawBufferPointer(rebasing: raw[0..<anchorBytes]), into: 0x51_7CC1_B727_220A))
+            return raw.count
         }
         self.blocks = blocks
+        self.byteCount = count
+        self.anchor = anchor
     }
 
-    /// The tail: how many bytes follow the last complete block, and their hash.
-    public var tail: (length: Int, hash: UInt64) {
-        let start = blocks.count * Self.blockBytes
-        return (bytes.count - start, Self.hash(bytes[start...]))
+    /// How many complete blocks a prompt of `bytes` bytes has.
+    public static func blockCount(forBytes bytes: Int) -> Int {
+        let small = smallBlocks * blockBytes
+        return bytes <= small ? bytes / blockBytes : smallBlocks + (bytes - small) / largeBlockBytes
     }
 
-    /// What a new conversation's ties break by: its last complete block and its tail, so two
-    /// conversations whose first questions differ only inside the tail still spread.
-    public var placementHash: UInt64 {
-        Self.mix((blocks.last ?? 0) ^ tail.hash)
-    }
-
-    /// Whether this prompt continues, after block `depth`, with a recorded prompt's tail.
-    public func continues(afterBlock depth: Int, tailLength: Int, tailHash: UInt64) -> Bool {
-        let start = (depth + 1) * Self.blockBytes
-        guard tailLength >= 0, start + tailLength <= bytes.count else { return false }
-        return Self.hash(bytes[start..<(start + tailLength)]) == tailHash
-    }
-
-    static func hash(_ bytes: ArraySlice<UInt8>) -> UInt64 {
-        bytes.withUnsafeBytes { mix(absorb($0, into: 0x51_7CC1_B727_220A)) }
+    /// How many bytes the first `count` blocks cover.
+    public static func bytes(inBlocks count: Int) -> Int {
+        count <= smallBlocks ? count * blockBytes : smallBlocks * blockBytes + (count - smallBlocks) * largeBlockBytes
     }
 
     /// Folds bytes into a running state eight at a time (a multiply-xorshift per word, then the
-    /// length): 8× fewer steps than byte-wise FNV-1a, which measured 10 µs for a 10 KB prompt.
+    /// length): 8× fewer steps than byte-wise FNV-1a.
     static func absorb(_ bytes: UnsafeRawBufferPointer, into state: UInt64) -> UInt64 {
         var state = state
         var offset = 0

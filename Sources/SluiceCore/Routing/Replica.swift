@@ -112,6 +112,42 @@ public final class Replica: Sendable {
         return reportedWaitingCount.load(ordering: .relaxed)
     }
 
+    private let reportedRunningCount = Atomic<Int>(0)
+    private let learntSlots = Atomic<Int>(0)
+
+    /// Records the sequences the replica reports running (`vllm:num_requests_running`) with the
+    /// waiting queue of the same report, and learns its running slots: while requests wait, the
+    /// running count is the replica's limit; otherwise it is a lower bound of it.
+    public func recordReportedRunning(_ running: Int, waiting: Int) {
+        let running = min(max(0, running), 1 << 30)
+        reportedRunningCount.store(running, ordering: .relaxed)
+        if waiting > 0, running > 0 {
+            learntSlots.store(running, ordering: .relaxed)
+        } else if running > learntSlots.load(ordering: .relaxed) {
+            learntSlots.store(running, ordering: .relaxed)
+        }
+    }
+
+    /// The replica's running slots as learnt from its reports (0 until it has reported a
+    /// running sequence).
+    public var slots: Int { learntSlots.load(ordering: .relaxed) }
+
+    private let pendingPrefill = Atomic<Int>(0)
+
+    /// Prompt bytes the gateway sent here that the replica has not cached (as far as the
+    /// gateway's prompt index knows) and whose requests have not ended: the prefill work
+    /// waiting on this replica (llm-d's token-load signal: a cache miss costs prefill).
+    public var pendingPrefillBytes: Int { pendingPrefill.load(ordering: .relaxed) }
+
+    /// Adds (a request sent) or removes (its end, negative) uncached prompt bytes.
+    public func addPendingPrefill(_ bytes: Int) {
+        pendingPrefill.wrappingAdd(bytes, ordering: .relaxed)
+    }
+
+    /// Whether the replica has been saturated for a while: cache-aware routing moves a
+    /// conversation off its replica only after that (`SaturationTracker`).
+    public let saturation = SaturationTracker()
+
     /// What least-queue compares: the gateway's own in-flight requests plus the queue the
     /// replica reports (fresh reports only).
     public func load(at now: UInt64, staleAfter: UInt64) -> Int {

@@ -196,7 +196,7 @@ final class Batcher: Sendable {
             body = merged.serialized
             split = { InferBatch.split($0, spans: spans) }
         }
-        guard let replica = pool.pick(RoutingFacts(key: nil, random: UInt64.random(in: 0...UInt64.max)), now: .now()),
+        guard let replica = pool.pick(RoutingFacts(key: nil, random: UInt64.random(in: 0...UInt64.max)), now: .now())?.replica,
               pool.start(replica)
         else {
             for member in taken { member.deliver(.alone) }

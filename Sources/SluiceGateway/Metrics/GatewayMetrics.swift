@@ -97,7 +97,8 @@ final class PoolMetrics: Sendable {
         clientCancelled = registry.makeCounter(
             descriptor: .sluice("sluice_upstream_cancelled_total", "Upstream requests cancelled because the client disconnected."),
             labels: [("pool", pool)])
-        routing = RoutingReason.allCases.map { reason in
+        // Requests that matched no pool were routed by no policy: no routing series for them.
+        routing = pool.isEmpty ? [] : RoutingReason.allCases.map { reason in
             registry.makeCounter(
                 descriptor: .sluice("sluice_routing_decisions_total", "Replica choices, by the branch the routing policy took."),
                 labels: [("pool", pool), ("reason", reason.rawValue)])
@@ -105,6 +106,7 @@ final class PoolMetrics: Sendable {
     }
 
     func recordRouting(_ reason: RoutingReason) {
+        guard !routing.isEmpty else { return }
         routing[RoutingReason.allCases.firstIndex(of: reason)!].increment()
     }
 

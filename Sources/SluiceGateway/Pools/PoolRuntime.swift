@@ -37,7 +37,16 @@ final class PoolRuntime: Sendable {
         case .random: self.policy = RandomPolicy()
         case .leastQueue: self.policy = leastQueue
         case .consistentHash: self.policy = ConsistentHashPolicy(loadFactor: routing.loadFactor, fallback: leastQueue)
-        case .cacheAware: self.policy = CacheAwarePolicy(loadFactor: routing.loadFactor, maxQueue: routing.maxQueue, leastQueue: leastQueue)
+        case .cacheAware:
+            var settings = CacheAwarePolicy.Settings()
+            settings.maxQueue = routing.maxQueue
+            settings.slots = routing.slots
+            settings.loadFactor = routing.loadFactor
+            settings.maxPendingPrefillBytes = routing.maxPendingPrefill
+            settings.moveAfter = UInt64(max(0, routing.moveAfter.nanoseconds))
+            settings.matchThreshold = routing.matchThreshold
+            self.policy = CacheAwarePolicy(
+                settings, leastQueue: leastQueue, index: PromptIndex(capacity: routing.promptIndexBlocks))
         }
         self.upstreamSettings = UpstreamSettings(configuration)
         self.metrics = metrics.pool(configuration.name)
@@ -113,10 +122,10 @@ final class PoolRuntime: Sendable {
         }
     }
 
-    func pick(_ facts: RoutingFacts, now: NIODeadline) -> Replica? {
+    func pick(_ facts: RoutingFacts, now: NIODeadline) -> RoutingChoice? {
         guard let choice = policy.choose(facts, in: snapshot, now: now.uptimeNanoseconds) else { return nil }
         metrics.recordRouting(choice.reason)
-        return choice.replica
+        return choice
     }
 
     /// Tells the policy when a request goes elsewhere than it chose (the chosen replica was at

@@ -6,7 +6,8 @@ import SluiceCore
 
 /// Reads each replica's Prometheus metrics every `routing.scrape.interval` for pools whose policy
 /// weighs the replicas' own queues (least-queue, cache-aware), and records
-/// `vllm:num_requests_waiting` on the replica (`Replica.recordReportedQueue`). A replica that
+/// `vllm:num_requests_waiting` on the replica (`Replica.recordReportedQueue`), and with it
+/// `vllm:num_requests_running`, from which cache-aware routing learns its slots. A replica that
 /// stops answering simply stops reporting; its last report ages out after three intervals.
 final class QueueScraper: Sendable {
     private let pools: [PoolRuntime]
@@ -41,6 +42,9 @@ final class QueueScraper: Sendable {
             fetch(replica.id, path: path, on: loop, timeout: timeout).map { text -> Void in
                 if let text, let waiting = waitingQueue(in: text) {
                     replica.recordReportedQueue(waiting: waiting, at: NIODeadline.now().uptimeNanoseconds)
+                    if let running = gauge("vllm:num_requests_running", in: text) {
+                        replica.recordReportedRunning(running, waiting: waiting)
+                    }
                 }
             }
         }
@@ -51,9 +55,14 @@ final class QueueScraper: Sendable {
     /// value is the field after the name and labels (a timestamp may follow); absurd values are
     /// clamped, never trusted to fit.
     static func waitingQueue(in text: String) -> Int? {
+        gauge("vllm:num_requests_waiting", in: text)
+    }
+
+    /// The sum of a gauge's samples (one per model, any labels), or nil if absent.
+    static func gauge(_ name: String, in text: String) -> Int? {
         var total: Double?
-        for line in text.split(separator: "\n") where line.hasPrefix("vllm:num_requests_waiting") {
-            var rest = line.dropFirst("vllm:num_requests_waiting".count)
+        for line in text.split(separator: "\n") where line.hasPrefix(name) {
+            var rest = line.dropFirst(name.count)
             if rest.first == "{" {
                 guard let close = rest.lastIndex(of: "}") else { continue }
                 rest = rest[rest.index(after: close)...]

@@ -30,6 +30,10 @@ final class Exchange {
     var picked: (replica: Replica, facts: RoutingFacts)?
     /// Where the policy was last told the request went, when not `picked.replica`.
     var recordedReplica: Replica?
+    /// Prompt bytes the replica is not known to have cached (`RoutingChoice.uncachedBytes`),
+    /// and the replica they are counted on as pending prefill until its answer starts.
+    var uncachedBytes = 0
+    var prefillReplica: Replica?
     /// The tenant admission let in (released when the exchange finishes).
     var tenant: Int?
     /// Rate-limit fields for the response head, and the limits they describe.

@@ -249,11 +249,13 @@ extension ProxyServerHandler {
         let now = NIODeadline.now()
         pool.scaling?.recordArrival()
         let facts = RoutingFacts(key: key, random: upstreams.random.next(), prompt: exchange.prompt)
-        guard let picked = pool.pick(facts, now: now) else {
+        guard let choice = pool.pick(facts, now: now) else {
             respond(.noHealthyReplica(pool: pool.name), closeAfter: false)
             return
         }
+        let picked = choice.replica
         exchange.picked = (picked, facts)
+        exchange.uncachedBytes = choice.uncachedBytes
         guard let gate = pool.gate else {
             picked.requestStarted()
             send(exchange, head: head, to: picked)
@@ -316,6 +318,7 @@ extension ProxyServerHandler {
     func send(_ exchange: Exchange, head: HTTP1Head, to replica: Replica) {
         exchange.replica = replica
         exchange.pool?.noteDestination(of: exchange, replica)
+        countPrefill(exchange, on: replica)
         if let scaling = exchange.pool?.scaling, scaling.configuration.signal == .queueWait {
             let now = NIODeadline.now()
             scaling.record(nanoseconds: exchange.queuedAt.map { (now - $0).nanoseconds } ?? 0, at: now)
@@ -415,10 +418,20 @@ extension ProxyServerHandler {
         }
     }
 
+    /// Counts the exchange's uncached prompt bytes as pending prefill on `replica` (moving them
+    /// there from where they were counted, on a retry), or stops counting them (nil).
+    func countPrefill(_ exchange: Exchange, on replica: Replica?) {
+        guard exchange.uncachedBytes > 0 else { return }
+        exchange.prefillReplica?.addPendingPrefill(-exchange.uncachedBytes)
+        exchange.prefillReplica = replica
+        replica?.addPendingPrefill(exchange.uncachedBytes)
+    }
+
     /// Settles in-flight counts and metrics exactly once per exchange.
     func finish(_ exchange: Exchange, status: Int) {
         guard !exchange.finished else { return }
         exchange.finished = true
+        countPrefill(exchange, on: nil)
         exchange.upstreamDeadline = nil
         if let replica = exchange.replica {
             exchange.replica = nil

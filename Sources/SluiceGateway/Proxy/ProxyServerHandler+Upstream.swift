@@ -87,6 +87,8 @@ extension ProxyServerHandler: UpstreamDelegate {
     func upstreamReceivedBody(_ buffer: ByteBuffer) {
         guard let exchange, exchange.upstream != nil, !exchange.finished else { return }
         exchange.lastActivity = .now()
+        // The answer has begun: its prompt is prefilled.
+        if exchange.prefillReplica != nil { countPrefill(exchange, on: nil) }
         if exchange.eventStream, !exchange.signalRecorded, let scaling = exchange.pool?.scaling, scaling.configuration.signal == .ttft {
             // A stream's first token: its TTFT.
             exchange.signalRecorded = true
@@ -212,6 +214,7 @@ extension ProxyServerHandler: UpstreamRequester {
             pool.release(replica)
             exchange.replica = other
             pool.noteDestination(of: exchange, other)
+            countPrefill(exchange, on: other)
             exchange.upstreamDeadline = nil
             acquireUpstream(exchange)
             return

@@ -35,8 +35,9 @@ enum RoutingKeys {
     }
 
     /// From the head and the body (JSON), for pools whose sources include the body. With
-    /// `followPrompt` (cache-aware pools), a prompt-prefix key comes with the prompt's block
-    /// chain, which the policy follows past the prefix.
+    /// `followPrompt` (cache-aware pools), a prompt key comes with the prompt's block chain,
+    /// which the policy matches against what each replica was sent, and the key is the chain's
+    /// anchor (the prompt's opening) instead of its first `prefixTokens` tokens.
     static func fromBody(
         _ body: ByteBuffer, head: HTTP1Head?, sources: [RoutingKeySource], prefixTokens: Int, followPrompt: Bool = false
     ) -> (key: String?, prompt: PromptChain?) {
@@ -53,8 +54,10 @@ enum RoutingKeys {
             case .bodyUser:
                 if let user = json()?["user"]?.string, !user.isEmpty { return ("u:" + user, nil) }
             case .prefix:
-                if let text = promptText(json()) {
-                    return ("p:" + prefixKey(text, tokens: prefixTokens), followPrompt ? PromptChain(text) : nil)
+                if let (text, opening) = prompt(json()) {
+                    guard followPrompt else { return ("p:" + prefixKey(text, tokens: prefixTokens), nil) }
+                    let chain = PromptChain(text, anchorLength: opening)
+                    return ("p:" + String(chain.anchor, radix: 16), chain)
                 }
             }
         }
@@ -63,21 +66,37 @@ enum RoutingKeys {
 
     /// The prompt as the model reads it: chat messages' text joined in order, or `prompt`.
     static func promptText(_ object: JSONValue?) -> String? {
+        prompt(object)?.text
+    }
+
+    /// The prompt's text, and for chat the length in bytes of its opening: the messages
+    /// through the first user message (the system prompt and the first question or document),
+    /// which every later turn of the conversation repeats.
+    static func prompt(_ object: JSONValue?) -> (text: String, opening: Int?)? {
         guard let object else { return nil }
         if let messages = object["messages"]?.array {
-            let parts = messages.compactMap { message -> String? in
-                if let text = message["content"]?.string { return text }
-                if let parts = message["content"]?.array {
-                    return parts.compactMap { $0["text"]?.string }.joined(separator: "\n")
+            var parts: [String] = []
+            var opening: Int?
+            var length = 0
+            for message in messages {
+                let text: String
+                if let content = message["content"]?.string {
+                    text = content
+                } else if let content = message["content"]?.array {
+                    text = content.compactMap { $0["text"]?.string }.joined(separator: "\n")
+                } else {
+                    continue
                 }
-                return nil
+                length += (parts.isEmpty ? 0 : 1) + text.utf8.count
+                parts.append(text)
+                if opening == nil, message["role"]?.string == "user" { opening = length }
             }
-            return parts.isEmpty ? nil : parts.joined(separator: "\n")
+            return parts.isEmpty ? nil : (parts.joined(separator: "\n"), opening)
         }
-        if let prompt = object["prompt"]?.string { return prompt }
+        if let prompt = object["prompt"]?.string { return (prompt, nil) }
         if let prompts = object["prompt"]?.array {
             let texts = prompts.compactMap(\.string)
-            return texts.count == prompts.count ? texts.joined(separator: "\n") : nil
+            return texts.count == prompts.count ? (texts.joined(separator: "\n"), nil) : nil
         }
         return nil
     }

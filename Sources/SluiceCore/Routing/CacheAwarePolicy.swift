@@ -1,0 +1,191 @@
+/// Cache affinity that holds until the replica is saturated: a conversation (a session key, or
+/// for clients that send none, its prompt) stays on the replica that holds its prefix cache
+/// until that replica cannot take it, and only a replica saturated for a while moves it.
+///
+/// Where a conversation goes, exactly (each branch is a `RoutingReason` and a metric label):
+/// - The owner. A session key's owner is where `AffinityTable` says it lives. A prompt's owner
+///   is the replica holding its longest match in `PromptIndex` (the least loaded of them when
+///   several hold it), if the match covers at least `matchThreshold` of the prompt; a smaller
+///   match (a shared system prompt before a new document) makes it a new conversation.
+/// - `cache_affinity`: the owner is not saturated: it goes there.
+/// - `cache_spill`: the owner is saturated: this request goes to the first replica in the
+///   conversation's ring order that is not, and the conversation stays with its owner.
+/// - `cache_move`: the owner has been saturated for `moveAfter` without a break
+///   (`SaturationTracker`), or is out of rotation: the same replica takes it and the
+///   conversation moves there.
+/// - `cache_placement`: no owner (a conversation this gateway has not seen): the first replica
+///   in its ring order that is not saturated (its hash home on a fleet that is not saturated).
+/// - `no_key`: no key source present: least-queue.
+/// When every candidate is saturated, least-queue picks among all.
+///
+/// Saturated means the replica cannot take more without queueing much: out of rotation, a
+/// reported waiting queue past `maxQueue`, this gateway's requests in flight past its running
+/// slots (configured, or learnt from its `vllm:num_requests_running`) plus `maxQueue`, or
+/// more than `maxPendingPrefillBytes` of uncached prompt bytes sent to it and not finished.
+/// Before any slots are known the in-flight bound is the bounded-load cap
+/// (`ConsistentHashPolicy.bound`) plus `maxQueue`. Why not the bounded-load cap alone: at a few
+/// requests in flight per replica, Poisson bunching crosses `ceil(1.25 × mean)` all the time,
+/// long before a replica with free slots is busy, and each crossing cost a conversation its
+/// cache (issue 15 measured one in six requests moved that way).
+///
+/// Why the ring places new conversations (and not the least-loaded replica): every gateway
+/// instance computes the same ring from the same membership, and sees the same saturation in
+/// the replicas' own reports, so N instances place and spill a conversation alike with nothing
+/// shared between them; a prompt's ring position is its anchor (`PromptChain.anchor`: its
+/// opening, the same in every turn). The price is the hash's imbalance (a replica may draw a
+/// few more conversations than another), which saturation bounds.
+///
+/// `choose` records placements and moves (a choice that is then abandoned leaves the key
+/// remembered where it would have gone, which costs nothing); spills are not recorded.
+public struct CacheAwarePolicy: BalancingPolicy {
+    public struct Settings: Sendable, Equatable {
+        /// A replica reporting more requests waiting than this is saturated.
+        public var maxQueue = 8
+        /// Running slots per replica; nil: learnt from the replicas' reports.
+        public var slots: Int?
+        /// The in-flight bound's load factor while no slots are known.
+        public var loadFactor = 1.25
+        /// Uncached prompt bytes in flight past which a replica is saturated.
+        public var maxPendingPrefillBytes = 65_536
+        /// How long (nanoseconds) a replica stays saturated before its conversations move.
+        public var moveAfter: UInt64 = 2_000_000_000
+        /// The share of a prompt its longest match must cover to follow that match.
+        public var matchThreshold = 0.5
+        /// How many replicas in ring order are tried before least-queue decides.
+        public var ringCandidates = 8
+
+        public init() {}
+    }
+
+    public let settings: Settings
+    public let leastQueue: LeastQueuePolicy
+    public let table: AffinityTable
+    public let index: PromptIndex
+
+    public init(
+        _ settings: Settings = Settings(), leastQueue: LeastQueuePolicy = LeastQueuePolicy(),
+        table: AffinityTable = AffinityTable(), index: PromptIndex = PromptIndex()
+    ) {
+        self.settings = settings
+        self.leastQueue = leastQueue
+        self.table = table
+        self.index = index
+    }
+
+    public var needsRing: Bool { true }
+
+    public func choose(_ facts: RoutingFacts, in snapshot: PoolSnapshot, now: UInt64) -> RoutingChoice? {
+        guard let key = facts.key, let ring = snapshot.ring, !ring.points.isEmpty else {
+            return leastQueue.choose(random: facts.random, in: snapshot, now: now).map { RoutingChoice(replica: $0, reason: .noKey) }
+        }
+        let prompt = facts.prompt.flatMap { $0.byteCount == 0 ? nil : $0 }
+        let keyHash = HashRing.hash(key)
+        let position = prompt?.anchor ?? keyHash
+        if prompt != nil { trimIndex(to: snapshot) }
+
+        // The owner: where the key lives, or the holders of the prompt's longest match.
+        var owners: [Replica] = []
+        var matchedBytes = 0
+        if let prompt {
+            if let match = index.longestMatch(prompt), Double(match.bytes) >= settings.matchThreshold * Double(prompt.byteCount) {
+                owners = match.replicas.compactMap { snapshot.indexByHashKey[$0].map { snapshot.replicas[$0] } }
+                matchedBytes = match.bytes
+            }
+        } else if let remembered = table.lookup(keyHash, now: now), let index = snapshot.indexByHashKey[remembered] {
+            owners = [snapshot.replicas[index]]
+        }
+
+        let choice: RoutingChoice
+        if let owner = owners.first {
+            var best: Replica?
+            var bestLoad = Int.max
+            for candidate in owners {
+                let saturated = isSaturated(candidate, in: snapshot, now: now)
+                candidate.saturation.observe(saturated: saturated, at: now, window: settings.moveAfter)
+                guard !saturated else { continue }
+                let load = candidate.load(at: now, staleAfter: leastQueue.staleAfter)
+                if load < bestLoad {
+                    best = candidate
+                    bestLoad = load
+                }
+            }
+            if let best {
+                choice = RoutingChoice(replica: best, reason: .cacheAffinity, uncachedBytes: prompt.map { $0.byteCount - matchedBytes } ?? 0)
+            } else {
+                let saturatedFor = owner.saturation.observe(saturated: true, at: now, window: settings.moveAfter)
+                let moving = !owner.isAvailable(at: now) || saturatedFor >= settings.moveAfter
+                guard let other = firstUnsaturated(from: position, ring: ring, snapshot: snapshot, excluding: owners, now: now)
+                    ?? leastQueue.choose(random: facts.random, in: snapshot, now: now)
+                else { return nil }
+                choice = RoutingChoice(replica: other, reason: moving ? .cacheMove : .cacheSpill, uncachedBytes: prompt?.byteCount ?? 0)
+            }
+        } else {
+            guard let placed = firstUnsaturated(from: position, ring: ring, snapshot: snapshot, excluding: [], now: now)
+                ?? leastQueue.choose(random: facts.random, in: snapshot, now: now)
+            else { return nil }
+            choice = RoutingChoice(replica: placed, reason: .cachePlacement, uncachedBytes: prompt?.byteCount ?? 0)
+        }
+
+        switch choice.reason {
+        case .cacheSpill:
+            break
+        case .cacheAffinity where prompt == nil:
+            break  // (the lookup refreshed it)
+        default:
+            remember(prompt, keyHash: keyHash, on: choice.replica, now: now)
+        }
+        return choice
+    }
+
+    public func relocated(_ facts: RoutingFacts, to replica: Replica, now: UInt64) {
+        guard let key = facts.key else { return }
+        remember(facts.prompt, keyHash: HashRing.hash(key), on: replica, now: now)
+    }
+
+    /// Whether `replica` cannot take more without queueing much (see the type's doc).
+    public func isSaturated(_ replica: Replica, in snapshot: PoolSnapshot, now: UInt64) -> Bool {
+        guard replica.isAvailable(at: now) else { return true }
+        if replica.reportedWaiting(at: now, staleAfter: leastQueue.staleAfter) > settings.maxQueue { return true }
+        if replica.pendingPrefillBytes > settings.maxPendingPrefillBytes { return true }
+        let slots = settings.slots ?? replica.slots
+        let bound = slots > 0 ? slots : ConsistentHashPolicy.bound(loadFactor: settings.loadFactor, snapshot: snapshot, now: now)
+        return replica.inFlight >= bound + settings.maxQueue
+    }
+
+    private func remember(_ prompt: PromptChain?, keyHash: UInt64, on replica: Replica, now: UInt64) {
+        if let prompt {
+            index.record(prompt, replica: replica.hashKey)
+        } else {
+            table.record(keyHash, replica: replica.hashKey, now: now)
+        }
+    }
+
+    /// The first replica from `position` in ring order that is not saturated and not in
+    /// `excluded`, among the first `ringCandidates` distinct ones.
+    func firstUnsaturated(from position: UInt64, ring: HashRing, snapshot: PoolSnapshot, excluding excluded: [Replica], now: UInt64) -> Replica? {
+        let replicas = snapshot.replicas
+        let wanted = min(settings.ringCandidates, replicas.count)
+        var seen: [Int] = []
+        seen.reserveCapacity(wanted)
+        var index = ring.firstPoint(atOrAfter: position)
+        for _ in 0..<ring.points.count {
+            let replicaIndex = ring.points[index].replica
+            if !seen.contains(replicaIndex) {
+                seen.append(replicaIndex)
+                let candidate = replicas[replicaIndex]
+                if !excluded.contains(where: { $0 === candidate }), !isSaturated(candidate, in: snapshot, now: now) {
+                    return candidate
+                }
+                if seen.count == wanted { break }
+            }
+            index += 1
+            if index == ring.points.count { index = 0 }
+        }
+        return nil
+    }
+
+    /// Forgets prompts of replicas that left, once per membership change.
+    private func trimIndex(to snapshot: PoolSnapshot) {
+        index.retain(generation: snapshot.generation) { Set(snapshot.replicas.map(\.hashKey)) }
+    }
+}

@@ -1,0 +1,331 @@
+import Testing
+@testable import SluiceCore
+
+/// `CacheAwarePolicy`: every branch on a manual clock, saturation, hysteresis, prompts, the
+/// failure cases of issue 15, and gateway instances that agree without talking.
+@Suite struct CacheAwarePolicyTests {
+    static let second: UInt64 = 1_000_000_000
+
+    static func pool(_ count: Int, order: [Int]? = nil) -> PoolSnapshot {
+        let ids = HashRingTests.ids(count)
+        let load = PoolLoad()
+        return PoolSnapshot(replicas: (order ?? Array(0..<count)).map { Replica(id: ids[$0], poolLoad: load) }, withRing: true, poolLoad: load)
+    }
+
+    static func home(of key: String, in snapshot: PoolSnapshot) -> Replica {
+        snapshot.replicas[snapshot.ring!.owner(of: key)!]
+    }
+
+    /// The replicas in `key`'s ring order (distinct).
+    static func ringOrder(_ position: UInt64, in snapshot: PoolSnapshot) -> [Replica] {
+        let ring = snapshot.ring!
+        var order: [Replica] = []
+        var index = ring.firstPoint(atOrAfter: position)
+        while order.count < snapshot.replicas.count {
+            let replica = snapshot.replicas[ring.points[index].replica]
+            if !order.contains(where: { $0 === replica }) { order.append(replica) }
+            index = (index + 1) % ring.points.count
+        }
+        return order
+    }
+
+    @Test func eachBranchExactlyWhenDocumented() {
+        let snapshot = Self.pool(4)
+        let policy = CacheAwarePolicy()
+        let key = "session-a"
+        let order = Self.ringOrder(HashRing.hash(key), in: snapshot)
+        let session = RoutingFacts(key: key)
+        // First sight: its hash home. Then it stays.
+        let placed = policy.choose(session, in: snapshot, now: 1)!
+        #expect(placed.reason == .cachePlacement && placed.replica === order[0])
+        #expect(policy.choose(session, in: snapshot, now: 2)?.reason == .cacheAffinity)
+        // Its replica reports more waiting than max_queue (8): this request spills to the next
+        // replica in ring order, and the session stays.
+        order[0].recordReportedQueue(waiting: 9, at: 10)
+        let spilled = policy.choose(session, in: snapshot, now: 10)!
+        #expect(spilled.reason == .cacheSpill && spilled.replica === order[1])
+        order[0].recordReportedQueue(waiting: 8, at: 20)  // at max_queue exactly: not saturated
+        let back = policy.choose(session, in: snapshot, now: 20)!
+        #expect(back.reason == .cacheAffinity && back.replica === order[0])
+        // Saturated without a break for move_after (2 s): the session moves, and follows.
+        order[0].recordReportedQueue(waiting: 20, at: 30)
+        #expect(policy.choose(session, in: snapshot, now: 30)?.reason == .cacheSpill)
+        order[0].recordReportedQueue(waiting: 20, at: 30 + Self.second)
+        #expect(policy.choose(session, in: snapshot, now: 30 + Self.second)?.reason == .cacheSpill)
+        order[0].recordReportedQueue(waiting: 20, at: 30 + 2 * Self.second)
+        let moved = policy.choose(session, in: snapshot, now: 30 + 2 * Self.second)!
+        #expect(moved.reason == .cacheMove && moved.replica === order[1])
+        order[0].recordReportedQueue(waiting: 0, at: 40 + 2 * Self.second)
+        let followed = policy.choose(session, in: snapshot, now: 40 + 2 * Self.second)!
+        #expect(followed.reason == .cacheAffinity && followed.replica === order[1])
+        // Its new replica leaves rotation: it moves at once.
+        order[1].setDraining(true)
+        let drained = policy.choose(session, in: snapshot, now: 50 + 2 * Self.second)!
+        #expect(drained.reason == .cacheMove && drained.replica !== order[1])
+        #expect(policy.choose(RoutingFacts(), in: snapshot, now: 60)?.reason == .noKey)
+    }
+
+    @Test func aBreakInSaturationRestartsTheCount() {
+        let snapshot = Self.pool(3)
+        let policy = CacheAwarePolicy()
+        let session = RoutingFacts(key: "s")
+        let owner = policy.choose(session, in: snapshot, now: 1)!.replica
+        // Saturated at 0 s and 1.5 s, free at 1 s: 0.5 s of saturation at 1.5 s, not 1.5 s.
+        owner.recordReportedQueue(waiting: 50, at: 1)
+        #expect(policy.choose(session, in: snapshot, now: 1)?.reason == .cacheSpill)
+        owner.recordReportedQueue(waiting: 0, at: Self.second)
+        #expect(policy.choose(session, in: snapshot, now: Self.second)?.reason == .cacheAffinity)
+        owner.recordReportedQueue(waiting: 50, at: 3 * Self.second / 2)
+        #expect(policy.choose(session, in: snapshot, now: 3 * Self.second / 2)?.reason == .cacheSpill)
+        #expect(policy.choose(session, in: snapshot, now: 3 * Self.second)?.reason == .cacheSpill)
+        #expect(policy.choose(session, in: snapshot, now: 7 * Self.second / 2)?.reason == .cacheMove)
+        // Observations further apart than move_after do not add up either.
+        let tracker = SaturationTracker()
+        #expect(tracker.observe(saturated: true, at: 10, window: 100) == 0)
+        #expect(tracker.observe(saturated: true, at: 90, window: 100) == 80)
+        #expect(tracker.observe(saturated: true, at: 500, window: 100) == 0)
+        #expect(tracker.observe(saturated: false, at: 510, window: 100) == 0 && tracker.saturatedSince == 0)
+    }
+
+    @Test func saturationComesFromQueueSlotsAndPendingPrefill() {
+        let snapshot = Self.pool(4)
+        var settings = CacheAwarePolicy.Settings()
+        settings.maxQueue = 2
+        settings.maxPendingPrefillBytes = 1_000
+        let policy = CacheAwarePolicy(settings)
+        let replica = snapshot.replicas[0]
+        #expect(!policy.isSaturated(replica, in: snapshot, now: 1))
+        // No slots known: the bounded-load cap plus max_queue. 3 in flight: ceil(1.25 × 4 / 4)
+        // + 2 = 4, not saturated; 4 in flight: ceil(1.25 × 5 / 4) + 2 = 4, saturated.
+        for _ in 0..<3 { replica.requestStarted() }
+        #expect(!policy.isSaturated(replica, in: snapshot, now: 1))
+        replica.requestStarted()
+        #expect(policy.isSaturated(replica, in: snapshot, now: 1))
+        replica.requestFinished()
+        // Slots learnt from reports: in flight ≥ slots + max_queue saturates.
+        replica.recordReportedRunning(4, waiting: 0)
+        #expect(replica.slots == 4)
+        #expect(!policy.isSaturated(replica, in: snapshot, now: 1))  // 3 < 4 + 2
+        for _ in 0..<3 { replica.requestStarted() }
+        #expect(policy.isSaturated(replica, in: snapshot, now: 1))  // 6 ≥ 6
+        for _ in 0..<6 { replica.requestFinished() }
+        // Uncached prompt bytes in flight past the budget.
+        replica.addPendingPrefill(1_001)
+        #expect(policy.isSaturated(replica, in: snapshot, now: 1))
+        replica.addPendingPrefill(-1_001)
+        #expect(!policy.isSaturated(replica, in: snapshot, now: 1))
+        // A reported queue past max_queue, while fresh.
+        replica.recordReportedQueue(waiting: 3, at: 1)
+        #expect(policy.isSaturated(replica, in: snapshot, now: 2))
+        #expect(!policy.isSaturated(replica, in: snapshot, now: 10 * Self.second))
+    }
+
+    @Test func slotsAreLearntFromTheReplicasReports() {
+        let replica = Replica(id: ReplicaID(host: "10.0.0.9", port: 1))
+        #expect(replica.slots == 0)
+        replica.recordReportedRunning(5, waiting: 0)
+        #expect(replica.slots == 5)
+        replica.recordReportedRunning(3, waiting: 0)  // a lower bound: kept
+        #expect(replica.slots == 5)
+        replica.recordReportedRunning(8, waiting: 0)
+        #expect(replica.slots == 8)
+        replica.recordReportedRunning(6, waiting: 2)  // requests wait: 6 is the limit
+        #expect(replica.slots == 6)
+    }
+
+    @Test func aHeaderKeysPickStaysOnItsReplicaUnderOrdinaryBunching() {
+        // 8 slots per replica (learnt), a few more in flight on the owner than the mean: the
+        // bounded-load rule (1.25) moved sessions here; saturation does not.
+        let snapshot = Self.pool(4)
+        let policy = CacheAwarePolicy()
+        for replica in snapshot.replicas { replica.recordReportedRunning(8, waiting: 0) }
+        let session = RoutingFacts(key: "s-1")
+        let owner = policy.choose(session, in: snapshot, now: 1)!.replica
+        for _ in 0..<6 { owner.requestStarted() }
+        snapshot.replicas.first { $0 !== owner }!.requestStarted()
+        #expect(ConsistentHashPolicy.bound(loadFactor: 1.25, snapshot: snapshot, now: 1) < owner.inFlight)
+        #expect(policy.choose(session, in: snapshot, now: 2)?.reason == .cacheAffinity)
+    }
+
+    // MARK: Prompts
+
+    static let system = String(repeating: "You answer questions about returns. ", count: 2)  // 72 bytes
+    static func document(_ n: Int) -> String {
+        String(repeating: "document \(n) says this and that about the order. ", count: 80)  // ~4 KB
+    }
+
+    /// A chat prompt as the gateway reads it: system, document, then the turns; anchored
+    /// through the document (the first user message).
+    static func prompt(_ conversation: Int, turns: Int, system: String = system, document: String? = nil) -> PromptChain {
+        let document = document ?? Self.document(conversation)
+        var text = system + "\n" + document
+        let opening = text.utf8.count
+        for turn in 0..<turns { text += "\nquestion \(turn) of \(conversation)?\nanswer \(turn) of \(conversation)." }
+        return PromptChain(text, anchorLength: opening)
+    }
+
+    static func facts(_ prompt: PromptChain) -> RoutingFacts {
+        RoutingFacts(key: "p:" + String(prompt.anchor, radix: 16), prompt: prompt)
+    }
+
+    @Test func aConversationIsFollowedByItsPromptAndANewOneIsPlacedByItsAnchor() {
+        let snapshot = Self.pool(4)
+        let policy = CacheAwarePolicy()
+        for conversation in 0..<16 {
+            let first = Self.prompt(conversation, turns: 0)
+            let placed = policy.choose(Self.facts(first), in: snapshot, now: 1)!
+            // New (its system prompt is shared, but a small part of it): placed by its anchor.
+            #expect(placed.reason == .cachePlacement)
+            #expect(placed.replica === Self.ringOrder(first.anchor, in: snapshot)[0])
+            #expect(placed.uncachedBytes == first.byteCount)
+            for turn in 1...5 {
+                let next = policy.choose(Self.facts(Self.prompt(conversation, turns: turn)), in: snapshot, now: 2)!
+                #expect(next.reason == .cacheAffinity && next.replica === placed.replica)
+                #expect(next.uncachedBytes < 200)
+            }
+            // Started over on the same document: its cache is there, it goes there.
+            let again = policy.choose(Self.facts(Self.prompt(conversation, turns: 0)), in: snapshot, now: 3)!
+            #expect(again.reason == .cacheAffinity && again.replica === placed.replica)
+        }
+    }
+
+    @Test func aPromptDifferingOnlyAfterALongSharedPartFollowsIt() {
+        let snapshot = Self.pool(4)
+        let policy = CacheAwarePolicy()
+        let shared = Self.document(1)
+        let first = policy.choose(Self.facts(PromptChain(shared + " first question")), in: snapshot, now: 1)!
+        // Another question on the same 4 KB: its match covers most of it.
+        let second = policy.choose(Self.facts(PromptChain(shared + " a different question")), in: snapshot, now: 2)!
+        #expect(second.reason == .cacheAffinity && second.replica === first.replica)
+        // Sharing less than match_threshold: new.
+        let short = String(shared.prefix(600))
+        let third = policy.choose(Self.facts(PromptChain(short + String(repeating: " something else entirely", count: 60))), in: snapshot, now: 3)!
+        #expect(third.reason == .cachePlacement)
+    }
+
+    @Test func aHotSharedPromptStaysOnOneReplicaUntilItIsSaturated() {
+        // One tenant, one 20 KB system prompt, short questions, no session id.
+        let snapshot = Self.pool(4)
+        for replica in snapshot.replicas { replica.recordReportedRunning(8, waiting: 0) }
+        let policy = CacheAwarePolicy()
+        let huge = String(repeating: "The policy manual, section after section. ", count: 480)
+        func ask(_ n: Int, now: UInt64) -> RoutingChoice {
+            let text = huge + "\nuser \(n): where is my parcel?"
+            return policy.choose(Self.facts(PromptChain(text, anchorLength: text.utf8.count)), in: snapshot, now: now)!
+        }
+        let first = ask(0, now: 1)
+        #expect(first.reason == .cachePlacement)
+        // Not saturated: every other conversation follows the shared prompt there.
+        for n in 1..<12 {
+            let choice = ask(n, now: 2)
+            #expect(choice.reason == .cacheAffinity && choice.replica === first.replica)
+            choice.replica.requestStarted()
+        }
+        // 11 in flight there now (< 8 slots + 8); reported waiting past max_queue: saturated.
+        first.replica.recordReportedQueue(waiting: 9, at: 3)
+        let spilled = ask(20, now: 3)
+        #expect(spilled.reason == .cacheSpill && spilled.replica !== first.replica)
+        // Saturated for 2 s: conversations move, and the prompt then lives on two replicas.
+        first.replica.recordReportedQueue(waiting: 9, at: 3 + 2 * Self.second)
+        let moved = ask(21, now: 3 + 2 * Self.second)
+        #expect(moved.reason == .cacheMove)
+        first.replica.recordReportedQueue(waiting: 0, at: 4 + 2 * Self.second)
+        let later = ask(22, now: 4 + 2 * Self.second)
+        #expect(later.reason == .cacheAffinity && (later.replica === first.replica || later.replica === moved.replica))
+    }
+
+    // MARK: Failures and membership
+
+    @Test func aSlowReplicasSessionsLeaveItOnceItStaysSaturated() {
+        let snapshot = Self.pool(4)
+        let policy = CacheAwarePolicy()
+        let keys = (0..<200).map { "user-\($0)" }
+        var home: [String: Replica] = [:]
+        for key in keys { home[key] = policy.choose(RoutingFacts(key: key), in: snapshot, now: 1)!.replica }
+        let slow = snapshot.replicas[2]
+        let onSlow = keys.filter { home[$0] === slow }
+        #expect(onSlow.count > 20)
+        // The slow replica's queue grows and stays long: spills first, then moves, then follow.
+        var now: UInt64 = 2
+        for step in 0...4 {
+            now = 2 + UInt64(step) * Self.second / 2
+            slow.recordReportedQueue(waiting: 30, at: now)
+            for key in onSlow {
+                let choice = policy.choose(RoutingFacts(key: key), in: snapshot, now: now)!
+                #expect(choice.replica !== slow)
+                #expect(choice.reason == (step < 4 ? .cacheSpill : .cacheMove))
+            }
+        }
+        // Recovered, it keeps none of them (they follow their new caches), and others stay home.
+        slow.recordReportedQueue(waiting: 0, at: now + 1)
+        for key in keys {
+            let choice = policy.choose(RoutingFacts(key: key), in: snapshot, now: now + 1)!
+            #expect(choice.reason == .cacheAffinity)
+            #expect(onSlow.contains(key) ? choice.replica !== slow : choice.replica === home[key])
+        }
+    }
+
+    @Test func aKilledReplicasSessionsMoveOnceAndStay() {
+        let snapshot = Self.pool(4)
+        let policy = CacheAwarePolicy()
+        let keys = (0..<200).map { "user-\($0)" }
+        var home: [String: Replica] = [:]
+        for key in keys { home[key] = policy.choose(RoutingFacts(key: key), in: snapshot, now: 1)!.replica }
+        let killed = snapshot.replicas[1]
+        killed.recordFailure(at: 10, policy: EjectionPolicy(consecutiveFailures: 1, duration: 5 * Self.second))
+        var moved: [String: Replica] = [:]
+        for key in keys where home[key] === killed {
+            let choice = policy.choose(RoutingFacts(key: key), in: snapshot, now: 11)!
+            #expect(choice.reason == .cacheMove && choice.replica !== killed)
+            moved[key] = choice.replica
+        }
+        #expect(!moved.isEmpty)
+        // Its ejection over (restarted, cold), its old sessions stay where they moved.
+        let after = 10 + 6 * Self.second
+        for key in keys {
+            let choice = policy.choose(RoutingFacts(key: key), in: snapshot, now: after)!
+            #expect(choice.reason == .cacheAffinity)
+            #expect(choice.replica === (moved[key] ?? home[key]))
+        }
+    }
+
+    @Test func anAddedReplicaTakesNewSessionsAndOldOnesStay() {
+        let four = Self.pool(4)
+        let policy = CacheAwarePolicy()
+        let old = (0..<400).map { "old-\($0)" }
+        var home: [String: Replica] = [:]
+        for key in old { home[key] = policy.choose(RoutingFacts(key: key), in: four, now: 1)!.replica }
+        let added = Replica(id: ReplicaID(host: "10.0.0.5", port: 8000))
+        let five = PoolSnapshot(replicas: four.replicas + [added], generation: 2, withRing: true)
+        for key in old { #expect(policy.choose(RoutingFacts(key: key), in: five, now: 2)?.replica === home[key]) }
+        let new = (0..<400).map { "new-\($0)" }
+        let onAdded = new.filter { policy.choose(RoutingFacts(key: $0), in: five, now: 3)?.replica === added }.count
+        #expect(onAdded > 40 && onAdded < 120)  // about a fifth
+    }
+
+    @Test func instancesWithTheSameMembershipAndReportsAgreeWithoutTalking() {
+        // Four gateway instances, replicas listed in different orders; each turn of each
+        // conversation goes to any instance. Same replica every time, with and without a header.
+        let orders = [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]]
+        let snapshots = orders.map { Self.pool(4, order: $0) }
+        let instances = orders.map { _ in CacheAwarePolicy() }
+        // One replica reports a long queue to everyone: they spill alike.
+        for snapshot in snapshots { snapshot.replicas.first { $0.id == HashRingTests.ids(4)[2] }!.recordReportedQueue(waiting: 12, at: 1) }
+        var generator = SplitMix64(seed: 3)
+        for conversation in 0..<64 {
+            var seen: Set<ReplicaID> = []
+            var seenByHeader: Set<ReplicaID> = []
+            for turn in 0..<6 {
+                let instance = Int(generator.next() % 4)
+                let prompt = Self.prompt(conversation, turns: turn)
+                let byPrompt = instances[instance].choose(Self.facts(prompt), in: snapshots[instance], now: 2)!
+                let byHeader = instances[instance].choose(RoutingFacts(key: "session-\(conversation)"), in: snapshots[instance], now: 2)!
+                seen.insert(byPrompt.replica.id)
+                seenByHeader.insert(byHeader.replica.id)
+                #expect(byPrompt.replica.id != HashRingTests.ids(4)[2] && byHeader.replica.id != HashRingTests.ids(4)[2])
+            }
+            #expect(seen.count == 1, "conversation \(conversation) went to \(seen)")
+            #expect(seenByHeader.count == 1, "session \(conversation) went to \(seenByHeader)")
+        }
+    }
+}
