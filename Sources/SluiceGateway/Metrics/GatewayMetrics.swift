@@ -76,6 +76,12 @@ final class PoolMetrics: Sendable {
     let clientCancelled: Counter
     /// Routing decisions by the branch the policy took (`RoutingReason`).
     private let routing: [Counter]
+    /// Placements told to and heard from other gateway instances (`routing.shared`).
+    private let shared: [Counter]
+
+    enum SharedEvent: String, CaseIterable {
+        case published, learned, failed
+    }
 
     private static var requestsTotal: MetricNameDescriptor {
         .sluice(
@@ -103,6 +109,18 @@ final class PoolMetrics: Sendable {
                 descriptor: .sluice("sluice_routing_decisions_total", "Replica choices, by the branch the routing policy took."),
                 labels: [("pool", pool), ("reason", reason.rawValue)])
         }
+        shared = pool.isEmpty ? [] : SharedEvent.allCases.map { event in
+            registry.makeCounter(
+                descriptor: .sluice(
+                    "sluice_routing_shared_total",
+                    "Cache-aware placements told to other gateway instances, heard from them, and failures to reach the shared Redis."),
+                labels: [("pool", pool), ("event", event.rawValue)])
+        }
+    }
+
+    func recordShared(_ event: SharedEvent) {
+        guard !shared.isEmpty else { return }
+        shared[SharedEvent.allCases.firstIndex(of: event)!].increment()
     }
 
     func recordRouting(_ reason: RoutingReason) {

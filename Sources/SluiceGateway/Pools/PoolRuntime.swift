@@ -125,8 +125,18 @@ final class PoolRuntime: Sendable {
     func pick(_ facts: RoutingFacts, now: NIODeadline) -> RoutingChoice? {
         guard let choice = policy.choose(facts, in: snapshot, now: now.uptimeNanoseconds) else { return nil }
         metrics.recordRouting(choice.reason)
+        if choice.reason == .cachePlacement || choice.reason == .cacheMove { tellOthers(facts, choice.replica) }
         return choice
     }
+
+    /// Instances that share placements (`routing.shared`) hear where this one put a conversation.
+    private func tellOthers(_ facts: RoutingFacts, _ replica: Replica) {
+        guard let gossip = gossip.withLockedValue({ $0 }), let conversation = CacheAwarePolicy.conversation(of: facts) else { return }
+        gossip.publish(conversation: conversation, replica: replica.hashKey)
+    }
+
+    /// Set once at start when the pool shares placements.
+    let gossip = NIOLockedValueBox<PlacementGossip?>(nil)
 
     /// Tells the policy when a request goes elsewhere than it chose (the chosen replica was at
     /// the pool's cap, or failed to connect), so what it remembers is where the cache really is.
@@ -134,6 +144,7 @@ final class PoolRuntime: Sendable {
         guard let picked = exchange.picked, (exchange.recordedReplica ?? picked.replica) !== replica else { return }
         exchange.recordedReplica = replica
         policy.relocated(picked.facts, to: replica, now: NIODeadline.now().uptimeNanoseconds)
+        tellOthers(picked.facts, replica)
     }
 
     /// Another available replica than `failed`, for the one retry after a failed connect: the

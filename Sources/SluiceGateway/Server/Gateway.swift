@@ -30,6 +30,8 @@ public final class Gateway: Sendable {
     private let channels = NIOLockedValueBox(Channels())
     /// Reads replicas' reported queues for least-queue and cache-aware pools.
     private let scraper: QueueScraper
+    /// Placements shared with other instances, per pool with `routing.shared`.
+    private let gossips: [PlacementGossip]
     /// Decides scaled pools' desired replicas every tick.
     private let scaleTicker: ScaleTicker
     private let phase = Atomic<UInt8>(Phase.created.rawValue)
@@ -60,6 +62,13 @@ public final class Gateway: Sendable {
         self.configurationPath = configurationPath
         self.runtime = GatewayRuntime(configuration: configuration, metrics: metrics, logger: logger)
         self.scraper = QueueScraper(pools: runtime.pools, group: group)
+        let instance = String(UInt64.random(in: 1...UInt64.max), radix: 36)
+        self.gossips = runtime.pools.compactMap { pool in
+            guard let address = pool.configuration.routing.shared, let policy = pool.policy as? CacheAwarePolicy else { return nil }
+            let gossip = PlacementGossip(address: address, pool: pool, policy: policy, loop: group.next(), instance: instance)
+            pool.gossip.withLockedValue { $0 = gossip }
+            return gossip
+        }
         self.scaleTicker = ScaleTicker(
             pools: runtime.pools, group: group,
             publisher: ScalePublisher(configuration.publish, group: group, logger: logger, metrics: metrics), metrics: metrics)
@@ -99,6 +108,7 @@ public final class Gateway: Sendable {
         }
         channels.withLockedValue { $0 = Channels(data: data, admin: admin) }
         scraper.start()
+        for gossip in gossips { gossip.start() }
         scaleTicker.start()
         phase.store(Phase.serving.rawValue, ordering: .releasing)
         if adminToken == nil {
@@ -137,6 +147,7 @@ public final class Gateway: Sendable {
         }
         let (data, admin) = channels.withLockedValue { ($0.data, $0.admin) }
         scraper.stop()
+        for gossip in gossips { gossip.stop() }
         scaleTicker.stop()
         runtime.beginDraining()
         try? await data?.close()
