@@ -64,6 +64,9 @@
 #   PROFILE=configs/replicas/fast.yaml   the replicas' profile
 #   CACHE_ROUTING='{ policy: cache-aware, key: ["header:x-session-id", "prefix"], scrape: { interval: 250ms } }'
 #                         sluice-cacheaware's (and -x4's) routing mapping
+#   FLEET=vllm-like       run loadtest/fleet/vllm_like.py replicas instead (an independent
+#                         vLLM-like engine with its own tokenizer, sharing no code with
+#                         sluice-replica), with FLEET_ARGS (default: its own defaults)
 #   SLOW_PROFILE=FILE     a different profile for r1 only (e.g. a slower GPU): a fleet that is
 #                         not uniform, where plain hashing keeps sending r1 its full share
 #   NO_BUILD=1            use the existing binaries
@@ -93,6 +96,7 @@ cd "$ROOT"
 DURATION_SCALE=${DURATION_SCALE:-0.25}
 RATE_SCALE=${RATE_SCALE:-1}
 PROFILE=${PROFILE:-configs/replicas/fast.yaml}
+FLEET_ARGS=${FLEET_ARGS:-}
 ALL_TARGETS="sluice sluice-leastqueue sluice-hash sluice-cacheaware sluice-cacheaware-x4 sluice-capped nginx-rr nginx-leastconn nginx-hash haproxy-leastconn haproxy-hash envoy-leastreq envoy-ringhash sglang-cacheaware sglang-roundrobin sglang-cacheaware-x4 vllm-cacheaware vllm-hash"
 TARGETS=${TARGETS:-$ALL_TARGETS}
 CACHE_ROUTING=${CACHE_ROUTING:-'{ policy: cache-aware, key: ["header:x-session-id", "prefix"], scrape: { interval: 250ms } }'}
@@ -182,7 +186,13 @@ start_fleet() {
     for i in 0 1 2 3; do
         local profile=$PROFILE
         [[ $i == 0 && -n ${SLOW_PROFILE:-} ]] && profile=$SLOW_PROFILE
-        start "replica-$i" "$BIN/sluice-replica" --port "${R[$i]}" --id "r$((i + 1))" --profile "$profile"
+        if [[ ${FLEET:-sluice-replica} == vllm-like ]]; then
+            # (The interpreter itself, not a shim, so the PID stopped is the replica's.)
+            start "replica-$i" "$("$PYTHON" -c 'import sys; print(sys.executable)')" loadtest/fleet/vllm_like.py \
+                --port "${R[$i]}" --id "r$((i + 1))" $FLEET_ARGS
+        else
+            start "replica-$i" "$BIN/sluice-replica" --port "${R[$i]}" --id "r$((i + 1))" --profile "$profile"
+        fi
         FLEET_PIDS+=("$LAST_PID")
     done
     for i in 0 1 2 3; do wait_http "replica-$i" "http://127.0.0.1:${R[$i]}/health"; done
@@ -457,7 +467,8 @@ done
 "$PYTHON" - "$OUT" "$SCENARIO" "$DURATION_SCALE" "$RATE_SCALE" "$PROFILE" $TARGETS <<'EOF' | tee "$OUT/table.md"
 import json, os, sys
 out, scenario, dscale, rscale, profile, targets = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
-print(f"`loadtest/compare.sh {os.path.relpath(scenario)}` (DURATION_SCALE={dscale}, RATE_SCALE={rscale}; four `sluice-replica` on `{os.path.basename(profile)}`, fresh before each target)\n")
+fleet = "`loadtest/fleet/vllm_like.py` replicas" if os.environ.get("FLEET") == "vllm-like" else f"`sluice-replica` on `{os.path.basename(profile)}`"
+print(f"`loadtest/compare.sh {os.path.relpath(scenario)}` (DURATION_SCALE={dscale}, RATE_SCALE={rscale}; four {fleet}, fresh before each target)\n")
 def cache_hit_rate(path):
     queries = hits = 0.0
     try:

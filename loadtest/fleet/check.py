@@ -183,7 +183,7 @@ def main():
                 fail("slot not freed after the client left")
             time.sleep(0.02)
         m = c.metrics()
-        expect(m["vllm:num_requests_running"] == 0 and m["vllm:request_aborted_total"] >= 1,
+        expect(m["vllm:num_requests_running"] == 0 and m["vllm_like:request_aborted_total"] >= 1,
                "client gone mid-stream: slot freed, abort counted")
         expect(m["vllm:gpu_cache_usage_perc"] == 0.0, "no KV blocks held when idle")
         print("PASS")

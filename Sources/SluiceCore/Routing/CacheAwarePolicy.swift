@@ -3,18 +3,21 @@
 /// until that replica cannot take it, and only a replica saturated for a while moves it.
 ///
 /// Where a conversation goes, exactly (each branch is a `RoutingReason` and a metric label):
-/// - The owner. A session key's owner is where `AffinityTable` says it lives. A prompt's owner
-///   is the replica holding its longest match in `PromptIndex` (the least loaded of them when
-///   several hold it), if the match covers at least `matchThreshold` of the prompt; a smaller
-///   match (a shared system prompt before a new document) makes it a new conversation.
+/// - The owner. A prompt's owner is the replica holding its longest match in `PromptIndex` (the
+///   least loaded of them when several hold it), if the match covers at least `matchThreshold`
+///   of the prompt; a smaller match (a shared system prompt before a new document) does not
+///   count. Otherwise the owner is where `AffinityTable` says the conversation (its key, or its
+///   prompt's anchor) was placed or moved, by this instance or another (`learn`).
 /// - `cache_affinity`: the owner is not saturated: it goes there.
 /// - `cache_spill`: the owner is saturated: this request goes to the first replica in the
 ///   conversation's ring order that is not, and the conversation stays with its owner.
 /// - `cache_move`: the owner has been saturated for `moveAfter` without a break
 ///   (`SaturationTracker`), or is out of rotation: the same replica takes it and the
 ///   conversation moves there.
-/// - `cache_placement`: no owner (a conversation this gateway has not seen): the first replica
-///   in its ring order that is not saturated (its hash home on a fleet that is not saturated).
+/// - `cache_placement`: no owner (a conversation no instance placed, as far as this one heard):
+///   the replica given the fewest conversations lately (`PlacementCounts`), then the least
+///   loaded, among those not saturated, the earliest in the conversation's ring order winning
+///   ties (its hash home on an idle fleet).
 /// - `no_key`: no key source present: least-queue.
 /// When every candidate is saturated, least-queue picks among all.
 ///
@@ -28,12 +31,13 @@
 /// long before a replica with free slots is busy, and each crossing cost a conversation its
 /// cache (issue 15 measured one in six requests moved that way).
 ///
-/// Why the ring places new conversations (and not the least-loaded replica): every gateway
-/// instance computes the same ring from the same membership, and sees the same saturation in
-/// the replicas' own reports, so N instances place and spill a conversation alike with nothing
-/// shared between them; a prompt's ring position is its anchor (`PromptChain.anchor`: its
-/// opening, the same in every turn). The price is the hash's imbalance (a replica may draw a
-/// few more conversations than another), which saturation bounds.
+/// Why place by count and not by hash: a hash hands each replica the conversations it draws,
+/// and one that drew a third more than another overflows its cache first and sets the tail;
+/// nor by the load at that moment, which ties at a few requests in flight when a fleet starts
+/// or new users rush in. Several instances agree on placements by telling each other
+/// (`learn`, fed by the gateway's `routing.shared`); spills and moves go in ring order (a
+/// prompt's ring position is its anchor, `PromptChain.anchor`, the same in every turn), which
+/// every instance computes alike from the membership and the replicas' own reports.
 ///
 /// `choose` records placements and moves (a choice that is then abandoned leaves the key
 /// remembered where it would have gone, which costs nothing); spills are not recorded.
