@@ -109,11 +109,15 @@ import Testing
         for _ in 0..<3 { replica.requestStarted() }
         #expect(policy.isSaturated(replica, in: snapshot, now: 1))  // 6 ≥ 6
         for _ in 0..<6 { replica.requestFinished() }
-        // Uncached prompt bytes in flight past the budget.
+        // Uncached prompt bytes in flight past the budget, from more than one request: one long
+        // prompt alone does not saturate.
         replica.addPendingPrefill(1_001)
+        #expect(!policy.isSaturated(replica, in: snapshot, now: 1))
+        replica.addPendingPrefill(10)
         #expect(policy.isSaturated(replica, in: snapshot, now: 1))
         replica.addPendingPrefill(-1_001)
-        #expect(!policy.isSaturated(replica, in: snapshot, now: 1))
+        replica.addPendingPrefill(-10)
+        #expect(!policy.isSaturated(replica, in: snapshot, now: 1) && replica.pendingPrefillRequests == 0)
         // A reported queue past max_queue, while fresh.
         replica.recordReportedQueue(waiting: 3, at: 1)
         #expect(policy.isSaturated(replica, in: snapshot, now: 2))
@@ -237,35 +241,34 @@ import Testing
         #expect(third.reason == .cachePlacement)
     }
 
-    @Test func aHotSharedPromptStaysOnOneReplicaUntilItIsSaturated() {
-        // One tenant, one 20 KB system prompt, short questions, no session id.
+    @Test func newConversationsOverAHotSharedPromptSpreadAndEachStaysWhereItStarted() {
+        // One tenant, one 20 KB system prompt, short first questions, no session id: each
+        // question opens a conversation of its own.
         let snapshot = Self.pool(4)
-        for replica in snapshot.replicas { replica.recordReportedRunning(8, waiting: 0) }
         let policy = CacheAwarePolicy()
         let huge = String(repeating: "The policy manual, section after section. ", count: 480)
-        func ask(_ n: Int, now: UInt64) -> RoutingChoice {
-            let text = huge + "\nuser \(n): where is my parcel?"
-            return policy.choose(Self.facts(PromptChain(text, anchorLength: text.utf8.count)), in: snapshot, now: now)!
+        func opening(_ n: Int) -> String { huge + "\nuser \(n): where is my parcel?" }
+        func turn(_ n: Int, _ turns: Int) -> PromptChain {
+            var text = opening(n)
+            for t in 0..<turns { text += "\nanswer \(t).\nand then \(t)?" }
+            return PromptChain(text, anchorLength: opening(n).utf8.count)
         }
-        let first = ask(0, now: 1)
-        #expect(first.reason == .cachePlacement)
-        // Not saturated: every other conversation follows the shared prompt there.
-        for n in 1..<12 {
-            let choice = ask(n, now: 2)
-            #expect(choice.reason == .cacheAffinity && choice.replica === first.replica)
-            choice.replica.requestStarted()
+        var placed: [Replica] = []
+        for n in 0..<12 {
+            let choice = policy.choose(Self.facts(turn(n, 0)), in: snapshot, now: 1)!
+            #expect(choice.reason == .cachePlacement)
+            // The shared prompt is the first one's: it is not this conversation's owner, but its
+            // holders are preferred where they have at most one conversation more.
+            if n == 1 { #expect(choice.replica === placed[0] && choice.uncachedBytes < 100) }
+            placed.append(choice.replica)
         }
-        // 11 in flight there now (< 8 slots + 8); reported waiting past max_queue: saturated.
-        first.replica.recordReportedQueue(waiting: 9, at: 3)
-        let spilled = ask(20, now: 3)
-        #expect(spilled.reason == .cacheSpill && spilled.replica !== first.replica)
-        // Saturated for 2 s: conversations move, and the prompt then lives on two replicas.
-        first.replica.recordReportedQueue(waiting: 9, at: 3 + 2 * Self.second)
-        let moved = ask(21, now: 3 + 2 * Self.second)
-        #expect(moved.reason == .cacheMove)
-        first.replica.recordReportedQueue(waiting: 0, at: 4 + 2 * Self.second)
-        let later = ask(22, now: 4 + 2 * Self.second)
-        #expect(later.reason == .cacheAffinity && (later.replica === first.replica || later.replica === moved.replica))
+        let perReplica = Dictionary(grouping: placed, by: \.id).mapValues(\.count)
+        #expect(perReplica.count == 4 && perReplica.values.allSatisfy { (2...4).contains($0) })
+        // Each conversation's later turns stay where it started.
+        for n in 0..<12 {
+            let next = policy.choose(Self.facts(turn(n, 2)), in: snapshot, now: 2)!
+            #expect(next.reason == .cacheAffinity && next.replica === placed[n])
+        }
     }
 
     // MARK: Failures and membership

@@ -15,11 +15,11 @@ import Testing
         index.record(b, replica: 2)
         // a's own continuation: all of a's blocks, held by 1.
         let next = PromptChain(Self.system + Self.text(1, bytes: 1_000) + "\nand more")
-        #expect(index.longestMatch(next) == PromptIndex.Match(blocks: a.blocks.count, bytes: a.blocks.count * 128, replicas: [1]))
+        #expect(index.longestMatch(next) == PromptIndex.Match(blocks: a.blocks.count, bytes: a.blocks.count * 128, replicas: [1], anchor: a.anchor))
         // A third conversation matches the system prompt's two whole blocks, held by both (the
         // most recent first).
         let c = PromptChain(Self.system + Self.text(3, bytes: 500))
-        #expect(index.longestMatch(c) == PromptIndex.Match(blocks: 2, bytes: 256, replicas: [2, 1]))
+        #expect(index.longestMatch(c) == PromptIndex.Match(blocks: 2, bytes: 256, replicas: [2, 1], anchor: a.anchor))
         #expect(index.longestMatch(PromptChain(Self.text(4, bytes: 900))) == nil)
         #expect(index.count == a.blocks.count + b.blocks.count - 2)
     }

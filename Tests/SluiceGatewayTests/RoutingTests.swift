@@ -362,6 +362,27 @@ import Testing
         }.get()
     }
 
+    @Test func withItsRedisDownAGatewayPlacesOnItsOwnAndCountsIt() async throws {
+        // A port nothing listens on: every publish and subscription attempt fails.
+        let closed = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let port = closed.localAddress!.port!
+        try await closed.close()
+        try await GatewayHarness.run(replicas: RoutingTests.streamingReplicas, configure: { config, _ in
+            config.pools[0].routing.policy = .cacheAware
+            config.pools[0].routing.key = [.header("x-session-id")]
+            config.pools[0].routing.shared = ReplicaID(host: "127.0.0.1", port: port)
+        }) { h in
+            let turns = try await RoutingTests.replicas(for: Array(repeating: "alone", count: 5), at: h.data, group: h.group)
+            #expect(Set(turns).count == 1)
+            let counted = await eventually {
+                let metrics = (try? await h.adminRequest("/metrics").text) ?? ""
+                return !metrics.contains(#"sluice_routing_shared_total{pool="chat",event="failed"} 0"#)
+                    && metrics.contains(#"sluice_routing_shared_total{pool="chat",event="failed"}"#)
+            }
+            #expect(counted)
+        }
+    }
+
     /// `sluice_routing_shared_total{event="learned"}` of the gateway whose admin listens at `admin`.
     static func learned(_ admin: SocketAddress, group: any EventLoopGroup) async throws -> Int? {
         let text = try await TestHTTPConnection.request(.GET, "/metrics", to: admin, group: group).text

@@ -29,6 +29,9 @@ public final class PromptIndex: Sendable {
 
     struct Node {
         var holders: [Holder]
+        /// The anchor (`PromptChain.anchor`) of the conversation that first sent this block:
+        /// tells a conversation's own history from a prefix other conversations share.
+        var anchor: UInt64
     }
 
     struct Log {
@@ -66,6 +69,9 @@ public final class PromptIndex: Sendable {
         public var bytes: Int
         /// The replicas (`Replica.hashKey`) holding the deepest matched block, most recent first.
         public var replicas: [UInt64]
+        /// The anchor of the conversation that first sent that block: the prompt's own when the
+        /// match is its conversation's history, another's when it is a shared prefix.
+        public var anchor: UInt64
     }
 
     public let capacity: Int
@@ -89,7 +95,7 @@ public final class PromptIndex: Sendable {
             }
             guard low > 0, let node = state.nodes[prompt.blocks[low - 1]] else { return nil }
             let replicas = node.holders.sorted { $0.stamp > $1.stamp }.map(\.replica)
-            return Match(blocks: low, bytes: PromptChain.bytes(inBlocks: low), replicas: replicas)
+            return Match(blocks: low, bytes: PromptChain.bytes(inBlocks: low), replicas: replicas, anchor: node.anchor)
         }
     }
 
@@ -102,7 +108,7 @@ public final class PromptIndex: Sendable {
             let stamp = state.clock
             var log = state.logs.removeValue(forKey: replica) ?? Log()
             for block in prompt.blocks.reversed() {
-                var node = state.nodes[block] ?? Node(holders: [])
+                var node = state.nodes[block] ?? Node(holders: [], anchor: prompt.anchor)
                 if let index = node.holders.firstIndex(where: { $0.replica == replica }) {
                     node.holders[index].stamp = stamp
                 } else {
@@ -144,7 +150,7 @@ public final class PromptIndex: Sendable {
             for replica in gone { state.logs[replica] = nil }
             state.nodes = state.nodes.compactMapValues { node in
                 let holders = node.holders.filter { members.contains($0.replica) }
-                return holders.isEmpty ? nil : Node(holders: holders)
+                return holders.isEmpty ? nil : Node(holders: holders, anchor: node.anchor)
             }
         }
     }

@@ -133,15 +133,22 @@ public final class Replica: Sendable {
     public var slots: Int { learntSlots.load(ordering: .relaxed) }
 
     private let pendingPrefill = Atomic<Int>(0)
+    private let pendingPrefillCount = Atomic<Int>(0)
 
     /// Prompt bytes the gateway sent here that the replica has not cached (as far as the
-    /// gateway's prompt index knows) and whose requests have not ended: the prefill work
+    /// gateway's prompt index knows) and whose answers have not started: the prefill work
     /// waiting on this replica (llm-d's token-load signal: a cache miss costs prefill).
     public var pendingPrefillBytes: Int { pendingPrefill.load(ordering: .relaxed) }
 
-    /// Adds (a request sent) or removes (its end, negative) uncached prompt bytes.
+    /// How many requests those bytes belong to.
+    public var pendingPrefillRequests: Int { pendingPrefillCount.load(ordering: .relaxed) }
+
+    /// Counts a request's uncached prompt bytes (sent) or stops counting them (its answer
+    /// began, or it ended: negative).
     public func addPendingPrefill(_ bytes: Int) {
+        guard bytes != 0 else { return }
         pendingPrefill.wrappingAdd(bytes, ordering: .relaxed)
+        pendingPrefillCount.wrappingAdd(bytes > 0 ? 1 : -1, ordering: .relaxed)
     }
 
     /// Whether the replica has been saturated for a while: cache-aware routing moves a
