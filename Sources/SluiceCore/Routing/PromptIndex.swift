@@ -107,21 +107,12 @@ public final class PromptIndex: Sendable {
             state.clock += 1
             let stamp = state.clock
             var log = state.logs.removeValue(forKey: replica) ?? Log()
+            log.entries.reserveCapacity(log.entries.count + prompt.blocks.count)
             for block in prompt.blocks.reversed() {
-                var node = state.nodes[block] ?? Node(holders: [], anchor: prompt.anchor)
-                if let index = node.holders.firstIndex(where: { $0.replica == replica }) {
-                    node.holders[index].stamp = stamp
-                } else {
-                    if node.holders.count == Self.maxHolders {
-                        // The stalest holder gives its place (its log entry goes stale).
-                        let oldest = node.holders.indices.min { node.holders[$0].stamp < node.holders[$1].stamp }!
-                        let dropped = node.holders.remove(at: oldest).replica
-                        if dropped != replica { state.logs[dropped]?.live -= 1 }
-                    }
-                    node.holders.append(Holder(replica: replica, stamp: stamp))
-                    log.live += 1
-                }
-                state.nodes[block] = node
+                // Modified in place (a copy out and back would copy its holders on every block).
+                let (added, dropped) = Self.touch(&state.nodes[block, default: Node(holders: [], anchor: prompt.anchor)], replica: replica, stamp: stamp)
+                if added { log.live += 1 }
+                if let dropped { state.logs[dropped]?.live -= 1 }
                 log.entries.append((block, stamp))
             }
             let budget = max(minimumPerReplica, capacity / (state.logs.count + 1))
@@ -136,6 +127,22 @@ public final class PromptIndex: Sendable {
             }
             state.logs[replica] = log
         }
+    }
+
+    /// Marks `replica` a holder of `node` as of `stamp`: whether it was added, and the stalest
+    /// holder it displaced when the node was full (that one's log entry goes stale).
+    private static func touch(_ node: inout Node, replica: UInt64, stamp: UInt64) -> (added: Bool, dropped: UInt64?) {
+        if let index = node.holders.firstIndex(where: { $0.replica == replica }) {
+            node.holders[index].stamp = stamp
+            return (false, nil)
+        }
+        var dropped: UInt64?
+        if node.holders.count == maxHolders {
+            let oldest = node.holders.indices.min { node.holders[$0].stamp < node.holders[$1].stamp }!
+            dropped = node.holders.remove(at: oldest).replica
+        }
+        node.holders.append(Holder(replica: replica, stamp: stamp))
+        return (true, dropped)
     }
 
     /// Forgets replicas that are no longer members, when `generation` (the pool snapshot's)
