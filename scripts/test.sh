@@ -112,6 +112,17 @@ ceiling=$(echo "$table" | sed -n 's/^Ceiling: .*no router can beat: \([0-9.]*\)%
 if echo "$table" | grep -E '^\| (sluice|nginx|haproxy|envoy|sglang|vllm)' | awk -F'|' -v c="$ceiling" '$12 + 0 > c + 1 { bad = 1 } END { exit !bad }'; then
     echo "compare.sh: a router's hit rate is above the ceiling ($ceiling%)"; exit 1
 fi
+# The independent fleet (loadtest/fleet/vllm_like.py) checks itself, then carries a short
+# chat-documents run through one cache-aware Sluice and four sharing placements through a
+# Redis (FLEET=vllm-like and the -x4 target end to end): both answer everything.
+python3 loadtest/fleet/check.py >/dev/null || { python3 loadtest/fleet/check.py; echo "loadtest/fleet/check.py failed"; exit 1; }
+fleet_table=$(FLEET=vllm-like BUILD=debug NO_BUILD=1 DURATION_SCALE=0.2 OUT="$(mktemp -d)" \
+    TARGETS="sluice-cacheaware sluice-cacheaware-x4" loadtest/compare.sh loadtest/scenarios/chat-documents.yaml 2>/dev/null)
+echo "$fleet_table"
+[ "$(echo "$fleet_table" | grep -cE '^\| sluice-cacheaware(-x4)? \|')" -eq 2 ] || { echo "compare.sh FLEET=vllm-like: expected 2 rows"; exit 1; }
+if echo "$fleet_table" | grep -E '^\| sluice' | awk -F'|' '$11 + 0 != 0 { bad = 1 } END { exit !bad }'; then
+    echo "compare.sh FLEET=vllm-like: errors"; exit 1
+fi
 # deploy/: every kustomization renders and validates; the manifests match what sluice serves.
 "$SLUICE_PYTHON" Tests/deploy/check_deploy.py .build/debug/sluice
 

@@ -138,7 +138,8 @@ import Testing
         }) { h, gate in
             let order = NIOLockedValueBox<[String]>([])
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { _ = try await Self.chat(h, tokens: 40, key: "sk-flood") }  // about 0.8 s
+                // Long enough (about 3 s) that the five waiters queue behind it on a busy machine.
+                group.addTask { _ = try await Self.chat(h, tokens: 150, key: "sk-flood") }
                 try await Self.waitUntil("the slot is taken") { h.inFlight() == 1 }
                 // Queued in this order: flood ×3, low, important; served: important (priority),
                 // then flood and low in turn (not the flood's three first).

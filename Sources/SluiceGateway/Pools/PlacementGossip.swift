@@ -14,7 +14,8 @@ import SluiceCore
 /// after its answer, hundreds of milliseconds later, while a message reaches every subscriber
 /// in about a millisecond; so telling is enough, and nothing waits. When Redis is slow or down,
 /// each instance places on its own (counted in `sluice_routing_shared_total{event="failed"}`),
-/// as it would without `shared`; the subscription is retried every second. An instance that
+/// as it would without `shared`; after a failure, publishing waits a second before it tries
+/// Redis again, and the subscription is retried every second. An instance that
 /// starts late has not heard earlier placements: a conversation it has not seen is placed by
 /// its own counts, and the placement it announces then wins on every instance (last word wins).
 ///
@@ -33,6 +34,9 @@ final class PlacementGossip: @unchecked Sendable {
     private var subscriber: (any Channel)?
     private var retry: Scheduled<Void>?
     private var running = false
+    /// After a failed publish, Redis is left alone until then (a placement does not become a
+    /// connection attempt while it is down).
+    private var quietUntil = NIODeadline.uptimeNanoseconds(0)
 
     var channelName: String { "sluice:placements:\(pool.name)" }
 
@@ -71,6 +75,10 @@ final class PlacementGossip: @unchecked Sendable {
         let message = "\(instance) \(String(conversation, radix: 16)) \(String(replica, radix: 16))"
         loop.execute {
             guard self.running else { return }
+            guard NIODeadline.now() >= self.quietUntil else {
+                self.pool.metrics.recordShared(.failed)
+                return
+            }
             self.connectedPublisher().flatMap { connection in
                 connection.send(["PUBLISH", self.channelName, message], timeout: self.timeout)
             }.whenComplete { result in
@@ -80,6 +88,7 @@ final class PlacementGossip: @unchecked Sendable {
                     self.pool.metrics.recordShared(.failed)
                     self.publisher?.close()
                     self.publisher = nil
+                    self.quietUntil = NIODeadline.now() + .seconds(1)
                 }
             }
         }
