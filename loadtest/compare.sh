@@ -64,6 +64,8 @@
 #   PROFILE=configs/replicas/fast.yaml   the replicas' profile
 #   CACHE_ROUTING='{ policy: cache-aware, key: ["header:x-session-id", "prefix"], scrape: { interval: 250ms } }'
 #                         sluice-cacheaware's (and -x4's) routing mapping
+#   X4_SHARED=0           sluice-cacheaware-x4 without the shared Redis (instances alone;
+#                         with CACHE_ROUTING's placement: ring, or balanced by their own counts)
 #   FLEET=vllm-like       run loadtest/fleet/vllm_like.py replicas instead (an independent
 #                         vLLM-like engine with its own tokenizer, sharing no code with
 #                         sluice-replica), with FLEET_ARGS (default: its own defaults)
@@ -367,12 +369,15 @@ start_router() {
             METRICS_URLS=("http://127.0.0.1:$P_SLUICE_ADMIN/metrics") ;;
         sluice-cacheaware-x4)
             # They share placements through a Redis of their own (routing.shared), as N gateway
-            # instances in a cluster would through the one their limits use.
-            [[ -n $REDIS ]] || die "sluice-cacheaware-x4 needs redis-server (apt-get install -y redis-server)"
-            start redis "$REDIS" --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no
-            ROUTER_PIDS+=("$LAST_PID")
-            for _ in $(seq 1 50); do "$REDIS_CLI" -p "$P_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
-            local shared="${CACHE_ROUTING%\}*}, shared: \"redis://127.0.0.1:$P_REDIS\" }"
+            # instances in a cluster would through the one their limits use (X4_SHARED=0: not).
+            local shared=$CACHE_ROUTING
+            if [[ ${X4_SHARED:-1} == 1 ]]; then
+                [[ -n $REDIS ]] || die "sluice-cacheaware-x4 needs redis-server (apt-get install -y redis-server)"
+                start redis "$REDIS" --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no
+                ROUTER_PIDS+=("$LAST_PID")
+                for _ in $(seq 1 50); do "$REDIS_CLI" -p "$P_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
+                shared="${CACHE_ROUTING%\}*}, shared: \"redis://127.0.0.1:$P_REDIS\" }"
+            fi
             URL=""
             for i in 0 1 2 3; do
                 sluice_conf "${P_SLUICE_X4[$i]}" "${P_SLUICE_X4_ADMIN[$i]}" "$shared" >"$WORK/sluice-$i.yaml"

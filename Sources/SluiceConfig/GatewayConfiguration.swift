@@ -142,6 +142,10 @@ public enum BackendFailureMode: String, Sendable, Equatable, CaseIterable {
     case allow, deny, local
 }
 
+public enum CachePlacement: String, Sendable, Equatable, CaseIterable {
+    case balanced, ring
+}
+
 public enum RoutingPolicyName: String, Sendable, Equatable, CaseIterable {
     case roundRobin = "round-robin"
     case random
@@ -186,6 +190,10 @@ public struct RoutingConfiguration: Sendable, Equatable {
     public var matchThreshold = 0.5
     /// Cache-aware: prompt blocks remembered across the pool (`PromptIndex`).
     public var promptIndexBlocks = 65_536
+    /// Cache-aware: where new conversations go: `balanced` (the least work) or `ring` (the
+    /// first replica in their hash-ring order that is not saturated: several instances that
+    /// share no placements then agree).
+    public var placement: CachePlacement = .balanced
     /// Cache-aware: a Redis through which gateway instances tell each other where they place
     /// conversations (pub/sub), so every instance sends a conversation to the same replica.
     public var shared: ReplicaID?

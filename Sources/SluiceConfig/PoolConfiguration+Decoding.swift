@@ -142,7 +142,7 @@ extension GatewayConfiguration {
         var routing = RoutingConfiguration()
         let allowed = [
             "policy", "key", "prefix_tokens", "load_factor", "max_queue", "scrape", "slots", "max_pending_prefill", "move_after",
-            "match_threshold", "prompt_index_blocks", "shared",
+            "match_threshold", "prompt_index_blocks", "shared", "placement",
         ]
         guard let keys = node.mapping(allowed: allowed) else { return routing }
         if let policyNode = keys["policy"],
@@ -175,6 +175,9 @@ extension GatewayConfiguration {
         if let value = keys["move_after"]?.duration() { routing.moveAfter = value }
         if let value = keys["match_threshold"]?.double(in: 0...1) { routing.matchThreshold = value }
         if let value = keys["prompt_index_blocks"]?.int(in: 1_024...(1 << 26)) { routing.promptIndexBlocks = value }
+        if let node = keys["placement"], let text = node.oneOf(CachePlacement.allCases.map(\.rawValue)), let value = CachePlacement(rawValue: text) {
+            routing.placement = value
+        }
         if let sharedNode = keys["shared"], let value = sharedNode.string() {
             if value.hasPrefix("redis://"), let address = ConfigValues.hostPort(String(value.dropFirst("redis://".count))) {
                 routing.shared = address
@@ -183,7 +186,7 @@ extension GatewayConfiguration {
             }
         }
         if routing.policy != .cacheAware {
-            for name in ["slots", "max_pending_prefill", "move_after", "match_threshold", "prompt_index_blocks", "shared"] where keys[name] != nil {
+            for name in ["slots", "max_pending_prefill", "move_after", "match_threshold", "prompt_index_blocks", "shared", "placement"] where keys[name] != nil {
                 keys[name]!.report("\(name) is used only by cache-aware")
             }
         }

@@ -65,6 +65,22 @@ import Testing
         #expect(issues(noKey).first?.message.contains("consistent-hash needs key") == true)
         let badKey = Self.valid.replacingOccurrences(of: "routing: { policy: round-robin }", with: #"routing: { policy: consistent-hash, key: ["cookie:x"], load_factor: 0.5 }"#)
         #expect(issues(badKey).map(\.path).sorted() == ["pools[0].routing.key[0]", "pools[0].routing.load_factor"])
+        // Cache-aware's own settings, and each refused where it means nothing or is malformed.
+        let tuned = Self.valid.replacingOccurrences(
+            of: "routing: { policy: round-robin }",
+            with: #"routing: { policy: cache-aware, slots: 16, max_pending_prefill: 128KiB, move_after: 5s, match_threshold: 0.7, prompt_index_blocks: 4096, placement: ring, shared: "redis://127.0.0.1:6379" }"#)
+        let cacheAware = try GatewayConfiguration.decode(yaml: tuned).pools[0].routing
+        #expect(cacheAware.slots == 16 && cacheAware.maxPendingPrefill == 131_072 && cacheAware.moveAfter == .seconds(5))
+        #expect(cacheAware.matchThreshold == 0.7 && cacheAware.promptIndexBlocks == 4_096 && cacheAware.placement == .ring)
+        #expect(cacheAware.shared == ReplicaID(host: "127.0.0.1", port: 6379))
+        let misplaced = Self.valid.replacingOccurrences(
+            of: "routing: { policy: round-robin }",
+            with: #"routing: { policy: least-queue, move_after: 5s, shared: "redis://r:1" }"#)
+        #expect(issues(misplaced).map(\.path).sorted() == ["pools[0].routing.move_after", "pools[0].routing.shared"])
+        let malformed = Self.valid.replacingOccurrences(
+            of: "routing: { policy: round-robin }",
+            with: #"routing: { policy: cache-aware, placement: nearest, shared: "http://r:1", match_threshold: 2 }"#)
+        #expect(issues(malformed).map(\.path).sorted() == ["pools[0].routing.match_threshold", "pools[0].routing.placement", "pools[0].routing.shared"])
     }
 
     @Test func queueAndConcurrencyCap() throws {

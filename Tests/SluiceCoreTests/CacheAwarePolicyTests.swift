@@ -342,6 +342,44 @@ import Testing
         #expect(onAdded == 160)
     }
 
+    @Test func instancesPlacingByTheRingAgreeWithoutHearingEachOther() {
+        // `placement: ring`: four instances that share nothing, replicas in different orders,
+        // each turn to any of them; one replica reports a long queue to everyone.
+        let orders = [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]]
+        let snapshots = orders.map { Self.pool(4, order: $0) }
+        var settings = CacheAwarePolicy.Settings()
+        settings.placeByRing = true
+        let instances = orders.map { _ in CacheAwarePolicy(settings) }
+        for snapshot in snapshots { snapshot.replicas.first { $0.id == HashRingTests.ids(4)[2] }!.recordReportedQueue(waiting: 12, at: 1) }
+        var generator = SplitMix64(seed: 4)
+        var counted: [Bool] = []
+        for conversation in 0..<64 {
+            var byPrompt: Set<ReplicaID> = []
+            var byHeader: Set<ReplicaID> = []
+            for turn in 0..<6 {
+                let instance = Int(generator.next() % 4)
+                byPrompt.insert(instances[instance].choose(Self.facts(Self.prompt(conversation, turns: turn)), in: snapshots[instance], now: 2)!.replica.id)
+                byHeader.insert(instances[instance].choose(RoutingFacts(key: "session-\(conversation)"), in: snapshots[instance], now: 2)!.replica.id)
+            }
+            counted.append(byPrompt.count == 1 && byHeader.count == 1 && !byHeader.contains(HashRingTests.ids(4)[2]))
+        }
+        #expect(counted.allSatisfy { $0 })
+        // Balanced placement (the default) without hearing each other disagrees: what
+        // `routing.shared` is for.
+        let apart = orders.map { _ in CacheAwarePolicy() }
+        var disagreed = 0
+        for conversation in 0..<64 {
+            var seen: Set<ReplicaID> = []
+            for turn in 0..<6 {
+                let instance = Int(generator.next() % 4)
+                seen.insert(apart[instance].choose(RoutingFacts(key: "s-\(conversation)"), in: snapshots[instance], now: 3)!.replica.id)
+                _ = turn
+            }
+            if seen.count > 1 { disagreed += 1 }
+        }
+        #expect(disagreed > 10)
+    }
+
     @Test func instancesThatHearEachOthersPlacementsAgree() {
         // Four gateway instances, replicas listed in different orders, telling each other their
         // placements (what `routing.shared` carries); each turn of each conversation goes to

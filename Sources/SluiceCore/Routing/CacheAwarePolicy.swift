@@ -49,6 +49,10 @@
 /// prompt's ring position is its anchor, `PromptChain.anchor`, the same in every turn), which
 /// every instance computes alike from the membership and the replicas' own reports.
 ///
+/// Several instances that do not share placements disagree under count-based placement (each
+/// counts only what it placed): `placeByRing` makes them place alike, by the ring alone, at
+/// the price of the hash's imbalance.
+///
 /// `choose` records placements and moves (a choice that is then abandoned leaves the key
 /// remembered where it would have gone, which costs nothing); spills are not recorded.
 public struct CacheAwarePolicy: BalancingPolicy {
@@ -67,6 +71,11 @@ public struct CacheAwarePolicy: BalancingPolicy {
         public var matchThreshold = 0.5
         /// How many replicas in ring order are tried before least-queue decides.
         public var ringCandidates = 8
+        /// Place new conversations on the first replica in their ring order that is not
+        /// saturated, instead of where the least work is: for several gateway instances that do
+        /// not share placements, so they place alike (each would otherwise balance by its own
+        /// counts and send a conversation's turns to different replicas).
+        public var placeByRing = false
 
         public init() {}
     }
@@ -145,7 +154,8 @@ public struct CacheAwarePolicy: BalancingPolicy {
                 choice = RoutingChoice(replica: other, reason: moving ? .cacheMove : .cacheSpill, uncachedBytes: prompt?.byteCount ?? 0)
             }
         } else {
-            guard let placed = leastLoaded(from: position, ring: ring, snapshot: snapshot, preferring: prefixHolders, now: now)
+            let byRing = settings.placeByRing ? firstUnsaturated(from: position, ring: ring, snapshot: snapshot, excluding: [], now: now) : nil
+            guard let placed = byRing ?? leastLoaded(from: position, ring: ring, snapshot: snapshot, preferring: prefixHolders, now: now)
                 ?? leastQueue.choose(random: facts.random, in: snapshot, now: now)
             else { return nil }
             let uncached = prompt.map { prefixHolders.contains(placed.hashKey) ? $0.byteCount - matchedBytes : $0.byteCount } ?? 0

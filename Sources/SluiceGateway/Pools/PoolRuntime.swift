@@ -45,6 +45,7 @@ final class PoolRuntime: Sendable {
             settings.maxPendingPrefillBytes = routing.maxPendingPrefill
             settings.moveAfter = UInt64(max(0, routing.moveAfter.nanoseconds))
             settings.matchThreshold = routing.matchThreshold
+            settings.placeByRing = routing.placement == .ring
             self.policy = CacheAwarePolicy(
                 settings, leastQueue: leastQueue, index: PromptIndex(capacity: routing.promptIndexBlocks))
         }
