@@ -231,14 +231,20 @@ import Testing
         let snapshot = Self.pool(4)
         let policy = CacheAwarePolicy()
         let shared = Self.document(1)
-        let first = policy.choose(Self.facts(PromptChain(shared + " first question")), in: snapshot, now: 1)!
-        // Another question on the same 4 KB: its match covers most of it.
-        let second = policy.choose(Self.facts(PromptChain(shared + " a different question")), in: snapshot, now: 2)!
-        #expect(second.reason == .cacheAffinity && second.replica === first.replica)
-        // Sharing less than match_threshold: new.
-        let short = String(shared.prefix(600))
-        let third = policy.choose(Self.facts(PromptChain(short + String(repeating: " something else entirely", count: 60))), in: snapshot, now: 3)!
-        #expect(third.reason == .cachePlacement)
+        func chain(_ text: String, opening: String) -> PromptChain { PromptChain(text, anchorLength: opening.utf8.count) }
+        // The document opens the conversation; its questions come after: one conversation.
+        let first = policy.choose(Self.facts(chain(shared + " first question", opening: shared)), in: snapshot, now: 1)!
+        let second = policy.choose(Self.facts(chain(shared + " a different question", opening: shared)), in: snapshot, now: 2)!
+        #expect(second.reason == .cacheAffinity && second.replica === first.replica && second.uncachedBytes < 128)
+        // The question is part of the opening (another conversation over the same document):
+        // new, but the replica holding the document is preferred among equals.
+        let other = shared + " yet another question"
+        let third = policy.choose(Self.facts(chain(other, opening: other)), in: snapshot, now: 3)!
+        #expect(third.reason == .cachePlacement && third.replica === first.replica && third.uncachedBytes < 128)
+        // Sharing less than match_threshold of the prompt: new, placed where there is least work.
+        let short = String(shared.prefix(600)) + String(repeating: " something else entirely", count: 60)
+        let fourth = policy.choose(Self.facts(chain(short, opening: short)), in: snapshot, now: 4)!
+        #expect(fourth.reason == .cachePlacement && fourth.replica !== first.replica && fourth.uncachedBytes == PromptChain(short).byteCount)
     }
 
     @Test func newConversationsOverAHotSharedPromptSpreadAndEachStaysWhereItStarted() {
@@ -378,6 +384,19 @@ import Testing
             if seen.count > 1 { disagreed += 1 }
         }
         #expect(disagreed > 10)
+    }
+
+    @Test func aMoveHeardFromAnotherInstanceWinsOverTheLocalIndex() {
+        let snapshot = Self.pool(4)
+        let here = CacheAwarePolicy()
+        let prompt = Self.prompt(3, turns: 1)
+        let placed = here.choose(Self.facts(prompt), in: snapshot, now: 1)!.replica
+        // Another instance moved the conversation (its replica stayed saturated there): this
+        // one's index still says `placed`, but the move it heard is newer.
+        let elsewhere = snapshot.replicas.first { $0 !== placed }!
+        here.learn(conversation: prompt.anchor, replica: elsewhere.hashKey, now: 2)
+        let next = here.choose(Self.facts(Self.prompt(3, turns: 2)), in: snapshot, now: 3)!
+        #expect(next.reason == .cacheAffinity && next.replica === elsewhere)
     }
 
     @Test func instancesThatHearEachOthersPlacementsAgree() {

@@ -275,7 +275,7 @@ import Testing
 }
 
 @Suite struct RoutingKeysFromBodyTests {
-    static func key(_ body: String, _ sources: [RoutingKeySource]) -> (key: String?, prompt: PromptChain?) {
+    static func key(_ body: String, _ sources: [RoutingKeySource]) -> (key: String?, prompt: PromptChain?, streams: Bool) {
         RoutingKeys.fromBody(ByteBuffer(string: body), head: nil, sources: sources, prefixTokens: 256, followPrompt: true)
     }
 
@@ -288,6 +288,9 @@ import Testing
         let chain = PromptChain(joined, anchorLength: joined.utf8.count)
         #expect(Self.key(chat, [.prefix]).prompt == chain)
         #expect(Self.key(chat, [.prefix]).key == "p:" + String(chain.anchor, radix: 16))
+        // Whether it streams (its first byte then ends its prefill).
+        #expect(!Self.key(chat, [.prefix]).streams)
+        #expect(Self.key(#"{"stream":true,"prompt":"x"}"#, [.prefix]).streams)
         let later = #"{"messages":[{"role":"system","content":"\#(system)"},{"role":"user","content":"doc"},{"role":"assistant","content":"ok"},{"role":"user","content":"q"}]}"#
         #expect(Self.key(later, [.prefix]).prompt == PromptChain(system + "\ndoc\nok\nq", anchorLength: system.utf8.count + 4))
         #expect(Self.key(#"{"prompt":"\#(system)"}"#, [.prefix]).prompt == PromptChain(system))
@@ -374,12 +377,16 @@ import Testing
         }) { h in
             let turns = try await RoutingTests.replicas(for: Array(repeating: "alone", count: 5), at: h.data, group: h.group)
             #expect(Set(turns).count == 1)
+            // The placement could not be published (nor anything heard): counted as failures.
             let counted = await eventually {
                 let metrics = (try? await h.adminRequest("/metrics").text) ?? ""
                 return !metrics.contains(#"sluice_routing_shared_total{pool="chat",event="failed"} 0"#)
                     && metrics.contains(#"sluice_routing_shared_total{pool="chat",event="failed"}"#)
             }
             #expect(counted)
+            let metrics = try await h.adminRequest("/metrics").text
+            #expect(metrics.contains(#"sluice_routing_shared_total{pool="chat",event="published"} 0"#))
+            #expect(metrics.contains(#"sluice_routing_decisions_total{pool="chat",reason="cache_placement"} 1"#))
         }
     }
 

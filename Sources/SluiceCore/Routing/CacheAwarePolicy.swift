@@ -106,7 +106,7 @@ public struct CacheAwarePolicy: BalancingPolicy {
         let prompt = facts.prompt.flatMap { $0.byteCount == 0 ? nil : $0 }
         let conversation = prompt?.anchor ?? HashRing.hash(key)
         let position = conversation
-        if prompt != nil { trimIndex(to: snapshot) }
+        trimIndex(to: snapshot)
 
         // The owner: the holders of the prompt's longest match when that is its own
         // conversation's history, else where the conversation (the key, or the prompt's
@@ -114,18 +114,22 @@ public struct CacheAwarePolicy: BalancingPolicy {
         // conversation sent first (a shared system prompt, a document others asked about) only
         // makes its holders preferred where a new conversation is placed.
         var owners: [Replica] = []
+        var matchHolders: [UInt64] = []
         var prefixHolders: [UInt64] = []
         var matchedBytes = 0
         if let prompt, let match = index.longestMatch(prompt), Double(match.bytes) >= settings.matchThreshold * Double(prompt.byteCount) {
-            let holders = match.replicas.compactMap { snapshot.indexByHashKey[$0].map { snapshot.replicas[$0] } }
-            if match.anchor == prompt.anchor { owners = holders } else { prefixHolders = holders.map(\.hashKey) }
+            matchHolders = match.replicas.filter { snapshot.indexByHashKey[$0] != nil }
+            if match.anchor == prompt.anchor {
+                owners = matchHolders.map { snapshot.replicas[snapshot.indexByHashKey[$0]!] }
+            } else {
+                prefixHolders = matchHolders
+            }
             matchedBytes = match.bytes
         }
         if let remembered = table.lookup(conversation, now: now), let index = snapshot.indexByHashKey[remembered] {
-            // Where the conversation lives wins among holders of its match (the first to send
-            // a prefix shares it with every later holder of it).
-            let home = snapshot.replicas[index]
-            if owners.isEmpty || owners.contains(where: { $0 === home }) { owners = [home] }
+            // Where the conversation lives is the newest word on it: its placement or last move,
+            // here or by another instance (whose moves this index has not seen).
+            owners = [snapshot.replicas[index]]
         }
 
         let choice: RoutingChoice
@@ -143,7 +147,7 @@ public struct CacheAwarePolicy: BalancingPolicy {
                 }
             }
             if let best {
-                let uncached = prompt.map { matchedBytes > 0 ? $0.byteCount - matchedBytes : $0.byteCount } ?? 0
+                let uncached = prompt.map { matchHolders.contains(best.hashKey) ? $0.byteCount - matchedBytes : $0.byteCount } ?? 0
                 choice = RoutingChoice(replica: best, reason: .cacheAffinity, uncachedBytes: uncached)
             } else {
                 let saturatedFor = owner.saturation.observe(saturated: true, at: now, window: settings.moveAfter)
@@ -248,6 +252,8 @@ public struct CacheAwarePolicy: BalancingPolicy {
     func leastLoaded(from position: UInt64, ring: HashRing, snapshot: PoolSnapshot, preferring preferred: [UInt64] = [], now: UInt64) -> Replica? {
         let replicas = snapshot.replicas
         let wanted = replicas.count > leastQueue.exactUpTo ? 2 : replicas.count
+        // Past this many distinct replicas (most saturated), least-queue decides instead.
+        let examined = max(wanted, min(settings.ringCandidates, replicas.count))
         var seen: [Int] = []
         seen.reserveCapacity(min(wanted, 16))
         var considered = 0
@@ -271,7 +277,7 @@ public struct CacheAwarePolicy: BalancingPolicy {
                     considered += 1
                     if considered == wanted { break }
                 }
-                if seen.count == replicas.count { break }
+                if seen.count == replicas.count || seen.count == examined { break }
             }
             index += 1
             if index == ring.points.count { index = 0 }
@@ -279,8 +285,12 @@ public struct CacheAwarePolicy: BalancingPolicy {
         return best
     }
 
-    /// Forgets prompts of replicas that left, once per membership change.
+    /// Forgets prompts and counts of replicas that left, once per membership change.
     private func trimIndex(to snapshot: PoolSnapshot) {
-        index.retain(generation: snapshot.generation) { Set(snapshot.replicas.map(\.hashKey)) }
+        index.retain(generation: snapshot.generation) {
+            let members = Set(snapshot.replicas.map(\.hashKey))
+            placements.retain(members)
+            return members
+        }
     }
 }

@@ -28,9 +28,17 @@ public final class PlacementCounts: Sendable {
     /// One more conversation given to `replica` at `now`.
     public func add(_ replica: UInt64, now: UInt64) {
         counts.withLock { counts in
+            // Bounded whatever is heard (a shared channel may name replicas never seen): past
+            // 4,096 replicas, those decayed to almost nothing go.
+            if counts.count >= 4_096 { counts = counts.filter { decayed($0.value, to: now) > 0.01 } }
             let current = counts[replica].map { decayed($0, to: now) } ?? 0
             counts[replica] = Count(value: current + 1, at: max(now, counts[replica]?.at ?? 0))
         }
+    }
+
+    /// Forgets replicas that are no longer members.
+    public func retain(_ members: Set<UInt64>) {
+        counts.withLock { counts in counts = counts.filter { members.contains($0.key) } }
     }
 
     private func decayed(_ count: Count, to now: UInt64) -> Double {

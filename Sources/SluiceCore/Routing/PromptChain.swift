@@ -8,10 +8,11 @@
 /// the rest, however long, in 4 KiB blocks, so a 1 MiB prompt is 1,248 hashes and a long
 /// prompt that differs only far in is still told apart.
 ///
-/// The anchor is what places a conversation no gateway has seen: a hash of its opening (for
-/// chat, the messages through the first user message: the system prompt and the document or
-/// first question), which every later turn repeats unchanged. Every gateway instance computes
-/// the same anchor from any turn, so they place the conversation on the same replica.
+/// The anchor names the conversation: a hash of its opening (for chat, the messages through the
+/// first user message: the system prompt and the document or first question), which every
+/// later turn repeats unchanged, so every gateway instance computes the same anchor from any
+/// turn. A bare `prompt` has no such structure: its first KiB is the anchor, so prompts shorter
+/// than that change anchors as they grow (their turns are followed by the prompt index alone).
 public struct PromptChain: Sendable, Equatable {
     public static let blockBytes = 128
     /// How many 128-byte blocks come before the large ones (128 KiB).

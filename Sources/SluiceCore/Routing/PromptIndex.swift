@@ -58,7 +58,7 @@ public final class PromptIndex: Sendable {
         var logs: [UInt64: Log] = [:]
         var clock: UInt64 = 0
         /// The membership generation last retained.
-        var generation: UInt64 = .max
+        var generation: UInt64 = 0
     }
 
     /// The deepest block of a prompt some replica holds.
@@ -107,7 +107,6 @@ public final class PromptIndex: Sendable {
             state.clock += 1
             let stamp = state.clock
             var log = state.logs.removeValue(forKey: replica) ?? Log()
-            log.entries.reserveCapacity(log.entries.count + prompt.blocks.count)
             for block in prompt.blocks.reversed() {
                 // Modified in place (a copy out and back would copy its holders on every block).
                 let (added, dropped) = Self.touch(&state.nodes[block, default: Node(holders: [], anchor: prompt.anchor)], replica: replica, stamp: stamp)
@@ -145,11 +144,11 @@ public final class PromptIndex: Sendable {
         return (true, dropped)
     }
 
-    /// Forgets replicas that are no longer members, when `generation` (the pool snapshot's)
-    /// differs from the last one seen.
+    /// Forgets replicas that are no longer members, when `generation` (the pool snapshot's) is
+    /// newer than the last one seen (a pick still holding an older snapshot changes nothing).
     public func retain(generation: UInt64, members: () -> Set<UInt64>) {
         state.withLock { state in
-            guard state.generation != generation else { return }
+            guard generation > state.generation else { return }
             state.generation = generation
             let members = members()
             let gone = state.logs.keys.filter { !members.contains($0) }

@@ -22,9 +22,11 @@ public final class SaturationTracker: Sendable {
             if since.load(ordering: .relaxed) != 0 { since.store(0, ordering: .relaxed) }
             return 0
         }
-        let last = lastSeen.exchange(now, ordering: .relaxed)
+        let last = lastSeen.exchange(max(now, lastSeen.load(ordering: .relaxed)), ordering: .relaxed)
         var start = since.load(ordering: .relaxed)
-        if start == 0 || now &- last > window {
+        // (Event loops read their clocks before picking, so observations may arrive out of
+        // order: only a later one can open a gap.)
+        if start == 0 || (now > last && now - last > window) {
             start = max(1, now)
             since.store(start, ordering: .relaxed)
         }

@@ -111,7 +111,8 @@ final class PlacementGossip: @unchecked Sendable {
         publisherConnecting = connecting
         connecting.whenComplete { result in
             self.publisherConnecting = nil
-            if case .success(let connection) = result { self.publisher = connection }
+            guard case .success(let connection) = result else { return }
+            if self.running { self.publisher = connection } else { connection.close() }
         }
         return connecting
     }

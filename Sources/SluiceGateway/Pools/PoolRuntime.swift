@@ -142,7 +142,10 @@ final class PoolRuntime: Sendable {
     /// Tells the policy when a request goes elsewhere than it chose (the chosen replica was at
     /// the pool's cap, or failed to connect), so what it remembers is where the cache really is.
     func noteDestination(of exchange: Exchange, _ replica: Replica) {
-        guard let picked = exchange.picked, (exchange.recordedReplica ?? picked.replica) !== replica else { return }
+        // A spill is one request elsewhere by design: its conversation stays where it was.
+        guard let picked = exchange.picked, exchange.pickedReason != .cacheSpill,
+              (exchange.recordedReplica ?? picked.replica) !== replica
+        else { return }
         exchange.recordedReplica = replica
         policy.relocated(picked.facts, to: replica, now: NIODeadline.now().uptimeNanoseconds)
         tellOthers(picked.facts, replica)

@@ -34,6 +34,10 @@ final class Exchange {
     /// and the replica they are counted on as pending prefill until its answer starts.
     var uncachedBytes = 0
     var prefillReplica: Replica?
+    /// Whether the request asked for a stream (read with the prompt, for cache-aware pools).
+    var promptStreams = false
+    /// The branch the policy took for `picked`.
+    var pickedReason: RoutingReason?
     /// The tenant admission let in (released when the exchange finishes).
     var tenant: Int?
     /// Rate-limit fields for the response head, and the limits they describe.

@@ -214,9 +214,10 @@ extension ProxyServerHandler {
     /// from it, then the body's admission checks, then on.
     private func forwardRead(_ exchange: Exchange, head: HTTP1Head, pool: PoolRuntime, body: ByteBuffer) {
         let routing = pool.configuration.routing
-        let (key, prompt) = RoutingKeys.fromBody(
+        let (key, prompt, streams) = RoutingKeys.fromBody(
             body, head: head, sources: routing.key, prefixTokens: routing.prefixTokens, followPrompt: routing.policy == .cacheAware)
         exchange.prompt = prompt
+        exchange.promptStreams = streams
         admitBody(exchange, body: body) { body in
             self.forwardInspected(exchange, head: head, pool: pool, key: key, body: body)
         }
@@ -255,7 +256,10 @@ extension ProxyServerHandler {
         }
         let picked = choice.replica
         exchange.picked = (picked, facts)
-        exchange.uncachedBytes = choice.uncachedBytes
+        exchange.pickedReason = choice.reason
+        // Pending prefill ends with the answer's first byte, which only a stream sends before
+        // the whole answer is ready: other answers are not counted.
+        exchange.uncachedBytes = exchange.promptStreams ? choice.uncachedBytes : 0
         guard let gate = pool.gate else {
             picked.requestStarted()
             send(exchange, head: head, to: picked)

@@ -37,10 +37,11 @@ enum RoutingKeys {
     /// From the head and the body (JSON), for pools whose sources include the body. With
     /// `followPrompt` (cache-aware pools), a prompt key comes with the prompt's block chain,
     /// which the policy matches against what each replica was sent, and the key is the chain's
-    /// anchor (the prompt's opening) instead of its first `prefixTokens` tokens.
+    /// anchor (the prompt's opening) instead of its first `prefixTokens` tokens; `streams` says
+    /// whether the answer streams (its first byte then marks the end of prefill).
     static func fromBody(
         _ body: ByteBuffer, head: HTTP1Head?, sources: [RoutingKeySource], prefixTokens: Int, followPrompt: Bool = false
-    ) -> (key: String?, prompt: PromptChain?) {
+    ) -> (key: String?, prompt: PromptChain?, streams: Bool) {
         // Parsed at most once, and only if a body source is reached.
         var object: JSONValue??
         func json() -> JSONValue? {
@@ -50,18 +51,19 @@ enum RoutingKeys {
         for source in sources {
             switch source {
             case .header, .tenant:
-                if let head, case .key(let key?) = fromHead(head, sources: [source]) { return (key, nil) }
+                if let head, case .key(let key?) = fromHead(head, sources: [source]) { return (key, nil, false) }
             case .bodyUser:
-                if let user = json()?["user"]?.string, !user.isEmpty { return ("u:" + user, nil) }
+                if let user = json()?["user"]?.string, !user.isEmpty { return ("u:" + user, nil, false) }
             case .prefix:
                 if let (text, opening) = prompt(json()) {
-                    guard followPrompt else { return ("p:" + prefixKey(text, tokens: prefixTokens), nil) }
+                    guard followPrompt else { return ("p:" + prefixKey(text, tokens: prefixTokens), nil, false) }
                     let chain = PromptChain(text, anchorLength: opening)
-                    return ("p:" + String(chain.anchor, radix: 16), chain)
+                    let streams = json()?["stream"] == .bool(true)
+                    return ("p:" + String(chain.anchor, radix: 16), chain, streams)
                 }
             }
         }
-        return (nil, nil)
+        return (nil, nil, false)
     }
 
     /// The prompt as the model reads it: chat messages' text joined in order, or `prompt`.
