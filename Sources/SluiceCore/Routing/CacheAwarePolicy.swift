@@ -3,12 +3,13 @@
 /// until that replica cannot take it, and only a replica saturated for a while moves it.
 ///
 /// Where a conversation goes, exactly (each branch is a `RoutingReason` and a metric label):
-/// - The owner. A prompt's owner is the replica holding its longest match in `PromptIndex` (the
-///   least loaded of them when several hold it), if the match covers at least `matchThreshold`
-///   of the prompt and is the conversation's own history (its deepest block was first sent
-///   with this prompt's anchor: an earlier turn, or the same conversation started over).
-///   Otherwise the owner is where `AffinityTable` says the conversation (its key, or its
-///   prompt's anchor) was placed or moved, by this instance or another (`learn`).
+/// - The owner: where `AffinityTable` says the conversation (its key, or its prompt's anchor)
+///   was placed or last moved, by this instance or another (`learn`): the newest word on it.
+///   Without such a record, a prompt's owner is the replica holding its longest match in
+///   `PromptIndex` (the least loaded of them when several hold it), if the match covers at
+///   least `matchThreshold` of the prompt and is the conversation's own history (its deepest
+///   block was first sent with this prompt's anchor: an earlier turn, or the same
+///   conversation started over).
 /// - `cache_affinity`: the owner is not saturated: it goes there.
 /// - `cache_spill`: the owner is saturated: this request goes to the first replica in the
 ///   conversation's ring order that is not, and the conversation stays with its owner.
