@@ -77,12 +77,7 @@ import Testing
             config.pools[0].routing.key = [.header("x-session-id")]
         }) { h in
             // A second gateway, same replicas listed in reverse, nothing shared.
-            var configuration = h.gateway.runtime.configuration
-            configuration.pools[0].replicas.reverse()
-            var logger = Logger(label: "second")
-            logger.logLevel = .critical
-            let second = Gateway(configuration: configuration, group: h.group, adminToken: nil, logger: logger)
-            let bound = try await second.start()
+            let (second, bound) = try await Self.secondGateway(h)
             let sessions = (0..<1000).map { "session-\($0)" }
             let first = try await Self.replicas(for: sessions, at: h.data, group: h.group)
             let other = try await Self.replicas(for: sessions, at: bound.data, group: h.group)
@@ -92,6 +87,17 @@ import Testing
             // A session keeps its replica.
             #expect(try await Self.replicas(for: Array(sessions.prefix(50)), at: h.data, group: h.group) == Array(first.prefix(50)))
         }
+    }
+
+    /// Another gateway with the harness's configuration and its replicas listed in reverse
+    /// order, started (the caller shuts it down).
+    static func secondGateway(_ h: GatewayHarness) async throws -> (Gateway, Gateway.BoundAddresses) {
+        var configuration = h.gateway.runtime.configuration
+        configuration.pools[0].replicas.reverse()
+        var logger = Logger(label: "second")
+        logger.logLevel = .critical
+        let second = Gateway(configuration: configuration, group: h.group, adminToken: nil, logger: logger)
+        return (second, try await second.start())
     }
 
     @Test func leastQueueSendsLessToAReplicaReportingALongQueue() async throws {
@@ -323,12 +329,7 @@ import Testing
             config.pools[0].routing.shared = ReplicaID(host: "127.0.0.1", port: redis.port)
         }) { h in
             // A second gateway, the replicas listed in reverse.
-            var configuration = h.gateway.runtime.configuration
-            configuration.pools[0].replicas.reverse()
-            var logger = Logger(label: "second")
-            logger.logLevel = .critical
-            let second = Gateway(configuration: configuration, group: h.group, adminToken: nil, logger: logger)
-            let bound = try await second.start()
+            let (second, bound) = try await RoutingTests.secondGateway(h)
             // Both subscribed before anything is placed.
             let subscribed = await eventually {
                 let answer = try? await Self.redis(["PUBSUB", "NUMSUB", "sluice:placements:chat"], port: redis.port)

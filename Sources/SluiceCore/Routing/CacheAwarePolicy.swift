@@ -222,25 +222,16 @@ public struct CacheAwarePolicy: BalancingPolicy {
     /// The first replica from `position` in ring order that is not saturated and not in
     /// `excluded`, among the first `ringCandidates` distinct ones.
     func firstUnsaturated(from position: UInt64, ring: HashRing, snapshot: PoolSnapshot, excluding excluded: [Replica], now: UInt64) -> Replica? {
-        let replicas = snapshot.replicas
-        let wanted = min(settings.ringCandidates, replicas.count)
-        var seen: [Int] = []
-        seen.reserveCapacity(wanted)
-        var index = ring.firstPoint(atOrAfter: position)
-        for _ in 0..<ring.points.count {
-            let replicaIndex = ring.points[index].replica
-            if !seen.contains(replicaIndex) {
-                seen.append(replicaIndex)
-                let candidate = replicas[replicaIndex]
-                if !excluded.contains(where: { $0 === candidate }), !isSaturated(candidate, in: snapshot, now: now) {
-                    return candidate
-                }
-                if seen.count == wanted { break }
+        var found: Replica?
+        ring.walk(from: position, limit: settings.ringCandidates) { index in
+            let candidate = snapshot.replicas[index]
+            guard excluded.contains(where: { $0 === candidate }) || isSaturated(candidate, in: snapshot, now: now) else {
+                found = candidate
+                return false
             }
-            index += 1
-            if index == ring.points.count { index = 0 }
+            return true
         }
-        return nil
+        return found
     }
 
     /// Where a new conversation goes: the replica with the least work, counting the
@@ -251,37 +242,24 @@ public struct CacheAwarePolicy: BalancingPolicy {
     /// less, so it takes up to one more than the others; the earliest in ring order wins the
     /// remaining ties, so an idle fleet places a conversation on its hash home.
     func leastLoaded(from position: UInt64, ring: HashRing, snapshot: PoolSnapshot, preferring preferred: [UInt64] = [], now: UInt64) -> Replica? {
-        let replicas = snapshot.replicas
-        let wanted = replicas.count > leastQueue.exactUpTo ? 2 : replicas.count
-        // Past this many distinct replicas (most saturated), least-queue decides instead.
-        let examined = max(wanted, min(settings.ringCandidates, replicas.count))
-        var seen: [Int] = []
-        seen.reserveCapacity(min(wanted, 16))
+        let wanted = snapshot.replicas.count > leastQueue.exactUpTo ? 2 : snapshot.replicas.count
         var considered = 0
         var best: Replica?
         var bestScore = Double.infinity
-        var index = ring.firstPoint(atOrAfter: position)
-        for _ in 0..<ring.points.count {
-            let replicaIndex = ring.points[index].replica
-            if !seen.contains(replicaIndex) {
-                seen.append(replicaIndex)
-                let candidate = replicas[replicaIndex]
-                if !isSaturated(candidate, in: snapshot, now: now) {
-                    var score = placements.count(candidate.hashKey, now: now) + Double(candidate.load(at: now, staleAfter: leastQueue.staleAfter))
-                    if preferred.contains(candidate.hashKey) { score -= 1.25 }
-                    // Within half a conversation is a tie: the ring decides between equals.
-                    score = (score * 2).rounded()
-                    if score < bestScore {
-                        best = candidate
-                        bestScore = score
-                    }
-                    considered += 1
-                    if considered == wanted { break }
-                }
-                if seen.count == replicas.count || seen.count == examined { break }
+        // Past `ringCandidates` distinct replicas (most of them saturated), least-queue decides.
+        ring.walk(from: position, limit: max(wanted, settings.ringCandidates)) { index in
+            let candidate = snapshot.replicas[index]
+            guard !isSaturated(candidate, in: snapshot, now: now) else { return true }
+            var score = placements.count(candidate.hashKey, now: now) + Double(candidate.load(at: now, staleAfter: leastQueue.staleAfter))
+            if preferred.contains(candidate.hashKey) { score -= 1.25 }
+            // Within half a conversation is a tie: the ring decides between equals.
+            score = (score * 2).rounded()
+            if score < bestScore {
+                best = candidate
+                bestScore = score
             }
-            index += 1
-            if index == ring.points.count { index = 0 }
+            considered += 1
+            return considered < wanted
         }
         return best
     }

@@ -51,6 +51,25 @@ public struct HashRing: Sendable {
         return low == points.count ? 0 : low
     }
 
+    /// Calls `visit` with each distinct replica index in ring order from `position` (a key's
+    /// preference order), at most `limit` of them, until it returns false.
+    public func walk(from position: UInt64, limit: Int, _ visit: (Int) -> Bool) {
+        guard !points.isEmpty else { return }
+        let limit = min(limit, replicaCount)
+        var seen: [Int] = []
+        seen.reserveCapacity(min(limit, 16))
+        var index = firstPoint(atOrAfter: position)
+        for _ in 0..<points.count {
+            let replica = points[index].replica
+            if !seen.contains(replica) {
+                seen.append(replica)
+                if !visit(replica) || seen.count == limit { return }
+            }
+            index += 1
+            if index == points.count { index = 0 }
+        }
+    }
+
     /// The replica a key maps to with no load bound.
     public func owner(of key: String) -> Int? {
         guard !points.isEmpty else { return nil }

@@ -177,27 +177,21 @@ private final class SubscriptionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     let gossip: PlacementGossip
-    private var buffer: ByteBuffer?
+    private var reader = RESPReader()
 
     init(gossip: PlacementGossip) {
         self.gossip = gossip
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var incoming = unwrapInboundIn(data)
-        if buffer == nil {
-            buffer = incoming
-        } else {
-            buffer!.writeBuffer(&incoming)
-        }
+        reader.append(unwrapInboundIn(data))
         do {
-            while var current = buffer, let value = try RESP.read(&current) {
-                buffer = current
+            while let value = try reader.next() {
                 if case .array(let items?) = value, items.count == 3, items[0].string == "message", let payload = items[2].string {
                     gossip.heard(payload)
                 }
             }
-            if buffer?.readableBytes == 0 { buffer = nil } else { buffer?.discardReadBytes() }
+            reader.compact()
         } catch {
             context.close(promise: nil)
         }

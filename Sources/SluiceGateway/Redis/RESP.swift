@@ -90,3 +90,29 @@ enum RESP {
         return text[...]
     }
 }
+
+/// Bytes from Redis as they arrive, read one whole value at a time (a value may span reads).
+struct RESPReader {
+    private var buffer: ByteBuffer?
+
+    mutating func append(_ incoming: ByteBuffer) {
+        var incoming = incoming
+        if buffer == nil {
+            buffer = incoming
+        } else {
+            buffer!.writeBuffer(&incoming)
+        }
+    }
+
+    /// The next whole value, or nil until more bytes come; throws on malformed input.
+    mutating func next() throws -> RESPValue? {
+        guard var current = buffer, let value = try RESP.read(&current) else { return nil }
+        buffer = current
+        return value
+    }
+
+    /// Drops what was read (call after a burst of `next()`).
+    mutating func compact() {
+        if buffer?.readableBytes == 0 { buffer = nil } else { buffer?.discardReadBytes() }
+    }
+}

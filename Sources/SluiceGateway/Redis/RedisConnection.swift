@@ -90,18 +90,12 @@ final class RESPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
 
     var pending = CircularBuffer<EventLoopPromise<RESPValue>>()
-    private var buffer: ByteBuffer?
+    private var reader = RESPReader()
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var incoming = unwrapInboundIn(data)
-        if buffer == nil {
-            buffer = incoming
-        } else {
-            buffer!.writeBuffer(&incoming)
-        }
+        reader.append(unwrapInboundIn(data))
         do {
-            while var current = buffer, let value = try RESP.read(&current) {
-                buffer = current
+            while let value = try reader.next() {
                 // An answer nobody waits for (its command timed out) ends the connection: the
                 // order that matches answers to commands is lost.
                 guard let promise = pending.popFirst() else {
@@ -110,7 +104,7 @@ final class RESPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 }
                 promise.succeed(value)
             }
-            if buffer?.readableBytes == 0 { buffer = nil } else { buffer?.discardReadBytes() }
+            reader.compact()
         } catch {
             context.close(promise: nil)
         }
