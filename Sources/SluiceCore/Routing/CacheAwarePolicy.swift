@@ -107,7 +107,7 @@ public struct CacheAwarePolicy: BalancingPolicy {
         let prompt = facts.prompt.flatMap { $0.byteCount == 0 ? nil : $0 }
         let conversation = prompt?.anchor ?? HashRing.hash(key)
         let position = conversation
-        trimIndex(to: snapshot)
+        if prompt != nil { trimIndex(to: snapshot) }
 
         // The owner: the holders of the prompt's longest match when that is its own
         // conversation's history, else where the conversation (the key, or the prompt's
@@ -171,6 +171,8 @@ public struct CacheAwarePolicy: BalancingPolicy {
         case .cacheSpill:
             break
         case .cachePlacement, .cacheMove:
+            // (Placements are rare beside affinity: a good time to forget replicas that left.)
+            if prompt == nil { trimIndex(to: snapshot) }
             placements.add(choice.replica.hashKey, now: now)
             remember(prompt, conversation: conversation, on: choice.replica, now: now)
         case .cacheAffinity where prompt == nil:
