@@ -279,12 +279,18 @@ import Testing
 
     // MARK: Failures and membership
 
+    /// `count` sessions placed at time 1, and where each went.
+    static func place(_ count: Int, with policy: CacheAwarePolicy, in snapshot: PoolSnapshot) -> ([String], [String: Replica]) {
+        let keys = (0..<count).map { "user-\($0)" }
+        var home: [String: Replica] = [:]
+        for key in keys { home[key] = policy.choose(RoutingFacts(key: key), in: snapshot, now: 1)!.replica }
+        return (keys, home)
+    }
+
     @Test func aSlowReplicasSessionsLeaveItOnceItStaysSaturated() {
         let snapshot = Self.pool(4)
         let policy = CacheAwarePolicy()
-        let keys = (0..<200).map { "user-\($0)" }
-        var home: [String: Replica] = [:]
-        for key in keys { home[key] = policy.choose(RoutingFacts(key: key), in: snapshot, now: 1)!.replica }
+        let (keys, home) = Self.place(200, with: policy, in: snapshot)
         let slow = snapshot.replicas[2]
         let onSlow = keys.filter { home[$0] === slow }
         #expect(onSlow.count > 20)
@@ -311,9 +317,7 @@ import Testing
     @Test func aKilledReplicasSessionsMoveOnceAndStay() {
         let snapshot = Self.pool(4)
         let policy = CacheAwarePolicy()
-        let keys = (0..<200).map { "user-\($0)" }
-        var home: [String: Replica] = [:]
-        for key in keys { home[key] = policy.choose(RoutingFacts(key: key), in: snapshot, now: 1)!.replica }
+        let (keys, home) = Self.place(200, with: policy, in: snapshot)
         let killed = snapshot.replicas[1]
         killed.recordFailure(at: 10, policy: EjectionPolicy(consecutiveFailures: 1, duration: 5 * Self.second))
         var moved: [String: Replica] = [:]

@@ -422,15 +422,6 @@ extension ProxyServerHandler {
         }
     }
 
-    /// Counts the exchange's uncached prompt bytes as pending prefill on `replica` (moving them
-    /// there from where they were counted, on a retry), or stops counting them (nil).
-    func countPrefill(_ exchange: Exchange, on replica: Replica?) {
-        guard exchange.uncachedBytes > 0 else { return }
-        exchange.prefillReplica?.addPendingPrefill(-exchange.uncachedBytes)
-        exchange.prefillReplica = replica
-        replica?.addPendingPrefill(exchange.uncachedBytes)
-    }
-
     /// Settles in-flight counts and metrics exactly once per exchange.
     func finish(_ exchange: Exchange, status: Int) {
         guard !exchange.finished else { return }
