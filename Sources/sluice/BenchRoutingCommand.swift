@@ -13,7 +13,16 @@ struct BenchRoutingCommand: ParsableCommand {
     @Option(name: .long, help: "Picks per measurement.")
     var picks = 1_000_000
 
+    @Flag(name: .long, help: "Only the prompt key extraction benchmark.")
+    var promptKeys = false
+
+    @Option(name: .long, help: "MiB of bodies per size in the prompt key benchmark.")
+    var promptRounds = 64
+
     func run() throws {
+        BenchPromptKeys.run(rounds: promptRounds)
+        if promptKeys { return }
+        print("")
         print("ns per pick (\(picks) picks, keys from 100,000 sessions; in-flight counts held at realistic levels)")
         print("| policy | 4 replicas | 64 replicas | 1,024 replicas |")
         print("|---|---|---|---|")

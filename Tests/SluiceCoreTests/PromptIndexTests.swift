@@ -94,19 +94,25 @@ import Testing
         #expect(PromptChain(String(repeating: "x", count: PromptChain.blockBytes - 1)).blocks.isEmpty)
     }
 
-    @Test func pastOneHundredTwentyEightKiBTheRestIsHashedInLargeBlocks() {
-        let small = PromptChain.smallBlocks * PromptChain.blockBytes
-        let body = String(repeating: "y", count: small + 10 * PromptChain.largeBlockBytes + 5)
+    @Test func blocksDoubleInSizeWithDepthSoALongPromptIsAShortChain() {
+        // 128-byte blocks to 4 KiB, then sixteen of each doubled size.
+        #expect((0..<34).map(PromptChain.blockSize(at:)) == Array(repeating: 128, count: 32) + [256, 256])
+        #expect(PromptChain.blockSize(at: 48) == 512 && PromptChain.blockSize(at: 112) == 8_192)
+        var covered = 0
+        for count in 0..<200 {
+            #expect(PromptChain.bytes(inBlocks: count) == covered)
+            #expect(PromptChain.blockCount(forBytes: covered) == count && PromptChain.blockCount(forBytes: covered + PromptChain.blockSize(at: count) - 1) == count)
+            covered += PromptChain.blockSize(at: count)
+        }
+        let body = String(repeating: "y", count: 220_000)
         let chain = PromptChain(body)
-        #expect(chain.blocks.count == PromptChain.smallBlocks + 10)
-        #expect(PromptChain.blockCount(forBytes: body.utf8.count) == chain.blocks.count)
-        #expect(PromptChain.bytes(inBlocks: chain.blocks.count) == small + 10 * PromptChain.largeBlockBytes)
-        // Two long prompts that differ only far past 128 KiB are told apart there.
+        #expect(chain.blocks.count == 122 && PromptChain.blockCount(forBytes: 1 << 20) == 160)
+        // Two long prompts that differ only far in are told apart there, not before.
         var other = Array(body.utf8)
-        other[small + 9 * PromptChain.largeBlockBytes] = UInt8(ascii: "z")
+        other[200_000] = UInt8(ascii: "z")
         let differing = PromptChain(String(decoding: other, as: UTF8.self))
-        #expect(differing.blocks.prefix(PromptChain.smallBlocks + 9) == chain.blocks.prefix(PromptChain.smallBlocks + 9))
-        #expect(differing.blocks.last != chain.blocks.last)
+        let parting = PromptChain.blockCount(forBytes: 200_000)
+        #expect(differing.blocks.prefix(parting) == chain.blocks.prefix(parting) && differing.blocks[parting] != chain.blocks[parting])
     }
 
     @Test func theAnchorIsTheOpeningAndDoesNotChangeWithLaterTurns() {

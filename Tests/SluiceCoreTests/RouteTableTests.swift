@@ -39,7 +39,11 @@ import Testing
 
 @Suite struct JSONFieldScannerTests {
     func scan(_ text: String) throws(JSONFieldScanner.Failure) -> [String: String] {
-        try JSONFieldScanner.topLevelStrings(["model", "user"], in: Array(text.utf8))
+        let result = Array(text.utf8).withUnsafeBytes { raw in
+            Result { () throws(JSONFieldScanner.Failure) -> CompletionRequestFacts in try JSONFieldScanner.completionFacts(in: raw) }
+        }
+        let facts = try result.get()
+        return [("model", facts.model), ("user", facts.user)].reduce(into: [:]) { fields, pair in fields[pair.0] = pair.1 }
     }
 
     @Test func extractsTopLevelStringsOnly() throws {

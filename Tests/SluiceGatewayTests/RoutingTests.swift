@@ -281,8 +281,17 @@ import Testing
 }
 
 @Suite struct RoutingKeysFromBodyTests {
-    static func key(_ body: String, _ sources: [RoutingKeySource]) -> (key: String?, prompt: PromptChain?, streams: Bool) {
-        RoutingKeys.fromBody(ByteBuffer(string: body), head: nil, sources: sources, prefixTokens: 256, followPrompt: true)
+    static func key(_ body: String, _ sources: [RoutingKeySource], followPrompt: Bool = true) -> (key: String?, prompt: PromptChain?, streams: Bool) {
+        let buffer = ByteBuffer(string: body)
+        let facts = buffer.withUnsafeReadableBytes { try? JSONFieldScanner.completionFacts(in: $0) }
+        return RoutingKeys.fromBody(buffer, facts: { facts }, head: nil, sources: sources, prefixTokens: 256, followPrompt: followPrompt)
+    }
+
+    /// The `prefix` key of other policies: the hash of the prompt's first 256 × 4 bytes.
+    static func prefixKey(_ text: String) -> String {
+        var hasher = PromptHasher(limit: 256 * RoutingKeys.bytesPerToken)
+        Array(text.utf8).withUnsafeBytes { hasher.feed($0) }
+        return "p:" + String(hasher.prefixHash(), radix: 16)
     }
 
     @Test func thePromptIsReadAsTheModelReadsIt() {
@@ -306,10 +315,15 @@ import Testing
         #expect(Self.key(#"{"user":"u-1","prompt":"x"}"#, [.bodyUser, .prefix]).key == "u:u-1")
         #expect(Self.key(#"{"user":"","prompt":"x"}"#, [.bodyUser, .prefix]).key == "p:" + String(PromptChain("x").anchor, radix: 16))
         #expect(Self.key("not json", [.bodyUser, .prefix]).key == nil)
-        // Without followPrompt (other policies) no chain is cut, and the key is the first
-        // prefix_tokens tokens.
-        let plain = RoutingKeys.fromBody(ByteBuffer(string: chat), head: nil, sources: [.prefix], prefixTokens: 256)
-        #expect(plain.prompt == nil && plain.key == "p:" + RoutingKeys.prefixKey(joined, tokens: 256))
+        // Without followPrompt (other policies) no chain is cut, and the key covers the first
+        // prefix_tokens × 4 bytes: prompts that differ only past them share it.
+        let plain = Self.key(chat, [.prefix], followPrompt: false)
+        #expect(plain.prompt == nil && plain.key == Self.prefixKey(joined))
+        let long = String(repeating: "The same long opening. ", count: 50)
+        let a = Self.key(#"{"prompt":"\#(long)one"}"#, [.prefix], followPrompt: false).key
+        let b = Self.key(#"{"prompt":"\#(long)two"}"#, [.prefix], followPrompt: false).key
+        let c = Self.key(#"{"prompt":"Another \#(long)"}"#, [.prefix], followPrompt: false).key
+        #expect(a == b && a != c && a == Self.prefixKey(long))
     }
 }
 

@@ -14,7 +14,8 @@ import Testing
 
     @Test func theEstimateCountsPromptBytesOverFourPlusWhatMayBeGenerated() throws {
         func cost(_ json: String, defaultMaxTokens: Int = 100) -> RequestCost? {
-            RequestCost.read(ByteBuffer(string: json), defaultMaxTokens: defaultMaxTokens)
+            let facts = Array(json.utf8).withUnsafeBytes { try? JSONFieldScanner.completionFacts(in: $0) }
+            return facts.map { RequestCost($0, defaultMaxTokens: defaultMaxTokens) }
         }
         // 12 bytes → 3 tokens, + 4 per message; completion: max_tokens × n.
         let chat = try #require(cost(#"{"model":"m","messages":[{"role":"user","content":"hello sluice"}],"max_tokens":7,"n":2}"#))

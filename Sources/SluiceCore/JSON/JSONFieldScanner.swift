@@ -1,4 +1,4 @@
-/// Validates a JSON document and extracts a few top-level string fields (`model`, later `user`),
+/// Validates a JSON document and reads what the gateway needs from it (`completionFacts`)
 /// without building a tree. The gateway forwards the original bytes unchanged; this only reads.
 ///
 /// Single pass over the bytes, no allocation except for the extracted values. Nesting is limited
@@ -11,66 +11,14 @@ public struct JSONFieldScanner {
     }
 
     public static let maxDepth = 128
-
-    /// Returns the values of the requested top-level keys that are strings. A requested key whose
-    /// value is not a string is reported as absent. Throws when the document is not valid JSON
-    /// or its top level is not an object.
-    public static func topLevelStrings(
-        _ names: Set<String>,
-        in bytes: UnsafeRawBufferPointer
-    ) throws(Failure) -> [String: String] {
-        var scanner = Cursor(bytes: bytes)
-        var found: [String: String] = [:]
-        scanner.skipWhitespace()
-        guard scanner.peek() == UInt8(ascii: "{") else {
-            throw Failure(offset: scanner.index, reason: "expected a JSON object")
-        }
-        scanner.index += 1
-        scanner.skipWhitespace()
-        if scanner.peek() == UInt8(ascii: "}") {
-            scanner.index += 1
-        } else {
-            while true {
-                scanner.skipWhitespace()
-                let key = try scanner.string(decode: true)!
-                scanner.skipWhitespace()
-                try scanner.expect(UInt8(ascii: ":"))
-                scanner.skipWhitespace()
-                if names.contains(key), scanner.peek() == UInt8(ascii: "\"") {
-                    found[key] = try scanner.string(decode: true)!
-                } else {
-                    if names.contains(key) { found[key] = nil }
-                    try scanner.value(depth: 1)
-                }
-                scanner.skipWhitespace()
-                guard let next = scanner.next() else {
-                    throw Failure(offset: scanner.index, reason: "unexpected end of input")
-                }
-                if next == UInt8(ascii: "}") { break }
-                guard next == UInt8(ascii: ",") else {
-                    throw Failure(offset: scanner.index - 1, reason: "expected ',' or '}'")
-                }
-            }
-        }
-        scanner.skipWhitespace()
-        guard scanner.index == bytes.count else {
-            throw Failure(offset: scanner.index, reason: "unexpected data after the JSON object")
-        }
-        return found
-    }
-
-    public static func topLevelStrings(_ names: Set<String>, in bytes: [UInt8]) throws(Failure) -> [String: String] {
-        let result = bytes.withUnsafeBytes { raw in
-            Result { () throws(Failure) -> [String: String] in try topLevelStrings(names, in: raw) }
-        }
-        return try result.get()
-    }
 }
 
 extension JSONFieldScanner {
     struct Cursor {
         let bytes: UnsafeRawBufferPointer
         var index = 0
+        /// Backslash escapes read so far (tells a string that needs decoding from one that does not).
+        var escapes = 0
 
         init(bytes: UnsafeRawBufferPointer) {
             self.bytes = bytes
@@ -189,12 +137,16 @@ extension JSONFieldScanner {
             guard next() == UInt8(ascii: "\"") else { throw Failure(offset: start, reason: "expected a string") }
             var scalars: [UInt8] = []
             while true {
+                let run = index
+                skipPlain()
+                if decode, index > run { scalars.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[run..<index])) }
                 guard let byte = next() else { throw Failure(offset: start, reason: "unterminated string") }
                 switch byte {
                 case UInt8(ascii: "\""):
                     guard decode else { return nil }
                     return String(decoding: scalars, as: UTF8.self)
                 case UInt8(ascii: "\\"):
+                    escapes += 1
                     guard let escaped = next() else { throw Failure(offset: start, reason: "unterminated string") }
                     switch escaped {
                     case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"):
@@ -217,10 +169,7 @@ extension JSONFieldScanner {
                             }
                             code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                         }
-                        if decode {
-                            let scalar = Unicode.Scalar(code) ?? "\u{FFFD}"
-                            scalars.append(contentsOf: Array(String(Character(scalar)).utf8))
-                        }
+                        if decode { JSONStringSpan.appendUTF8(code, to: &scalars) }
                     default:
                         throw Failure(offset: index - 1, reason: "invalid escape")
                     }
@@ -230,6 +179,22 @@ extension JSONFieldScanner {
                     if decode { scalars.append(byte) }
                 }
             }
+        }
+
+        /// Moves past bytes that need no attention in a string (not a quote, a backslash or a
+        /// control character), eight at a time: a prompt is mostly such bytes.
+        @inline(__always)
+        mutating func skipPlain() {
+            while index + 8 <= bytes.count {
+                let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+                let special = JSONStringSpan.specialBytes(word)
+                if special != 0 {
+                    index += special.trailingZeroBitCount / 8
+                    return
+                }
+                index += 8
+            }
+            while index < bytes.count, !JSONStringSpan.isSpecial(bytes[index]) { index += 1 }
         }
 
         mutating func hex4() throws(Failure) -> UInt32 {
@@ -247,80 +212,6 @@ extension JSONFieldScanner {
             }
             return value
         }
-    }
-}
-
-/// The facts of an OpenAI completion, chat or embeddings request that token limits need, read
-/// in one validating pass over the body (no tree, no copies but the model name).
-public struct CompletionRequestFacts: Equatable, Sendable {
-    public var model: String?
-    /// A `messages` array, a `prompt` or an `input` was present.
-    public var hasMessages = false
-    public var hasPrompt = false
-    public var hasInput = false
-    public var messages = 0
-    /// Bytes of prompt text as sent (escapes counted as written): messages' `content` strings
-    /// and `text` parts, `prompt` and `input` strings.
-    public var textBytes = 0
-    /// Token ids given directly (`prompt` / `input` as integer arrays).
-    public var tokenIDs = 0
-    public var maxTokens: Int?
-    public var maxCompletionTokens: Int?
-    public var n: Int?
-    public var stream = false
-    public var hasStreamOptions = false
-    public var includeUsage = false
-
-    public init() {}
-}
-
-extension JSONFieldScanner {
-    /// Reads `CompletionRequestFacts` from a JSON request body; throws when it is not a JSON
-    /// object.
-    public static func completionFacts(in bytes: UnsafeRawBufferPointer) throws(Failure) -> CompletionRequestFacts {
-        var cursor = Cursor(bytes: bytes)
-        var facts = CompletionRequestFacts()
-        try cursor.object(depth: 1) { (cursor, key) throws(Failure) in
-            switch key {
-            case "model" where cursor.peek() == UInt8(ascii: "\""):
-                facts.model = try cursor.string(decode: true)
-            case "messages" where cursor.peek() == UInt8(ascii: "["):
-                facts.hasMessages = true
-                try cursor.array(depth: 2) { (cursor) throws(Failure) in
-                    guard cursor.peek() == UInt8(ascii: "{") else { return try cursor.value(depth: 3) }
-                    facts.messages += 1
-                    try cursor.object(depth: 3) { (cursor, key) throws(Failure) in
-                        guard key == "content" else { return try cursor.value(depth: 4) }
-                        facts.textBytes += try cursor.textBytes(depth: 4, parts: true)
-                    }
-                }
-            case "prompt", "input":
-                if key == "prompt" { facts.hasPrompt = true } else { facts.hasInput = true }
-                let (text, ids) = try cursor.promptSize(depth: 2)
-                facts.textBytes += text
-                facts.tokenIDs += ids
-            case "max_tokens": facts.maxTokens = try cursor.integerOrSkip(depth: 2)
-            case "max_completion_tokens": facts.maxCompletionTokens = try cursor.integerOrSkip(depth: 2)
-            case "n": facts.n = try cursor.integerOrSkip(depth: 2)
-            case "stream": facts.stream = try cursor.boolOrSkip(depth: 2) ?? false
-            case "stream_options" where cursor.peek() == UInt8(ascii: "{"):
-                facts.hasStreamOptions = true
-                try cursor.object(depth: 2) { (cursor, key) throws(Failure) in
-                    if key == "include_usage" {
-                        facts.includeUsage = try cursor.boolOrSkip(depth: 3) ?? false
-                    } else {
-                        try cursor.value(depth: 3)
-                    }
-                }
-            default:
-                try cursor.value(depth: 1)
-            }
-        }
-        cursor.skipWhitespace()
-        guard cursor.index == bytes.count else {
-            throw Failure(offset: cursor.index, reason: "unexpected data after the JSON object")
-        }
-        return facts
     }
 }
 
@@ -370,61 +261,6 @@ extension JSONFieldScanner.Cursor {
             if next == UInt8(ascii: "]") { return }
             guard next == UInt8(ascii: ",") else { throw Failure(offset: index - 1, reason: "expected ',' or ']'") }
         }
-    }
-
-    /// The bytes of a string's contents as written (its value is not decoded).
-    mutating func stringBytes() throws(Failure) -> Int {
-        let start = index
-        _ = try string(decode: false)
-        return index - start - 2
-    }
-
-    /// Text bytes of a message `content`: a string, or (with `parts`) an array of parts whose
-    /// `text` strings count; anything else counts nothing.
-    mutating func textBytes(depth: Int, parts: Bool) throws(Failure) -> Int {
-        if peek() == UInt8(ascii: "\"") { return try stringBytes() }
-        guard parts, peek() == UInt8(ascii: "[") else {
-            try value(depth: depth)
-            return 0
-        }
-        var total = 0
-        try array(depth: depth + 1) { (cursor) throws(Failure) in
-            guard cursor.peek() == UInt8(ascii: "{") else { return try cursor.value(depth: depth + 2) }
-            try cursor.object(depth: depth + 2) { (cursor, key) throws(Failure) in
-                if key == "text", cursor.peek() == UInt8(ascii: "\"") {
-                    total += try cursor.stringBytes()
-                } else {
-                    try cursor.value(depth: depth + 3)
-                }
-            }
-        }
-        return total
-    }
-
-    /// A `prompt` / `input`: a string, or an array of strings, token ids, or arrays of ids.
-    mutating func promptSize(depth: Int) throws(Failure) -> (text: Int, ids: Int) {
-        if peek() == UInt8(ascii: "\"") { return (try stringBytes(), 0) }
-        guard peek() == UInt8(ascii: "[") else {
-            try value(depth: depth)
-            return (0, 0)
-        }
-        var text = 0
-        var ids = 0
-        try array(depth: depth + 1) { (cursor) throws(Failure) in
-            switch cursor.peek() {
-            case UInt8(ascii: "\""):
-                text += try cursor.stringBytes()
-            case UInt8(ascii: "["):
-                try cursor.array(depth: depth + 2) { (cursor) throws(Failure) in
-                    ids += 1
-                    try cursor.value(depth: depth + 3)
-                }
-            default:
-                ids += 1
-                try cursor.value(depth: depth + 2)
-            }
-        }
-        return (text, ids)
     }
 
     /// An integer literal's value (beyond ±2^62, clamped there); nil (the value skipped) for

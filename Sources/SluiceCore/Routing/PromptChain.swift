@@ -4,9 +4,11 @@
 /// blocks). `PromptIndex` matches prompts against what each replica was sent by these hashes.
 ///
 /// Bytes rather than tokens, because the gateway has no tokenizer: 128 bytes is about 32
-/// tokens of English, twice vLLM's 16-token block. The first 128 KiB go in 128-byte blocks;
-/// the rest, however long, in 4 KiB blocks, so a 1 MiB prompt is 1,248 hashes and a long
-/// prompt that differs only far in is still told apart.
+/// tokens of English, twice vLLM's 16-token block. Blocks grow with depth: 128 bytes for the
+/// first 4 KiB, then sixteen blocks of each doubled size (256 B to 8 KiB, 512 B to 16 KiB, ...),
+/// so where two prompts part is known to within 1/16 of its depth and the chain stays short:
+/// a 220 KB prompt is 122 hashes, a 1 MiB one 160. The index's work per prompt is the chain's
+/// length, not the prompt's.
 ///
 /// The anchor names the conversation: a hash of its opening (for chat, the messages through the
 /// first user message: the system prompt and the document or first question), which every
@@ -14,10 +16,12 @@
 /// turn. A bare `prompt` has no such structure: its first KiB is the anchor, so prompts shorter
 /// than that change anchors as they grow (their turns are followed by the prompt index alone).
 public struct PromptChain: Sendable, Equatable {
+    /// The first blocks' size.
     public static let blockBytes = 128
-    /// How many 128-byte blocks come before the large ones (128 KiB).
-    public static let smallBlocks = 1024
-    public static let largeBlockBytes = 4096
+    /// How many `blockBytes` blocks come before sizes start doubling (4 KiB).
+    public static let smallBlocks = 32
+    /// How many blocks of each doubled size follow.
+    public static let blocksPerSize = 16
     /// The anchor's length when the caller knows no message structure (a bare `prompt`).
     public static let defaultAnchorBytes = 1024
 
@@ -26,67 +30,54 @@ public struct PromptChain: Sendable, Equatable {
     public let byteCount: Int
     public let anchor: UInt64
 
+    public init(blocks: [UInt64], byteCount: Int, anchor: UInt64) {
+        self.blocks = blocks
+        self.byteCount = byteCount
+        self.anchor = anchor
+    }
+
     /// `anchorLength`: how many leading bytes identify the conversation (nil: the first
     /// `defaultAnchorBytes`).
     public init(_ text: String, anchorLength: Int? = nil) {
         var text = text
-        var blocks: [UInt64] = []
-        var anchor: UInt64 = 0
-        let count = text.withUTF8 { bytes -> Int in
+        self = text.withUTF8 { bytes in
+            var hasher = PromptHasher()
             let raw = UnsafeRawBufferPointer(bytes)
-            blocks.reserveCapacity(Self.blockCount(forBytes: raw.count))
-            // A seed of its own, so block hashes never equal `HashRing.hash` of a key.
-            var state: UInt64 = 0x9E37_79B9_7F4A_7C15
-            var offset = 0
-            while true {
-                let size = blocks.count < Self.smallBlocks ? Self.blockBytes : Self.largeBlockBytes
-                guard offset + size <= raw.count else { break }
-                state = Self.absorb(UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + size)]), into: state)
-                blocks.append(Self.mix(state))
-                offset += size
+            if let anchorLength {
+                let opening = min(max(0, anchorLength), raw.count)
+                hasher.feed(UnsafeRawBufferPointer(rebasing: raw[..<opening]))
+                hasher.markOpening()
+                hasher.feed(UnsafeRawBufferPointer(rebasing: raw[opening...]))
+            } else {
+                hasher.feed(raw)
             }
-            let anchorBytes = min(max(0, anchorLength ?? Self.defaultAnchorBytes), raw.count)
-            anchor = Self.mix(Self.absorb(UnsafeRawBufferPointer(rebasing: raw[0..<anchorBytes]), into: 0x51_7CC1_B727_220A))
-            return raw.count
+            return hasher.chain()
         }
-        self.blocks = blocks
-        self.byteCount = count
-        self.anchor = anchor
+    }
+
+    /// Block `index`'s size in bytes.
+    @inline(__always)
+    public static func blockSize(at index: Int) -> Int {
+        index < smallBlocks ? blockBytes : (2 * blockBytes) << ((index - smallBlocks) / blocksPerSize)
     }
 
     /// How many complete blocks a prompt of `bytes` bytes has.
     public static func blockCount(forBytes bytes: Int) -> Int {
-        let small = smallBlocks * blockBytes
-        return bytes <= small ? bytes / blockBytes : smallBlocks + (bytes - small) / largeBlockBytes
+        var count = 0
+        var covered = 0
+        while covered + blockSize(at: count) <= bytes {
+            covered += blockSize(at: count)
+            count += 1
+        }
+        return count
     }
 
     /// How many bytes the first `count` blocks cover.
     public static func bytes(inBlocks count: Int) -> Int {
-        count <= smallBlocks ? count * blockBytes : smallBlocks * blockBytes + (count - smallBlocks) * largeBlockBytes
-    }
-
-    /// Folds bytes into a running state eight at a time (a multiply-xorshift per word, then the
-    /// length): 8× fewer steps than byte-wise FNV-1a.
-    static func absorb(_ bytes: UnsafeRawBufferPointer, into state: UInt64) -> UInt64 {
-        var state = state
-        var offset = 0
-        while offset + 8 <= bytes.count {
-            let word = bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
-            state = (state ^ word) &* 0x9E37_79B9_7F4A_7C15
-            state ^= state >> 29
-            offset += 8
-        }
-        while offset < bytes.count {
-            state = (state ^ UInt64(bytes[offset])) &* 0x0000_0100_0000_01B3
-            offset += 1
-        }
-        return (state ^ UInt64(bytes.count)) &* 0xBF58_476D_1CE4_E5B9
-    }
-
-    static func mix(_ value: UInt64) -> UInt64 {
-        var z = value
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        guard count > smallBlocks else { return count * blockBytes }
+        let doublings = (count - smallBlocks) / blocksPerSize
+        let rest = (count - smallBlocks) % blocksPerSize
+        // Each run of doubled blocks covers as much as everything before it.
+        return (smallBlocks * blockBytes) << doublings + rest * blockSize(at: count - 1)
     }
 }

@@ -20,25 +20,6 @@ struct RequestCost: Equatable {
 
     var tokens: Int { promptTokens + completionTokens }
 
-    /// Reads `body` (one validating pass, `JSONFieldScanner.completionFacts`); nil when it is
-    /// not a JSON object. Numbers are clamped, so no request can make the arithmetic overflow.
-    static func read(_ body: ByteBuffer, defaultMaxTokens: Int) -> RequestCost? {
-        let scanned = body.withUnsafeReadableBytes { raw in
-            Result { () throws(JSONFieldScanner.Failure) -> CompletionRequestFacts in try JSONFieldScanner.completionFacts(in: raw) }
-        }
-        guard case .success(let facts) = scanned else { return nil }
-        // One token per 4 bytes of text; 4 more per chat message (role and template framing).
-        let prompt = (facts.textBytes + 3) / 4 + facts.tokenIDs + 4 * facts.messages
-        var completion = 0
-        if facts.hasMessages || facts.hasPrompt {
-            let limit = min(max(0, facts.maxCompletionTokens ?? facts.maxTokens ?? defaultMaxTokens), 1 << 31)
-            completion = limit * min(max(1, facts.n ?? 1), 1 << 10)
-        }
-        return RequestCost(
-            model: facts.model, promptTokens: prompt, completionTokens: completion, stream: facts.stream,
-            clientAskedUsage: facts.includeUsage, hasStreamOptions: facts.hasStreamOptions)
-    }
-
     /// `body` asking the replica for the usage chunk of a stream (`stream_options.include_usage`),
     /// so a streamed request can be settled: the field is inserted after the opening brace and
     /// the rest forwarded byte for byte; a body with its own `stream_options` is re-encoded with
@@ -61,5 +42,22 @@ struct RequestCost: Equatable {
         var out = allocator.buffer(capacity: data.count)
         out.writeBytes(data)
         return out
+    }
+}
+
+extension RequestCost {
+    /// The cost of a request from its body's facts (`JSONFieldScanner.completionFacts`). Numbers
+    /// are clamped, so no request can make the arithmetic overflow.
+    init(_ facts: CompletionRequestFacts, defaultMaxTokens: Int) {
+        // One token per 4 bytes of text; 4 more per chat message (role and template framing).
+        let prompt = (facts.textBytes + 3) / 4 + facts.tokenIDs + 4 * facts.messages
+        var completion = 0
+        if facts.hasMessages || facts.hasPrompt {
+            let limit = min(max(0, facts.maxCompletionTokens ?? facts.maxTokens ?? defaultMaxTokens), 1 << 31)
+            completion = limit * min(max(1, facts.n ?? 1), 1 << 10)
+        }
+        self.init(
+            model: facts.model, promptTokens: prompt, completionTokens: completion, stream: facts.stream,
+            clientAskedUsage: facts.includeUsage, hasStreamOptions: facts.hasStreamOptions)
     }
 }

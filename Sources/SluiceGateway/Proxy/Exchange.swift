@@ -36,6 +36,8 @@ final class Exchange {
     var prefillReplica: Replica?
     /// Whether the request asked for a stream (read with the prompt, for cache-aware pools).
     var promptStreams = false
+    /// The held body read once for routing and token limits (`ProxyServerHandler.facts`).
+    var bodyFacts: Result<CompletionRequestFacts, JSONFieldScanner.Failure>?
     /// The branch the policy took for `picked`.
     var pickedReason: RoutingReason?
     /// The tenant admission let in (released when the exchange finishes).

@@ -133,6 +133,9 @@ extension ProxyServerHandler {
         if case .inspecting = mode {
             if exchange.bodyBytes > limits.maxInspectBytes {
                 respond(.inspectTooLarge(limit: limits.maxInspectBytes), closeAfter: true)
+            } else if exchange.inspectBuffer?.readableBytes == 0 {
+                // The first (often the only) read is kept as it is, not copied.
+                exchange.inspectBuffer = buffer
             } else {
                 var buffer = buffer
                 exchange.inspectBuffer?.writeBuffer(&buffer)
@@ -181,21 +184,16 @@ extension ProxyServerHandler {
         let body = exchange.inspectBuffer ?? context.channel.allocator.buffer(capacity: 0)
         exchange.inspectBuffer = nil
         if let index = exchange.keyPool {
-            // Routed by path; the body was read for the routing key.
+            // Routed by path; the body was read for the routing key, limits or batching.
             guard let head = exchange.heldHead else { return }
             exchange.heldHead = nil
             forwardRead(exchange, head: head, pool: runtime.pools[index], body: body)
             return
         }
-        let scanned = body.withUnsafeReadableBytes { bytes in
-            Result { () throws(JSONFieldScanner.Failure) -> [String: String] in
-                try JSONFieldScanner.topLevelStrings(["model"], in: bytes)
-            }
-        }
         let model: String?
-        switch scanned {
-        case .success(let fields):
-            model = fields["model"]
+        switch facts(of: body, for: exchange) {
+        case .success(let facts):
+            model = facts.model
         case .failure(let failure):
             respond(.badJSON(failure.description), closeAfter: false)
             return
@@ -210,12 +208,24 @@ extension ProxyServerHandler {
         }
     }
 
+    /// The held body's facts (model, user, prompt, token estimate), read in one validating pass
+    /// the first time routing or limits ask, then kept.
+    func facts(of body: ByteBuffer, for exchange: Exchange) -> Result<CompletionRequestFacts, JSONFieldScanner.Failure> {
+        if let known = exchange.bodyFacts { return known }
+        let scanned = body.withUnsafeReadableBytes { bytes in
+            Result { () throws(JSONFieldScanner.Failure) -> CompletionRequestFacts in try JSONFieldScanner.completionFacts(in: bytes) }
+        }
+        exchange.bodyFacts = scanned
+        return scanned
+    }
+
     /// A body read whole, its pool known: the routing key (and, for cache-aware, the prompt)
     /// from it, then the body's admission checks, then on.
     private func forwardRead(_ exchange: Exchange, head: HTTP1Head, pool: PoolRuntime, body: ByteBuffer) {
         let routing = pool.configuration.routing
         let (key, prompt, streams) = RoutingKeys.fromBody(
-            body, head: head, sources: routing.key, prefixTokens: routing.prefixTokens, followPrompt: routing.policy == .cacheAware)
+            body, facts: { try? self.facts(of: body, for: exchange).get() }, head: head, sources: routing.key,
+            prefixTokens: routing.prefixTokens, followPrompt: routing.policy == .cacheAware)
         exchange.prompt = prompt
         exchange.promptStreams = streams
         admitBody(exchange, body: body) { body in

@@ -18,10 +18,11 @@ extension ProxyServerHandler {
             proceed(body)
             return
         }
-        guard let cost = RequestCost.read(body, defaultMaxTokens: runtime.limits.defaultMaxTokens) else {
+        guard case .success(let facts) = facts(of: body, for: exchange) else {
             respond(.badJSON("a token-limited request must be a JSON object"), closeAfter: false)
             return
         }
+        let cost = RequestCost(facts, defaultMaxTokens: runtime.limits.defaultMaxTokens)
         let now = NIODeadline.now().uptimeNanoseconds
         if let shared = admission.shared {
             let limiter = upstreams.redisLimiter(shared)
