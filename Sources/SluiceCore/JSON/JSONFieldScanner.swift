@@ -135,18 +135,24 @@ extension JSONFieldScanner {
         mutating func string(decode: Bool) throws(Failure) -> String? {
             let start = index
             guard next() == UInt8(ascii: "\"") else { throw Failure(offset: start, reason: "expected a string") }
+            // Decoded bytes are gathered only once an escape is met: a string without one (keys,
+            // roles, model names) is made straight from the document.
             var scalars: [UInt8] = []
+            var run = index
             while true {
-                let run = index
                 skipPlain()
-                if decode, index > run { scalars.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[run..<index])) }
                 guard let byte = next() else { throw Failure(offset: start, reason: "unterminated string") }
                 switch byte {
                 case UInt8(ascii: "\""):
                     guard decode else { return nil }
+                    let tail = UnsafeRawBufferPointer(rebasing: bytes[run..<(index - 1)])
+                    guard !scalars.isEmpty else { return String(decoding: tail, as: UTF8.self) }
+                    scalars.append(contentsOf: tail)
                     return String(decoding: scalars, as: UTF8.self)
                 case UInt8(ascii: "\\"):
                     escapes += 1
+                    if decode { scalars.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[run..<(index - 1)])) }
+                    defer { run = index }
                     guard let escaped = next() else { throw Failure(offset: start, reason: "unterminated string") }
                     switch escaped {
                     case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"):
@@ -176,7 +182,7 @@ extension JSONFieldScanner {
                 case 0x00..<0x20:
                     throw Failure(offset: index - 1, reason: "control character in string")
                 default:
-                    if decode { scalars.append(byte) }
+                    break  // skipPlain stops only at the cases above
                 }
             }
         }

@@ -26,26 +26,36 @@ public struct JSONStringSpan: Sendable, Equatable {
             _ = body(text)
             return
         }
-        withUnsafeTemporaryAllocation(byteCount: Self.chunkBytes, alignment: 8) { scratch in
+        // 16 bytes of slack: a whole word is stored before the backslash in it is found.
+        withUnsafeTemporaryAllocation(byteCount: Self.chunkBytes + 16, alignment: 16) { scratch in
+            let out = scratch.baseAddress!
             var filled = 0
             var index = 0
-            var run = 0
-            while true {
-                index = Self.nextBackslash(in: text, from: index)
-                // The run before the escape: gathered, or (when it fills the chunk) handed on.
-                var pending = UnsafeRawBufferPointer(rebasing: text[run..<index])
-                while filled + pending.count > Self.chunkBytes {
-                    let take = Self.chunkBytes - filled
-                    scratch.baseAddress!.advanced(by: filled).copyMemory(from: pending.baseAddress!, byteCount: take)
-                    guard body(UnsafeRawBufferPointer(scratch)) else { return }
+            while index < text.count {
+                if filled + 16 > Self.chunkBytes {
+                    guard body(UnsafeRawBufferPointer(rebasing: scratch[0..<filled])) else { return }
                     filled = 0
-                    pending = UnsafeRawBufferPointer(rebasing: pending[take...])
                 }
-                if !pending.isEmpty {
-                    scratch.baseAddress!.advanced(by: filled).copyMemory(from: pending.baseAddress!, byteCount: pending.count)
-                    filled += pending.count
+                // Copied while looking for the next backslash, eight bytes at a time.
+                if index + 8 <= text.count {
+                    let word = text.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                    out.storeBytes(of: word, toByteOffset: filled, as: UInt64.self)
+                    let backslash = Self.zeroBytes(UInt64(littleEndian: word) ^ 0x5C5C_5C5C_5C5C_5C5C)
+                    guard backslash != 0 else {
+                        filled += 8
+                        index += 8
+                        continue
+                    }
+                    let plain = backslash.trailingZeroBitCount / 8
+                    filled += plain
+                    index += plain
+                } else if text[index] != UInt8(ascii: "\\") {
+                    out.storeBytes(of: text[index], toByteOffset: filled, as: UInt8.self)
+                    filled += 1
+                    index += 1
+                    continue
                 }
-                guard index + 1 < text.count else { break }
+                // At a backslash (valid: the document was scanned).
                 let escape = text[index + 1]
                 index += 2
                 var code: UInt32
@@ -65,33 +75,15 @@ public struct JSONStringSpan: Sendable, Equatable {
                     }
                 default: code = UInt32(escape)  // `"`, `\`, `/`
                 }
-                if filled + 4 > Self.chunkBytes {
-                    guard body(UnsafeRawBufferPointer(rebasing: scratch[0..<filled])) else { return }
-                    filled = 0
-                }
                 if code < 0x80 {
-                    scratch[filled] = UInt8(code)
+                    out.storeBytes(of: UInt8(code), toByteOffset: filled, as: UInt8.self)
                     filled += 1
                 } else {
                     filled += Self.encodeUTF8(code, into: UnsafeMutableRawBufferPointer(rebasing: scratch[filled...]))
                 }
-                run = index
             }
             if filled > 0 { _ = body(UnsafeRawBufferPointer(rebasing: scratch[0..<filled])) }
         }
-    }
-
-    private static func nextBackslash(in text: UnsafeRawBufferPointer, from start: Int) -> Int {
-        var index = start
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        while index + 8 <= text.count {
-            let word = UInt64(littleEndian: text.loadUnaligned(fromByteOffset: index, as: UInt64.self)) ^ (ones &* 0x5C)
-            let found = (word &- ones) & ~word & (ones &* 0x80)
-            if found != 0 { return index + found.trailingZeroBitCount / 8 }
-            index += 8
-        }
-        while index < text.count, text[index] != UInt8(ascii: "\\") { index += 1 }
-        return index
     }
 
     /// Writes a code point's UTF-8 (a lone surrogate as U+FFFD, as a decoder reads it) and
@@ -139,12 +131,12 @@ public struct JSONStringSpan: Sendable, Equatable {
     /// `"` and `\` after an XOR and for bytes below 0x20 directly.
     @inline(__always)
     static func specialBytes(_ word: UInt64) -> UInt64 {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let quote = word ^ (ones &* 0x22)
-        let backslash = word ^ (ones &* 0x5C)
-        let zeroQuote = (quote &- ones) & ~quote
-        let zeroBackslash = (backslash &- ones) & ~backslash
-        let control = (word &- ones &* 0x20) & ~word
-        return (zeroQuote | zeroBackslash | control) & (ones &* 0x80)
+        zeroBytes(word ^ 0x2222_2222_2222_2222) | zeroBytes(word ^ 0x5C5C_5C5C_5C5C_5C5C) | ((word &- 0x2020_2020_2020_2020) & ~word & 0x8080_8080_8080_8080)
+    }
+
+    /// The high bit set in every zero byte of `word`, exact for the lowest one.
+    @inline(__always)
+    static func zeroBytes(_ word: UInt64) -> UInt64 {
+        (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080
     }
 }

@@ -3,7 +3,7 @@
 /// between messages), the result depends on the bytes alone, read as little-endian words: every
 /// instance, platform and body layout computes the same hashes for the same prompt.
 ///
-/// Four independent lanes of multiply-xorshift over 8-byte words, 32 bytes a step (the layout
+/// Four independent lanes of multiply-rotate over 8-byte words, 32 bytes a step (the layout
 /// of xxHash and wyhash), so the lanes' multiplies overlap instead of waiting on one another.
 /// Each block's lanes start from the chain so far, so a block's hash names its whole prefix.
 /// Not cryptographic: a client that collides its own prompts only moves its own requests.
@@ -124,9 +124,8 @@ public struct PromptHasher {
     @inline(__always)
     private static func round(_ lane: UInt64, _ pointer: UnsafeRawPointer, _ offset: Int) -> UInt64 {
         let word = UInt64(littleEndian: pointer.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-        var lane = (lane ^ word) &* 0x9E37_79B9_7F4A_7C15
-        lane ^= lane >> 29
-        return lane
+        let product = (lane ^ word) &* 0x9E37_79B9_7F4A_7C15
+        return product << 31 | product >> 33
     }
 
     private static func seeded(_ state: UInt64) -> (UInt64, UInt64, UInt64, UInt64) {
