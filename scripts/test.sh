@@ -123,6 +123,13 @@ echo "$fleet_table"
 if echo "$fleet_table" | grep -E '^\| sluice' | awk -F'|' '$11 + 0 != 0 { bad = 1 } END { exit !bad }'; then
     echo "compare.sh FLEET=vllm-like: errors"; exit 1
 fi
+# loadtest/prompt_size.sh, smoke: a 10 KB prompt through Sluice's pass-through, prefix,
+# cache-aware and body:user paths, sglang-router and HAProxy; every row answers (exit 3 on any
+# non-2xx). Debug binary, so the figures mean nothing; the benchmark run is in docs/routing.md.
+prompt_log=$(mktemp)
+SMOKE=1 SLUICE_BIN=.build/debug/sluice OUT="$(mktemp -d)" loadtest/prompt_size.sh >"$prompt_log" 2>&1 \
+    || { cat "$prompt_log"; echo "loadtest/prompt_size.sh smoke failed"; exit 1; }
+grep -E '^\| 10 KB' "$prompt_log" || true
 # deploy/: every kustomization renders and validates; the manifests match what sluice serves.
 "$SLUICE_PYTHON" Tests/deploy/check_deploy.py .build/debug/sluice
 
