@@ -11,6 +11,8 @@
 #   sluice-cacheaware Sluice, cache-aware on x-session-id, else the prompt (its prefix, and
 #                     its block chain to follow conversations), defaults otherwise (see the
 #                     README's Routing; CACHE_ROUTING replaces the whole routing mapping)
+#   sluice-cacheaware-base sluice-cacheaware run by SLUICE_BASE_BIN (another build of Sluice:
+#                     before and after in one run; not in the default targets)
 #   sluice-cacheaware-x4 four `sluice serve` processes, each with sluice-cacheaware's config on
 #                     its own ports, telling each other their placements through a Redis
 #                     (routing.shared; needs redis-server); sluice-load sends each request to
@@ -354,16 +356,18 @@ start_router() {
     local port i
     ROUTER_PIDS=() METRICS_URLS=()
     case $1 in
-        sluice|sluice-leastqueue|sluice-hash|sluice-cacheaware|sluice-capped)
+        sluice|sluice-leastqueue|sluice-hash|sluice-cacheaware|sluice-cacheaware-base|sluice-capped)
             case $1 in
                 sluice) sluice_conf "$P_SLUICE" "$P_SLUICE_ADMIN" '{ policy: round-robin }' ;;
                 sluice-capped) sluice_conf "$P_SLUICE" "$P_SLUICE_ADMIN" '{ policy: round-robin }' '    max_concurrent_per_replica: 32
     queue: { max: 64, timeout: 1s }' ;;
                 sluice-leastqueue) sluice_conf "$P_SLUICE" "$P_SLUICE_ADMIN" '{ policy: least-queue, scrape: { interval: 250ms } }' ;;
                 sluice-hash) sluice_conf "$P_SLUICE" "$P_SLUICE_ADMIN" '{ policy: consistent-hash, key: ["header:x-session-id"], load_factor: 1.25 }' ;;
-                sluice-cacheaware) sluice_conf "$P_SLUICE" "$P_SLUICE_ADMIN" "$CACHE_ROUTING" ;;
+                sluice-cacheaware|sluice-cacheaware-base) sluice_conf "$P_SLUICE" "$P_SLUICE_ADMIN" "$CACHE_ROUTING" ;;
             esac >"$WORK/sluice.yaml"
-            start sluice "$BIN/sluice" serve --config "$WORK/sluice.yaml"
+            local binary=$BIN/sluice
+            [[ $1 != sluice-cacheaware-base ]] || binary=${SLUICE_BASE_BIN:?sluice-cacheaware-base needs SLUICE_BASE_BIN}
+            start sluice "$binary" serve --config "$WORK/sluice.yaml"
             ROUTER_PIDS+=("$LAST_PID")
             wait_http sluice "http://127.0.0.1:$P_SLUICE_ADMIN/healthz"; URL="http://127.0.0.1:$P_SLUICE"
             METRICS_URLS=("http://127.0.0.1:$P_SLUICE_ADMIN/metrics") ;;
