@@ -6,11 +6,11 @@ import SluiceCore
 /// encoders write prompts), beside the way this gateway read them before (a `JSONValue` tree,
 /// messages joined into a `String`, the simulator's tokenizer over all of it) as a baseline.
 enum BenchPromptKeys {
-    static func run(rounds: Int) {
+    static func run(rounds: Int, sizes: [Int]) {
         print("prompt key extraction, ns per KB of body (and µs per request); \(rounds) rounds of 1 MiB of bodies per size")
         print("| body | hash alone (the body's bytes, no JSON) | validating scan (model, user, prompt located) | + `prefix` key (first 1,024 bytes hashed) | + cache-aware chain (whole prompt hashed) | + cache-aware pick (index looked up, recorded) | before: tree + tokenizer `prefix` key | before / now (`prefix`) |")
         print("|---|---|---|---|---|---|---|---|")
-        for kilobytes in [1, 10, 50, 220] {
+        for kilobytes in sizes {
             let bodies = (0..<8).map { body(kilobytes: kilobytes, variant: $0) }
             let bytes = bodies[0].count
             let repeats = max(1, rounds * (1 << 20) / bytes)
@@ -43,8 +43,9 @@ enum BenchPromptKeys {
     }
 
     private static func hash(_ raw: UnsafeRawBufferPointer, limit: Int) -> PromptHasher {
-        var hasher = PromptHasher(limit: limit)
-        if let facts = try? JSONFieldScanner.completionFacts(in: raw) { facts.feedPrompt(from: raw, into: &hasher) }
+        guard let facts = try? JSONFieldScanner.completionFacts(in: raw) else { return PromptHasher() }
+        var hasher = limit == .max ? PromptHasher(expectedBytes: facts.textBytes) : PromptHasher(prefix: limit)
+        facts.feedPrompt(from: raw, into: &hasher)
         return hasher
     }
 

@@ -19,8 +19,11 @@ struct BenchRoutingCommand: ParsableCommand {
     @Option(name: .long, help: "MiB of bodies per size in the prompt key benchmark.")
     var promptRounds = 64
 
+    @Option(name: .long, help: "Body sizes (KB) in the prompt key benchmark, comma-separated.")
+    var promptSizes = "1,10,50,220"
+
     func run() throws {
-        BenchPromptKeys.run(rounds: promptRounds)
+        BenchPromptKeys.run(rounds: promptRounds, sizes: promptSizes.split(separator: ",").compactMap { Int($0) })
         if promptKeys { return }
         print("")
         print("ns per pick (\(picks) picks, keys from 100,000 sessions; in-flight counts held at realistic levels)")

@@ -134,9 +134,9 @@ import Testing
             bytes.withUnsafeBytes { facts.feedPrompt(from: $0, into: &hasher) }
             #expect(hasher.chain() == PromptChain(text, anchorLength: opening), "\(body)")
             // A `prefix` key reads only its first bytes, and agrees with the text's.
-            var prefix = PromptHasher(limit: 64)
+            var prefix = PromptHasher(prefix: 64)
             bytes.withUnsafeBytes { facts.feedPrompt(from: $0, into: &prefix) }
-            var direct = PromptHasher(limit: 64)
+            var direct = PromptHasher(prefix: 64)
             Array(text.utf8).withUnsafeBytes { direct.feed($0) }
             #expect(prefix.prefixHash() == direct.prefixHash() && prefix.count == min(64, text.utf8.count))
         }

@@ -289,7 +289,7 @@ import Testing
 
     /// The `prefix` key of other policies: the hash of the prompt's first 256 × 4 bytes.
     static func prefixKey(_ text: String) -> String {
-        var hasher = PromptHasher(limit: 256 * RoutingKeys.bytesPerToken)
+        var hasher = PromptHasher(prefix: 256 * RoutingKeys.bytesPerToken)
         Array(text.utf8).withUnsafeBytes { hasher.feed($0) }
         return "p:" + String(hasher.prefixHash(), radix: 16)
     }

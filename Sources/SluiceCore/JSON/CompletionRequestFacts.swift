@@ -38,36 +38,41 @@ extension JSONFieldScanner {
     public static func completionFacts(in bytes: UnsafeRawBufferPointer) throws(Failure) -> CompletionRequestFacts {
         var cursor = Cursor(bytes: bytes)
         var facts = CompletionRequestFacts()
+        facts.promptStrings.reserveCapacity(8)  // one allocation for an ordinary chat
         var promptField: [JSONStringSpan]?
-        try cursor.object(depth: 1) { (cursor, key) throws(Failure) in
-            switch key {
-            case "model" where cursor.peek() == UInt8(ascii: "\""):
+        try cursor.fields(depth: 1) { (cursor, key) throws(Failure) in
+            let document = cursor.bytes
+            func named(_ literal: StaticString) -> Bool { key.matches(literal, in: document) }
+            let isString = cursor.peek() == UInt8(ascii: "\"")
+            switch true {
+            case named("model") where isString:
                 facts.model = try cursor.string(decode: true)
-            case "user" where cursor.peek() == UInt8(ascii: "\""):
+            case named("user") where isString:
                 facts.user = try cursor.string(decode: true)
-            case "messages" where cursor.peek() == UInt8(ascii: "["):
+            case named("messages") where cursor.peek() == UInt8(ascii: "["):
                 facts.hasMessages = true
                 try cursor.array(depth: 2) { (cursor) throws(Failure) in
                     guard cursor.peek() == UInt8(ascii: "{") else { return try cursor.value(depth: 3) }
                     facts.messages += 1
                     try cursor.message(depth: 3, into: &facts)
                 }
-            case "prompt", "input":
+            case named("prompt"), named("input"):
+                let isPrompt = named("prompt")
                 // Only a completion's prompt is routed on: an embeddings `input` is not located.
-                var strings: [JSONStringSpan]? = key == "prompt" ? [] : nil
-                if key == "prompt" { facts.hasPrompt = true } else { facts.hasInput = true }
+                var strings: [JSONStringSpan]? = isPrompt ? [] : nil
+                if isPrompt { facts.hasPrompt = true } else { facts.hasInput = true }
                 let (text, ids) = try cursor.promptSize(depth: 2, strings: &strings)
                 facts.textBytes += text
                 facts.tokenIDs += ids
-                if key == "prompt" { promptField = strings }
-            case "max_tokens": facts.maxTokens = try cursor.integerOrSkip(depth: 2)
-            case "max_completion_tokens": facts.maxCompletionTokens = try cursor.integerOrSkip(depth: 2)
-            case "n": facts.n = try cursor.integerOrSkip(depth: 2)
-            case "stream": facts.stream = try cursor.boolOrSkip(depth: 2) ?? false
-            case "stream_options" where cursor.peek() == UInt8(ascii: "{"):
+                if isPrompt { promptField = strings }
+            case named("max_tokens"): facts.maxTokens = try cursor.integerOrSkip(depth: 2)
+            case named("max_completion_tokens"): facts.maxCompletionTokens = try cursor.integerOrSkip(depth: 2)
+            case named("n"): facts.n = try cursor.integerOrSkip(depth: 2)
+            case named("stream"): facts.stream = try cursor.boolOrSkip(depth: 2) ?? false
+            case named("stream_options") where cursor.peek() == UInt8(ascii: "{"):
                 facts.hasStreamOptions = true
-                try cursor.object(depth: 2) { (cursor, key) throws(Failure) in
-                    if key == "include_usage" {
+                try cursor.fields(depth: 2) { (cursor, key) throws(Failure) in
+                    if key.matches("include_usage", in: cursor.bytes) {
                         facts.includeUsage = try cursor.boolOrSkip(depth: 3) ?? false
                     } else {
                         try cursor.value(depth: 3)
@@ -100,21 +105,23 @@ extension JSONFieldScanner.Cursor {
     mutating func message(depth: Int, into facts: inout CompletionRequestFacts) throws(Failure) {
         var hasText = false
         var isUser = false
-        try object(depth: depth) { (cursor, key) throws(Failure) in
-            switch key {
-            case "role" where cursor.peek() == UInt8(ascii: "\""):
-                isUser = try cursor.string(decode: true) == "user"
-            case "content" where cursor.peek() == UInt8(ascii: "\""):
+        try fields(depth: depth) { (cursor, key) throws(Failure) in
+            let document = cursor.bytes
+            let isContent = key.matches("content", in: document)
+            switch cursor.peek() {
+            case UInt8(ascii: "\"") where key.matches("role", in: document):
+                isUser = try cursor.stringMatches("user")
+            case UInt8(ascii: "\"") where isContent:
                 let span = try cursor.stringSpan()
                 facts.textBytes += span.end - span.start
                 facts.promptStrings.append(span)
                 hasText = true
-            case "content" where cursor.peek() == UInt8(ascii: "["):
+            case UInt8(ascii: "[") where isContent:
                 let first = facts.promptStrings.count
                 try cursor.array(depth: depth + 1) { (cursor) throws(Failure) in
                     guard cursor.peek() == UInt8(ascii: "{") else { return try cursor.value(depth: depth + 2) }
-                    try cursor.object(depth: depth + 2) { (cursor, key) throws(Failure) in
-                        guard key == "text", cursor.peek() == UInt8(ascii: "\"") else { return try cursor.value(depth: depth + 3) }
+                    try cursor.fields(depth: depth + 2) { (cursor, key) throws(Failure) in
+                        guard cursor.peek() == UInt8(ascii: "\""), key.matches("text", in: cursor.bytes) else { return try cursor.value(depth: depth + 3) }
                         let span = try cursor.stringSpan()
                         facts.textBytes += span.end - span.start
                         facts.promptStrings.append(span)

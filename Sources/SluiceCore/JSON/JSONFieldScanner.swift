@@ -227,6 +227,13 @@ extension JSONFieldScanner.Cursor {
     /// Walks an object, handing each key (decoded) with the cursor at its value; `member` must
     /// consume the value.
     mutating func object(depth: Int, _ member: (inout Self, String) throws(Failure) -> Void) throws(Failure) {
+        try fields(depth: depth) { (cursor, key) throws(Failure) in try member(&cursor, key.text(in: cursor.bytes)) }
+    }
+
+    /// Walks an object as `object` does, handing each key as it stands in the document: matched
+    /// against literals without making a `String` (a request has a dozen keys; making each one a
+    /// `String` costs more than reading a short prompt).
+    mutating func fields(depth: Int, _ member: (inout Self, JSONKey) throws(Failure) -> Void) throws(Failure) {
         guard depth <= JSONFieldScanner.maxDepth else { throw Failure(offset: index, reason: "nesting deeper than \(JSONFieldScanner.maxDepth)") }
         skipWhitespace()
         guard peek() == UInt8(ascii: "{") else { throw Failure(offset: index, reason: "expected a JSON object") }
@@ -238,7 +245,7 @@ extension JSONFieldScanner.Cursor {
         }
         while true {
             skipWhitespace()
-            let key = try string(decode: true)!
+            let key = JSONKey(span: try stringSpan())
             skipWhitespace()
             try expect(UInt8(ascii: ":"))
             skipWhitespace()
@@ -248,6 +255,11 @@ extension JSONFieldScanner.Cursor {
             if next == UInt8(ascii: "}") { return }
             guard next == UInt8(ascii: ",") else { throw Failure(offset: index - 1, reason: "expected ',' or '}'") }
         }
+    }
+
+    /// A string value compared with `literal` as `JSONKey` compares keys.
+    mutating func stringMatches(_ literal: StaticString) throws(Failure) -> Bool {
+        JSONKey(span: try stringSpan()).matches(literal, in: bytes)
     }
 
     /// Walks an array, with the cursor at each element; `element` must consume it.
@@ -307,5 +319,31 @@ extension JSONFieldScanner.Cursor {
             try value(depth: depth)
             return nil
         }
+    }
+}
+
+/// An object key (or short string) located in a scanned document.
+struct JSONKey {
+    let span: JSONStringSpan
+
+    /// Whether it reads `literal` (escapes decoded, so `"mod\u0065l"` is `model`).
+    func matches(_ literal: StaticString, in document: UnsafeRawBufferPointer) -> Bool {
+        let expected = UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
+        guard span.escaped else {
+            guard span.end - span.start == expected.count else { return false }
+            for offset in 0..<expected.count where document[span.start + offset] != expected[offset] { return false }
+            return true
+        }
+        return text(in: document).utf8.elementsEqual(expected)
+    }
+
+    func text(in document: UnsafeRawBufferPointer) -> String {
+        guard span.escaped else { return String(decoding: UnsafeRawBufferPointer(rebasing: document[span.start..<span.end]), as: UTF8.self) }
+        var bytes: [UInt8] = []
+        span.forEachDecodedChunk(in: document) { chunk in
+            bytes.append(contentsOf: chunk)
+            return true
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

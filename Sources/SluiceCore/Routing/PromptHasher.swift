@@ -23,8 +23,19 @@ public struct PromptHasher {
     private var firstKiB: UInt64?
     private var opening: UInt64?
 
-    public init(limit: Int = .max) {
-        self.limit = max(0, limit)
+    /// A chain's hasher. `expectedBytes`: about how many bytes will be fed (room for their
+    /// blocks is made at once).
+    public init(expectedBytes: Int = 0) {
+        limit = .max
+        lanes = Self.seeded(chainState)
+        blocks.reserveCapacity(PromptChain.blockCount(forBytes: expectedBytes))
+    }
+
+    /// A prefix key's hasher: the first `bytes` bytes in one run, cut into no blocks (a key is
+    /// only ever compared with keys), so only `prefixHash` means anything.
+    public init(prefix bytes: Int) {
+        limit = max(0, bytes)
+        blockSize = .max
         lanes = Self.seeded(chainState)
     }
 
@@ -132,11 +143,14 @@ public struct PromptHasher {
         (state &+ 0x60BE_E2BE_E120_FC15, state &+ 0xA3B1_9535_4A39_B70D, state &+ 0x1B87_3593_2DD6_5A2B, state &+ 0xC2B2_AE3D_27D4_EB4F)
     }
 
+    /// The lanes folded into the chain, each by a multiply and a xorshift (the block's hash is
+    /// mixed in full once, after).
     private static func fold(_ state: UInt64, _ lanes: (UInt64, UInt64, UInt64, UInt64)) -> UInt64 {
-        var state = (state ^ mix(lanes.0)) &* 0x9FB2_1C65_1E98_DF25
-        state = (state ^ mix(lanes.1)) &* 0x9FB2_1C65_1E98_DF25
-        state = (state ^ mix(lanes.2)) &* 0x9FB2_1C65_1E98_DF25
-        return (state ^ mix(lanes.3)) &* 0x9FB2_1C65_1E98_DF25
+        var state = (state ^ lanes.0) &* 0x9FB2_1C65_1E98_DF25
+        state = (state ^ (state >> 32) ^ lanes.1) &* 0x9FB2_1C65_1E98_DF25
+        state = (state ^ (state >> 32) ^ lanes.2) &* 0x9FB2_1C65_1E98_DF25
+        state = (state ^ (state >> 32) ^ lanes.3) &* 0x9FB2_1C65_1E98_DF25
+        return state ^ (state >> 29)
     }
 
     /// SplitMix64's finalizer.

@@ -58,7 +58,7 @@ enum RoutingKeys {
                 if let user = facts()?.user, !user.isEmpty { return ("u:" + user, nil, false) }
             case .prefix:
                 guard let facts = facts(), !facts.promptStrings.isEmpty else { continue }
-                var hasher = PromptHasher(limit: followPrompt ? .max : prefixTokens * bytesPerToken)
+                var hasher = followPrompt ? PromptHasher(expectedBytes: facts.textBytes) : PromptHasher(prefix: prefixTokens * bytesPerToken)
                 body.withUnsafeReadableBytes { facts.feedPrompt(from: $0, into: &hasher) }
                 guard followPrompt else { return ("p:" + String(hasher.prefixHash(), radix: 16), nil, false) }
                 let chain = hasher.chain()
