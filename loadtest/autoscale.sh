@@ -9,9 +9,9 @@
 # drains and stops them when it asks for fewer. Then prints, from the report:
 #   - when the surge began, when the first scale-out decision came, and when the client's
 #     per-second TTFT p95 was back under the target (for 5 s running);
-#   - replicas in rotation and desired over time;
-#   - what an HPA on CPU and a KEDA trigger on queue length would have done with the same
-#     arrivals, simulated with their documented rules (loadtest/autoscale_compare.py).
+#   - what an HPA on CPU, KEDA on the request backlog and an oracle would have done with the
+#     same arrivals and the same replica caps (MIN_REPLICAS..MAX_REPLICAS, as the pool's
+#     scaling block), simulated with their documented rules (loadtest/autoscale_compare.py).
 # The report and chart (p95 vs target, desired vs replicas) are in loadtest/out/autoscale-*/.
 #
 # Usage: loadtest/autoscale.sh [--help]
@@ -32,6 +32,7 @@ DURATION_SCALE=${DURATION_SCALE:-1}
 SCALE_DOWN_DELAY=${SCALE_DOWN_DELAY:-30s}
 STABLE_WINDOW=${STABLE_WINDOW:-30s}
 BUILD=${BUILD:-release}
+MIN_REPLICAS=2 MAX_REPLICAS=10  # the pool's caps, given to the simulated peers too
 die() { printf '[autoscale] ERROR: %s\n' "$*" >&2; exit 1; }
 log() { printf '[autoscale] %s\n' "$*" >&2; }
 command -v curl >/dev/null || die "needs curl"
@@ -68,8 +69,8 @@ pools:
     scaling:
       signal: ttft
       target_p95: $TARGET
-      min_replicas: 2
-      max_replicas: 10
+      min_replicas: $MIN_REPLICAS
+      max_replicas: $MAX_REPLICAS
       stable_window: $STABLE_WINDOW
       panic_window: 6s
       scale_down_delay: $SCALE_DOWN_DELAY
@@ -86,5 +87,6 @@ log "gateway 127.0.0.1:$P (admin $A), replicas $R1 $R2; running $SCENARIO"
     --duration-scale "$DURATION_SCALE" --autoscale fleet --replica-profile "$PROFILE" --startup-delay "$STARTUP_DELAY" --quiet \
     >"$OUT/sluice-load.txt" 2>"$OUT/autoscale-events.txt" || die "sluice-load failed (see $OUT)"
 grep -E "scale decision" "$WORK/sluice.log" >"$OUT/decisions.log" || true
-python3 loadtest/autoscale_compare.py "$OUT/report.json" "$SCENARIO" "$DURATION_SCALE" "$TARGET" "$STARTUP_DELAY" | tee "$OUT/summary.md"
+python3 loadtest/autoscale_compare.py "$OUT/report.json" "$SCENARIO" "$DURATION_SCALE" "$TARGET" "$STARTUP_DELAY" \
+    "$MIN_REPLICAS" "$MAX_REPLICAS" | tee "$OUT/summary.md"
 log "report: $OUT/report.json  chart: $OUT/report.svg"
