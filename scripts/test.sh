@@ -112,6 +112,10 @@ ceiling=$(echo "$table" | sed -n 's/^Ceiling: .*no router can beat: \([0-9.]*\)%
 if echo "$table" | grep -E '^\| (sluice|nginx|haproxy|envoy|sglang|vllm)' | awk -F'|' -v c="$ceiling" '$12 + 0 > c + 1 { bad = 1 } END { exit !bad }'; then
     echo "compare.sh: a router's hit rate is above the ceiling ($ceiling%)"; exit 1
 fi
+# ...and every router has one (a row without it would pass the ceiling check unread).
+if echo "$table" | grep -E '^\| (sluice|nginx|haproxy|envoy|sglang|vllm)' | awk -F'|' '$12 !~ /^ *[0-9]+(\.[0-9]+)? *$/ { bad = 1 } END { exit !bad }'; then
+    echo "compare.sh: a router's hit rate is missing"; exit 1
+fi
 # The independent fleet (loadtest/fleet/vllm_like.py) checks itself, then carries a short
 # chat-documents run through one cache-aware Sluice and four sharing placements through a
 # Redis (FLEET=vllm-like and the -x4 target end to end): both answer everything.
