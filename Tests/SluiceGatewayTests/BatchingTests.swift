@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOHTTP1
 import SluiceConfig
 import SluiceCore
 import SluiceTesting
@@ -156,5 +157,118 @@ import Testing
             // Cannot join a batch: sent alone, and the replica's own answer comes back.
             #expect(o.status == 400 && o.header("x-replica-id") != nil)
         }
+    }
+}
+
+/// Batches whose upstream fails or times out, against a scripted replica that tells a batch
+/// (it carries none of its members' headers) from a request sent alone (it carries the
+/// client's `x-member`). A streamed chat answer held open keeps the replica busy, so no batch
+/// goes early for an idle replica: the four members go as one batch, when it is full.
+extension BatchingTests {
+    enum BatchFailure: String, CaseIterable, Sendable {
+        /// The batch is answered 500.
+        case status500
+        /// The batch's connection is closed without an answer.
+        case closedWithoutAnswer
+    }
+
+    static let members = 4
+
+    /// The gateway in front of `replica`, batching up to 4 at first (the cap starts at a
+    /// quarter of `max_batch`), with `max_wait` long enough that only a full batch goes.
+    static func runScripted(
+        _ replica: ScriptedServer, responseHeader: Duration = .seconds(10), _ body: (GatewayHarness) async throws -> Void
+    ) async throws {
+        try await GatewayHarness.run(replicas: [], configure: { config, _ in
+            config.pools[0].replicas = [ReplicaID(host: "127.0.0.1", port: replica.port)]
+            config.pools[0].timeouts.responseHeader = responseHeader
+            config.pools[0].batching = BatchingConfiguration(maxBatch: 16, maxWait: .seconds(3), targetLatency: .seconds(10))
+        }, body)
+    }
+
+    /// The chat stream (held open by the replica) and, meanwhile, one embeddings request per
+    /// member, `x-member: i`, input `member i`; the answers by member.
+    static func membersWhileBusy(_ h: GatewayHarness) async throws -> [Int: TestResponse] {
+        var answers: [Int: TestResponse] = [:]
+        try await h.withChatStream(maxTokens: 1) { iterator in
+            guard case .head = try await iterator.next() else {
+                Issue.record("the held stream's head did not come")
+                return
+            }
+            answers = try await Self.sendMembers(h)
+        }
+        return answers
+    }
+
+    static func sendMembers(_ h: GatewayHarness) async throws -> [Int: TestResponse] {
+        try await withThrowingTaskGroup(of: (Int, TestResponse).self) { group in
+            for member in 0..<Self.members {
+                group.addTask {
+                    let headers = [("content-type", "application/json"), ("x-member", String(member))]
+                    return (member, try await h.request("/v1/embeddings", headers: headers, body: #"{"model":"sim-7b","input":"member \#(member)"}"#))
+                }
+            }
+            return try await group.reduce(into: [Int: TestResponse]()) { $0[$1.0] = $1.1 }
+        }
+    }
+
+    /// A one-vector embeddings answer whose vector names the member.
+    static func aloneAnswer(_ member: String) -> String {
+        #"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[\#(member)]}],"model":"sim-7b","usage":{"prompt_tokens":2,"total_tokens":2}}"#
+    }
+
+    static func batches(_ replica: ScriptedServer) -> [ScriptedServer.Request] {
+        replica.requests.filter { $0.uri == "/v1/embeddings" && $0.headers["x-member"].isEmpty }
+    }
+
+    static func alone(_ replica: ScriptedServer) -> [ScriptedServer.Request] {
+        replica.requests.filter { $0.uri == "/v1/embeddings" && !$0.headers["x-member"].isEmpty }
+    }
+
+    @Test(arguments: BatchFailure.allCases)
+    func aBatchWhoseUpstreamFailsSendsEachMemberAlone(_ failure: BatchFailure) async throws {
+        let replica = try await ScriptedServer.start { request, _ in
+            if request.uri == "/v1/chat/completions" { return .headThenSilence(firstChunk: "data: {}\n\n") }
+            guard let member = request.headers.first(name: "x-member") else {
+                return failure == .status500 ? .status(500, body: #"{"error":{"message":"batch failed"}}"#) : .close
+            }
+            return .status(200, body: Self.aloneAnswer(member))
+        }
+        try await Self.runScripted(replica) { h in
+            let answers = try await Self.membersWhileBusy(h)
+            for member in 0..<Self.members {
+                let answer = try #require(answers[member])
+                #expect(answer.status == 200 && answer.text.contains(#""embedding":[\#(member)]"#), "member \(member): \(answer.status) \(answer.text)")
+            }
+            // One batch of all four reached the replica and failed; then each member alone.
+            let batches = Self.batches(replica)
+            #expect(batches.count == 1, "\(batches.map(\.body))")
+            #expect((0..<Self.members).allSatisfy { member in batches.first?.body.contains("member \(member)") == true })
+            #expect(Set(Self.alone(replica).compactMap { $0.headers.first(name: "x-member") }) == Set((0..<Self.members).map(String.init)))
+            #expect(Self.alone(replica).count == Self.members)
+            let metrics = try await h.adminRequest("/metrics").text
+            #expect(metrics.contains(#"sluice_batch_members_total{pool="chat"} 4"#))
+        }
+        try await replica.stop()
+    }
+
+    @Test func aBatchThatTimesOutAnswersEachMember504AndSendsNothingAgain() async throws {
+        let replica = try await ScriptedServer.start { request, _ in
+            if request.uri == "/v1/chat/completions" { return .headThenSilence(firstChunk: "data: {}\n\n") }
+            guard let member = request.headers.first(name: "x-member") else { return .silence }
+            return .status(200, body: Self.aloneAnswer(member))
+        }
+        try await Self.runScripted(replica, responseHeader: .milliseconds(500)) { h in
+            let answers = try await Self.membersWhileBusy(h)
+            for member in 0..<Self.members {
+                let answer = try #require(answers[member])
+                #expect(answer.status == 504 && answer.text.contains(#""code":"replica_timeout""#), "member \(member): \(answer.status) \(answer.text)")
+                #expect(answer.text.contains("as part of a batch"), "\(answer.text)")
+            }
+            // The batch went once; no member was sent again on its own.
+            #expect(Self.batches(replica).count == 1)
+            #expect(Self.alone(replica).isEmpty, "\(Self.alone(replica).map(\.body))")
+        }
+        try await replica.stop()
     }
 }

@@ -10,10 +10,11 @@ private struct Parsed: Equatable {
     var error: HTTP1ParseError?
 }
 
-/// Feeds `input` to a parser in pieces of `pieceSize` bytes (everything at once when nil), the
-/// way reads arrive, keeping unparsed bytes between pieces as the handlers do.
+/// Feeds `input` to a parser in pieces of `pieceSize` bytes (everything at once when nil), or
+/// cut at the byte offsets `cuts`, the way reads arrive, keeping unparsed bytes between pieces
+/// as the handlers do.
 private func parse(
-    _ input: String, role: HTTP1Parser.Role = .request, pieceSize: Int? = nil, framed: Bool = false,
+    _ input: String, role: HTTP1Parser.Role = .request, pieceSize: Int? = nil, cuts: [Int] = [], framed: Bool = false,
     toHEAD: Bool = false, closeAtEnd: Bool = false, maxHead: Int = 16 * 1024
 ) -> Parsed {
     var parser = HTTP1Parser(role: role, maxHeadBytes: maxHead)
@@ -25,8 +26,10 @@ private func parse(
     let size = pieceSize ?? max(bytes.count, 1)
     var unparsed = ByteBuffer()
     var offset = 0
+    var cuts = cuts[...]
     repeat {
-        let piece = bytes[offset..<min(offset + size, bytes.count)]
+        let end = cuts.popFirst() ?? min(offset + size, bytes.count)
+        let piece = bytes[offset..<end]
         offset += piece.count
         unparsed.writeBytes(piece)
         do {
@@ -167,6 +170,35 @@ private func head(_ text: String, role: HTTP1Parser.Role = .request) throws -> H
         #expect(parse(sse, role: .response, pieceSize: 5, framed: true).bodies == ["7\r\ndata: 1\r\n7\r\ndata: 2\r\n0\r\n\r\n"])
         #expect(parse("HTTP/1.1 2x0 OK\r\n\r\n", role: .response).error == .malformed("invalid status code"))
         #expect(parse("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", role: .response).error == .malformed("invalid content-length"))
+    }
+
+    /// What a replica's connection may carry, one response after another: an interim 100, a
+    /// length, no body (204, and 304 whatever its length says), chunks with an extension, a
+    /// chunk ending in LF and a trailer, and a body that runs until the connection closes.
+    static let responses = "HTTP/1.1 100 Continue\r\n\r\n"
+        + "HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-A:  spaced \t\r\n\r\nhello world"
+        + "HTTP/1.1 204 No Content\r\n\r\n"
+        + "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + "7;ext=1\r\ndata: 1\r\n9\r\ndata: 22\n\r\n0\r\nTrailer-A: b\r\n\r\n"
+        + "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n"
+        + "HTTP/1.0 200 OK\r\n\r\nuntil the close"
+
+    @Test func everySplitOfAResponseStreamGivesTheSameEvents() {
+        let whole = parse(Self.responses, role: .response, closeAtEnd: true)
+        #expect(whole == Parsed(
+            heads: ["200 OK 1.1 fields=2", "204 No Content 1.1 fields=0", "200 OK 1.1 fields=2", "304 Not Modified 1.1 fields=1", "200 OK 1.0 fields=0"],
+            bodies: ["hello world", "", "data: 1data: 22\n", "", "until the close"], ends: 5))
+        let framed = parse(Self.responses, role: .response, framed: true, closeAtEnd: true)
+        #expect(framed.bodies.count == 5 && framed.bodies[2] == "7;ext=1\r\ndata: 1\r\n9\r\ndata: 22\n\r\n0\r\nTrailer-A: b\r\n\r\n")
+        let count = Self.responses.utf8.count
+        for cut in 1..<count {
+            #expect(parse(Self.responses, role: .response, cuts: [cut], closeAtEnd: true) == whole, "split at \(cut)")
+            #expect(parse(Self.responses, role: .response, cuts: [cut], framed: true, closeAtEnd: true) == framed, "framed, split at \(cut)")
+        }
+        for size in 1...17 {
+            #expect(parse(Self.responses, role: .response, pieceSize: size, closeAtEnd: true) == whole, "pieces of \(size)")
+            #expect(parse(Self.responses, role: .response, pieceSize: size, framed: true, closeAtEnd: true) == framed, "framed, pieces of \(size)")
+        }
     }
 }
 
