@@ -16,7 +16,8 @@
 # adaptive batching to compare with).
 #
 # Usage: loadtest/batching.sh [--help]
-# Environment: RATES="100 400 800 1200 1600 2000 2400 3200 4000", TARGET_MS=50, FLEET=mlserver|replica, PYTHON=.venv/bin/python
+# Environment: RATES="100 400 800 1200 1600 2000 2400 3200 4000", TARGET_MS=50, FLEET=mlserver|replica,
+#   CONFIGS="plain batching mlserver" (a subset), PYTHON=.venv/bin/python
 #   (with mlserver, mlserver-sklearn), NO_BUILD=1, BUILD=release
 set -euo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;; esac
@@ -123,9 +124,9 @@ stop_fleet() {  # stop_fleet CONFIG
     fi
 }
 
-CONFIGS="plain batching mlserver"
-SCENARIO=loadtest/scenarios/infer-sweep.yaml
-if [[ $FLEET == replica ]]; then CONFIGS="plain batching"; SCENARIO=loadtest/scenarios/embeddings-sweep.yaml; fi
+SCENARIO=loadtest/scenarios/infer-sweep.yaml DEFAULT_CONFIGS="plain batching mlserver"
+if [[ $FLEET == replica ]]; then DEFAULT_CONFIGS="plain batching"; SCENARIO=loadtest/scenarios/embeddings-sweep.yaml; fi
+CONFIGS=${CONFIGS:-$DEFAULT_CONFIGS}
 for config in $CONFIGS; do
     # A fresh fleet per configuration; the sweep stops at the first rate that fails.
     start_fleet "$config"

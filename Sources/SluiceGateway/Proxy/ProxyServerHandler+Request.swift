@@ -102,7 +102,10 @@ extension ProxyServerHandler {
         var held = head
         held.bytes = context.channel.allocator.buffer(buffer: head.bytes)
         exchange.heldHead = held
-        exchange.inspectBuffer = context.channel.allocator.buffer(capacity: 0)
+        // Sized for the whole body when its length is known: one copy, no regrowth. (Keeping
+        // the first read itself would pin the channel's receive buffer for as long as the
+        // request waits, in a queue or a batch.)
+        exchange.inspectBuffer = context.channel.allocator.buffer(capacity: min(head.contentLength ?? 0, runtime.limits.maxInspectBytes))
         sendContinueIfExpected(exchange)
         armTimer(exchange)
     }
@@ -133,9 +136,6 @@ extension ProxyServerHandler {
         if case .inspecting = mode {
             if exchange.bodyBytes > limits.maxInspectBytes {
                 respond(.inspectTooLarge(limit: limits.maxInspectBytes), closeAfter: true)
-            } else if exchange.inspectBuffer?.readableBytes == 0 {
-                // The first (often the only) read is kept as it is, not copied.
-                exchange.inspectBuffer = buffer
             } else {
                 var buffer = buffer
                 exchange.inspectBuffer?.writeBuffer(&buffer)
