@@ -90,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceGateway", "SluiceConfig", "SluiceReplica", "SluiceTesting", "SluiceLoad",
+                "SluiceGateway", "SluiceConfig", "SluiceReplica", "SluiceLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -78,7 +78,7 @@ public struct HashRing: Sendable {
 
     /// FNV-1a then a 64-bit finalizer (FNV alone clusters similar strings on a ring).
     public static func hash(_ text: String) -> UInt64 {
-        var z = SimTokenizer.fnv1a(text.utf8)
+        var z = FNV1a.hash(text.utf8)
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)

@@ -30,14 +30,9 @@ public enum SimTokenizer {
         return ids
     }
 
-    /// FNV-1a, stable across runs and platforms (unlike `Hasher`).
-    public static func fnv1a(_ bytes: some Sequence<UInt8>, seed: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64 {
-        var hash = seed
-        for byte in bytes {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01B3
-        }
-        return hash
+    /// FNV-1a (`FNV1a.hash`): token ids and block hashes the load generator computes alike.
+    public static func fnv1a(_ bytes: some Sequence<UInt8>, seed: UInt64 = FNV1a.offsetBasis) -> UInt64 {
+        FNV1a.hash(bytes, seed: seed)
     }
 
     /// Hashes of the prompt's full blocks of `blockSize` tokens, each chained to the one before
