@@ -9,8 +9,8 @@
 #   sluice-leastqueue Sluice, least-queue (in-flight + the replicas' reported queues)
 #   sluice-hash       Sluice, consistent-hash on x-session-id with bounded loads (1.25)
 #   sluice-cacheaware Sluice, cache-aware on x-session-id, else the prompt (its prefix, and
-#                     its block chain to follow conversations), defaults otherwise (see the
-#                     README's Routing; CACHE_ROUTING replaces the whole routing mapping)
+#                     its block chain to follow conversations), defaults otherwise (see
+#                     docs/routing.md; CACHE_ROUTING replaces the whole routing mapping)
 #   sluice-cacheaware-base sluice-cacheaware run by SLUICE_BASE_BIN (another build of Sluice:
 #                     before and after in one run; not in the default targets)
 #   sluice-cacheaware-x4 four `sluice serve` processes, each with sluice-cacheaware's config on

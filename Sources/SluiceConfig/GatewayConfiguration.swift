@@ -1,7 +1,7 @@
 import SluiceCore
 
 /// Everything `sluice serve` needs, decoded and validated from one YAML file. Defaults live here,
-/// next to the fields, so the README's reference and the code cannot drift apart silently.
+/// next to the fields, so docs/configuration.md and the code cannot drift apart silently.
 public struct GatewayConfiguration: Sendable, Equatable {
     /// Data-plane listener.
     public var listen: ReplicaID

@@ -74,7 +74,7 @@ struct DemoCommand: AsyncParsableCommand {
             chat.scaling = scaling
         }
         var embeddings = PoolConfiguration(name: "embeddings", paths: paths(["/v1/embeddings", "/v2/*"]), replicas: addresses)
-        // Concurrent embeddings and infer requests go upstream as batches (see the README's Batching).
+        // Concurrent embeddings and infer requests go upstream as batches (see docs/batching.md).
         embeddings.batching = BatchingConfiguration(maxBatch: 32, maxWait: .milliseconds(5), targetLatency: .milliseconds(50))
         let configuration = GatewayConfiguration(
             listen: listenAddress, admin: AdminConfiguration(listen: adminAddress), pools: [chat, embeddings])
