@@ -78,13 +78,7 @@ import Testing
         try await redis.start()
         let sink = try await WebhookSink.start()
         try await GatewayHarness.run(replicas: [ScaleSignalTests.fixedReplica("r1")], configure: { config, _ in
-            var scaling = ScalingConfiguration(targetP95: .milliseconds(100))
-            scaling.tick = .milliseconds(200)
-            scaling.panicWindow = .seconds(1)
-            scaling.stableWindow = .seconds(2)
-            scaling.maxReplicas = 8
-            scaling.shared = ReplicaID(host: "127.0.0.1", port: redis.port)
-            config.pools[0].scaling = scaling
+            config.pools[0].scaling = ScaleSignalTests.sharedScaling(redisPort: redis.port)
             config.publish.webhook = .init(host: "127.0.0.1", port: sink.port, path: "/hook", format: .json)
         }) { h in
             try await Self.decideAlone(h, redis: redis, sink: sink)

@@ -273,17 +273,22 @@ extension ScaleSignalTests {
         #expect(SharedScaleView.decode("7 3;") != nil && SharedScaleView.decode("7 3;99999:1") == nil && SharedScaleView.decode("x") == nil)
     }
 
+    /// A fast-ticking scaled pool (target 100 ms) whose view is shared through the Redis at `redisPort`.
+    static func sharedScaling(redisPort: Int) -> ScalingConfiguration {
+        var scaling = ScalingConfiguration(targetP95: .milliseconds(100))
+        scaling.tick = .milliseconds(200)
+        scaling.panicWindow = .seconds(1)
+        scaling.stableWindow = .seconds(2)
+        scaling.maxReplicas = 8
+        scaling.shared = ReplicaID(host: "127.0.0.1", port: redisPort)
+        return scaling
+    }
+
     @Test func twoGatewaysWithTheSharedViewPublishTheSameDecision() async throws {
         let redis = try RedisServerProcess()
         try await redis.start()
         try await GatewayHarness.run(replicas: [Self.fixedReplica("r1")], configure: { config, _ in
-            var scaling = ScalingConfiguration(targetP95: .milliseconds(100))
-            scaling.tick = .milliseconds(200)
-            scaling.panicWindow = .seconds(1)
-            scaling.stableWindow = .seconds(2)
-            scaling.maxReplicas = 8
-            scaling.shared = ReplicaID(host: "127.0.0.1", port: redis.port)
-            config.pools[0].scaling = scaling
+            config.pools[0].scaling = Self.sharedScaling(redisPort: redis.port)
         }) { h in
             var logger = Logger(label: "sluice-test")
             logger.logLevel = .critical
