@@ -1,8 +1,9 @@
 import NIOCore
 import SluiceCore
 
-/// One request/response pair on a downstream connection: what was asked, where it went, and how
-/// far each direction has got. Owned by the connection's `ProxyServerHandler`, on its loop.
+/// One request/response pair on a downstream connection: what was asked, what was decided about
+/// it (tenant, pool, replica, limits) and what it holds until it is settled. Which wait it is in
+/// is the connection's `ExchangeStateMachine`'s. Owned by the connection's handler, on its loop.
 final class Exchange {
     let start: NIODeadline
     /// The request target without its query string.
@@ -13,103 +14,73 @@ final class Exchange {
     let contentLength: Int?
     /// Whether the client wants the connection kept after this exchange.
     var keepAlive: Bool
+    /// The client sent `Expect: 100-continue`; answered once the request is accepted.
+    var expectsContinue: Bool
     var requestID: String?
-    /// The request head, kept (with its own copy of the bytes) only while the body is read to
-    /// route by `model`; nil once the upstream head is written.
-    var heldHead: HTTP1Head?
-    /// The head as sent upstream.
-    var upstreamHead: ByteBuffer?
+    var bodyBytes = 0
 
-    var pool: PoolRuntime?
-    /// The pool chosen by path when its routing key is in the body (read first).
+    // What was decided.
+    /// The tenant admission let in (released when the exchange finishes), and the rate-limit
+    /// fields for the response head with the limits they describe.
+    var tenant: Int?
+    var limitFields: [(String, String)] = []
+    var limitWindows: [RateLimitHeaders.Window] = []
+    /// The pool chosen by path when the body is read first (for a key in it, limits or batching).
     var keyPool: Int?
+    var pool: PoolRuntime?
     var routingKey: String?
-    /// The prompt's block chain, for cache-aware pools keyed on the prompt (`PromptChain`).
+    /// The body's facts, read once (`facts(of:)`) for every reader: model, key, prompt, cost.
+    var bodyFacts: Result<CompletionRequestFacts, JSONFieldScanner.Failure>?
+    /// The prompt's block chain, for cache-aware pools keyed on the prompt (`PromptChain`), and
+    /// whether the request asked for a stream.
     var prompt: PromptChain?
-    /// What the policy chose, and from what: told if the request goes elsewhere after all.
+    var promptStreams = false
+    /// What the policy chose, from what, and why: told if the request goes elsewhere after all.
     var picked: (replica: Replica, facts: RoutingFacts)?
+    var pickedReason: RoutingReason?
     /// Where the policy was last told the request went, when not `picked.replica`.
     var recordedReplica: Replica?
+    /// The replica whose slot (in-flight count) the exchange holds.
+    var replica: Replica?
+    var attempts = 0
     /// Prompt bytes the replica is not known to have cached (`RoutingChoice.uncachedBytes`),
     /// and the replica they are counted on as pending prefill until its answer starts.
     var uncachedBytes = 0
     var prefillReplica: Replica?
-    /// Whether the request asked for a stream (read with the prompt, for cache-aware pools).
-    var promptStreams = false
-    /// The held body read once for routing and token limits (`ProxyServerHandler.facts`).
-    var bodyFacts: Result<CompletionRequestFacts, JSONFieldScanner.Failure>?
-    /// The branch the policy took for `picked`.
-    var pickedReason: RoutingReason?
-    /// The tenant admission let in (released when the exchange finishes).
-    var tenant: Int?
-    /// Rate-limit fields for the response head, and the limits they describe.
-    var limitFields: [(String, String)] = []
-    var limitWindows: [RateLimitHeaders.Window] = []
-    /// Token accounting: what admission charged this request (estimated prompt + completion
-    /// tokens) and the model it named, settled with the real `usage` when the exchange ends.
+    /// Token accounting: what admission charged (settled with the real usage at the end), the
+    /// meter reading `usage` from the answer, usage known without reading it (a batch member's
+    /// share), and the body's length after the gateway rewrote it to ask for stream usage.
     var tokenCharge: TokenCharge?
-    /// Reads `usage` from the response (and strips the usage chunk the gateway asked for).
     var usageMeter: UsageMeter?
-    /// The request body's length after the gateway rewrote it (asking for stream usage).
-    var rewrittenLength: Int?
-    /// Set while the request waits in a batch (see `Batcher`), with the body to send alone if
-    /// the batch cannot answer it.
-    var batchTicket: UInt64?
-    var batchKey: [UInt8]?
-    var batchBody: ByteBuffer?
-    /// Token usage known without reading the response (a batch member's share).
     var knownUsage: Int?
-    var replica: Replica?
-    /// Set while the request waits in its pool's queue for a replica slot.
-    var queueTicket: UInt64?
-    /// When the request started waiting for a slot (for the `queue_wait` signal).
-    var queuedAt: NIODeadline?
-    /// The response is a stream of server-sent events (its TTFT is its first body byte).
-    var eventStream = false
-    /// The pool's scaling signal has been recorded for this exchange.
-    var signalRecorded = false
-    var connectionPool: UpstreamConnectionPool?
-    var upstream: UpstreamConnection?
-    var attempts = 0
+    var rewrittenLength: Int?
 
-    /// Body held while routing needs the `model` field.
-    var inspectBuffer: ByteBuffer?
+    // The upstream side.
+    var connectionPool: UpstreamConnectionPool?
+    /// The head as sent upstream.
+    var upstreamHead: ByteBuffer?
     /// Request bytes received before the upstream connection was ready.
     var pending = CircularBuffer<ByteBuffer>(initialCapacity: 2)
     var pendingBytes = 0
-    var bodyBytes = 0
-    var wroteUpstreamSinceFlush = false
-
-    /// The client has sent the request's end.
-    var requestEnded = false
-    /// The request's end has been written upstream.
-    var requestSent = false
-    /// A response head has been written to the client.
-    var responseStarted = false
-    var status = 0
-    var upstreamKeepAlive = true
-    var reframing = HeaderRewriter.BodyReframing.none
-    /// Last byte from the replica (for the stream idle timeout).
-    var lastActivity: NIODeadline
-    /// Last byte from the client while its request is incomplete (for the client timeout).
-    var lastClientActivity: NIODeadline
-    /// When the upstream side's current phase (connection wait, response head, stream idle)
-    /// times out; nil when it is not being timed.
-    var upstreamDeadline: NIODeadline?
     /// What was written on a reused keep-alive connection after the head, kept (bounded) so the
     /// request can be sent again once if the replica had closed that connection while idle.
     var replay: [ByteBuffer]?
     var replayBytes = 0
     var retriedStaleConnection = false
-    /// The client sent `Expect: 100-continue`; answered once the request is accepted.
-    var expectsContinue = false
+
+    // The answer.
+    var status = 0
+    var upstreamKeepAlive = true
+    var reframing = HeaderRewriter.BodyReframing.none
+    /// The answer is a stream of server-sent events (its TTFT is its first body byte).
+    var eventStream = false
+    /// The pool's scaling signal has been recorded for this exchange.
+    var signalRecorded = false
     /// Set once metrics and in-flight counts are settled; makes `finish` idempotent.
     var finished = false
 
     init(head: HTTP1Head, now: NIODeadline) {
         self.start = now
-        self.lastActivity = now
-        self.lastClientActivity = now
         let target = head.targetString
         if let query = target.utf8.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
             self.path = String(target[..<query])
@@ -121,5 +92,60 @@ final class Exchange {
         self.contentLength = head.contentLength
         self.keepAlive = head.keepAlive
         self.expectsContinue = head.expectsContinue
+    }
+
+    /// The held body's facts (model, user, prompt, token estimate), read in one validating pass
+    /// the first time routing or limits ask, then kept.
+    func facts(of body: ByteBuffer) -> Result<CompletionRequestFacts, JSONFieldScanner.Failure> {
+        if let known = bodyFacts { return known }
+        let scanned = body.withUnsafeReadableBytes { bytes in
+            Result { () throws(JSONFieldScanner.Failure) -> CompletionRequestFacts in try JSONFieldScanner.completionFacts(in: bytes) }
+        }
+        bodyFacts = scanned
+        return scanned
+    }
+
+    /// Keeps a body part until the upstream connection is ready.
+    func pend(_ buffer: ByteBuffer) {
+        pending.append(buffer)
+        pendingBytes += buffer.readableBytes
+    }
+
+    /// Queues a body read whole to be sent upstream as it came (re-chunked as one chunk when it
+    /// came chunked: it was collected without its framing).
+    func pendRead(_ body: ByteBuffer, chunked: Bool, allocator: ByteBufferAllocator) {
+        guard chunked else {
+            if body.readableBytes > 0 { pend(body) }
+            return
+        }
+        var framed = allocator.buffer(capacity: body.readableBytes + 32)
+        if body.readableBytes > 0 {
+            HTTP1Writer.writeChunkHeader(length: body.readableBytes, into: &framed)
+            framed.writeImmutableBuffer(body)
+            framed.writeStaticString(HTTP1Writer.chunkEnd)
+        }
+        framed.writeStaticString(HTTP1Writer.lastChunk)
+        pend(framed)
+    }
+
+    /// Keeps written body bytes for a possible resend (see `replay`), up to 64 KiB.
+    func remember(_ buffer: ByteBuffer) {
+        guard replay != nil else { return }
+        replayBytes += buffer.readableBytes
+        if replayBytes > ProxyServerHandler.pendingLimit {
+            replay = nil
+        } else {
+            replay!.append(buffer)
+        }
+    }
+
+    /// Pending prefill: counts the uncached prompt bytes on `replica` from the moment the request
+    /// is sent until its streamed answer begins (moving them on a retry), or stops counting (nil),
+    /// so the cache-aware policy sees the prefill work queued there (`Replica.pendingPrefillBytes`).
+    func countPrefill(on replica: Replica?) {
+        guard uncachedBytes > 0, prefillReplica !== replica else { return }
+        prefillReplica?.addPendingPrefill(-uncachedBytes)
+        prefillReplica = replica
+        replica?.addPendingPrefill(uncachedBytes)
     }
 }

@@ -5,9 +5,9 @@ import SluiceCore
 /// the replica's usage. See `BodyLimit` for the accounting.
 extension ProxyServerHandler {
     /// Whether admission must read this request's body before it goes on.
-    func admissionNeedsBody(_ exchange: Exchange, head: HTTP1Head) -> Bool {
-        guard let tenant = exchange.tenant, let admission = runtime.admission, admission.needsBody(tenant) else { return false }
-        return head.isChunked || (head.contentLength ?? 0) > 0
+    func admissionNeedsBody(_ exchange: Exchange) -> Bool {
+        guard let tenant = exchange.tenant, let admission = runtime.admission else { return false }
+        return admission.needsBody(tenant)
     }
 
     /// Decides the body's limits, then calls `proceed` with the body to send (rewritten to ask
@@ -15,35 +15,31 @@ extension ProxyServerHandler {
     /// refused or the body is not JSON.
     func admitBody(_ exchange: Exchange, body: ByteBuffer, then proceed: @escaping (ByteBuffer) -> Void) {
         guard let admission = runtime.admission, let tenant = exchange.tenant, admission.needsBody(tenant), body.readableBytes > 0 else {
-            proceed(body)
-            return
+            return proceed(body)
         }
-        guard case .success(let facts) = facts(of: body, for: exchange) else {
-            respond(.badJSON("a token-limited request must be a JSON object"), closeAfter: false)
-            return
+        guard case .success(let facts) = exchange.facts(of: body) else {
+            return respond(.badJSON("a token-limited request must be a JSON object"), closeAfter: false)
         }
         let cost = RequestCost(facts, defaultMaxTokens: runtime.limits.defaultMaxTokens)
-        let now = NIODeadline.now().uptimeNanoseconds
-        if let shared = admission.shared {
-            let limiter = upstreams.redisLimiter(shared)
-            mode = .admitting
-            admission.admitBodyShared(tenant: tenant, model: cost.model, tokens: cost.tokens, now: now, limiter: limiter)
-                .assumeIsolated().whenSuccess { outcome in
-                    guard self.exchange === exchange, !exchange.finished, case .admitting = self.mode else {
-                        // The client left meanwhile: nothing was used.
-                        if case .admitted(_, let store) = outcome, admission.countsTokens(tenant, model: cost.model) {
-                            admission.settleCharge(
-                                TokenCharge(tenant: tenant, model: cost.model, tokens: cost.tokens, store: store),
-                                used: 0, succeeded: false, now: NIODeadline.now().uptimeNanoseconds, limiter: limiter)
-                        }
-                        return
-                    }
-                    self.mode = .inspecting
-                    self.applyBodyOutcome(outcome, cost: cost, exchange, body: body, then: proceed)
-                }
-            return
+        let now = self.now.uptimeNanoseconds
+        guard let shared = admission.shared else {
+            let outcome = admission.admitBody(tenant: tenant, model: cost.model, tokens: cost.tokens, now: now)
+            return applyBodyOutcome(outcome, cost: cost, exchange, body: body, then: proceed)
         }
-        applyBodyOutcome(admission.admitBody(tenant: tenant, model: cost.model, tokens: cost.tokens, now: now), cost: cost, exchange, body: body, then: proceed)
+        let limiter = upstreams.redisLimiter(shared)
+        admission.admitBodyShared(tenant: tenant, model: cost.model, tokens: cost.tokens, now: now, limiter: limiter)
+            .assumeIsolated().whenSuccess { outcome in
+                guard self.exchange === exchange, !exchange.finished, self.state.isAdmitting else {
+                    // The client left meanwhile: nothing was used.
+                    if case .admitted(_, let store) = outcome, admission.countsTokens(tenant, model: cost.model) {
+                        admission.settleCharge(
+                            TokenCharge(tenant: tenant, model: cost.model, tokens: cost.tokens, store: store),
+                            used: 0, succeeded: false, now: self.now.uptimeNanoseconds, limiter: limiter)
+                    }
+                    return
+                }
+                self.applyBodyOutcome(outcome, cost: cost, exchange, body: body, then: proceed)
+            }
     }
 
     private func applyBodyOutcome(
@@ -60,10 +56,7 @@ extension ProxyServerHandler {
                 exchange.limitWindows += windows
                 exchange.limitFields = RateLimitHeaders.fields(exchange.limitWindows)
             }
-            guard admission.countsTokens(tenant, model: cost.model) else {
-                proceed(body)
-                return
-            }
+            guard admission.countsTokens(tenant, model: cost.model) else { return proceed(body) }
             exchange.tokenCharge = TokenCharge(tenant: tenant, model: cost.model, tokens: cost.tokens, store: store)
             if cost.stream, !cost.clientAskedUsage,
                let asking = RequestCost.askingUsage(body, hasStreamOptions: cost.hasStreamOptions, allocator: context.channel.allocator) {
@@ -82,7 +75,7 @@ extension ProxyServerHandler {
         guard let charge = exchange.tokenCharge, let admission = runtime.admission else { return }
         exchange.tokenCharge = nil
         admission.settleCharge(
-            charge, used: exchange.knownUsage ?? exchange.usageMeter?.usedTokens, succeeded: (200..<300).contains(status), now: NIODeadline.now().uptimeNanoseconds,
-            limiter: admission.shared.map { upstreams.redisLimiter($0) })
+            charge, used: exchange.knownUsage ?? exchange.usageMeter?.usedTokens, succeeded: (200..<300).contains(status),
+            now: now.uptimeNanoseconds, limiter: admission.shared.map { upstreams.redisLimiter($0) })
     }
 }

@@ -1,98 +1,64 @@
 import NIOCore
 import SluiceCore
 
+/// The replica's side: its answer streamed to the client (reframed when the versions or the
+/// usage meter need it), its connection returned or closed, and its failures.
 extension ProxyServerHandler: UpstreamDelegate {
     var downstreamIsWritable: Bool { context.channel.isWritable }
 
     func upstreamReceivedHead(_ head: HTTP1Head) {
-        guard let exchange, let upstream = exchange.upstream, !exchange.finished else { return }
+        guard let exchange, let connection = state.connection, !exchange.finished else { return }
         if head.status == 101 {
             // Sluice removes `Upgrade`, so a switch of protocols is the replica misbehaving; the
-            // connection now speaks something else and cannot be reused.
-            exchange.upstream = nil
-            exchange.connectionPool?.discard(upstream)
+            // connection now speaks something else and is closed.
             let name = exchange.replica.map { "\($0.id)" } ?? "the replica"
-            respond(.replicaFailed("\(name) answered 101 Switching Protocols, which Sluice does not proxy"), closeAfter: mustCloseUnfinished(exchange))
-            return
+            return respond(.replicaFailed("\(name) answered 101 Switching Protocols, which Sluice does not proxy"), closeAfter: mustCloseUnfinished(exchange))
         }
-        let now = NIODeadline.now()
-        exchange.responseStarted = true
+        let now = self.now
+        state.responseStarted(now: now)
         exchange.status = head.status
         exchange.upstreamKeepAlive = head.keepAlive
-        exchange.lastActivity = now
         exchange.replica?.recordSuccess()
         exchange.pool?.metrics.recordFirstByte(nanoseconds: Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds))
-        if let pool = exchange.pool {
-            // From the head on, the replica's silence is what is timed.
-            exchange.upstreamDeadline = now + .nanoseconds(pool.configuration.timeouts.idle.nanoseconds)
-            armTimer(exchange)
-        }
-        let untilClose = upstream.handler.parser.readsUntilClose
-        if exchange.requestMinorVersion == 0 {
-            // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
-            if head.isChunked, !untilClose, !exchange.isHEAD, head.status != 204, head.status != 304 {
-                exchange.reframing = .unchunk
-                exchange.keepAlive = false
-            } else if untilClose {
-                exchange.keepAlive = false
-            }
-        } else if untilClose {
-            exchange.reframing = .chunk
-        } else if head.isChunked, exchange.usageMeter != nil, !exchange.isHEAD, head.status >= 200, head.status != 204, head.status != 304 {
-            exchange.reframing = .rechunk
-        }
+        // From the head on, the replica's silence is what is timed.
+        armTimer()
+        let untilClose = connection.handler.parser.readsUntilClose
+        let framing = ResponseFraming(head, clientMinorVersion: exchange.requestMinorVersion, untilClose: untilClose, toHEAD: exchange.isHEAD, metered: exchange.usageMeter != nil)
+        exchange.reframing = framing.reframing
+        if framing.mustClose { exchange.keepAlive = false }
         // (Content-Type is read only when something needs it: token metering, or a TTFT signal.)
         if exchange.usageMeter != nil || exchange.pool?.scaling?.configuration.signal == .ttft {
             exchange.eventStream = head.isEventStream
         }
-        if let meter = exchange.usageMeter {
-            // Usage-only events are dropped only where the framing allows it (not under a
-            // content-length).
-            meter.responseStarted(
-                eventStream: exchange.eventStream, mayDrop: exchange.reframing != .none || untilClose,
-                allocator: context.channel.allocator)
-        }
-        upstream.handler.parser.passChunkFraming = exchange.reframing == .none
-        let smallBody = head.contentLength.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0
-        let out = HeaderRewriter.downstreamResponse(
+        // Usage-only events are dropped only where the framing allows it (not under a content-length).
+        exchange.usageMeter?.responseStarted(eventStream: exchange.eventStream, mayDrop: exchange.reframing != .none || untilClose, allocator: context.channel.allocator)
+        connection.handler.parser.passChunkFraming = exchange.reframing == .none
+        stagedHead = HeaderRewriter.downstreamResponse(
             head, clientMinorVersion: exchange.requestMinorVersion, requestID: exchange.requestID ?? "",
             keepAlive: exchange.keepAlive, reframing: exchange.reframing, extraFields: exchange.limitFields,
-            allocator: context.channel.allocator,
-            extraCapacity: smallBody)
-        stagedHead = out
+            allocator: context.channel.allocator, extraCapacity: head.contentLength.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0)
     }
 
     /// The pool's `latency` signal (and `ttft`'s for answers that are not streams): the whole
     /// exchange, for answers below 500 (a replica failing fast is not fast service).
     func recordEndToEnd(_ exchange: Exchange) {
-        guard !exchange.signalRecorded, let scaling = exchange.pool?.scaling else { return }
-        switch scaling.configuration.signal {
-        case .latency, .ttft:
-            exchange.signalRecorded = true
-            guard exchange.status < 500 else { return }
-            let now = NIODeadline.now()
-            scaling.record(nanoseconds: (now - exchange.start).nanoseconds, at: now)
-        case .queueWait:
-            return
-        }
-    }
-
-    /// Writes the held response head, if any.
-    func writeStagedHead() {
-        guard let head = stagedHead else { return }
-        stagedHead = nil
-        context.write(wrapOutboundOut(head), promise: nil)
+        guard !exchange.signalRecorded, let scaling = exchange.pool?.scaling, scaling.configuration.signal != .queueWait else { return }
+        exchange.signalRecorded = true
+        guard exchange.status < 500 else { return }
+        let now = self.now
+        scaling.record(nanoseconds: (now - exchange.start).nanoseconds, at: now)
     }
 
     func upstreamReceivedBody(_ buffer: ByteBuffer) {
-        guard let exchange, exchange.upstream != nil, !exchange.finished else { return }
-        exchange.lastActivity = .now()
+        guard let exchange, state.connection != nil, !exchange.finished else { return }
+        let now = self.now
+        state.responseBytes(now: now)
         // The answer has begun: its prompt is prefilled.
-        if exchange.prefillReplica != nil { countPrefill(exchange, on: nil) }
+        exchange.countPrefill(on: nil)
         if exchange.eventStream, !exchange.signalRecorded, let scaling = exchange.pool?.scaling, scaling.configuration.signal == .ttft {
             // A stream's first token: its TTFT.
             exchange.signalRecorded = true
-            if exchange.status < 500 { scaling.record(nanoseconds: (exchange.lastActivity - exchange.start).nanoseconds, at: exchange.lastActivity) }
+            if exchange.status < 500 { scaling.record(nanoseconds: (now - exchange.start).nanoseconds, at: now) }
         }
         if let meter = exchange.usageMeter {
             for part in meter.consume(buffer) { forward(part, exchange) }
@@ -106,50 +72,46 @@ extension ProxyServerHandler: UpstreamDelegate {
         if exchange.reframing == .none, var head = stagedHead, head.writableBytes >= buffer.readableBytes {
             stagedHead = nil
             head.writeImmutableBuffer(buffer)
-            context.write(wrapOutboundOut(head), promise: nil)
-            return
+            return context.write(wrapOutboundOut(head), promise: nil)
         }
         writeStagedHead()
-        if exchange.reframing.writesChunks {
-            var header = context.channel.allocator.buffer(capacity: 12)
-            HTTP1Writer.writeChunkHeader(length: buffer.readableBytes, into: &header)
-            context.write(wrapOutboundOut(header), promise: nil)
-            context.write(wrapOutboundOut(buffer), promise: nil)
-            context.write(wrapOutboundOut(context.channel.allocator.buffer(staticString: HTTP1Writer.chunkEnd)), promise: nil)
-        } else {
-            context.write(wrapOutboundOut(buffer), promise: nil)
-        }
+        guard exchange.reframing.writesChunks else { return context.write(wrapOutboundOut(buffer), promise: nil) }
+        var header = context.channel.allocator.buffer(capacity: 12)
+        HTTP1Writer.writeChunkHeader(length: buffer.readableBytes, into: &header)
+        context.write(wrapOutboundOut(header), promise: nil)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        context.write(wrapOutboundOut(context.channel.allocator.buffer(staticString: HTTP1Writer.chunkEnd)), promise: nil)
+    }
+
+    /// Writes the held response head, if any.
+    func writeStagedHead() {
+        guard let head = stagedHead else { return }
+        stagedHead = nil
+        context.write(wrapOutboundOut(head), promise: nil)
     }
 
     func upstreamReceivedEnd(reusable: Bool) {
-        guard let exchange, exchange.upstream != nil, !exchange.finished else { return }
+        guard let exchange, let connection = state.connection, !exchange.finished else { return }
         // An event still held (its blank line never came) goes out as it is.
         let held = exchange.usageMeter?.end()
         recordEndToEnd(exchange)
-        if let upstream = exchange.upstream {
-            exchange.upstream = nil
-            if reusable && exchange.requestSent && exchange.upstreamKeepAlive {
-                exchange.connectionPool?.release(upstream)
-            } else {
-                exchange.connectionPool?.discard(upstream)
-            }
+        if reusable && state.requestEnded && exchange.upstreamKeepAlive {
+            connection.pool.release(connection)
+        } else {
+            connection.pool.discard(connection)
         }
         finish(exchange, status: exchange.status)
         writeStagedHead()
         if let held { forward(held, exchange) }
         let last = exchange.reframing.writesChunks ? context.channel.allocator.buffer(staticString: HTTP1Writer.lastChunk) : nil
-        if !exchange.keepAlive || quiescing {
-            mode = .closed
+        self.exchange = nil
+        if case .close = state.exchangeEnded(keepAlive: exchange.keepAlive && !quiescing, now: now) {
             let context = self.context!
             // (An empty write completes once everything before it is written.)
-            let written = context.writeAndFlush(wrapOutboundOut(last ?? context.channel.allocator.buffer(capacity: 0)))
-            written.assumeIsolated().whenComplete { _ in
-                context.close(promise: nil)
-            }
+            context.writeAndFlush(wrapOutboundOut(last ?? context.channel.allocator.buffer(capacity: 0)))
+                .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             return
         }
-        self.exchange = nil
-        mode = exchange.requestEnded ? .idle : .discarding(closeAfter: false)
         if let last { context.write(wrapOutboundOut(last), promise: nil) }
         context.flush()
         exchangeEnded()
@@ -165,9 +127,9 @@ extension ProxyServerHandler: UpstreamDelegate {
     }
 
     func upstreamClosed(error: (any Error)?) {
-        guard let exchange, let upstream = exchange.upstream, !exchange.finished else { return }
-        exchange.upstream = nil
-        if !exchange.responseStarted, upstream.useCount > 1, !exchange.retriedStaleConnection, let replay = exchange.replay {
+        guard let exchange, let connection = state.connection, !exchange.finished else { return }
+        _ = state.abandon()  // (the connection is gone: nothing to close)
+        if !state.responseStarted, connection.useCount > 1, !exchange.retriedStaleConnection, let replay = exchange.replay {
             // A reused keep-alive connection closed before any answer: most likely the replica
             // closed it while idle (the race every keep-alive proxy has). Nothing was answered,
             // so send the same bytes once more on another connection; not a replica failure.
@@ -175,37 +137,31 @@ extension ProxyServerHandler: UpstreamDelegate {
             exchange.replay = nil
             exchange.pending = CircularBuffer(replay)
             exchange.pendingBytes = exchange.replayBytes
-            acquireUpstream(exchange)
-            return
+            return acquireUpstream(exchange)
         }
-        if !exchange.responseStarted {
-            if let replica = exchange.replica, let pool = exchange.pool {
-                replica.recordFailure(at: NIODeadline.now().uptimeNanoseconds, policy: pool.configuration.ejection)
-            }
-            let reused = upstream.useCount > 1 ? " (on a reused keep-alive connection)" : ""
-            let detail = error.map { ": \($0)" } ?? ""
-            let name = exchange.replica.map { "\($0.id)" } ?? "the replica"
-            respond(.replicaFailed("\(name) closed the connection before answering\(reused)\(detail)"), closeAfter: mustCloseUnfinished(exchange))
-        } else {
-            abort(exchange, status: 502)
+        guard !state.responseStarted else { return abort(exchange, status: 502) }
+        if let replica = exchange.replica, let pool = exchange.pool {
+            replica.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection)
         }
+        let reused = connection.useCount > 1 ? " (on a reused keep-alive connection)" : ""
+        let detail = error.map { ": \($0)" } ?? ""
+        let name = exchange.replica.map { "\($0.id)" } ?? "the replica"
+        respond(.replicaFailed("\(name) closed the connection before answering\(reused)\(detail)"), closeAfter: mustCloseUnfinished(exchange))
     }
 }
 
 extension ProxyServerHandler: UpstreamRequester {
     func upstreamReady(_ connection: UpstreamConnection) {
-        guard let exchange, case .proxying = mode, exchange.upstream == nil, !exchange.finished else {
-            connection.pool.release(connection)
-            return
+        guard let exchange, case .connecting = state.phase, !exchange.finished else {
+            return connection.pool.release(connection)
         }
         attach(connection, to: exchange)
     }
 
     func upstreamFailed(_ error: any Error) {
-        guard let exchange, case .proxying = mode, exchange.upstream == nil, !exchange.finished,
-              let pool = exchange.pool, let replica = exchange.replica
+        guard let exchange, case .connecting = state.phase, !exchange.finished, let pool = exchange.pool, let replica = exchange.replica
         else { return }
-        let now = NIODeadline.now()
+        let now = self.now
         replica.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection)
         exchange.attempts += 1
         // Nothing has been sent yet, so one retry on another replica is always safe (the least
@@ -214,10 +170,8 @@ extension ProxyServerHandler: UpstreamRequester {
             pool.release(replica)
             exchange.replica = other
             pool.noteDestination(of: exchange, other)
-            countPrefill(exchange, on: other)
-            exchange.upstreamDeadline = nil
-            acquireUpstream(exchange)
-            return
+            exchange.countPrefill(on: other)
+            return acquireUpstream(exchange)
         }
         respond(.replicaFailed("could not connect to \(replica.id): \(error)"), closeAfter: mustCloseUnfinished(exchange))
     }

@@ -5,13 +5,9 @@ final class UpstreamConnection {
     let channel: any Channel
     let handler: UpstreamHandler
     unowned let pool: UpstreamConnectionPool
-    /// When it was last returned to the pool; the idle sweep closes it after `keepaliveIdle`.
-    var idleSince: NIODeadline = .now()
     /// Whether it has served a request before (a reused connection may have been closed by the
     /// replica while idle; the error text says so).
     var useCount = 0
-    /// Whether it sits in the pool's idle stack.
-    var isIdle = false
     /// False once its channel went inactive (cheaper to read than `channel.isActive`).
     var isOpen = true
 

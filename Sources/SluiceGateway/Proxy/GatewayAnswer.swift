@@ -1,0 +1,24 @@
+import NIOCore
+import NIOHTTP1
+
+/// The bytes of an answer the gateway gives itself: a JSON body with its head, in the client's
+/// HTTP version, with the request ID and the rate-limit fields.
+enum GatewayAnswer {
+    static func render(
+        status: HTTPResponseStatus, body: String, minorVersion: Int, requestID: String?, fields extra: [(String, String)],
+        close: Bool, allocator: ByteBufferAllocator
+    ) -> ByteBuffer {
+        var fields = [("content-type", "application/json"), ("content-length", String(body.utf8.count))]
+        if let requestID { fields.append(("x-request-id", requestID)) }
+        fields += extra
+        if close {
+            fields.append(("connection", "close"))
+        } else if minorVersion == 0 {
+            fields.append(("connection", "keep-alive"))
+        }
+        var out = allocator.buffer(capacity: 256 + body.utf8.count)
+        HTTP1Writer.writeResponseHead(status: Int(status.code), reason: status.reasonPhrase, minorVersion: minorVersion, fields: fields, into: &out)
+        out.writeString(body)
+        return out
+    }
+}
