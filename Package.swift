@@ -120,7 +120,10 @@ let package = Package(
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"], swiftSettings: strict),
         .testTarget(
             name: "SluiceGatewayTests",
-            dependencies: ["SluiceGateway", "SluiceReplica", "SluiceTesting", "SluiceConfig", "SluiceLoad"],
+            dependencies: [
+                "SluiceGateway", "SluiceReplica", "SluiceTesting", "SluiceConfig", "SluiceLoad",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,0 +1,153 @@
+import NIOCore
+import Testing
+@testable import SluiceGateway
+
+/// The exchange's waits and deadlines on a manual clock: every timeout passes at its exact
+/// instant and not a nanosecond before, body parts go where the phase says, and cutting an
+/// exchange short says exactly what to undo.
+struct ExchangeStateMachineTests {
+    final class Conn {}
+    typealias Machine = ExchangeStateMachine<Conn>
+
+    static let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+    static let limits = Machine.Limits(clientTimeout: .seconds(60), keepaliveTimeout: .seconds(75))
+
+    static func head(_ text: String = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n") -> HTTP1Head {
+        var parser = HTTP1Parser(role: .request, maxHeadBytes: 16 * 1024)
+        var buffer = ByteBuffer(string: text)
+        guard case .head(let head) = try? parser.next(&buffer) else { fatalError("not a head: \(text)") }
+        return head
+    }
+
+    static func bytes(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+
+    @Test func anIdleConnectionExpiresExactlyAtTheKeepaliveTimeout() {
+        let machine = Machine(limits: Self.limits, now: Self.t0)
+        #expect(machine.nextDeadline == Self.t0 + .seconds(75))
+        #expect(machine.expired(now: Self.t0 + .seconds(75) - .nanoseconds(1)) == nil)
+        #expect(machine.expired(now: Self.t0 + .seconds(75)) == .keepalive)
+    }
+
+    @Test func aHeldBodyIsTimedFromTheClientsLastByteAndHandedOverWhole() {
+        var machine = Machine(limits: Self.limits, now: Self.t0)
+        machine.requestStarted(now: Self.t0)
+        machine.read(Self.head(), into: ByteBuffer())
+        guard case .held = machine.bodyReceived(Self.bytes("{\"a\":"), now: Self.t0 + .seconds(30), maxReadBytes: 100) else {
+            Issue.record("not held"); return
+        }
+        #expect(machine.nextDeadline == Self.t0 + .seconds(90))
+        #expect(machine.expired(now: Self.t0 + .seconds(89)) == nil)
+        #expect(machine.expired(now: Self.t0 + .seconds(90)) == .client)
+        _ = machine.bodyReceived(Self.bytes("1}"), now: Self.t0 + .seconds(31), maxReadBytes: 100)
+        guard case .decide(_, let body) = machine.requestEndReceived(now: Self.t0 + .seconds(31)) else {
+            Issue.record("not decided"); return
+        }
+        #expect(String(buffer: body) == "{\"a\":1}")
+        // Deciding, with the request all here: nothing is timed.
+        #expect(machine.nextDeadline == nil)
+    }
+
+    @Test func aBodyLargerThanMayBeHeldIsRefusedAtThePartThatCrossesTheCap() {
+        var machine = Machine(limits: Self.limits, now: Self.t0)
+        machine.requestStarted(now: Self.t0)
+        machine.read(Self.head(), into: ByteBuffer())
+        guard case .held = machine.bodyReceived(Self.bytes("12345"), now: Self.t0, maxReadBytes: 8) else { Issue.record("not held"); return }
+        guard case .tooLargeToRead = machine.bodyReceived(Self.bytes("6789"), now: Self.t0, maxReadBytes: 8) else {
+            Issue.record("not refused"); return
+        }
+    }
+
+    @Test func aQueuedRequestIsTimedByTheQueueAloneAndItsSlotIsTakenOnce() {
+        var machine = Machine(limits: Self.limits, now: Self.t0)
+        machine.requestStarted(now: Self.t0)
+        machine.queued(Self.head(), ticket: 7, now: Self.t0, deadline: Self.t0 + .seconds(5))
+        guard case .pend = machine.bodyReceived(Self.bytes("x"), now: Self.t0, maxReadBytes: 100) else { Issue.record("not pended"); return }
+        // The client's silence is the gateway's doing while it waits: only the queue's deadline runs.
+        #expect(machine.nextDeadline == Self.t0 + .seconds(5))
+        #expect(machine.expired(now: Self.t0 + .seconds(5)) == .queue(ticket: 7))
+        #expect(machine.slotArrived(now: Self.t0 + .seconds(2))?.since == Self.t0)
+        #expect(machine.slotArrived(now: Self.t0 + .seconds(2)) == nil)
+        // From the slot on, the client is timed again, from then.
+        machine.connecting(until: Self.t0 + .seconds(4))
+        #expect(machine.nextDeadline == Self.t0 + .seconds(4))
+        #expect(machine.expired(now: Self.t0 + .seconds(4)) == .connect)
+    }
+
+    @Test func theAnswersHeadIsDueFromTheRequestsEndThenTheReplicasSilenceIsTimed() {
+        var machine = Machine(limits: Self.limits, now: Self.t0)
+        let connection = Conn()
+        machine.requestStarted(now: Self.t0)
+        machine.connecting(until: Self.t0 + .seconds(2))
+        let complete = machine.attached(connection, now: Self.t0 + .seconds(1), responseHeaderTimeout: .seconds(10), idleTimeout: .seconds(3))
+        #expect(!complete)
+        // Body still coming: the client's silence is what is timed.
+        #expect(machine.nextDeadline == Self.t0 + .seconds(60))
+        guard case .write(let to) = machine.bodyReceived(Self.bytes("x"), now: Self.t0 + .seconds(2), maxReadBytes: 0), to === connection else {
+            Issue.record("not written"); return
+        }
+        guard case .sent = machine.requestEndReceived(now: Self.t0 + .seconds(2)) else { Issue.record("not sent"); return }
+        #expect(machine.nextDeadline == Self.t0 + .seconds(12))
+        #expect(machine.expired(now: Self.t0 + .seconds(12)) == .responseHeader)
+        machine.responseStarted(now: Self.t0 + .seconds(5))
+        #expect(machine.expired(now: Self.t0 + .seconds(12)) == .idle)
+        machine.responseBytes(now: Self.t0 + .seconds(11))
+        #expect(machine.nextDeadline == Self.t0 + .seconds(14))
+        #expect(machine.expired(now: Self.t0 + .seconds(13)) == nil)
+        #expect(machine.expired(now: Self.t0 + .seconds(14)) == .idle)
+    }
+
+    @Test func aRequestAnsweredBeforeItsEndHasItsRestDroppedThenTheConnectionIsIdle() {
+        var machine = Machine(limits: Self.limits, now: Self.t0)
+        machine.requestStarted(now: Self.t0)
+        #expect(machine.exchangeEnded(keepAlive: true, now: Self.t0 + .seconds(1)) == .discard)
+        guard case .drop = machine.bodyReceived(Self.bytes("rest"), now: Self.t0, maxReadBytes: 100) else { Issue.record("not dropped"); return }
+        // The rest must come within the keep-alive timeout.
+        #expect(machine.nextDeadline == Self.t0 + .seconds(76))
+        guard case .idle = machine.requestEndReceived(now: Self.t0 + .seconds(2)) else { Issue.record("not idle"); return }
+        #expect(machine.isIdle)
+        #expect(machine.nextDeadline == Self.t0 + .seconds(77))
+    }
+
+    @Test func anExchangeEndedWithoutKeepAliveClosesTheConnection() {
+        var machine = Machine(limits: Self.limits, now: Self.t0)
+        machine.requestStarted(now: Self.t0)
+        _ = machine.requestEndReceived(now: Self.t0)
+        #expect(machine.exchangeEnded(keepAlive: false, now: Self.t0) == .close)
+        #expect(machine.isClosed)
+        #expect(machine.nextDeadline == nil)
+    }
+
+    @Test func cuttingAnExchangeShortSaysWhatToUndoInEachWait() {
+        let connection = Conn()
+        func undo(_ enter: (inout Machine) -> Void) -> Machine.Abandon {
+            var machine = Machine(limits: Self.limits, now: Self.t0)
+            machine.requestStarted(now: Self.t0)
+            enter(&machine)
+            let undo = machine.abandon()
+            // Once only.
+            if case .none = machine.abandon() {} else { Issue.record("abandoned twice") }
+            return undo
+        }
+        guard case .leaveQueue(3) = undo({ $0.queued(Self.head(), ticket: 3, now: Self.t0, deadline: Self.t0 + .seconds(1)) }) else {
+            Issue.record("queue not left"); return
+        }
+        guard case .leaveBatch(4, [1, 2]) = undo({ $0.joinedBatch(Self.head(), body: ByteBuffer(), ticket: 4, key: [1, 2]) }) else {
+            Issue.record("batch not left"); return
+        }
+        guard case .cancelConnect = undo({ $0.connecting(until: Self.t0) }) else { Issue.record("connect not cancelled"); return }
+        guard case .discard(let closed) = undo({
+            _ = $0.attached(connection, now: Self.t0, responseHeaderTimeout: .seconds(1), idleTimeout: .seconds(1))
+        }), closed === connection else { Issue.record("connection not discarded"); return }
+        guard case .none = undo({ $0.read(Self.head(), into: ByteBuffer()) }) else { Issue.record("nothing to undo expected"); return }
+    }
+
+    @Test func aBatchOutcomeIsTakenOnlyWhileTheRequestWaitsInTheBatch() {
+        var machine = Machine(limits: Self.limits, now: Self.t0)
+        machine.requestStarted(now: Self.t0)
+        #expect(machine.batchAnswered() == nil)
+        machine.joinedBatch(Self.head(), body: Self.bytes("{}"), ticket: 1, key: [0])
+        #expect(machine.batchAnswered().map { String(buffer: $0.1) } == "{}")
+        #expect(machine.batchAnswered() == nil)
+    }
+}
+
