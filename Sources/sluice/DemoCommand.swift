@@ -116,7 +116,7 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     static func actuator(admin: String, replica: ReplicaConfiguration, startupDelay: Double, group: any EventLoopGroup) -> ReplicaActuator? {
-        guard let client = AdminClient(url: admin, group: group) else { return nil }
+        guard let client = AdminClient(url: admin) else { return nil }
         var settings = ReplicaActuator.Settings(pool: "chat", replica: replica)
         settings.startupDelay = .milliseconds(Int64(startupDelay * 1000))
         return ReplicaActuator(settings, client: client, group: group) { event in

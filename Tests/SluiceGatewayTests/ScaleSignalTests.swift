@@ -184,7 +184,7 @@ extension ScaleSignalTests {
             var actuatorSettings = ReplicaActuator.Settings(pool: "chat", replica: Self.smallReplica("scaled"))
             actuatorSettings.startupDelay = .milliseconds(500)
             actuatorSettings.interval = .milliseconds(200)
-            let client = try #require(AdminClient(url: "http://127.0.0.1:\(h.admin.port!)", group: h.group))
+            let client = try #require(AdminClient(url: "http://127.0.0.1:\(h.admin.port!)"))
             let actuator = ReplicaActuator(actuatorSettings, client: client, group: h.group)
             let stop = NIOLockedValueBox(false)
             let acting = Task { await actuator.run(shouldStop: { stop.withLockedValue { $0 } }) }
