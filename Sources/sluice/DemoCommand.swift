@@ -78,6 +78,7 @@ struct DemoCommand: AsyncParsableCommand {
         embeddings.batching = BatchingConfiguration(maxBatch: 32, maxWait: .milliseconds(5), targetLatency: .milliseconds(50))
         let configuration = GatewayConfiguration(
             listen: listenAddress, admin: AdminConfiguration(listen: adminAddress), pools: [chat, embeddings])
+        let hangups = await GatewayProcess.trapHangups()
         let gateway = Gateway(configuration: configuration, group: group, adminToken: nil, logger: logger)
         let bound = try await gateway.start()
         let base = "http://\(listenAddress.host):\(bound.data.port!)"
@@ -98,18 +99,12 @@ struct DemoCommand: AsyncParsableCommand {
           Ctrl-C stops it.
         """)
 
-        let services = ServiceGroup(configuration: .init(
-            services: [
-                .init(service: GatewayService(gateway: gateway, grace: .seconds(5))),
-                .init(
-                    service: DemoLoad(
-                        target: base, admin: adminBase, rate: rate, duration: duration, out: out,
-                        actuator: autoscale ? Self.actuator(admin: adminBase, replica: ReplicaConfiguration(id: "scaled", profile: slow), startupDelay: startupDelay, group: group) : nil),
-                    successTerminationBehavior: .gracefullyShutdownGroup),
-            ],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        try await services.run()
+        let demoLoad = DemoLoad(
+            target: base, admin: adminBase, rate: rate, duration: duration, out: out,
+            actuator: autoscale ? Self.actuator(admin: adminBase, replica: ReplicaConfiguration(id: "scaled", profile: slow), startupDelay: startupDelay, group: group) : nil)
+        try await GatewayProcess.run(
+            gateway, grace: .seconds(5), hangups: hangups,
+            extra: [.init(service: demoLoad, successTerminationBehavior: .gracefullyShutdownGroup)], logger: logger)
         for replica in replicas { await replica.stop() }
         try await group.shutdownGracefully()
         say("Sluice demo stopped.")

@@ -292,8 +292,8 @@ extension ScaleSignalTests {
         }) { h in
             var logger = Logger(label: "sluice-test")
             logger.logLevel = .critical
-            let other = Gateway(configuration: h.gateway.runtime.configuration, group: h.group, adminToken: nil, logger: logger)
-            try await other.start()
+            let other = try await RunningGateway.start(
+                Gateway(configuration: h.gateway.runtime.configuration, group: h.group, adminToken: nil, logger: logger), grace: .zero)
             // Only the first gateway has traffic, and it is slow (TTFT about 220 ms).
             Self.setLatency(h, .milliseconds(200))
             let load = Load(h, loops: 6)
@@ -305,7 +305,7 @@ extension ScaleSignalTests {
                 let wall = UInt64(Date().timeIntervalSince1970 * 1_000)
                 try await Task.sleep(for: .milliseconds(Int64(200 - wall % 200 + 100)))
                 let mine = Self.decision(h)?.desired
-                let theirs = other.runtime.pools[0].scaling?.latest?.decision.desired
+                let theirs = other.gateway.runtime.pools[0].scaling?.latest?.decision.desired
                 if mine == theirs { same += 1 }
                 if (theirs ?? 0) > 1 { otherScaled = true }
             }
@@ -314,7 +314,7 @@ extension ScaleSignalTests {
             #expect(otherScaled, "the gateway without traffic saw the other's latency")
             let metrics = try await h.adminRequest("/metrics").text
             #expect(metrics.contains("sluice_scale_shared_failures_total 0"))
-            await other.shutdown(grace: .zero)
+            await other.stop()
         }
         await redis.stop()
     }

@@ -40,6 +40,8 @@ final class ScriptedServer: Sendable {
 
     var port: Int { channel.localAddress!.port! }
     var requests: [Request] { state.withLockedValue { $0.requests } }
+    /// Connections accepted so far.
+    var connectionCount: Int { state.withLockedValue { $0.connections.count } }
 
     private init(channel: any Channel, state: NIOLockedValueBox<State>) {
         self.channel = channel
