@@ -9,7 +9,8 @@ import Testing
 @testable import SluiceGateway
 
 /// Scale decisions still get out when what carries them fails: a webhook target that fails
-/// its first attempts is retried (1 s, then 2 s later) and gets the decision once; a gateway
+/// its first attempts is retried (1 s, then 2 s later) and gets the decision once; an https
+/// target is trusted through the CA of `ca_file` (and only through it); a gateway
 /// whose shared view's Redis is gone decides on its own windows and publishes that.
 @Suite(.serialized) struct ScalePublishingTests {
     static let published = PoolScaling.Published(
@@ -93,6 +94,31 @@ import Testing
             #expect(Self.count(metrics, "failed") == 0)
             try await target.stop()
         }
+    }
+
+    @Test func aWebhookAtAnHTTPSURLIsDeliveredWhenItsCAFileVouchesForTheReceiver() async throws {
+        let certificates = try TestCertificates.make()
+        defer { certificates.remove() }
+        let sink = try await WebhookSink.start(tls: try certificates.serverContext())
+        var webhook = Self.hook(port: sink.port)
+        webhook.https = true
+        webhook.caFile = certificates.caFile
+        #expect(webhook.url == "https://127.0.0.1:\(sink.port)/hook")
+        try await Self.withPublisher(webhook) { publisher, metrics in
+            publisher.publish(Self.published)
+            try await QueueTests.waitUntil("the decision is delivered", seconds: 10) { Self.count(metrics, "delivered") == 1 }
+            #expect(sink.bodies.count == 1 && sink.bodies.first?.contains(#""desired":4"#) == true, "\(sink.bodies)")
+        }
+        // Without the CA file the same receiver is a stranger (the system's roots do not know its
+        // CA): every attempt fails its handshake, and the decision is given up.
+        webhook.caFile = nil
+        try await Self.withPublisher(webhook) { publisher, metrics in
+            publisher.publish(Self.published)
+            try await QueueTests.waitUntil("the decision is given up", seconds: 15) { Self.count(metrics, "failed") == 1 }
+            #expect(Self.count(metrics, "delivered") == 0)
+        }
+        #expect(sink.bodies.count == 1)
+        try await sink.stop()
     }
 
     @Test func withItsSharedViewsRedisStoppedAGatewayDecidesAndPublishesOnItsOwn() async throws {

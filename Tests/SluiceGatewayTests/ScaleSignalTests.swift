@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import SluiceConfig
 import SluiceCore
 import SluiceLoad
@@ -332,11 +333,13 @@ final class WebhookSink: Sendable {
         self.received = received
     }
 
-    static func start() async throws -> WebhookSink {
+    /// Listens on 127.0.0.1, port 0; with `tls`, speaks https only.
+    static func start(tls: NIOSSLContext? = nil) async throws -> WebhookSink {
         let box = NIOLockedValueBox<[String]>([])
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(Collector(box: box))
                 }

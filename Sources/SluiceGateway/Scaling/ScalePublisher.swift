@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import Prometheus
 import ServiceLifecycle
 import SluiceConfig
@@ -11,7 +12,7 @@ import Synchronization
 
 /// Tells people and systems when a pool's desired replica count changes: a log line always,
 /// and `publish.webhook` when configured (plain JSON, or `{"text": ...}` for Slack and
-/// Mattermost). `publish` never blocks the ticker that calls it: it queues
+/// Mattermost), over http or https. `publish` never blocks the ticker that calls it: it queues
 /// the delivery, and the service's `run` sends it, retried (1 s, 2 s, 4 s; 2 s timeout each)
 /// until it is delivered or a newer decision for the same pool supersedes it. A gateway that
 /// stops abandons the retries still waiting: a newer instance decides afresh.
@@ -26,6 +27,9 @@ final class ScalePublisher: Service, Sendable {
     static let retries = 3
 
     private let webhook: PublishConfiguration.Webhook?
+    /// The webhook's TLS settings (nil: the client's defaults), or why its `ca_file` could not
+    /// be used; read once, here.
+    private let tls: Result<TLSConfiguration?, any Error>
     private let client: BackgroundHTTPClient
     private let logger: Logger
     private let generations = Mutex<[String: Int]>([:])
@@ -42,6 +46,17 @@ final class ScalePublisher: Service, Sendable {
         delivered = metrics.registry.makeCounter(descriptor: descriptor, labels: [("result", "delivered")])
         failed = metrics.registry.makeCounter(descriptor: descriptor, labels: [("result", "failed")])
         (queue, enqueue) = AsyncStream.makeStream(of: Delivery.self)
+        tls = Result { try configuration.webhook?.caFile.map(Self.trusting) }
+        if case .failure(let error) = tls, let caFile = configuration.webhook?.caFile {
+            logger.error("publish.webhook.ca_file cannot be used: scale webhooks will fail", metadata: ["file": "\(caFile)", "reason": "\(error)"])
+        }
+    }
+
+    /// Client TLS that trusts the certificates in `caFile` and nothing else.
+    static func trusting(caFile: String) throws -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+        return tls
     }
 
     func publish(_ published: PoolScaling.Published) {
@@ -107,8 +122,8 @@ final class ScalePublisher: Service, Sendable {
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: "application/json")
             headers.add(name: "user-agent", value: "sluice")
-            let url = "http://\(ReplicaID(host: webhook.host, port: webhook.port))\(webhook.path)"
-            let request = try HTTPClient.Request(url: url, method: .POST, headers: headers, body: .string(body))
+            let request = try HTTPClient.Request(
+                url: webhook.url, method: .POST, headers: headers, body: .string(body), tlsConfiguration: try tls.get())
             let response = try await client.client().wholeResponse(request, deadline: .now() + Self.attemptTimeout, maxBody: 1 << 20)
             return .success(Int(response.status.code))
         } catch {
