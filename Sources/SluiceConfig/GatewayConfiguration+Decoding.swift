@@ -65,7 +65,7 @@ extension GatewayConfiguration {
         if let node = keys["pin_workers"], let value = node.bool() { config.pinWorkers = value }
         if let node = keys["log_level"], let value = node.oneOf(logLevels) { config.logLevel = value }
         if let node = keys["limits"] { config.limits = decodeLimits(node) }
-        if let node = keys["publish"] { config.publish = decodePublish(node) }
+        if let node = keys["publish"] { config.publish = PublishConfiguration.decode(node) }
         if let node = keys["shutdown"], let entries = node.mapping(allowed: ["grace"]) {
             if let grace = entries["grace"]?.duration() { config.shutdownGrace = grace }
         }
@@ -73,36 +73,6 @@ extension GatewayConfiguration {
             node.child(key: "listen", node: node.node).report("the admin listener cannot share the data listener's address \(listen)")
         }
         return config
-    }
-
-    private static func decodePublish(_ reader: NodeReader) -> PublishConfiguration {
-        var publish = PublishConfiguration()
-        guard let keys = reader.mapping(allowed: ["webhook"]), let node = keys["webhook"],
-              let hook = node.mapping(allowed: ["url", "format"])
-        else { return publish }
-        var format = PublishConfiguration.WebhookFormat.json
-        if let formatNode = hook["format"], let text = formatNode.oneOf(PublishConfiguration.WebhookFormat.allCases.map(\.rawValue)),
-           let value = PublishConfiguration.WebhookFormat(rawValue: text) {
-            format = value
-        }
-        guard let urlNode = hook["url"] else {
-            node.report("missing required key \"url\"")
-            return publish
-        }
-        guard let url = urlNode.string() else { return publish }
-        guard url.hasPrefix("http://") else {
-            urlNode.report("\"\(url)\" is not an http:// URL (https is not spoken here: put a local relay in front)")
-            return publish
-        }
-        let rest = url.dropFirst("http://".count)
-        let authority = rest.prefix { $0 != "/" }
-        let path = rest.dropFirst(authority.count)
-        guard let address = ConfigValues.hostPort(String(authority)) else {
-            urlNode.report("\"\(url)\" needs host:port (e.g. http://127.0.0.1:7000/hook)")
-            return publish
-        }
-        publish.webhook = .init(host: address.host, port: address.port, path: path.isEmpty ? "/" : String(path), format: format)
-        return publish
     }
 
     private static func decodeAdmin(_ reader: NodeReader) -> AdminConfiguration? {

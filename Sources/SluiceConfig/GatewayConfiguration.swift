@@ -296,35 +296,6 @@ public struct ScalingConfiguration: Sendable, Equatable {
     }
 }
 
-/// `publish`: where scale decisions go when they change.
-public struct PublishConfiguration: Sendable, Equatable {
-    public enum WebhookFormat: String, Sendable, Equatable, CaseIterable {
-        /// The decision as JSON (the same object `/admin/scale` shows for the pool).
-        case json
-        /// `{"text": "..."}`, which Slack and Mattermost incoming webhooks accept.
-        case slack
-    }
-
-    public struct Webhook: Sendable, Equatable {
-        /// `http://host:port/path` (TLS is not spoken; put a local relay in front for https).
-        public var host: String
-        public var port: Int
-        public var path: String
-        public var format: WebhookFormat
-
-        public init(host: String, port: Int, path: String, format: WebhookFormat) {
-            self.host = host
-            self.port = port
-            self.path = path
-            self.format = format
-        }
-    }
-
-    public var webhook: Webhook?
-
-    public init() {}
-}
-
 /// The pool's wait queue, used only with `max_concurrent_per_replica`.
 public struct QueueConfiguration: Sendable, Equatable {
     /// Requests that may wait; one more is answered 503 at once.

@@ -1,6 +1,4 @@
 import Foundation
-import NIOCore
-import NIOPosix
 
 /// Reads the gateway's `/readyz` once a second during a run (it needs no token), so the report
 /// can show how many replicas each pool had in rotation over time, its requests in progress and
@@ -9,8 +7,8 @@ import NIOPosix
 struct GatewaySampler: Sendable {
     let client: AdminClient
 
-    init?(adminURL: String, group: any EventLoopGroup) {
-        guard let client = AdminClient(url: adminURL, group: group) else { return nil }
+    init?(adminURL: String) {
+        guard let client = AdminClient(url: adminURL) else { return nil }
         self.client = client
     }
 

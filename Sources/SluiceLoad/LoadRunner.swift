@@ -117,7 +117,7 @@ public enum LoadRunner {
         var second = 0
         var stopAt: Int?
         var gatewaySamples: [LoadReport.GatewaySample] = []
-        let sampler = settings.adminURL.flatMap { GatewaySampler(adminURL: $0, group: group) }
+        let sampler = settings.adminURL.flatMap { GatewaySampler(adminURL: $0) }
         if let sampler, let pools = await sampler.sample() { gatewaySamples.append(.init(second: 0, pools: pools)) }
         let clockStart = ContinuousClock.now
         while true {

@@ -145,7 +145,7 @@ struct RunCommand: AsyncParsableCommand {
             guard let admin else { throw ValidationError("--autoscale needs --admin (the gateway's admin listener)") }
             let profile = try loadReplicaProfile(replicaProfile)
             let token = adminTokenEnv.flatMap { ProcessInfo.processInfo.environment[$0] }
-            guard let client = AdminClient(url: admin, token: token, group: MultiThreadedEventLoopGroup.singleton) else {
+            guard let client = AdminClient(url: admin, token: token) else {
                 throw ValidationError("--admin takes http://host:port")
             }
             var actuatorSettings = ReplicaActuator.Settings(pool: pool, replica: ReplicaConfiguration(id: "scaled", profile: profile))

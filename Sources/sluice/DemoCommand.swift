@@ -78,6 +78,7 @@ struct DemoCommand: AsyncParsableCommand {
         embeddings.batching = BatchingConfiguration(maxBatch: 32, maxWait: .milliseconds(5), targetLatency: .milliseconds(50))
         let configuration = GatewayConfiguration(
             listen: listenAddress, admin: AdminConfiguration(listen: adminAddress), pools: [chat, embeddings])
+        let hangups = await GatewayProcess.trapHangups()
         let gateway = Gateway(configuration: configuration, group: group, adminToken: nil, logger: logger)
         let bound = try await gateway.start()
         let base = "http://\(listenAddress.host):\(bound.data.port!)"
@@ -98,25 +99,19 @@ struct DemoCommand: AsyncParsableCommand {
           Ctrl-C stops it.
         """)
 
-        let services = ServiceGroup(configuration: .init(
-            services: [
-                .init(service: GatewayService(gateway: gateway, grace: .seconds(5))),
-                .init(
-                    service: DemoLoad(
-                        target: base, admin: adminBase, rate: rate, duration: duration, out: out,
-                        actuator: autoscale ? Self.actuator(admin: adminBase, replica: ReplicaConfiguration(id: "scaled", profile: slow), startupDelay: startupDelay, group: group) : nil),
-                    successTerminationBehavior: .gracefullyShutdownGroup),
-            ],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        try await services.run()
+        let demoLoad = DemoLoad(
+            target: base, admin: adminBase, rate: rate, duration: duration, out: out,
+            actuator: autoscale ? Self.actuator(admin: adminBase, replica: ReplicaConfiguration(id: "scaled", profile: slow), startupDelay: startupDelay, group: group) : nil)
+        try await GatewayProcess.run(
+            gateway, grace: .seconds(5), hangups: hangups,
+            extra: [.init(service: demoLoad, successTerminationBehavior: .gracefullyShutdownGroup)], logger: logger)
         for replica in replicas { await replica.stop() }
         try await group.shutdownGracefully()
         say("Sluice demo stopped.")
     }
 
     static func actuator(admin: String, replica: ReplicaConfiguration, startupDelay: Double, group: any EventLoopGroup) -> ReplicaActuator? {
-        guard let client = AdminClient(url: admin, group: group) else { return nil }
+        guard let client = AdminClient(url: admin) else { return nil }
         var settings = ReplicaActuator.Settings(pool: "chat", replica: replica)
         settings.startupDelay = .milliseconds(Int64(startupDelay * 1000))
         return ReplicaActuator(settings, client: client, group: group) { event in

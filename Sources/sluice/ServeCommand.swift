@@ -3,7 +3,6 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import ServiceLifecycle
 import SluiceConfig
 import SluiceGateway
 
@@ -29,40 +28,17 @@ struct ServeCommand: AsyncParsableCommand {
         } else if configuration.pinWorkers {
             logger.warning("pin_workers: the CPUs this process may use are unknown here; event loops are not pinned")
         }
+        let hangups = await GatewayProcess.trapHangups()
         let gateway = Gateway(
             configuration: configuration, group: group, adminToken: token, logger: logger, configurationPath: config)
         let bound = try await gateway.start()
-        let hangup = Self.reloadOnHangup(gateway, logger: logger)
-        defer { hangup.cancel() }
         logger.notice("sluice serving", metadata: [
             "listen": "\(bound.data)", "admin": "\(bound.admin)",
             "pools": "\(configuration.pools.map(\.name).joined(separator: ","))",
         ])
-        let group2 = ServiceGroup(configuration: .init(
-            services: [.init(service: GatewayService(gateway: gateway, grace: configuration.shutdownGrace))],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        try await group2.run()
+        try await GatewayProcess.run(gateway, grace: configuration.shutdownGrace, hangups: hangups, logger: logger)
         try await group.shutdownGracefully()
         logger.notice("sluice stopped")
-    }
-}
-
-extension ServeCommand {
-    /// SIGHUP reloads the config file like `POST /admin/reload`; a refused reload is logged and
-    /// changes nothing.
-    static func reloadOnHangup(_ gateway: Gateway, logger: Logger) -> any DispatchSourceSignal {
-        signal(SIGHUP, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-        source.setEventHandler {
-            do {
-                try gateway.reload()
-            } catch {
-                logger.error("reload refused; the running configuration is unchanged", metadata: ["reason": "\(error)"])
-            }
-        }
-        source.resume()
-        return source
     }
 }
 

@@ -126,8 +126,37 @@ import Testing
         #expect(problems("{ target_p95: 1s, min_replicas: 5, max_replicas: 2 }").first?.contains("above max_replicas") == true)
         #expect(problems("{ target_p95: 1s, panic_window: 2m }").first?.contains("must not be longer than the stable window") == true)
         #expect(problems("{ target_p95: 1s, tick: 10s }").first?.contains("must not be longer than the panic window") == true)
-        #expect(problems("{ target_p95: 1s }", publish: "\npublish: { webhook: { url: \"https://hooks.slack.com/x\" } }\n").first?.contains("not an http:// URL") == true)
-        #expect(problems("{ target_p95: 1s }", publish: "\npublish: { webhook: { url: \"http://hooks\" } }\n").first?.contains("needs host:port") == true)
+        #expect(problems("{ target_p95: 1s }", publish: "\npublish: { webhook: { url: \"ftp://hooks.example/x\" } }\n").first?.contains("not an http:// or https:// URL") == true)
+        #expect(problems("{ target_p95: 1s }", publish: "\npublish: { webhook: { url: \"http://hooks:99999/x\" } }\n").first?.contains("needs a host") == true)
+    }
+
+    @Test func anHTTPSWebhookWithItsCAFile() throws {
+        func decode(_ webhook: String) throws(ConfigError) -> GatewayConfiguration {
+            try GatewayConfiguration.decode(yaml: Self.valid + "\npublish:\n  webhook: \(webhook)\n")
+        }
+        // The scheme's port when none is given.
+        let slack = try decode(#"{ url: "https://hooks.slack.com/services/T/B/x", format: slack }"#).publish.webhook
+        #expect(slack == .init(host: "hooks.slack.com", port: 443, path: "/services/T/B/x", format: .slack, https: true))
+        #expect(slack?.url == "https://hooks.slack.com:443/services/T/B/x")
+        #expect(try decode(#"{ url: "http://[::1]/hook" }"#).publish.webhook == .init(host: "::1", port: 80, path: "/hook", format: .json))
+
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-ca-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let ca = directory.appendingPathComponent("ca.pem").path
+        try "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".write(toFile: ca, atomically: true, encoding: .utf8)
+        let notPEM = directory.appendingPathComponent("ca.txt").path
+        try "not a certificate".write(toFile: notPEM, atomically: true, encoding: .utf8)
+        let hook = try decode(#"{ url: "https://10.0.0.7:8443/scale", ca_file: "\#(ca)" }"#).publish.webhook
+        #expect(hook == .init(host: "10.0.0.7", port: 8443, path: "/scale", format: .json, https: true, caFile: ca))
+
+        func problems(_ webhook: String) -> [String] {
+            issues(Self.valid + "\npublish:\n  webhook: \(webhook)\n").map { "\($0.path): \($0.message)" }
+        }
+        let missing = directory.appendingPathComponent("gone.pem").path
+        #expect(problems(#"{ url: "https://10.0.0.7/scale", ca_file: "\#(missing)" }"#) == ["publish.webhook.ca_file: cannot read \"\(missing)\""])
+        #expect(problems(#"{ url: "https://10.0.0.7/scale", ca_file: "\#(notPEM)" }"#) == ["publish.webhook.ca_file: \"\(notPEM)\" holds no PEM certificate"])
+        #expect(problems(#"{ url: "http://10.0.0.7/scale", ca_file: "\#(ca)" }"#) == ["publish.webhook.ca_file: a CA file needs an https:// url"])
     }
 
     @Test func batching() throws {

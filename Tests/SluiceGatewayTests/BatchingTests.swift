@@ -61,9 +61,21 @@ import Testing
             let metrics = try await h.adminRequest("/metrics").text
             #expect(metrics.contains(#"sluice_batch_members_total{pool="chat"} 64"#))
             #expect(metrics.contains(#"sluice_batch_cap{pool="chat"}"#) && metrics.contains(#"sluice_batch_wait_seconds_count{pool="chat"} 64"#))
-            // Batch connections stay open for the next batches.
-            #expect(BatchUpstream.idleCount > 0)
         }
+    }
+
+    @Test func batchesOneAfterAnotherShareOneKeptAliveConnection() async throws {
+        // An idle replica: each request goes at once, as a batch of one.
+        let replica = try await ScriptedServer.start { _, _ in .status(200, body: Self.aloneAnswer("7")) }
+        try await Self.runScripted(replica) { h in
+            for _ in 0..<3 {
+                let answer = try await h.request("/v1/embeddings", body: #"{"model":"sim-7b","input":"one"}"#)
+                #expect(answer.status == 200 && answer.text.contains(#""embedding":[7]"#), "\(answer.text)")
+            }
+            #expect(Self.batches(replica).count == 3)
+            #expect(replica.connectionCount == 1)
+        }
+        try await replica.stop()
     }
 
     @Test func inferBatchesGiveEveryRequestItsOwnRows() async throws {

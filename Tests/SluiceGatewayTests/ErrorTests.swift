@@ -111,14 +111,14 @@ import Testing
     }
 
     @Test func gracefulShutdownFinishesAnInFlightStream() async throws {
-        try await GatewayHarness.run(replicas: [GatewayHarness.slowReplica(interTokenDelay: .milliseconds(50))]) { h in
+        try await GatewayHarness.run(replicas: [GatewayHarness.slowReplica(interTokenDelay: .milliseconds(50))], grace: .seconds(10)) { h in
             try await h.withChatStream(maxTokens: 20) { iterator in
                 guard case .head(let head) = try await iterator.next() else {
                     Issue.record("expected a head")
                     return
                 }
                 #expect(head.status == .ok)
-                let shutdown = Task { await h.gateway.shutdown(grace: .seconds(10)) }
+                let shutdown = Task { await h.stop() }
                 var text = ""
                 while let part = try await iterator.next() {
                     if case .body(let chunk) = part { text += String(buffer: chunk) }

@@ -4,6 +4,7 @@ import NIOPosix
 import SluiceConfig
 import SluiceCore
 import SluiceReplica
+import ServiceLifecycle
 import SluiceTesting
 @testable import SluiceGateway
 
@@ -11,7 +12,8 @@ import SluiceTesting
 /// test body. Every port is the one actually bound, so nothing guesses or sleeps.
 struct GatewayHarness {
     let group: any EventLoopGroup
-    let gateway: Gateway
+    let running: RunningGateway
+    var gateway: Gateway { running.gateway }
     let replicas: [ReplicaServer]
     let replicaIDs: [ReplicaID]
     let data: SocketAddress
@@ -22,7 +24,9 @@ struct GatewayHarness {
         adminToken: String? = nil,
         threads: Int = 2,
         configurationPath: String? = nil,
+        grace: Duration = .seconds(1),
         configure: (inout GatewayConfiguration, [ReplicaID]) -> Void = { _, _ in },
+        services: (Gateway) -> [any Service] = { _ in [] },
         _ body: (GatewayHarness) async throws -> Void
     ) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
@@ -47,16 +51,16 @@ struct GatewayHarness {
         let gateway = Gateway(
             configuration: configuration, group: group, adminToken: adminToken, logger: logger,
             configurationPath: configurationPath)
-        let bound: Gateway.BoundAddresses
+        let running: RunningGateway
         do {
-            bound = try await gateway.start()
+            running = try await RunningGateway.start(gateway, grace: grace, extra: services(gateway))
         } catch {
             for replica in replicas { await replica.stop() }
             try? await group.shutdownGracefully()
             throw error
         }
         let harness = GatewayHarness(
-            group: group, gateway: gateway, replicas: replicas, replicaIDs: ids, data: bound.data, admin: bound.admin)
+            group: group, running: running, replicas: replicas, replicaIDs: ids, data: running.bound.data, admin: running.bound.admin)
         do {
             try await body(harness)
         } catch {
@@ -66,8 +70,14 @@ struct GatewayHarness {
         await harness.tearDown()
     }
 
+    /// Shuts the gateway's services down gracefully, as SIGTERM would (the harness does it
+    /// after the test body in any case).
+    func stop() async {
+        await running.stop()
+    }
+
     private func tearDown() async {
-        await gateway.shutdown(grace: .seconds(1))
+        await running.stop()
         for replica in replicas { await replica.stop() }
         try? await group.shutdownGracefully()
     }

@@ -77,11 +77,11 @@ import Testing
             config.pools[0].routing.key = [.header("x-session-id")]
         }) { h in
             // A second gateway, same replicas listed in reverse, nothing shared.
-            let (second, bound) = try await Self.secondGateway(h)
+            let second = try await Self.secondGateway(h)
             let sessions = (0..<1000).map { "session-\($0)" }
             let first = try await Self.replicas(for: sessions, at: h.data, group: h.group)
-            let other = try await Self.replicas(for: sessions, at: bound.data, group: h.group)
-            await second.shutdown(grace: .seconds(1))
+            let other = try await Self.replicas(for: sessions, at: second.bound.data, group: h.group)
+            await second.stop()
             #expect(first == other)
             #expect(Set(first) == ["r1", "r2", "r3", "r4"])
             // A session keeps its replica.
@@ -90,14 +90,14 @@ import Testing
     }
 
     /// Another gateway with the harness's configuration and its replicas listed in reverse
-    /// order, started (the caller shuts it down).
-    static func secondGateway(_ h: GatewayHarness) async throws -> (Gateway, Gateway.BoundAddresses) {
+    /// order, running (the caller stops it).
+    static func secondGateway(_ h: GatewayHarness) async throws -> RunningGateway {
         var configuration = h.gateway.runtime.configuration
         configuration.pools[0].replicas.reverse()
         var logger = Logger(label: "second")
         logger.logLevel = .critical
         let second = Gateway(configuration: configuration, group: h.group, adminToken: nil, logger: logger)
-        return (second, try await second.start())
+        return try await RunningGateway.start(second)
     }
 
     @Test func leastQueueSendsLessToAReplicaReportingALongQueue() async throws {
@@ -272,11 +272,32 @@ import Testing
         #expect(QueueScraper.waitingQueue(in: "vllm:num_requests_waiting{model_name=\"a b\"} 3 1700000000000\n") == 3)
         #expect(QueueScraper.waitingQueue(in: "vllm:num_requests_waiting 1e20\n") == 1 << 30)
         #expect(QueueScraper.waitingQueue(in: "vllm:num_requests_waiting -4\n") == 0)
-        let chunked = "1e\r\nvllm:num_requests_waiting{m=\"x\r\n5\r\n\"} 7\n\r\n0\r\n\r\n"
-        let body = QueueScraper.dechunk(chunked[...])
-        #expect(body == "vllm:num_requests_waiting{m=\"x\"} 7\n")
-        #expect(body.flatMap { QueueScraper.waitingQueue(in: $0) } == 7)
-        #expect(QueueScraper.dechunk("zz\r\nabc"[...]) == nil)
+    }
+
+    /// The scraper runs as the gateway's service; a replica whose metrics come in chunks (a
+    /// chunk boundary inside a sample) is read like any other, and one that answers 500 reports
+    /// nothing.
+    @Test(arguments: [200, 500])
+    func metricsSentInChunksAreReadWhole(status: Int) async throws {
+        let replica = try await ScriptedServer.start { request, _ in
+            guard request.uri == "/m" else { return .status(404, body: "{}") }
+            return .chunked(status, parts: ["# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{m=\"x", "\"} 7\nvllm:num_requests_running 3\n"])
+        }
+        try await GatewayHarness.run(replicas: [], configure: { config, _ in
+            config.pools[0].replicas = [ReplicaID(host: "127.0.0.1", port: replica.port)]
+            config.pools[0].routing.policy = .leastQueue
+            config.pools[0].routing.scrapePath = "/m"
+            config.pools[0].routing.scrapeInterval = .milliseconds(100)
+        }) { h in
+            let reported = { h.gateway.runtime.pools[0].snapshot.replicas[0].reportedWaiting(at: NIODeadline.now().uptimeNanoseconds, staleAfter: 1_000_000_000) }
+            if status == 200 {
+                #expect(await eventually(timeout: .seconds(5)) { reported() == 7 })
+            } else {
+                #expect(await eventually(timeout: .seconds(5)) { replica.requests.count >= 3 })
+                #expect(reported() == 0)
+            }
+        }
+        try await replica.stop()
     }
 }
 
@@ -343,7 +364,8 @@ import Testing
             config.pools[0].routing.shared = ReplicaID(host: "127.0.0.1", port: redis.port)
         }) { h in
             // A second gateway, the replicas listed in reverse.
-            let (second, bound) = try await RoutingTests.secondGateway(h)
+            let second = try await RoutingTests.secondGateway(h)
+            let bound = second.bound
             // Both subscribed before anything is placed.
             let subscribed = await eventually {
                 let answer = try? await Self.redis(["PUBSUB", "NUMSUB", "sluice:placements:chat"], port: redis.port)
@@ -361,7 +383,7 @@ import Testing
             }
             #expect(heard)
             let other = try await RoutingTests.replicas(for: sessions.reversed(), at: bound.data, group: h.group)
-            await second.shutdown(grace: .seconds(1))
+            await second.stop()
             #expect(Array(other.reversed()) == first)
             let metrics = try await h.adminRequest("/metrics").text
             #expect(metrics.contains(#"sluice_routing_shared_total{pool="chat",event="published"} 200"#))

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOPosix
+import ServiceLifecycle
 import SluiceConfig
 import SluiceCore
 import SluiceTesting
@@ -8,7 +9,8 @@ import Testing
 @testable import SluiceGateway
 
 /// Scale decisions still get out when what carries them fails: a webhook target that fails
-/// its first attempts is retried (1 s, then 2 s later) and gets the decision once; a gateway
+/// its first attempts is retried (1 s, then 2 s later) and gets the decision once; an https
+/// target is trusted through the CA of `ca_file` (and only through it); a gateway
 /// whose shared view's Redis is gone decides on its own windows and publishes that.
 @Suite(.serialized) struct ScalePublishingTests {
     static let published = PoolScaling.Published(
@@ -18,14 +20,33 @@ import Testing
             reason: "p95 900 ms > target 200 ms (panic window 6 s); 2 → 4 replicas", at: 0, capacityPerReplica: nil),
         arrivalRate: 10, inFlight: 8, queued: 0, at: Date())
 
-    /// A publisher whose webhook is `127.0.0.1:port`, and the metrics it counts in.
-    static func publisher(port: Int) -> (ScalePublisher, GatewayMetrics) {
+    /// A publisher whose webhook is `webhook`, running with its HTTP client in a ServiceGroup
+    /// (as in a gateway) while `body` runs, and the metrics it counts in.
+    static func withPublisher(
+        _ webhook: PublishConfiguration.Webhook, _ body: (ScalePublisher, GatewayMetrics) async throws -> Void
+    ) async throws {
         var configuration = PublishConfiguration()
-        configuration.webhook = .init(host: "127.0.0.1", port: port, path: "/hook", format: .json)
+        configuration.webhook = webhook
         var logger = Logger(label: "sluice-test")
         logger.logLevel = .critical
         let metrics = GatewayMetrics()
-        return (ScalePublisher(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger, metrics: metrics), metrics)
+        let client = BackgroundHTTPClient(group: MultiThreadedEventLoopGroup.singleton)
+        let publisher = ScalePublisher(configuration, client: client, logger: logger, metrics: metrics)
+        let services = ServiceGroup(services: [client, publisher], logger: logger)
+        let running = Task { try await services.run() }
+        do {
+            try await body(publisher, metrics)
+        } catch {
+            await services.triggerGracefulShutdown()
+            _ = try? await running.value
+            throw error
+        }
+        await services.triggerGracefulShutdown()
+        try await running.value
+    }
+
+    static func hook(port: Int) -> PublishConfiguration.Webhook {
+        .init(host: "127.0.0.1", port: port, path: "/hook", format: .json)
     }
 
     static func count(_ metrics: GatewayMetrics, _ result: String) -> Int? {
@@ -43,34 +64,61 @@ import Testing
             default: .status(200, body: "{}")
             }
         }
-        let (publisher, metrics) = Self.publisher(port: target.port)
-        publisher.publish(Self.published)
-        try await QueueTests.waitUntil("the decision is delivered", seconds: 10) { Self.count(metrics, "delivered") == 1 }
-        let attempts = target.requests
-        #expect(attempts.count == 3)
-        #expect(Set(attempts.map(\.body)).count == 1 && attempts.first?.body.contains(#""desired":4"#) == true, "\(attempts.map(\.body))")
-        if attempts.count == 3 {
-            // Retried 1 s after the first failure and 2 s after the second (lower bounds only).
-            #expect(attempts[1].at - attempts[0].at >= .milliseconds(950), "\(attempts[1].at - attempts[0].at)")
-            #expect(attempts[2].at - attempts[1].at >= .milliseconds(1_950), "\(attempts[2].at - attempts[1].at)")
+        try await Self.withPublisher(Self.hook(port: target.port)) { publisher, metrics in
+            publisher.publish(Self.published)
+            try await QueueTests.waitUntil("the decision is delivered", seconds: 10) { Self.count(metrics, "delivered") == 1 }
+            let attempts = target.requests
+            #expect(attempts.count == 3)
+            #expect(Set(attempts.map(\.body)).count == 1 && attempts.first?.body.contains(#""desired":4"#) == true, "\(attempts.map(\.body))")
+            if attempts.count == 3 {
+                // Retried 1 s after the first failure and 2 s after the second (lower bounds only).
+                #expect(attempts[1].at - attempts[0].at >= .milliseconds(950), "\(attempts[1].at - attempts[0].at)")
+                #expect(attempts[2].at - attempts[1].at >= .milliseconds(1_950), "\(attempts[2].at - attempts[1].at)")
+            }
+            #expect(Self.count(metrics, "failed") == 0)
         }
-        #expect(Self.count(metrics, "failed") == 0)
         try await target.stop()
     }
 
     @Test func aWebhookTargetThatRefusesConnectionsAtFirstGetsTheDecisionOnceItListens() async throws {
         let port = try await GatewayHarness.closedPort(group: MultiThreadedEventLoopGroup.singleton)
-        let (publisher, metrics) = Self.publisher(port: port)
-        publisher.publish(Self.published)
-        // The target is down for the first 1.5 s: the first attempt (at once) is refused, and
-        // so is the retry 1 s later if it comes before the target is up; the next one finds it.
-        try await Task.sleep(for: .milliseconds(1_500))
-        let target = try await ScriptedServer.start(port: port) { _, _ in .status(200, body: "{}") }
-        try await QueueTests.waitUntil("the decision is delivered", seconds: 10) { Self.count(metrics, "delivered") == 1 }
-        #expect(target.requests.count == 1)
-        #expect(target.requests.first?.body.contains(#""desired":4"#) == true)
-        #expect(Self.count(metrics, "failed") == 0)
-        try await target.stop()
+        try await Self.withPublisher(Self.hook(port: port)) { publisher, metrics in
+            publisher.publish(Self.published)
+            // The target is down for the first 1.5 s: the first attempt (at once) is refused, and
+            // so is the retry 1 s later if it comes before the target is up; the next one finds it.
+            try await Task.sleep(for: .milliseconds(1_500))
+            let target = try await ScriptedServer.start(port: port) { _, _ in .status(200, body: "{}") }
+            try await QueueTests.waitUntil("the decision is delivered", seconds: 10) { Self.count(metrics, "delivered") == 1 }
+            #expect(target.requests.count == 1)
+            #expect(target.requests.first?.body.contains(#""desired":4"#) == true)
+            #expect(Self.count(metrics, "failed") == 0)
+            try await target.stop()
+        }
+    }
+
+    @Test func aWebhookAtAnHTTPSURLIsDeliveredWhenItsCAFileVouchesForTheReceiver() async throws {
+        let certificates = try TestCertificates.make()
+        defer { certificates.remove() }
+        let sink = try await WebhookSink.start(tls: try certificates.serverContext())
+        var webhook = Self.hook(port: sink.port)
+        webhook.https = true
+        webhook.caFile = certificates.caFile
+        #expect(webhook.url == "https://127.0.0.1:\(sink.port)/hook")
+        try await Self.withPublisher(webhook) { publisher, metrics in
+            publisher.publish(Self.published)
+            try await QueueTests.waitUntil("the decision is delivered", seconds: 10) { Self.count(metrics, "delivered") == 1 }
+            #expect(sink.bodies.count == 1 && sink.bodies.first?.contains(#""desired":4"#) == true, "\(sink.bodies)")
+        }
+        // Without the CA file the same receiver is a stranger (the system's roots do not know its
+        // CA): every attempt fails its handshake, and the decision is given up.
+        webhook.caFile = nil
+        try await Self.withPublisher(webhook) { publisher, metrics in
+            publisher.publish(Self.published)
+            try await QueueTests.waitUntil("the decision is given up", seconds: 15) { Self.count(metrics, "failed") == 1 }
+            #expect(Self.count(metrics, "delivered") == 0)
+        }
+        #expect(sink.bodies.count == 1)
+        try await sink.stop()
     }
 
     @Test func withItsSharedViewsRedisStoppedAGatewayDecidesAndPublishesOnItsOwn() async throws {

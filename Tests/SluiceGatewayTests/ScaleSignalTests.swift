@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import SluiceConfig
 import SluiceCore
 import SluiceLoad
@@ -184,7 +185,7 @@ extension ScaleSignalTests {
             var actuatorSettings = ReplicaActuator.Settings(pool: "chat", replica: Self.smallReplica("scaled"))
             actuatorSettings.startupDelay = .milliseconds(500)
             actuatorSettings.interval = .milliseconds(200)
-            let client = try #require(AdminClient(url: "http://127.0.0.1:\(h.admin.port!)", group: h.group))
+            let client = try #require(AdminClient(url: "http://127.0.0.1:\(h.admin.port!)"))
             let actuator = ReplicaActuator(actuatorSettings, client: client, group: h.group)
             let stop = NIOLockedValueBox(false)
             let acting = Task { await actuator.run(shouldStop: { stop.withLockedValue { $0 } }) }
@@ -292,8 +293,8 @@ extension ScaleSignalTests {
         }) { h in
             var logger = Logger(label: "sluice-test")
             logger.logLevel = .critical
-            let other = Gateway(configuration: h.gateway.runtime.configuration, group: h.group, adminToken: nil, logger: logger)
-            try await other.start()
+            let other = try await RunningGateway.start(
+                Gateway(configuration: h.gateway.runtime.configuration, group: h.group, adminToken: nil, logger: logger), grace: .zero)
             // Only the first gateway has traffic, and it is slow (TTFT about 220 ms).
             Self.setLatency(h, .milliseconds(200))
             let load = Load(h, loops: 6)
@@ -305,7 +306,7 @@ extension ScaleSignalTests {
                 let wall = UInt64(Date().timeIntervalSince1970 * 1_000)
                 try await Task.sleep(for: .milliseconds(Int64(200 - wall % 200 + 100)))
                 let mine = Self.decision(h)?.desired
-                let theirs = other.runtime.pools[0].scaling?.latest?.decision.desired
+                let theirs = other.gateway.runtime.pools[0].scaling?.latest?.decision.desired
                 if mine == theirs { same += 1 }
                 if (theirs ?? 0) > 1 { otherScaled = true }
             }
@@ -314,7 +315,7 @@ extension ScaleSignalTests {
             #expect(otherScaled, "the gateway without traffic saw the other's latency")
             let metrics = try await h.adminRequest("/metrics").text
             #expect(metrics.contains("sluice_scale_shared_failures_total 0"))
-            await other.shutdown(grace: .zero)
+            await other.stop()
         }
         await redis.stop()
     }
@@ -332,11 +333,13 @@ final class WebhookSink: Sendable {
         self.received = received
     }
 
-    static func start() async throws -> WebhookSink {
+    /// Listens on 127.0.0.1, port 0; with `tls`, speaks https only.
+    static func start(tls: NIOSSLContext? = nil) async throws -> WebhookSink {
         let box = NIOLockedValueBox<[String]>([])
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(Collector(box: box))
                 }

@@ -3,9 +3,10 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// An HTTP/1.1 server on 127.0.0.1 whose every answer the test scripts (a status, a connection
-/// closed without an answer, silence, or a head and then silence), keeping each request it
-/// was sent: a replica or a webhook target that fails exactly when a test needs it to.
+/// An HTTP/1.1 server on 127.0.0.1 whose every answer the test scripts (a status, a chunked
+/// answer, a connection closed without an answer, silence, or a head and then silence),
+/// keeping each request it was sent: a replica or a webhook target that fails exactly when a
+/// test needs it to.
 final class ScriptedServer: Sendable {
     struct Request: Sendable {
         var uri: String
@@ -22,6 +23,8 @@ final class ScriptedServer: Sendable {
         case silence
         /// A streamed answer's head and first chunk, then nothing more.
         case headThenSilence(firstChunk: String)
+        /// A whole answer in `transfer-encoding: chunked`, one chunk per part.
+        case chunked(Int, parts: [String])
     }
 
     /// Decides the answer to the `index`-th request (from 0), on the server's event loop.
@@ -37,6 +40,8 @@ final class ScriptedServer: Sendable {
 
     var port: Int { channel.localAddress!.port! }
     var requests: [Request] { state.withLockedValue { $0.requests } }
+    /// Connections accepted so far.
+    var connectionCount: Int { state.withLockedValue { $0.connections.count } }
 
     private init(channel: any Channel, state: NIOLockedValueBox<State>) {
         self.channel = channel
@@ -117,6 +122,12 @@ final class ScriptedServer: Sendable {
                 headers.add(name: "transfer-encoding", value: "chunked")
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
                 context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: chunk)))), promise: nil)
+            case .chunked(let status, let parts):
+                var headers = HTTPHeaders()
+                headers.add(name: "transfer-encoding", value: "chunked")
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: status), headers: headers))), promise: nil)
+                for part in parts { context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: part)))), promise: nil) }
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
             }
         }
     }

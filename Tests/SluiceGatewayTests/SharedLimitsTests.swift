@@ -26,22 +26,23 @@ import Testing
             config.limits.backendTimeout = .milliseconds(200)
             config.limits.instances = 3
         }) { h in
-            var others: [Gateway] = []
+            var others: [RunningGateway] = []
             var addresses = [h.data]
             for _ in 0..<2 {
                 var logger = Logger(label: "sluice-test")
                 logger.logLevel = .critical
                 let gateway = Gateway(configuration: h.gateway.runtime.configuration, group: h.group, adminToken: nil, logger: logger)
-                addresses.append(try await gateway.start().data)
-                others.append(gateway)
+                let running = try await RunningGateway.start(gateway, grace: .zero)
+                addresses.append(running.bound.data)
+                others.append(running)
             }
             do {
                 try await body(addresses, h.group)
             } catch {
-                for gateway in others { await gateway.shutdown(grace: .zero) }
+                for gateway in others { await gateway.stop() }
                 throw error
             }
-            for gateway in others { await gateway.shutdown(grace: .zero) }
+            for gateway in others { await gateway.stop() }
         }
     }
 

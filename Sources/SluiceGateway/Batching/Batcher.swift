@@ -62,13 +62,15 @@ final class Batcher: Sendable {
     }
 
     let configuration: BatchingConfiguration
+    private let client: BackgroundHTTPClient
     private let state: NIOLockedValueBox<State>
     private let batches: [Counter]
     private let members: Counter
     private let wait: LatencyHistogram
 
-    init(_ configuration: BatchingConfiguration, pool: String, metrics: GatewayMetrics) {
+    init(_ configuration: BatchingConfiguration, pool: String, client: BackgroundHTTPClient, metrics: GatewayMetrics) {
         self.configuration = configuration
+        self.client = client
         state = NIOLockedValueBox(State(controller: BatchController(policy: configuration.policy)))
         batches = BatchController.Trigger.allCases.map { trigger in
             metrics.registry.makeCounter(
@@ -196,7 +198,8 @@ final class Batcher: Sendable {
             body = merged.serialized
             split = { InferBatch.split($0, spans: spans) }
         }
-        guard let replica = pool.pick(RoutingFacts(key: nil, random: UInt64.random(in: 0...UInt64.max)), now: .now())?.replica,
+        guard let client = try? client.client(),
+              let replica = pool.pick(RoutingFacts(key: nil, random: UInt64.random(in: 0...UInt64.max)), now: .now())?.replica,
               pool.start(replica)
         else {
             for member in taken { member.deliver(.alone) }
@@ -204,7 +207,7 @@ final class Batcher: Sendable {
         }
         let started = NIODeadline.now()
         let timeout = TimeAmount.nanoseconds(pool.configuration.timeouts.responseHeader.nanoseconds)
-        BatchUpstream.post(body, path: path, to: replica.id, on: loop, timeout: timeout).whenComplete { result in
+        BatchUpstream.post(body, path: path, to: replica.id, client: client, on: loop, timeout: timeout).whenComplete { result in
             pool.release(replica)
             let latency = UInt64((NIODeadline.now() - started).nanoseconds)
             self.state.withLockedValue { $0.controller.record(size: taken.count, latency: latency) }

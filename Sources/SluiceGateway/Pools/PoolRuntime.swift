@@ -25,7 +25,7 @@ final class PoolRuntime: Sendable {
     /// Serializes membership changes (admin calls and reloads may race); picks never take it.
     private let membershipLock = NIOLock()
 
-    init(index: Int, configuration: PoolConfiguration, metrics: GatewayMetrics) {
+    init(index: Int, configuration: PoolConfiguration, client: BackgroundHTTPClient, metrics: GatewayMetrics) {
         self.index = index
         self.configuration = configuration
         let routing = configuration.routing
@@ -51,7 +51,7 @@ final class PoolRuntime: Sendable {
         }
         self.upstreamSettings = UpstreamSettings(configuration)
         self.metrics = metrics.pool(configuration.name)
-        self.batcher = configuration.batching.map { Batcher($0, pool: configuration.name, metrics: metrics) }
+        self.batcher = configuration.batching.map { Batcher($0, pool: configuration.name, client: client, metrics: metrics) }
         self.scaling = configuration.scaling.map { PoolScaling($0, pool: configuration.name, metrics: metrics) }
         self.gate = configuration.maxConcurrentPerReplica.map { limit in
             PoolGate(limit: limit, queue: configuration.queue, pool: configuration.name, metrics: metrics)

@@ -1,7 +1,8 @@
+import AsyncHTTPClient
 import Foundation
-import NIOConcurrencyHelpers
 import NIOCore
-import NIOPosix
+import ServiceLifecycle
+import SluiceConfig
 import SluiceCore
 
 /// Reads each replica's Prometheus metrics every `routing.scrape.interval` for pools whose policy
@@ -9,46 +10,66 @@ import SluiceCore
 /// `vllm:num_requests_waiting` on the replica (`Replica.recordReportedQueue`), and with it
 /// `vllm:num_requests_running`, from which cache-aware routing learns its slots. A replica that
 /// stops answering simply stops reporting; its last report ages out after three intervals.
-final class QueueScraper: Sendable {
+///
+/// A `Service`: each pool's rounds run until the group shuts down; a round still in flight then
+/// is cancelled.
+final class QueueScraper: Service, Sendable {
     private let pools: [PoolRuntime]
-    private let group: any EventLoopGroup
-    private let tasks = RepeatedTasks()
+    private let client: BackgroundHTTPClient
 
-    init(pools: [PoolRuntime], group: any EventLoopGroup) {
+    init(pools: [PoolRuntime], client: BackgroundHTTPClient) {
         self.pools = pools.filter { [.leastQueue, .cacheAware].contains($0.configuration.routing.policy) }
-        self.group = group
+        self.client = client
     }
 
-    func start() {
-        var started: [RepeatedTask] = []
-        for pool in pools {
-            let interval = TimeAmount.nanoseconds(pool.configuration.routing.scrapeInterval.nanoseconds)
-            let loop = group.next()
-            started.append(loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: interval) { _ in
-                Self.scrape(pool, on: loop, timeout: interval)
-            })
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                for pool in self.pools {
+                    group.addTask { await self.scrapeEvery(pool) }
+                }
+            }
         }
-        tasks.set(started)
+        // With no pool to scrape it still belongs to the group until the group stops.
+        try? await gracefulShutdown()
     }
 
-    func stop() {
-        tasks.cancelAll()
+    /// A round, then the interval, until cancelled: a slow round delays the next, never overlaps it.
+    private func scrapeEvery(_ pool: PoolRuntime) async {
+        let interval = pool.configuration.routing.scrapeInterval
+        while !Task.isCancelled {
+            await scrape(pool, timeout: interval)
+            try? await Task.sleep(for: interval)
+        }
     }
 
-    /// One round: every replica at once; completes when all answered or timed out.
-    private static func scrape(_ pool: PoolRuntime, on loop: any EventLoop, timeout: TimeAmount) -> EventLoopFuture<Void> {
+    /// One round: every replica at once; returns when all answered or timed out.
+    private func scrape(_ pool: PoolRuntime, timeout: Duration) async {
+        guard let client = try? client.client() else { return }
         let path = pool.configuration.routing.scrapePath
-        let futures = pool.snapshot.replicas.map { replica in
-            fetch(replica.id, path: path, on: loop, timeout: timeout).map { text -> Void in
-                if let text, let waiting = waitingQueue(in: text) {
+        await withDiscardingTaskGroup { group in
+            for replica in pool.snapshot.replicas {
+                group.addTask {
+                    guard let text = await Self.fetch(replica.id, path: path, client: client, timeout: timeout),
+                          let waiting = Self.waitingQueue(in: text)
+                    else { return }
                     replica.recordReportedQueue(waiting: waiting, at: NIODeadline.now().uptimeNanoseconds)
-                    if let running = gauge("vllm:num_requests_running", in: text) {
+                    if let running = Self.gauge("vllm:num_requests_running", in: text) {
                         replica.recordReportedRunning(running, waiting: waiting)
                     }
                 }
             }
         }
-        return EventLoopFuture.andAllComplete(futures, on: loop)
+    }
+
+    /// GET `path` on `replica`, the whole body as text (any transfer encoding); nil on any
+    /// failure, on a status other than 2xx, or after `timeout`.
+    static func fetch(_ replica: ReplicaID, path: String, client: HTTPClient, timeout: Duration) async -> String? {
+        guard let request = try? HTTPClient.Request(url: "http://\(replica)\(path)", method: .GET),
+              let response = try? await client.wholeResponse(request, deadline: .now() + .nanoseconds(timeout.nanoseconds)),
+              (200..<300).contains(response.status.code)
+        else { return nil }
+        return response.body.map { String(buffer: $0) } ?? ""
     }
 
     /// The sum of `vllm:num_requests_waiting` samples (one per model), or nil if absent. The
@@ -75,82 +96,5 @@ final class QueueScraper: Sendable {
             total = min((total ?? 0) + max(0, value), Double(1 << 30))
         }
         return total.map { Int($0.rounded()) }
-    }
-
-    /// A `transfer-encoding: chunked` body with its framing removed (nil if it is malformed).
-    static func dechunk(_ body: Substring) -> String? {
-        var out = ""
-        var rest = body
-        while let lineEnd = rest.range(of: "\r\n") {
-            let sizeText = rest[..<lineEnd.lowerBound].split(separator: ";").first.map(String.init) ?? ""
-            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16) else { return nil }
-            if size == 0 { return out }
-            let dataStart = lineEnd.upperBound
-            let utf8 = rest.utf8
-            guard utf8.distance(from: dataStart, to: utf8.endIndex) >= size + 2 else { return nil }
-            let dataEnd = utf8.index(dataStart, offsetBy: size)
-            out += rest[dataStart..<dataEnd]
-            rest = rest[utf8.index(dataEnd, offsetBy: 2)...]
-        }
-        return out
-    }
-
-    /// GET `path` on `replica`, the whole body as text; nil on any failure or after `timeout`.
-    private static func fetch(_ replica: ReplicaID, path: String, on loop: any EventLoop, timeout: TimeAmount) -> EventLoopFuture<String?> {
-        let promise = loop.makePromise(of: String?.self)
-        let collector = BodyCollector(promise: promise)
-        ClientBootstrap(group: loop)
-            .connectTimeout(timeout)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
-            }
-            .connect(host: replica.host, port: replica.port)
-            .whenComplete { result in
-                switch result {
-                case .success(let channel):
-                    let request = "GET \(path) HTTP/1.1\r\nhost: \(replica)\r\nconnection: close\r\n\r\n"
-                    channel.writeAndFlush(ByteBuffer(string: request), promise: nil)
-                    channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
-                case .failure:
-                    promise.succeed(nil)
-                }
-            }
-        return promise.futureResult
-    }
-}
-
-/// Collects a `connection: close` response; succeeds with its body (2xx only) when the peer closes.
-private final class BodyCollector: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-
-    private let promise: EventLoopPromise<String?>
-    private var received = ByteBuffer()
-
-    init(promise: EventLoopPromise<String?>) {
-        self.promise = promise
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = unwrapInboundIn(data)
-        received.writeBuffer(&buffer)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        let text = String(buffer: received)
-        guard text.hasPrefix("HTTP/1.1 2") || text.hasPrefix("HTTP/1.0 2"), let split = text.range(of: "\r\n\r\n") else {
-            promise.succeed(nil)
-            return
-        }
-        let head = text[..<split.lowerBound].lowercased()
-        let body = text[split.upperBound...]
-        if head.contains("transfer-encoding: chunked") {
-            promise.succeed(QueueScraper.dechunk(body))
-        } else {
-            promise.succeed(String(body))
-        }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
     }
 }

@@ -1,32 +1,62 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
-import NIOPosix
+import NIOHTTP1
+import NIOSSL
 import Prometheus
+import ServiceLifecycle
 import SluiceConfig
 import SluiceCore
+import Synchronization
 
 /// Tells people and systems when a pool's desired replica count changes: a log line always,
 /// and `publish.webhook` when configured (plain JSON, or `{"text": ...}` for Slack and
-/// Mattermost). Delivery never blocks the data path or the ticker: it runs on an event loop,
-/// is retried (1 s, 2 s, 4 s; 2 s timeout each) and gives up when a newer decision for the
-/// same pool supersedes it.
-final class ScalePublisher: Sendable {
+/// Mattermost), over http or https. `publish` never blocks the ticker that calls it: it queues
+/// the delivery, and the service's `run` sends it, retried (1 s, 2 s, 4 s; 2 s timeout each)
+/// until it is delivered or a newer decision for the same pool supersedes it. A gateway that
+/// stops abandons the retries still waiting: a newer instance decides afresh.
+final class ScalePublisher: Service, Sendable {
+    private struct Delivery: Sendable {
+        var body: String
+        var pool: String
+        var generation: Int
+    }
+
+    static let attemptTimeout = TimeAmount.seconds(2)
+    static let retries = 3
+
     private let webhook: PublishConfiguration.Webhook?
-    private let group: any EventLoopGroup
+    /// The webhook's TLS settings (nil: the client's defaults), or why its `ca_file` could not
+    /// be used; read once, here.
+    private let tls: Result<TLSConfiguration?, any Error>
+    private let client: BackgroundHTTPClient
     private let logger: Logger
-    private let generations = NIOLockedValueBox<[String: Int]>([:])
+    private let generations = Mutex<[String: Int]>([:])
     private let delivered: Counter
     private let failed: Counter
+    private let queue: AsyncStream<Delivery>
+    private let enqueue: AsyncStream<Delivery>.Continuation
 
-    init(_ configuration: PublishConfiguration, group: any EventLoopGroup, logger: Logger, metrics: GatewayMetrics) {
+    init(_ configuration: PublishConfiguration, client: BackgroundHTTPClient, logger: Logger, metrics: GatewayMetrics) {
         webhook = configuration.webhook
-        self.group = group
+        self.client = client
         self.logger = logger
         let descriptor = MetricNameDescriptor.sluice("sluice_scale_webhook_total", "Scale-decision webhook deliveries, by result.")
         delivered = metrics.registry.makeCounter(descriptor: descriptor, labels: [("result", "delivered")])
         failed = metrics.registry.makeCounter(descriptor: descriptor, labels: [("result", "failed")])
+        (queue, enqueue) = AsyncStream.makeStream(of: Delivery.self)
+        tls = Result { try configuration.webhook?.caFile.map(Self.trusting) }
+        if case .failure(let error) = tls, let caFile = configuration.webhook?.caFile {
+            logger.error("publish.webhook.ca_file cannot be used: scale webhooks will fail", metadata: ["file": "\(caFile)", "reason": "\(error)"])
+        }
+    }
+
+    /// Client TLS that trusts the certificates in `caFile` and nothing else.
+    static func trusting(caFile: String) throws -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+        return tls
     }
 
     func publish(_ published: PoolScaling.Published) {
@@ -35,7 +65,7 @@ final class ScalePublisher: Sendable {
             "scale decision for pool \(published.pool): \(decision.current) → \(decision.desired) replicas",
             metadata: ["pool": "\(published.pool)", "mode": "\(decision.mode.rawValue)", "reason": "\(decision.reason)"])
         guard let webhook else { return }
-        let generation = generations.withLockedValue { generations -> Int in
+        let generation = generations.withLock { generations -> Int in
             generations[published.pool, default: 0] += 1
             return generations[published.pool]!
         }
@@ -47,98 +77,57 @@ final class ScalePublisher: Sendable {
             let text = "Sluice pool *\(published.pool)*: \(decision.current) → \(decision.desired) replicas (\(decision.mode.rawValue)). \(decision.reason)"
             body = "{\"text\":\(jsonString(text))}"
         }
-        deliver(body, to: webhook, pool: published.pool, generation: generation, attempt: 0)
+        enqueue.yield(Delivery(body: body, pool: published.pool, generation: generation))
     }
 
-    private func deliver(_ body: String, to webhook: PublishConfiguration.Webhook, pool: String, generation: Int, attempt: Int) {
-        let loop = group.next()
-        WebhookPost.send(body, to: webhook, on: loop, timeout: .seconds(2)).whenComplete { result in
-            if case .success(let status) = result, (200..<300).contains(status) {
-                self.delivered.increment()
-                return
-            }
-            let current = self.generations.withLockedValue { $0[pool] ?? 0 }
-            guard attempt < 3, current == generation else {
-                self.failed.increment()
-                self.logger.warning("scale webhook for pool \(pool) not delivered", metadata: ["result": "\(result)"])
-                return
-            }
-            loop.scheduleTask(in: .seconds(1 << Int64(attempt))) {
-                self.deliver(body, to: webhook, pool: pool, generation: generation, attempt: attempt + 1)
-            }
-        }
-    }
-}
-
-/// One HTTP/1.1 POST; the future holds the response's status code.
-enum WebhookPost {
-    static func send(
-        _ body: String, to webhook: PublishConfiguration.Webhook, on loop: any EventLoop, timeout: TimeAmount
-    ) -> EventLoopFuture<Int> {
-        let promise = loop.makePromise(of: Int.self)
-        let request = "POST \(webhook.path) HTTP/1.1\r\nhost: \(webhook.host):\(webhook.port)\r\ncontent-type: application/json\r\n"
-            + "content-length: \(body.utf8.count)\r\nconnection: close\r\nuser-agent: sluice\r\n\r\n" + body
-        ClientBootstrap(group: loop)
-            .connectTimeout(timeout)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(StatusReader(promise: promise)) }
-            }
-            .connect(host: webhook.host, port: webhook.port)
-            .whenComplete { result in
-                switch result {
-                case .failure(let error):
-                    promise.fail(error)
-                case .success(let channel):
-                    channel.writeAndFlush(ByteBuffer(string: request), promise: nil)
-                    let deadline = loop.scheduleTask(in: timeout) { channel.close(promise: nil) }
-                    promise.futureResult.whenComplete { _ in
-                        deadline.cancel()
-                        channel.close(promise: nil)
-                    }
+    /// Sends each queued decision, each on its own, until the group shuts down.
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                for await delivery in self.queue {
+                    group.addTask { await self.deliver(delivery) }
                 }
             }
-        return promise.futureResult
+        }
+        try? await gracefulShutdown()
     }
 
-    /// Reads the status line, then lets go.
-    private final class StatusReader: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = ByteBuffer
-        let promise: EventLoopPromise<Int>
-        var text = ""
-        var done = false
-
-        init(promise: EventLoopPromise<Int>) {
-            self.promise = promise
-        }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            guard !done else { return }
-            text += String(buffer: unwrapInboundIn(data))
-            guard let end = text.range(of: "\r\n") else {
-                if text.utf8.count > 8_192 { finish(.failure(ChannelError.inputClosed)) }
+    private func deliver(_ delivery: Delivery) async {
+        var attempt = 0
+        while true {
+            let result = await post(delivery.body)
+            if case .success(let status) = result, (200..<300).contains(status) {
+                delivered.increment()
                 return
             }
-            let parts = text[..<end.lowerBound].split(separator: " ")
-            if parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]) {
-                finish(.success(status))
-            } else {
-                finish(.failure(ChannelError.inputClosed))
+            let current = generations.withLock { $0[delivery.pool] ?? 0 }
+            guard attempt < Self.retries, current == delivery.generation else {
+                failed.increment()
+                logger.warning("scale webhook for pool \(delivery.pool) not delivered", metadata: ["result": "\(result)"])
+                return
             }
+            do {
+                try await Task.sleep(for: .seconds(1 << attempt))
+            } catch {
+                return
+            }
+            attempt += 1
         }
+    }
 
-        func channelInactive(context: ChannelHandlerContext) {
-            finish(.failure(ChannelError.inputClosed))
-        }
-
-        func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            finish(.failure(error))
-            context.close(promise: nil)
-        }
-
-        private func finish(_ result: Result<Int, any Error>) {
-            guard !done else { return }
-            done = true
-            promise.completeWith(result)
+    /// One POST: the answer's status, or why there was none.
+    private func post(_ body: String) async -> Result<Int, any Error> {
+        guard let webhook else { return .failure(HTTPClientError.invalidURL) }
+        do {
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: "application/json")
+            headers.add(name: "user-agent", value: "sluice")
+            let request = try HTTPClient.Request(
+                url: webhook.url, method: .POST, headers: headers, body: .string(body), tlsConfiguration: try tls.get())
+            let response = try await client.client().wholeResponse(request, deadline: .now() + Self.attemptTimeout, maxBody: 1 << 20)
+            return .success(Int(response.status.code))
+        } catch {
+            return .failure(error)
         }
     }
 }

@@ -10,8 +10,11 @@ import Synchronization
 /// The running gateway: the data listener, the admin listener and the shared runtime.
 ///
 /// `start()` binds both listeners (port 0 allowed; the bound addresses are returned, so tests
-/// never guess ports) and `shutdown(grace:)` stops accepting, lets exchanges in progress finish
-/// for up to `grace`, then closes what is left. `GatewayService` wraps this for ServiceLifecycle.
+/// never guess ports). What then keeps the gateway running is `services(grace:)`, run in one
+/// ServiceGroup: the listeners' lifetimes, the queue scraper, the scale ticker and publisher,
+/// and the shared HTTP client. The group stops them in reverse order: the data listener
+/// first (it stops accepting and lets exchanges in progress finish for up to `grace`), the
+/// admin listener and the HTTP client last.
 public final class Gateway: Sendable {
     public struct BoundAddresses: Sendable {
         public var data: SocketAddress
@@ -29,11 +32,13 @@ public final class Gateway: Sendable {
     let reloadLock = NIOLock()
     private let channels = NIOLockedValueBox(Channels())
     /// Reads replicas' reported queues for least-queue and cache-aware pools.
-    private let scraper: QueueScraper
+    let scraper: QueueScraper
     /// Placements shared with other instances, per pool with `routing.shared`.
     private let gossips: [PlacementGossip]
     /// Decides scaled pools' desired replicas every tick.
-    private let scaleTicker: ScaleTicker
+    let scaleTicker: ScaleTicker
+    /// Tells the log and the webhook about changed decisions.
+    let scalePublisher: ScalePublisher
     private let phase = Atomic<UInt8>(Phase.created.rawValue)
 
     private struct Channels: Sendable {
@@ -60,8 +65,8 @@ public final class Gateway: Sendable {
         configurationPath: String? = nil
     ) {
         self.configurationPath = configurationPath
-        self.runtime = GatewayRuntime(configuration: configuration, metrics: metrics, logger: logger)
-        self.scraper = QueueScraper(pools: runtime.pools, group: group)
+        self.runtime = GatewayRuntime(configuration: configuration, group: group, metrics: metrics, logger: logger)
+        self.scraper = QueueScraper(pools: runtime.pools, client: runtime.httpClient)
         let instance = String(UInt64.random(in: 1...UInt64.max), radix: 36)
         self.gossips = runtime.pools.compactMap { pool in
             guard let address = pool.configuration.routing.shared, let policy = pool.policy as? CacheAwarePolicy else { return nil }
@@ -69,9 +74,9 @@ public final class Gateway: Sendable {
             pool.gossip.withLockedValue { $0 = gossip }
             return gossip
         }
-        self.scaleTicker = ScaleTicker(
-            pools: runtime.pools, group: group,
-            publisher: ScalePublisher(configuration.publish, group: group, logger: logger, metrics: metrics), metrics: metrics)
+        let publisher = ScalePublisher(configuration.publish, client: runtime.httpClient, logger: logger, metrics: metrics)
+        self.scalePublisher = publisher
+        self.scaleTicker = ScaleTicker(pools: runtime.pools, group: group, publisher: publisher, metrics: metrics)
         self.group = group
         self.adminToken = adminToken.flatMap { $0.isEmpty ? nil : $0 }
         var upstreams: [ObjectIdentifier: LoopOwned<EventLoopUpstreams>] = [:]
@@ -107,9 +112,8 @@ public final class Gateway: Sendable {
             throw error
         }
         channels.withLockedValue { $0 = Channels(data: data, admin: admin) }
-        scraper.start()
         for gossip in gossips { gossip.start() }
-        scaleTicker.start()
+        scaleTicker.decideFirst()
         phase.store(Phase.serving.rawValue, ordering: .releasing)
         if adminToken == nil {
             runtime.logger.warning(
@@ -140,15 +144,15 @@ public final class Gateway: Sendable {
         return try await bootstrap.bind(host: host, port: port).get()
     }
 
-    /// Stops accepting, asks open connections to finish, waits up to `grace`, then closes the rest.
-    public func shutdown(grace: Duration) async {
+    /// Stops accepting, asks open connections to finish, waits up to `grace`, then closes the
+    /// rest (`GatewayService` calls it on graceful shutdown). The admin listener stays open, so
+    /// `/readyz` tells the load balancer the gateway is draining.
+    func drain(grace: Duration) async {
         guard phase.compareExchange(expected: Phase.serving.rawValue, desired: Phase.draining.rawValue, ordering: .acquiringAndReleasing).exchanged else {
             return
         }
-        let (data, admin) = channels.withLockedValue { ($0.data, $0.admin) }
-        scraper.stop()
+        let data = channels.withLockedValue { $0.data }
         for gossip in gossips { gossip.stop() }
-        scaleTicker.stop()
         runtime.beginDraining()
         try? await data?.close()
         runtime.tracker.quiesceAll()
@@ -174,7 +178,15 @@ public final class Gateway: Sendable {
             let upstreams = upstreamsByLoop[ObjectIdentifier(loop)]!
             try? await loop.submit { upstreams.value.closeIdleConnections() }.get()
         }
-        try? await admin?.close()
         phase.store(Phase.stopped.rawValue, ordering: .releasing)
+    }
+
+    /// Closes the admin listener (`AdminService` calls it once the data listener has drained).
+    func closeAdmin() async {
+        let admin = channels.withLockedValue { channels in
+            defer { channels.admin = nil }
+            return channels.admin
+        }
+        try? await admin?.close()
     }
 }

@@ -13,6 +13,8 @@ final class GatewayRuntime: Sendable {
     let metrics: GatewayMetrics
     let tracker = ConnectionTracker()
     let upstreamStats = UpstreamStatsRegistry()
+    /// The HTTP client of the work off the data path (scrapes, webhooks, batches).
+    let httpClient: BackgroundHTTPClient
     let logger: Logger
     /// Tenant limits, when the config sets any.
     let admission: Admission?
@@ -27,8 +29,10 @@ final class GatewayRuntime: Sendable {
         draining.store(true, ordering: .relaxed)
     }
 
-    init(configuration: GatewayConfiguration, metrics: GatewayMetrics, logger: Logger) {
+    init(configuration: GatewayConfiguration, group: any EventLoopGroup, metrics: GatewayMetrics, logger: Logger) {
         self.configuration = configuration
+        let httpClient = BackgroundHTTPClient(group: group)
+        self.httpClient = httpClient
         self.metrics = metrics
         self.logger = logger
         if configuration.limits.admissionEnabled {
@@ -44,7 +48,7 @@ final class GatewayRuntime: Sendable {
             admissionError = nil
         }
         let pools = configuration.pools.enumerated().map { index, pool in
-            PoolRuntime(index: index, configuration: pool, metrics: metrics)
+            PoolRuntime(index: index, configuration: pool, client: httpClient, metrics: metrics)
         }
         self.pools = pools
         self.routeTable = RouteTable(entries: configuration.pools.map { pool in

@@ -1,7 +1,8 @@
 import ServiceLifecycle
 
-/// Runs a started `Gateway` under ServiceLifecycle: on graceful shutdown (SIGTERM/SIGINT through
-/// the ServiceGroup) it stops accepting and drains for up to the configured grace period.
+/// The data listener under ServiceLifecycle: on graceful shutdown (SIGTERM/SIGINT through the
+/// ServiceGroup) it stops accepting and drains for up to the configured grace period; if the
+/// group is cancelled instead, it closes what is open at once.
 public struct GatewayService: Service {
     public let gateway: Gateway
     public let grace: Duration
@@ -12,13 +13,12 @@ public struct GatewayService: Service {
     }
 
     public func run() async throws {
-        // Returns when graceful shutdown is triggered; throws if the task is cancelled instead.
         do {
             try await gracefulShutdown()
         } catch {
-            await gateway.shutdown(grace: .zero)
+            await gateway.drain(grace: .zero)
             throw error
         }
-        await gateway.shutdown(grace: grace)
+        await gateway.drain(grace: grace)
     }
 }
