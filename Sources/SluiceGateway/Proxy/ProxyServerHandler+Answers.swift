@@ -130,10 +130,10 @@ extension ProxyServerHandler {
             exchange.replica = nil
             if let pool = exchange.pool { pool.release(replica) } else { replica.requestFinished() }
         }
-        settleTokens(exchange, status: status)
-        if let tenant = exchange.tenant {
+        if let admission = runtime.admission {
+            BodyAdmission.settle(exchange, status: status, admission: admission, now: now, limiter: admission.shared.map { upstreams.redisLimiter($0) })
+            if let tenant = exchange.tenant { admission.release(tenant: tenant) }
             exchange.tenant = nil
-            runtime.admission?.release(tenant: tenant)
         }
         let metrics = exchange.pool?.metrics ?? runtime.metrics.unrouted
         metrics.recordResponse(status: status, nanoseconds: Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds))

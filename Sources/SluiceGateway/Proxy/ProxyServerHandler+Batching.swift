@@ -28,7 +28,7 @@ extension ProxyServerHandler {
         case .answer(let body, let usage):
             exchange.knownUsage = usage
             exchange.status = 200
-            recordEndToEnd(exchange)
+            exchange.recordEndToEnd(now: now)
             answer(status: .ok, body: String(decoding: body, as: UTF8.self), closeAfter: false)
         case .timedOut:
             let after = exchange.pool.map { "the response_header timeout (\($0.configuration.timeouts.responseHeader)), as part of a batch" } ?? "its timeout"

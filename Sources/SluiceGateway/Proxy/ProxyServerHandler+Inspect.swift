@@ -27,8 +27,18 @@ extension ProxyServerHandler {
             prefixTokens: routing.prefixTokens, followPrompt: routing.policy == .cacheAware)
         exchange.prompt = prompt
         exchange.promptStreams = streams
-        admitBody(exchange, body: body) { body in
-            self.forwardRead(exchange, head: head, pool: pool, key: key, body: body)
+        guard let admission = runtime.admission, let tenant = exchange.tenant, admission.needsBody(tenant), body.readableBytes > 0 else {
+            return forwardRead(exchange, head: head, pool: pool, key: key, body: body)
+        }
+        BodyAdmission.decide(
+            exchange, body: body, tenant: tenant, admission: admission, defaultMaxTokens: runtime.limits.defaultMaxTokens, now: now,
+            limiter: admission.shared.map { upstreams.redisLimiter($0) }, allocator: context.channel.allocator,
+            stillWanted: { self.exchange === exchange && !exchange.finished && self.state.isAdmitting }
+        ) { verdict in
+            switch verdict {
+            case .proceed(let body): self.forwardRead(exchange, head: head, pool: pool, key: key, body: body)
+            case .refuse(let error, let fields, let rendered): self.respond(error, closeAfter: false, extraFields: fields, body: rendered)
+            }
         }
     }
 

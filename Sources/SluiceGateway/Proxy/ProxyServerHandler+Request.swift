@@ -66,7 +66,8 @@ extension ProxyServerHandler {
         case .pool(let index):
             let pool = runtime.pools[index]
             let hasBody = head.isChunked || (head.contentLength ?? 0) > 0
-            let bodyNeeded = hasBody && (admissionNeedsBody(exchange) || (pool.batcher != nil && Batcher.kind(of: exchange.path) != nil))
+            let admissionNeedsBody = exchange.tenant.map { runtime.admission?.needsBody($0) ?? false } ?? false
+            let bodyNeeded = hasBody && (admissionNeedsBody || (pool.batcher != nil && Batcher.kind(of: exchange.path) != nil))
             if !bodyNeeded, case .key(let key) = RoutingKeys.fromHead(head, sources: pool.configuration.routing.key) {
                 // Forwarded as received: chunk framing included.
                 parser.passChunkFraming = true

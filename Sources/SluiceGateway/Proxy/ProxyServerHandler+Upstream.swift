@@ -16,50 +16,19 @@ extension ProxyServerHandler: UpstreamDelegate {
         }
         let now = self.now
         state.responseStarted(now: now)
-        exchange.status = head.status
-        exchange.upstreamKeepAlive = head.keepAlive
         exchange.replica?.recordSuccess()
         exchange.pool?.metrics.recordFirstByte(nanoseconds: Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds))
         // From the head on, the replica's silence is what is timed.
         armTimer()
-        let untilClose = connection.handler.parser.readsUntilClose
-        let framing = ResponseFraming(head, clientMinorVersion: exchange.requestMinorVersion, untilClose: untilClose, toHEAD: exchange.isHEAD, metered: exchange.usageMeter != nil)
-        exchange.reframing = framing.reframing
-        if framing.mustClose { exchange.keepAlive = false }
-        // (Content-Type is read only when something needs it: token metering, or a TTFT signal.)
-        if exchange.usageMeter != nil || exchange.pool?.scaling?.configuration.signal == .ttft {
-            exchange.eventStream = head.isEventStream
-        }
-        // Usage-only events are dropped only where the framing allows it (not under a content-length).
-        exchange.usageMeter?.responseStarted(eventStream: exchange.eventStream, mayDrop: exchange.reframing != .none || untilClose, allocator: context.channel.allocator)
+        stagedHead = exchange.responseBegan(head, untilClose: connection.handler.parser.readsUntilClose, allocator: context.channel.allocator)
         connection.handler.parser.passChunkFraming = exchange.reframing == .none
-        stagedHead = HeaderRewriter.downstreamResponse(
-            head, clientMinorVersion: exchange.requestMinorVersion, requestID: exchange.requestID ?? "",
-            keepAlive: exchange.keepAlive, reframing: exchange.reframing, extraFields: exchange.limitFields,
-            allocator: context.channel.allocator, extraCapacity: head.contentLength.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0)
-    }
-
-    /// The pool's `latency` signal (and `ttft`'s for answers that are not streams): the whole
-    /// exchange, for answers below 500 (a replica failing fast is not fast service).
-    func recordEndToEnd(_ exchange: Exchange) {
-        guard !exchange.signalRecorded, let scaling = exchange.pool?.scaling, scaling.configuration.signal != .queueWait else { return }
-        exchange.signalRecorded = true
-        guard exchange.status < 500 else { return }
-        let now = self.now
-        scaling.record(nanoseconds: (now - exchange.start).nanoseconds, at: now)
     }
 
     func upstreamReceivedBody(_ buffer: ByteBuffer) {
         guard let exchange, state.connection != nil, !exchange.finished else { return }
         let now = self.now
         state.responseBytes(now: now)
-        // The answer has begun: its prompt is prefilled.
-        exchange.countPrefill(on: nil)
-        if exchange.eventStream, !exchange.signalRecorded, let scaling = exchange.pool?.scaling, scaling.configuration.signal == .ttft {
-            // A stream's first token: its TTFT.
-            exchange.signalRecorded = true
-            if exchange.status < 500 { scaling.record(nanoseconds: (now - exchange.start).nanoseconds, at: now) }
-        }
+        exchange.responseBytesArrived(now: now)
         if let meter = exchange.usageMeter {
             for part in meter.consume(buffer) { forward(part, exchange) }
         } else {
@@ -94,7 +63,7 @@ extension ProxyServerHandler: UpstreamDelegate {
         guard let exchange, let connection = state.connection, !exchange.finished else { return }
         // An event still held (its blank line never came) goes out as it is.
         let held = exchange.usageMeter?.end()
-        recordEndToEnd(exchange)
+        exchange.recordEndToEnd(now: now)
         if reusable && state.requestEnded && exchange.upstreamKeepAlive {
             connection.pool.release(connection)
         } else {
