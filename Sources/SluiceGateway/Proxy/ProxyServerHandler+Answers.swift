@@ -32,7 +32,7 @@ extension ProxyServerHandler {
         }
         self.exchange = nil
         if case .close = state.exchangeEnded(keepAlive: !closeAfter, now: now) {
-            return closeLingering(after: context.writeAndFlush(wrapOutboundOut(out)))
+            return ClientWriter.closeLingering(after: context.writeAndFlush(wrapOutboundOut(out)), context)
         }
         context.writeAndFlush(wrapOutboundOut(out), promise: nil)
         exchangeEnded()
@@ -56,26 +56,12 @@ extension ProxyServerHandler {
         return length - exchange.bodyBytes > 1 << 20
     }
 
-    /// Closes after an answer that may have come before the client finished sending (413, 431,
-    /// 408): first only our sending side, then reads and drops what the client still sends for
-    /// up to 2 s. Closing at once with unread bytes makes the kernel send a reset, and many
-    /// clients then report "connection reset" instead of the answer (nginx's lingering close).
-    func closeLingering(after written: EventLoopFuture<Void>) {
-        let context = self.context!
-        written.assumeIsolated().whenComplete { _ in
-            context.close(mode: .output, promise: nil)
-            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) {
-                context.close(promise: nil)
-            }
-        }
-    }
-
     /// Ends an exchange whose response has started: HTTP/1.1 can only signal that by closing.
     func abort(_ exchange: Exchange, status: Int) {
         undo(state.abandon(), exchange)
         finish(exchange, status: status)
         self.exchange = nil
-        stagedHead = nil
+        writer.dropStaged()
         close()
     }
 
@@ -90,52 +76,37 @@ extension ProxyServerHandler {
         }
     }
 
-    /// A deadline passed.
+    /// A deadline passed: the connection closes, or the exchange is answered (cut, when its
+    /// answer had begun).
     func timedOut(_ expiry: ExchangeStateMachine<UpstreamConnection>.Expiry) {
-        guard let exchange, let pool = exchange.pool else {
-            if expiry == .keepalive { close() } else if expiry == .client { respond(.clientTimeout(after: "\(runtime.limits.clientTimeout)"), closeAfter: true) }
-            return
-        }
-        let timeouts = pool.configuration.timeouts
+        let exchange = self.exchange
+        let pool = exchange?.pool
         switch expiry {
         case .keepalive:
-            close()
-        case .client:
-            respond(.clientTimeout(after: "\(runtime.limits.clientTimeout)"), closeAfter: true)
+            return close()
+        case .idle:
+            return exchange.map { abort($0, status: 504) } ?? close()
         case .queue(let ticket):
-            guard let gate = pool.gate else { return }
             // A replica that came back (an ejection that ran out) frees slots no one announced:
             // look once more before giving up. If the slot is already on its way, it is taken.
+            guard let pool, let gate = pool.gate else { return }
             gate.dispatch(pool.snapshot)
             guard gate.leave(ticket, timedOut: true) else { return }
             _ = state.abandon()
-            respond(.queueTimeout(pool: pool.name, after: "\(pool.configuration.queue.timeout)"), closeAfter: mustCloseUnfinished(exchange),
-                    extraFields: exchange.limitFields + [("retry-after", "1")])
-        case .connect:
-            respond(.replicaTimeout(after: "the connect timeout (\(timeouts.connect)); the connection pool may be full"), closeAfter: mustCloseUnfinished(exchange))
         case .responseHeader:
-            exchange.replica?.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection)
-            respond(.replicaTimeout(after: "the response_header timeout (\(timeouts.responseHeader))"), closeAfter: mustCloseUnfinished(exchange))
-        case .idle:
-            abort(exchange, status: 504)
+            if let pool { exchange?.replica?.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection) }
+        case .client, .connect:
+            break
         }
+        var extra: [(String, String)] = []
+        if case .queue = expiry { extra = (exchange?.limitFields ?? []) + [("retry-after", "1")] }
+        respond(
+            .expired(expiry, pool: pool?.configuration, limits: runtime.limits),
+            closeAfter: expiry == .client || exchange.map(mustCloseUnfinished) ?? true, extraFields: extra)
     }
 
     /// Settles in-flight counts, tokens, the tenant and metrics exactly once per exchange.
     func finish(_ exchange: Exchange, status: Int) {
-        guard !exchange.finished else { return }
-        exchange.finished = true
-        exchange.countPrefill(on: nil)
-        if let replica = exchange.replica {
-            exchange.replica = nil
-            if let pool = exchange.pool { pool.release(replica) } else { replica.requestFinished() }
-        }
-        if let admission = runtime.admission {
-            BodyAdmission.settle(exchange, status: status, admission: admission, now: now, limiter: admission.shared.map { upstreams.redisLimiter($0) })
-            if let tenant = exchange.tenant { admission.release(tenant: tenant) }
-            exchange.tenant = nil
-        }
-        let metrics = exchange.pool?.metrics ?? runtime.metrics.unrouted
-        metrics.recordResponse(status: status, nanoseconds: Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds))
+        exchange.settle(status: status, runtime: runtime, upstreams: upstreams, now: now)
     }
 }

@@ -150,39 +150,25 @@ extension ProxyServerHandler {
         exchange.pool = pool
         exchange.routingKey = key
         let now = self.now
-        pool.scaling?.recordArrival()
-        let facts = RoutingFacts(key: key, random: upstreams.random.next(), prompt: exchange.prompt)
-        guard let choice = pool.pick(facts, now: now) else {
-            return respond(.noHealthyReplica(pool: pool.name), closeAfter: false)
-        }
-        exchange.picked = (choice.replica, facts)
-        exchange.pickedReason = choice.reason
-        // Pending prefill ends with the answer's first byte, which only a stream sends before
-        // the whole answer is ready: other answers are not counted.
-        exchange.uncachedBytes = exchange.promptStreams ? choice.uncachedBytes : 0
-        guard let gate = pool.gate else {
-            choice.replica.requestStarted()
-            return send(exchange, head: head, to: choice.replica, queuedSince: nil)
-        }
         let priority = exchange.tenant.flatMap { runtime.admission?.tenants[$0].limits.priority } ?? 0
         let bound = NIOLoopBound((self, exchange), eventLoop: context.eventLoop)
         let loop = context.eventLoop
-        let entry = gate.enter(
-            preferred: choice.replica, snapshot: pool.snapshot, tenant: exchange.tenant ?? 0, priority: priority,
-            now: now.uptimeNanoseconds,
-            deliver: { replica in loop.execute { bound.value.0.leftQueue(bound.value.1, with: replica) } })
-        switch entry {
+        switch pool.dispatch(exchange, random: upstreams.random.next(), priority: priority, now: now, deliver: { replica in
+            loop.execute { bound.value.0.leftQueue(bound.value.1, with: replica) }
+        }) {
         case .slot(let replica):
             send(exchange, head: head, to: replica, queuedSince: nil)
-        case .queued(let ticket):
+        case .queued(let ticket, let timeout):
             // The body gathers in `pending` meanwhile (reads stop past `pendingLimit`).
             var held = head
             held.bytes = context.channel.allocator.buffer(buffer: head.bytes)
-            state.queued(held, ticket: ticket, now: now, deadline: now + gate.timeout)
+            state.queued(held, ticket: ticket, now: now, deadline: now + timeout)
             armTimer()
-        case .full:
-            respond(.queueFull(pool: pool.name, waiting: gate.waiting), closeAfter: mustCloseUnfinished(exchange),
+        case .full(let waiting):
+            respond(.queueFull(pool: pool.name, waiting: waiting), closeAfter: mustCloseUnfinished(exchange),
                     extraFields: exchange.limitFields + [("retry-after", "1")])
+        case .noReplica:
+            respond(.noHealthyReplica(pool: pool.name), closeAfter: false)
         }
     }
 
@@ -190,29 +176,16 @@ extension ProxyServerHandler {
     /// answered or its client left meanwhile, in which case the slot goes back.
     func leftQueue(_ exchange: Exchange, with replica: Replica) {
         guard self.exchange === exchange, let (head, since) = state.slotArrived(now: now) else {
-            exchange.pool?.release(replica)
-            return
+            return exchange.pool?.release(replica) ?? ()
         }
         send(exchange, head: head, to: replica, queuedSince: since)
     }
 
     /// Sends the request to `replica`, whose slot (in-flight count) it now holds.
     func send(_ exchange: Exchange, head: HTTP1Head, to replica: Replica, queuedSince: NIODeadline?) {
-        exchange.replica = replica
-        exchange.pool?.noteDestination(of: exchange, replica)
-        exchange.countPrefill(on: replica)
-        if let scaling = exchange.pool?.scaling, scaling.configuration.signal == .queueWait {
-            let now = self.now
-            scaling.record(nanoseconds: queuedSince.map { (now - $0).nanoseconds } ?? 0, at: now)
-        }
-        // Room for a small body too: the upstream handler copies it behind the head (one write).
-        let length = exchange.rewrittenLength ?? exchange.contentLength
-        let smallBody = length.map { $0 <= Self.coalesceLimit ? $0 : 0 } ?? 0
-        let (out, requestID) = HeaderRewriter.upstreamRequest(
-            head, host: replica.id.description, clientAddress: clientAddress, random: &upstreams.random,
-            allocator: context.channel.allocator, extraCapacity: smallBody, contentLength: exchange.rewrittenLength)
-        exchange.requestID = requestID
-        exchange.upstreamHead = out
+        exchange.sending(
+            head, to: replica, queuedSince: queuedSince, now: now, clientAddress: clientAddress, random: &upstreams.random,
+            allocator: context.channel.allocator)
         sendContinueIfExpected(exchange)
         acquireUpstream(exchange)
     }
@@ -240,15 +213,7 @@ extension ProxyServerHandler {
             connection, now: now, responseHeaderTimeout: .nanoseconds(timeouts.responseHeader.nanoseconds),
             idleTimeout: .nanoseconds(timeouts.idle.nanoseconds))
         connection.handler.delegate = self
-        connection.handler.expectResponse(toHEAD: exchange.isHEAD)
-        exchange.replay = connection.useCount > 1 && !exchange.retriedStaleConnection ? [] : nil
-        exchange.replayBytes = 0
-        if let head = exchange.upstreamHead { connection.handler.write(head) }
-        while let buffer = exchange.pending.popFirst() {
-            connection.handler.write(buffer)
-            exchange.remember(buffer)
-        }
-        exchange.pendingBytes = 0
+        exchange.write(to: connection)
         flushUpstream(connection)
         armTimer()
         if connection.isWritable { resumeReading() }

@@ -20,7 +20,7 @@ extension ProxyServerHandler: UpstreamDelegate {
         exchange.pool?.metrics.recordFirstByte(nanoseconds: Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds))
         // From the head on, the replica's silence is what is timed.
         armTimer()
-        stagedHead = exchange.responseBegan(head, untilClose: connection.handler.parser.readsUntilClose, allocator: context.channel.allocator)
+        writer.stage(exchange.responseBegan(head, untilClose: connection.handler.parser.readsUntilClose, allocator: context.channel.allocator))
         connection.handler.parser.passChunkFraming = exchange.reframing == .none
     }
 
@@ -29,34 +29,8 @@ extension ProxyServerHandler: UpstreamDelegate {
         let now = self.now
         state.responseBytes(now: now)
         exchange.responseBytesArrived(now: now)
-        if let meter = exchange.usageMeter {
-            for part in meter.consume(buffer) { forward(part, exchange) }
-        } else {
-            forward(buffer, exchange)
-        }
-    }
-
-    /// Sends response body data to the client, framed as the exchange's reframing says.
-    func forward(_ buffer: ByteBuffer, _ exchange: Exchange) {
-        if exchange.reframing == .none, var head = stagedHead, head.writableBytes >= buffer.readableBytes {
-            stagedHead = nil
-            head.writeImmutableBuffer(buffer)
-            return context.write(wrapOutboundOut(head), promise: nil)
-        }
-        writeStagedHead()
-        guard exchange.reframing.writesChunks else { return context.write(wrapOutboundOut(buffer), promise: nil) }
-        var header = context.channel.allocator.buffer(capacity: 12)
-        HTTP1Writer.writeChunkHeader(length: buffer.readableBytes, into: &header)
-        context.write(wrapOutboundOut(header), promise: nil)
-        context.write(wrapOutboundOut(buffer), promise: nil)
-        context.write(wrapOutboundOut(context.channel.allocator.buffer(staticString: HTTP1Writer.chunkEnd)), promise: nil)
-    }
-
-    /// Writes the held response head, if any.
-    func writeStagedHead() {
-        guard let head = stagedHead else { return }
-        stagedHead = nil
-        context.write(wrapOutboundOut(head), promise: nil)
+        guard let meter = exchange.usageMeter else { return writer.forward(buffer, reframing: exchange.reframing, context) }
+        for part in meter.consume(buffer) { writer.forward(part, reframing: exchange.reframing, context) }
     }
 
     func upstreamReceivedEnd(reusable: Bool) {
@@ -70,24 +44,15 @@ extension ProxyServerHandler: UpstreamDelegate {
             connection.pool.discard(connection)
         }
         finish(exchange, status: exchange.status)
-        writeStagedHead()
-        if let held { forward(held, exchange) }
-        let last = exchange.reframing.writesChunks ? context.channel.allocator.buffer(staticString: HTTP1Writer.lastChunk) : nil
+        if let held { writer.forward(held, reframing: exchange.reframing, context) }
         self.exchange = nil
-        if case .close = state.exchangeEnded(keepAlive: exchange.keepAlive && !quiescing, now: now) {
-            let context = self.context!
-            // (An empty write completes once everything before it is written.)
-            context.writeAndFlush(wrapOutboundOut(last ?? context.channel.allocator.buffer(capacity: 0)))
-                .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-            return
-        }
-        if let last { context.write(wrapOutboundOut(last), promise: nil) }
-        context.flush()
-        exchangeEnded()
+        let after = state.exchangeEnded(keepAlive: exchange.keepAlive && !quiescing, now: now)
+        writer.end(reframing: exchange.reframing, close: after == .close, context)
+        if after != .close { exchangeEnded() }
     }
 
     func upstreamReadComplete() {
-        writeStagedHead()
+        writer.writeStaged(context)
         context.flush()
     }
 
@@ -98,16 +63,8 @@ extension ProxyServerHandler: UpstreamDelegate {
     func upstreamClosed(error: (any Error)?) {
         guard let exchange, let connection = state.connection, !exchange.finished else { return }
         _ = state.abandon()  // (the connection is gone: nothing to close)
-        if !state.responseStarted, connection.useCount > 1, !exchange.retriedStaleConnection, let replay = exchange.replay {
-            // A reused keep-alive connection closed before any answer: most likely the replica
-            // closed it while idle (the race every keep-alive proxy has). Nothing was answered,
-            // so send the same bytes once more on another connection; not a replica failure.
-            exchange.retriedStaleConnection = true
-            exchange.replay = nil
-            exchange.pending = CircularBuffer(replay)
-            exchange.pendingBytes = exchange.replayBytes
-            return acquireUpstream(exchange)
-        }
+        // (A keep-alive race is not a replica failure: the request goes once more.)
+        if !state.responseStarted, exchange.prepareResend(on: connection) { return acquireUpstream(exchange) }
         guard !state.responseStarted else { return abort(exchange, status: 502) }
         if let replica = exchange.replica, let pool = exchange.pool {
             replica.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection)
@@ -130,18 +87,8 @@ extension ProxyServerHandler: UpstreamRequester {
     func upstreamFailed(_ error: any Error) {
         guard let exchange, case .connecting = state.phase, !exchange.finished, let pool = exchange.pool, let replica = exchange.replica
         else { return }
-        let now = self.now
         replica.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection)
-        exchange.attempts += 1
-        // Nothing has been sent yet, so one retry on another replica is always safe (the least
-        // loaded of the others: a hashing policy would pick the same replica again).
-        if exchange.attempts < 2, let other = pool.pickOther(than: replica, now: now), pool.start(other) {
-            pool.release(replica)
-            exchange.replica = other
-            pool.noteDestination(of: exchange, other)
-            exchange.countPrefill(on: other)
-            return acquireUpstream(exchange)
-        }
+        if pool.retryElsewhere(exchange, failed: replica, now: now) != nil { return acquireUpstream(exchange) }
         respond(.replicaFailed("could not connect to \(replica.id): \(error)"), closeAfter: mustCloseUnfinished(exchange))
     }
 }

@@ -40,9 +40,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     var inReadBurst = false
     var wroteUpstreamSinceFlush = false
     var clientAddress: String?
-    /// A response head held until its first body bytes (or the end of the read burst), so a
-    /// small response is one write.
-    var stagedHead: ByteBuffer?
+    var writer = ClientWriter()
     /// Set by a graceful shutdown: finish the current exchange, then close.
     var quiescing = false
     /// The connection's one timer and the instant it fires (see `armTimer`).

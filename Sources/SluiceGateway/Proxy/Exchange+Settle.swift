@@ -1,0 +1,22 @@
+import NIOCore
+
+extension Exchange {
+    /// Settles what the exchange holds exactly once, however it ended: the prefill count, the
+    /// replica's slot, the token charge, the tenant's concurrency, and its metrics.
+    func settle(status: Int, runtime: GatewayRuntime, upstreams: EventLoopUpstreams, now: NIODeadline) {
+        guard !finished else { return }
+        finished = true
+        countPrefill(on: nil)
+        if let replica {
+            self.replica = nil
+            if let pool { pool.release(replica) } else { replica.requestFinished() }
+        }
+        if let admission = runtime.admission {
+            BodyAdmission.settle(self, status: status, admission: admission, now: now, limiter: admission.shared.map { upstreams.redisLimiter($0) })
+            if let tenant { admission.release(tenant: tenant) }
+            tenant = nil
+        }
+        let metrics = pool?.metrics ?? runtime.metrics.unrouted
+        metrics.recordResponse(status: status, nanoseconds: Int64(now.uptimeNanoseconds - start.uptimeNanoseconds))
+    }
+}
