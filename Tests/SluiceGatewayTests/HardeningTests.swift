@@ -182,6 +182,9 @@ import Testing
             configure: { config, _ in
                 config.pools[0].upstream.maxConnections = 1
                 config.pools[0].upstream.keepaliveIdle = .milliseconds(200)
+                // The wait for a connection of a full pool is bounded by the connect timeout:
+                // well past the 2 s stream, so a loaded machine does not end the wait first.
+                config.pools[0].timeouts.connect = .seconds(10)
             }
         ) { h in
             let key = UpstreamStatsRegistry.PoolReplica(pool: "chat", replica: h.replicaIDs[0])

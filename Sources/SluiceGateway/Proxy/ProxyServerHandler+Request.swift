@@ -18,69 +18,32 @@ extension ProxyServerHandler {
             // A small rest is read and dropped (the connection stays); a large one is cut.
             return respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: mustCloseUnfinished(exchange))
         }
-        if let admission = runtime.admission {
-            let tenant = admission.tenant(for: head)
-            if admission.decidesShared(tenant), let shared = admission.shared {
-                // The body waits unparsed (reads stop past `pendingLimit`) until Redis answers.
-                admission.admitShared(tenant: tenant, now: now.uptimeNanoseconds, limiter: upstreams.redisLimiter(shared))
-                    .assumeIsolated().whenSuccess { outcome in self.decided(outcome, for: exchange, head: head) }
-                return armTimer()
+        guard let admission = runtime.admission else { return route(exchange, head: head) }
+        var waited = false
+        waited = HeadAdmission.decide(
+            head, exchange, admission: admission, now: now, limiter: { self.upstreams.redisLimiter($0) },
+            stillWanted: { self.exchange === exchange && !exchange.finished && self.state.isAdmitting }
+        ) { verdict in
+            switch verdict {
+            case .admitted: self.route(exchange, head: head)
+            case .refused(let error, let fields, let body): self.respond(error, closeAfter: self.mustCloseUnfinished(exchange), extraFields: fields, body: body)
             }
-            guard admitted(admission.admit(tenant: tenant, now: now.uptimeNanoseconds), exchange) else { return }
+            // The body that waited for the shared backend is parsed now.
+            if waited { self.parseAvailable(); self.resumeReading() }
         }
-        route(exchange, head: head)
+        // Until the shared backend answers, the body waits unparsed (reads stop past `pendingLimit`).
+        if waited { armTimer() }
     }
 
-    /// Applies an admission outcome; false when the request was refused (and answered).
-    func admitted(_ outcome: Admission.Outcome, _ exchange: Exchange) -> Bool {
-        switch outcome {
-        case .admitted(let tenant, let windows):
-            exchange.tenant = tenant
-            exchange.limitWindows = windows
-            exchange.limitFields = windows.isEmpty ? [] : RateLimitHeaders.fields(windows)
-            return true
-        case .refused(let refusal, let fields):
-            // Decided on the head alone: no pool, replica or body is touched.
-            respond(refusal.error, closeAfter: mustCloseUnfinished(exchange), extraFields: fields, body: refusal.body)
-            return false
-        }
-    }
-
-    /// The shared backend's answer, on this loop: the request goes on (or is refused), then the
-    /// body that waited is parsed.
-    func decided(_ outcome: Admission.Outcome, for exchange: Exchange, head: HTTP1Head) {
-        guard self.exchange === exchange, !exchange.finished, state.isAdmitting else {
-            // The client left meanwhile: give back what admission took.
-            if case .admitted(let tenant, _) = outcome { runtime.admission?.release(tenant: tenant) }
-            return
-        }
-        if admitted(outcome, exchange) { route(exchange, head: head) }
-        parseAvailable()
-        resumeReading()
-    }
-
-    /// Chooses the pool by path, or holds the body when the pool, the routing key, limits or
-    /// batching need it.
+    /// Sends the request to its pool at once, or holds its body to read it first (`HeadRoute`).
     func route(_ exchange: Exchange, head: HTTP1Head) {
-        switch runtime.routeTable.route(path: exchange.path[...]) {
-        case .pool(let index):
-            let pool = runtime.pools[index]
-            let hasBody = head.isChunked || (head.contentLength ?? 0) > 0
-            let admissionNeedsBody = exchange.tenant.map { runtime.admission?.needsBody($0) ?? false } ?? false
-            let bodyNeeded = hasBody && (admissionNeedsBody || (pool.batcher != nil && Batcher.kind(of: exchange.path) != nil))
-            if !bodyNeeded, case .key(let key) = RoutingKeys.fromHead(head, sources: pool.configuration.routing.key) {
-                // Forwarded as received: chunk framing included.
-                parser.passChunkFraming = true
-                return begin(exchange, head: head, pool: pool, key: key)
-            }
-            if !bodyNeeded, let length = head.contentLength, length > runtime.limits.maxInspectBytes {
-                // Too large to hold for a key: routed without one (the policy's no-key branch).
-                parser.passChunkFraming = true
-                return begin(exchange, head: head, pool: pool, key: nil)
-            }
-            exchange.keyPool = index
-            hold(exchange, head: head)
-        case .needsModel:
+        switch HeadRoute(head, exchange, runtime: runtime) {
+        case .begin(let pool, let key):
+            // Forwarded as received: chunk framing included.
+            parser.passChunkFraming = true
+            begin(exchange, head: head, pool: pool, key: key)
+        case .hold(let pool):
+            exchange.keyPool = pool
             hold(exchange, head: head)
         case .noRoute:
             respond(.noRoute(path: exchange.path, model: nil), closeAfter: false)

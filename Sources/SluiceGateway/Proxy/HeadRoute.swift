@@ -1,0 +1,33 @@
+import SluiceCore
+
+/// Where a request goes from its head alone: to a pool at once (its body forwarded as it comes),
+/// or the body is held and read first (the pool is chosen by its `model`, the routing key is in
+/// it, or limits or batching need it), or nowhere.
+enum HeadRoute {
+    case begin(PoolRuntime, key: String?)
+    /// Hold the body; `pool` is set when the path already chose the pool.
+    case hold(pool: Int?)
+    case noRoute
+
+    init(_ head: HTTP1Head, _ exchange: Exchange, runtime: GatewayRuntime) {
+        switch runtime.routeTable.route(path: exchange.path[...]) {
+        case .pool(let index):
+            let pool = runtime.pools[index]
+            let hasBody = head.isChunked || (head.contentLength ?? 0) > 0
+            let admissionNeedsBody = exchange.tenant.map { runtime.admission?.needsBody($0) ?? false } ?? false
+            let bodyNeeded = hasBody && (admissionNeedsBody || (pool.batcher != nil && Batcher.kind(of: exchange.path) != nil))
+            if !bodyNeeded, case .key(let key) = RoutingKeys.fromHead(head, sources: pool.configuration.routing.key) {
+                self = .begin(pool, key: key)
+            } else if !bodyNeeded, let length = head.contentLength, length > runtime.limits.maxInspectBytes {
+                // Too large to hold for a key: routed without one (the policy's no-key branch).
+                self = .begin(pool, key: nil)
+            } else {
+                self = .hold(pool: index)
+            }
+        case .needsModel:
+            self = .hold(pool: nil)
+        case .noRoute:
+            self = .noRoute
+        }
+    }
+}
