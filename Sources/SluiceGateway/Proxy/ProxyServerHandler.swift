@@ -43,9 +43,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     var writer = ClientWriter()
     /// Set by a graceful shutdown: finish the current exchange, then close.
     var quiescing = false
-    /// The connection's one timer and the instant it fires (see `armTimer`).
-    private var timer: NIOScheduledCallback?
-    private var timerDeadline = NIODeadline.distantFuture
+    private var timer = DeadlineTimer()
 
     init(runtime: GatewayRuntime, upstreams: EventLoopUpstreams) {
         self.runtime = runtime
@@ -115,11 +113,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             close()
             return
         }
-        switch error {
-        case .headTooLarge: respond(.headersTooLarge(limit: runtime.limits.maxHeaderBytes), closeAfter: true)
-        case .unsupportedTransferEncoding(let value): respond(.unsupportedTransferEncoding(value), closeAfter: true)
-        case .malformed(let reason): respond(.malformed(reason), closeAfter: true)
-        }
+        respond(GatewayError(error, maxHeaderBytes: runtime.limits.maxHeaderBytes), closeAfter: true)
     }
 
     /// Whether a pipelined request is waiting for the current exchange to end.
@@ -153,20 +147,15 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Reads stop while a pipelined request waits, while what waits for admission or a
+    /// connection reaches `pendingLimit`, and while the replica's connection is not writable.
     func read(context: ChannelHandlerContext) {
-        let hold: Bool
-        if holdsPipelinedRequest {
-            hold = true
-        } else if state.isAdmitting {
-            hold = (unparsed?.readableBytes ?? 0) >= Self.pendingLimit
-        } else if let connection = state.connection {
-            hold = !connection.isWritable
-        } else if state.isWaitingForUpstream {
-            hold = (exchange?.pendingBytes ?? 0) >= Self.pendingLimit
+        let waiting = state.isAdmitting ? unparsed?.readableBytes ?? 0 : state.isWaitingForUpstream ? exchange?.pendingBytes ?? 0 : 0
+        if holdsPipelinedRequest || waiting >= Self.pendingLimit || state.connection.map({ !$0.isWritable }) ?? false {
+            pendingRead = true
         } else {
-            hold = false
+            context.read()
         }
-        if hold { pendingRead = true } else { context.read() }
     }
 
     func resumeReading() {
@@ -188,8 +177,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         runtime.tracker.remove(context.channel)
-        timer?.cancel()
-        timer = nil
+        timer.cancel()
         if let exchange {
             self.exchange = nil
             let left = state.abandon()
@@ -213,23 +201,14 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
-    // MARK: Time
-
-    /// Makes sure the connection's one timer fires no later than the state's next deadline.
-    /// It is kept across exchanges and rescheduled only when something is due earlier; a timer
-    /// that fires early re-evaluates and re-arms, so a keep-alive connection schedules about once
-    /// per timeout period, not once per request, and body parts never touch it.
+    /// Makes sure the connection's timer fires by the state's next deadline.
     func armTimer() {
         guard let deadline = state.nextDeadline else { return }
-        if timer != nil, timerDeadline <= deadline { return }
-        timer?.cancel()
-        timerDeadline = deadline
-        timer = try? context.eventLoop.assumeIsolated().scheduleCallback(at: deadline, handler: ConnectionTimer(handler: self))
+        timer.ensure(firesBy: deadline, on: context.eventLoop, ConnectionTimer(handler: self))
     }
 
     fileprivate func timerFired() {
-        timer = nil
-        timerDeadline = .distantFuture
+        timer.fired()
         guard let expiry = state.expired(now: now) else { return armTimer() }
         timedOut(expiry)
     }

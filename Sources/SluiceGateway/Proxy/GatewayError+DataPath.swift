@@ -15,3 +15,14 @@ extension GatewayError {
         }
     }
 }
+
+extension GatewayError {
+    /// The answer for bytes that are not HTTP/1.1.
+    init(_ error: HTTP1ParseError, maxHeaderBytes: Int) {
+        switch error {
+        case .headTooLarge: self = .headersTooLarge(limit: maxHeaderBytes)
+        case .unsupportedTransferEncoding(let value): self = .unsupportedTransferEncoding(value)
+        case .malformed(let reason): self = .malformed(reason)
+        }
+    }
+}
