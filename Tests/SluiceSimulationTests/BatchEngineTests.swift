@@ -1,5 +1,5 @@
 import Testing
-@testable import SluiceCore
+@testable import SluiceSimulation
 
 @Suite struct BatchEngineTests {
     static let profile = EngineProfile(
