@@ -38,9 +38,12 @@ let package = Package(
     targets: [
         // Pure policy: no NIO, no clock, no RNG, no logger. Everything comes in as an argument.
         .target(name: "SluiceCore", swiftSettings: strict),
+        // The simulated replica's engine and the load generator's planning: as pure as SluiceCore
+        // (their tests need exact times and seeded runs), but kept out of the gateway's policy.
+        .target(name: "SluiceSimulation", dependencies: ["SluiceCore"], swiftSettings: strict),
         .target(
             name: "SluiceConfig",
-            dependencies: ["SluiceCore", .product(name: "Yams", package: "Yams")],
+            dependencies: ["SluiceCore", "SluiceSimulation", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
         .target(
@@ -63,7 +66,7 @@ let package = Package(
         .target(
             name: "SluiceReplica",
             dependencies: [
-                "SluiceCore", "SluiceConfig",
+                "SluiceCore", "SluiceSimulation", "SluiceConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -74,7 +77,7 @@ let package = Package(
         .target(
             name: "SluiceLoad",
             dependencies: [
-                "SluiceCore", "SluiceConfig", "SluiceReplica",
+                "SluiceCore", "SluiceSimulation", "SluiceConfig", "SluiceReplica",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -95,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceGateway", "SluiceConfig", "SluiceReplica", "SluiceLoad",
+                "SluiceGateway", "SluiceConfig", "SluiceReplica", "SluiceLoad", "SluiceSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -106,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "sluice-load",
             dependencies: [
-                "SluiceLoad", "SluiceConfig", "SluiceReplica",
+                "SluiceLoad", "SluiceConfig", "SluiceReplica", "SluiceSimulation",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -123,11 +126,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"], swiftSettings: strict),
-        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"], swiftSettings: strict),
+        .testTarget(
+            name: "SluiceSimulationTests", dependencies: ["SluiceSimulation", "SluiceCore"], swiftSettings: strict
+        ),
+        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceSimulation"], swiftSettings: strict),
         .testTarget(
             name: "SluiceGatewayTests",
             dependencies: [
-                "SluiceGateway", "SluiceReplica", "SluiceTesting", "SluiceConfig", "SluiceLoad",
+                "SluiceGateway", "SluiceReplica", "SluiceTesting", "SluiceConfig", "SluiceLoad", "SluiceSimulation",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -137,7 +143,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceReplicaTests",
-            dependencies: ["SluiceReplica", "SluiceTesting"],
+            dependencies: ["SluiceReplica", "SluiceSimulation", "SluiceTesting"],
             swiftSettings: strict
         ),
     ]

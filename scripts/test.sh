@@ -13,9 +13,15 @@ fi
 command -v kubectl >/dev/null || { echo "scripts/test.sh needs kubectl (apt-get install -y kubernetes-client)"; exit 1; }
 export SLUICE_PYTHON="$PWD/$VENV/bin/python"
 
-# SluiceCore stays pure: no NIO, no Foundation, no logging (its policies take clocks and randomness as arguments).
-if grep -rnE '^import (NIO|Foundation|Logging|Dispatch)' Sources/SluiceCore; then
-    echo "SluiceCore must not import I/O, Foundation or logging"; exit 1
+# SluiceCore and SluiceSimulation stay pure: no NIO, no Foundation, no logging, and no clock or
+# random source of their own (their policies and engines take time and randomness as arguments).
+pure="Sources/SluiceCore Sources/SluiceSimulation"
+if grep -rnE '^import (NIO|Foundation|Logging|Dispatch)' $pure; then
+    echo "SluiceCore and SluiceSimulation must not import I/O, Foundation or logging"; exit 1
+fi
+if grep -rnE 'ContinuousClock|SuspendingClock|SystemRandomNumberGenerator|\.now\b' $pure \
+    || grep -rnE '\b(random|randomElement|shuffled|shuffle)\(' $pure | grep -v 'using:'; then
+    echo "SluiceCore and SluiceSimulation must not read a clock or draw from a random source of their own"; exit 1
 fi
 
 swift build --build-tests

@@ -1,4 +1,4 @@
-import SluiceCore
+import SluiceSimulation
 
 /// A `sluice-load` scenario (`loadtest/scenarios/*.yaml`): an arrival plan in phases, a weighted
 /// workload mix, tenants, and the run's limits. Every problem is reported with its key path and

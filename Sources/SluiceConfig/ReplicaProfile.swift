@@ -1,4 +1,4 @@
-import SluiceCore
+import SluiceSimulation
 
 /// A simulated replica's behaviour, read from `configs/replicas/*.yaml`: the engine's cost model
 /// and limits, the batch costs of embeddings and infer, and `time_scale`. Every key is optional;

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import SluiceConfig
 import SluiceCore
+import SluiceSimulation
 
 /// Everything a run needs besides the target.
 public struct LoadRunSettings: Sendable {

@@ -1,7 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import SluiceCore
+import SluiceSimulation
 
 /// One event loop's share of a load run: its own keep-alive connections to the target, its own
 /// recorder. Every method runs on `loop`; nothing is shared with other workers.

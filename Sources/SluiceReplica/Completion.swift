@@ -1,4 +1,4 @@
-import SluiceCore
+import SluiceSimulation
 
 /// One parsed chat or text completion request and the answer the simulator gives it, built
 /// token by token: the same bytes whether tokens come from a fixed clock or from the engine.

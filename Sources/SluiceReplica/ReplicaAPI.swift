@@ -1,5 +1,5 @@
 import Foundation
-import SluiceCore
+import SluiceSimulation
 
 /// What the simulator answers, decided from the request alone (no I/O), so it is easy to test.
 enum ReplicaReply: Sendable {

@@ -1,5 +1,5 @@
 import SluiceConfig
-import SluiceCore
+import SluiceSimulation
 
 /// How a simulated replica behaves.
 ///

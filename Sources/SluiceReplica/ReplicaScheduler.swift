@@ -1,6 +1,6 @@
 import NIOCore
 import SluiceConfig
-import SluiceCore
+import SluiceSimulation
 import Synchronization
 
 /// The replica's device: runs the continuous-batching engine and the one-batch-at-a-time

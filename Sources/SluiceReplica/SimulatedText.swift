@@ -1,4 +1,4 @@
-import SluiceCore
+import SluiceSimulation
 
 /// Deterministic vectors for the simulator's embeddings: they depend only on the text, so runs
 /// are reproducible. (Completion text comes from `SimReply`.)

@@ -4,6 +4,7 @@ import SluiceConfig
 import SluiceCore
 import SluiceLoad
 import SluiceReplica
+import SluiceSimulation
 import NIOPosix
 import NIOConcurrencyHelpers
 

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceCore
+import SluiceSimulation
 
 /// `sluice bench-routing --prompt-keys`: what reading a prompt for routing costs per KB, for
 /// chat bodies whose system prompt is 1 to 220 KB (with a `\n` escape every line, as JSON

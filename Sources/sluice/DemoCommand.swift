@@ -9,6 +9,7 @@ import SluiceCore
 import SluiceGateway
 import SluiceLoad
 import SluiceReplica
+import SluiceSimulation
 import Synchronization
 
 struct DemoCommand: AsyncParsableCommand {

@@ -3,6 +3,7 @@ import SluiceConfig
 import SluiceCore
 import SluiceLoad
 import SluiceReplica
+import SluiceSimulation
 import Testing
 
 /// `sluice-load` end to end: through the gateway to simulated replicas.

@@ -5,6 +5,7 @@ import NIOPosix
 import SluiceConfig
 import SluiceCore
 import SluiceReplica
+import SluiceSimulation
 import SluiceTesting
 import Testing
 @testable import SluiceGateway

@@ -9,6 +9,7 @@ import SluiceConfig
 import SluiceCore
 import SluiceLoad
 import SluiceReplica
+import SluiceSimulation
 import SluiceTesting
 import Testing
 @testable import SluiceGateway

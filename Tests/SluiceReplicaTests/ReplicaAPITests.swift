@@ -1,5 +1,5 @@
 import Foundation
-import SluiceCore
+import SluiceSimulation
 import Testing
 @testable import SluiceReplica
 

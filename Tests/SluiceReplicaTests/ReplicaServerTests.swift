@@ -1,7 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
-import SluiceCore
+import SluiceSimulation
 import SluiceTesting
 import Synchronization
 import Testing

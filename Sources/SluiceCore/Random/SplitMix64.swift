@@ -1,5 +1,7 @@
 /// A small seeded random generator (SplitMix64). Pure logic takes a generator as an argument;
-/// this one makes runs reproducible: the same seed gives the same sequence everywhere.
+/// this one makes runs reproducible: the same seed gives the same sequence everywhere. It lives
+/// here rather than beside the load planning because the policies' own tests and the routing
+/// benchmark seed from it too, and neither should need the simulator.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 

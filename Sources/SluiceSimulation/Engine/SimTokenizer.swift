@@ -1,3 +1,5 @@
+import SluiceCore
+
 /// The simulator's tokenizer: deterministic, documented, and cheap enough to run in the load
 /// generator too, so both sides count the same tokens.
 ///

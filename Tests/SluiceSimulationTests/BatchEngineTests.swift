@@ -1,5 +1,5 @@
 import Testing
-@testable import SluiceCore
+@testable import SluiceSimulation
 
 @Suite struct BatchEngineTests {
     static let profile = EngineProfile(
@@ -197,35 +197,5 @@ import Testing
         engine.cancel(id: 2)
         #expect(engine.isIdle && engine.cache.reserved == 0)
         #expect(engine.step() == nil)
-    }
-}
-
-@Suite struct SerialServerModelTests {
-    @Test func batchesQueueBehindEachOther() {
-        var server = SerialServerModel()
-        #expect(server.admit(cost: .milliseconds(5), at: .zero) == .milliseconds(5))
-        #expect(server.admit(cost: .milliseconds(5), at: .milliseconds(1)) == .milliseconds(10))
-        #expect(server.backlog(at: .milliseconds(2)) == .milliseconds(8))
-        // Idle again: no queueing.
-        #expect(server.admit(cost: .milliseconds(2), at: .milliseconds(20)) == .milliseconds(22))
-    }
-}
-
-@Suite struct IdealPrefixCacheTests {
-    @Test func theCeilingMissesOnlyWhatNoReplicaHasSeen() {
-        var cache = IdealPrefixCache(blockSize: 16)
-        let first = (1...40).map { "w\($0)" }.joined(separator: " ")
-        let answer = SimReply.text(prompt: first, count: 16)
-        cache.serve(prompt: first, answer: answer)
-        #expect(cache.queriedTokens == 40 && cache.hitTokens == 0)
-        // The next turn: the first prompt, its answer (40 + 16 tokens: three full blocks, all
-        // seen) and a new question of 20 tokens (never seen).
-        let second = first + "\n" + answer + "\n" + (1...20).map { "q\($0)" }.joined(separator: " ")
-        cache.serve(prompt: second, answer: SimReply.text(prompt: second, count: 16))
-        #expect(cache.queriedTokens == 116 && cache.hitTokens == 48)
-        // The first prompt again: its two full blocks.
-        cache.serve(prompt: first, answer: answer)
-        #expect(cache.hitTokens == 80)
-        #expect(abs(cache.hitRate - 80.0 / 156.0) < 1e-12)
     }
 }
