@@ -1,7 +1,7 @@
 import Foundation
-import NIOConcurrencyHelpers
 import NIOCore
 import SluiceReplica
+import Synchronization
 
 /// A local stand-in for a Deployment scaled by an autoscaler that follows Sluice's decision:
 /// every `interval` it reads `GET /admin/scale` (desired) and `/readyz` (in rotation now), and
@@ -52,7 +52,7 @@ public final class ReplicaActuator: Sendable {
     let settings: Settings
     let client: AdminClient
     let group: any EventLoopGroup
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
     private let started = ContinuousClock.now
     private let onEvent: @Sendable (Event) -> Void
 
@@ -63,7 +63,7 @@ public final class ReplicaActuator: Sendable {
         self.onEvent = onEvent
     }
 
-    public var events: [Event] { state.withLockedValue { $0.events } }
+    public var events: [Event] { state.withLock { $0.events } }
 
     /// Follows the decision until `shouldStop`, then stops every replica it started.
     public func run(shouldStop: @escaping @Sendable () -> Bool) async {
@@ -78,7 +78,7 @@ public final class ReplicaActuator: Sendable {
                    let ready = await client.request("GET", "/readyz"),
                    let readiness = (try? JSONSerialization.jsonObject(with: Data(ready.body.utf8))) as? [String: Any],
                    let current = ((readiness["pools"] as? [String: Any])?[settings.pool] as? [String: Any])?["available"] as? Int {
-                    let (start, remove) = state.withLockedValue { state -> (Int, Running?) in
+                    let (start, remove) = state.withLock { state -> (Int, Running?) in
                         let missing = desired - current - state.starting
                         if missing > 0 {
                             let room = settings.maxStarted - state.running.count - state.starting
@@ -98,7 +98,7 @@ public final class ReplicaActuator: Sendable {
                 try? await Task.sleep(for: settings.interval)
             }
         }
-        let running = state.withLockedValue { state in
+        let running = state.withLock { state in
             defer { state.running = [] }
             return state.running
         }
@@ -109,7 +109,7 @@ public final class ReplicaActuator: Sendable {
     }
 
     private func startReplica(desired: Int, current: Int) async {
-        let number = state.withLockedValue { state -> Int in
+        let number = state.withLock { state -> Int in
             state.counter += 1
             return state.counter
         }
@@ -118,7 +118,7 @@ public final class ReplicaActuator: Sendable {
         configuration.seed = configuration.seed &+ UInt64(number)
         let server = ReplicaServer(configuration: configuration, group: group)
         guard let bound = try? await server.start() else {
-            state.withLockedValue { $0.starting -= 1 }
+            state.withLock { $0.starting -= 1 }
             return
         }
         let address = "127.0.0.1:\(bound.port!)"
@@ -126,7 +126,7 @@ public final class ReplicaActuator: Sendable {
         // Not in the pool until it would pass its readiness probe.
         try? await Task.sleep(for: settings.startupDelay)
         let added = await client.request("POST", "/admin/pools/\(settings.pool)/replicas", body: "{\"replica\":\"\(address)\"}")
-        state.withLockedValue { state in
+        state.withLock { state in
             state.starting -= 1
             state.running.append(Running(server: server, address: address))
         }
@@ -139,7 +139,7 @@ public final class ReplicaActuator: Sendable {
         try? await Task.sleep(for: settings.drainGrace)
         _ = await client.request("DELETE", "/admin/pools/\(settings.pool)/replicas/\(replica.address)")
         await replica.server.stop()
-        state.withLockedValue { $0.removing = false }
+        state.withLock { $0.removing = false }
         record("stop", replica.address, desired: desired, current: current)
     }
 
@@ -148,7 +148,7 @@ public final class ReplicaActuator: Sendable {
         let event = Event(
             second: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
             action: action, replica: replica, desired: desired, current: current)
-        state.withLockedValue { $0.events.append(event) }
+        state.withLock { $0.events.append(event) }
         onEvent(event)
     }
 }

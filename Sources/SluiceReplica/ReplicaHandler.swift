@@ -1,4 +1,3 @@
-import Foundation
 import NIOCore
 import NIOHTTP1
 import SluiceConfig
@@ -15,7 +14,7 @@ final class ReplicaHandler: ChannelDuplexHandler {
 
     static let echoedHeaders = ["x-forwarded-for", "x-forwarded-proto", "x-request-id", "traceparent", "connection", "keep-alive", "x-custom", "host"]
 
-    private let server: ReplicaServer
+    let server: ReplicaServer
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var echoing = false
@@ -26,7 +25,7 @@ final class ReplicaHandler: ChannelDuplexHandler {
     private var uploaded = 0
     private var pendingRead = false
     /// The engine's id for the completion in progress, to cancel it if the client leaves.
-    private var engineRequest: Int?
+    var engineRequest: Int?
 
     init(server: ReplicaServer) {
         self.server = server
@@ -175,42 +174,6 @@ final class ReplicaHandler: ChannelDuplexHandler {
             || (path.hasPrefix("/v2/models/") && path.hasSuffix("/infer"))
     }
 
-    /// `GET /admin/faults` shows the faults in force; `POST` changes any of them (JSON, snake_case
-    /// keys: `error_rate`, `extra_latency_ms`, `stall`, `close_connections`, `slow_start_s`) and
-    /// `{"exit": true}` ends the process.
-    private func answerFaults(method: HTTPMethod, body: [UInt8], version: HTTPVersion, context: ChannelHandlerContext) {
-        if method == .POST {
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
-                play(.json(status: 400, body: #"{"error":"body must be a JSON object"}"#, delay: .zero), version: version, context: context)
-                return
-            }
-            let known: Set = ["error_rate", "extra_latency_ms", "stall", "close_connections", "slow_start_s", "exit"]
-            if let unknown = object.keys.first(where: { !known.contains($0) }) {
-                play(.json(status: 400, body: "{\"error\":\(quoted("unknown key \(unknown)"))}", delay: .zero), version: version, context: context)
-                return
-            }
-            var faults = server.faults
-            if let value = object["error_rate"] as? Double { faults.errorRate = min(1, max(0, value)) }
-            if let value = object["extra_latency_ms"] as? Double { faults.extraLatency = .milliseconds(max(0, value)) }
-            if let value = object["stall"] as? Bool { faults.stall = value }
-            if let value = object["close_connections"] as? Bool { faults.closeConnections = value }
-            if let value = object["slow_start_s"] as? Double { faults.slowStart = .milliseconds(max(0, value) * 1000) }
-            server.faults = faults
-            if object["exit"] as? Bool == true {
-                let server = self.server
-                context.eventLoop.scheduleTask(in: .milliseconds(50)) { server.onExit() }
-            }
-        } else if method != .GET {
-            play(.json(status: 405, body: #"{"error":"GET or POST"}"#, delay: .zero), version: version, context: context)
-            return
-        }
-        let faults = server.faults
-        let text = "{\"error_rate\":\(faults.errorRate),\"extra_latency_ms\":\(Double(faults.extraLatency.nanoseconds) / 1e6),"
-            + "\"stall\":\(faults.stall),\"close_connections\":\(faults.closeConnections),"
-            + "\"slow_start_s\":\(Double(faults.slowStart.nanoseconds) / 1e9)}"
-        play(.json(status: 200, body: text, delay: .zero), version: version, context: context)
-    }
-
     /// While uploads are paused, an upload's body is not read: the socket fills and the sender
     /// (the gateway) must hold its own client back.
     func read(context: ChannelHandlerContext) {
@@ -262,159 +225,16 @@ final class ReplicaHandler: ChannelDuplexHandler {
         return headers
     }
 
-    func play(_ reply: ReplicaReply, version: HTTPVersion, context: ChannelHandlerContext) {
-        server.running.wrappingAdd(1, ordering: .relaxed)
-        switch reply {
-        case .json(let status, let body, let delay):
-            let buffer = context.channel.allocator.buffer(string: body)
-            var headers = responseHeaders(contentType: "application/json")
-            headers.add(name: "content-length", value: String(buffer.readableBytes))
-            let head = HTTPResponseHead(version: version, status: .init(statusCode: status), headers: headers)
-            after(delay, context: context) {
-                context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-                context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-                context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
-                self.done()
-            }
-        case .text(let status, let contentType, let body):
-            let buffer = context.channel.allocator.buffer(string: body)
-            var headers = responseHeaders(contentType: contentType)
-            headers.add(name: "content-length", value: String(buffer.readableBytes))
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: .init(statusCode: status), headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            done()
-        case .stream(let events, let firstDelay, let interval):
-            var headers = responseHeaders(contentType: "text/event-stream")
-            headers.add(name: "cache-control", value: "no-cache")
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: .ok, headers: headers))), promise: nil)
-            sendEvents(events[...], delay: firstDelay, interval: interval, context: context)
-        case .echo:
-            done()
-        case .batch(let kind, let cost, let then):
-            let bound = NIOLoopBound(HandlerContext(handler: self, context: context), eventLoop: context.eventLoop)
-            server.scheduler.runBatch(kind, cost: cost).whenComplete { _ in
-                bound.eventLoop.execute {
-                    let (handler, context) = (bound.value.handler, bound.value.context)
-                    handler.server.running.wrappingSubtract(1, ordering: .relaxed)
-                    handler.play(then, version: version, context: context)
-                }
-            }
-        case .generate(let completion):
-            generate(completion, version: version, context: context)
-        }
-    }
-
-    /// Streams (or collects) tokens as the engine produces them.
-    private func generate(_ completion: Completion, version: HTTPVersion, context: ChannelHandlerContext) {
-        if completion.stream {
-            var headers = responseHeaders(contentType: "text/event-stream")
-            headers.add(name: "cache-control", value: "no-cache")
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: .ok, headers: headers))), promise: nil)
-        }
-        let bound = NIOLoopBound(HandlerContext(handler: self, context: context), eventLoop: context.eventLoop)
-        let sink = ReplicaScheduler.TokenSink(
-            token: { index in
-                guard completion.stream else { return }
-                bound.eventLoop.execute {
-                    let (handler, context) = (bound.value.handler, bound.value.context)
-                    guard handler.active else { return }
-                    let buffer = context.channel.allocator.buffer(string: completion.event(index))
-                    context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-                }
-            },
-            finished: {
-                bound.eventLoop.execute {
-                    let (handler, context) = (bound.value.handler, bound.value.context)
-                    handler.engineRequest = nil
-                    guard handler.active else { return }
-                    if completion.stream {
-                        context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
-                    } else {
-                        let buffer = context.channel.allocator.buffer(string: completion.json)
-                        var headers = handler.responseHeaders(contentType: "application/json")
-                        headers.add(name: "content-length", value: String(buffer.readableBytes))
-                        context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: .ok, headers: headers))), promise: nil)
-                        context.write(handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-                        context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
-                    }
-                    handler.done()
-                }
-            })
-        let scheduler = server.scheduler
-        let request = completion.engineRequest(id: 0, blockSize: server.configuration.engine?.blockSize ?? 16)
-        scheduler.submit(request, sink: sink).whenSuccess { id in
-            bound.eventLoop.execute {
-                let (handler, context) = (bound.value.handler, bound.value.context)
-                guard let id else {
-                    // Prompt plus max_tokens exceed the whole KV cache: it could never run.
-                    guard handler.active else { return }
-                    let body = context.channel.allocator.buffer(string: #"{"error":{"message":"prompt plus max_tokens exceed the model's KV cache","type":"invalid_request_error","code":"context_length_exceeded"}}"#)
-                    if completion.stream {
-                        // The SSE head went out already: end the stream with an error event.
-                        var event = context.channel.allocator.buffer(string: "data: ")
-                        event.writeImmutableBuffer(body)
-                        event.writeString("\n\n")
-                        context.write(handler.wrapOutboundOut(.body(.byteBuffer(event))), promise: nil)
-                        context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
-                    } else {
-                        var headers = handler.responseHeaders(contentType: "application/json")
-                        headers.add(name: "content-length", value: String(body.readableBytes))
-                        context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: .badRequest, headers: headers))), promise: nil)
-                        context.write(handler.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-                        context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
-                    }
-                    handler.done()
-                    return
-                }
-                if handler.active {
-                    handler.engineRequest = id
-                } else {
-                    // The client left before the engine took the request.
-                    scheduler.cancel(id)
-                    handler.done()
-                }
-            }
-        }
-    }
-
-    private func sendEvents(_ events: ArraySlice<String>, delay: Duration, interval: Duration, context: ChannelHandlerContext) {
-        after(delay, context: context) {
-            guard let event = events.first else {
-                context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
-                self.done()
-                return
-            }
-            let buffer = context.channel.allocator.buffer(string: "data: \(event)\n\n")
-            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-            self.sendEvents(events.dropFirst(), delay: interval, interval: interval, context: context)
-        }
-    }
-
-    /// Runs `body` after `delay` unless the connection has closed by then.
-    private func after(_ delay: Duration, context: ChannelHandlerContext, _ body: @escaping () -> Void) {
-        let run = { [self] in
-            guard active else {
-                done()
-                return
-            }
-            body()
-        }
-        if delay <= .zero {
-            run()
-        } else {
-            context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(delay.nanoseconds), run)
-        }
-    }
-
     func done() {
         server.running.wrappingSubtract(1, ordering: .relaxed)
         server.served.wrappingAdd(1, ordering: .relaxed)
     }
 }
 
-/// A handler and its context, carried across event-loop hops inside an `NIOLoopBound`.
-private struct HandlerContext {
-    let handler: ReplicaHandler
-    let context: ChannelHandlerContext
+extension ReplicaHandler {
+    /// A handler and its context, carried across event-loop hops inside an `NIOLoopBound`.
+    struct HandlerContext {
+        let handler: ReplicaHandler
+        let context: ChannelHandlerContext
+    }
 }

@@ -6,7 +6,7 @@ import SluiceLoad
 import SluiceReplica
 import SluiceSimulation
 import NIOPosix
-import NIOConcurrencyHelpers
+import Synchronization
 
 @main
 struct LoadCommand: AsyncParsableCommand {
@@ -194,9 +194,9 @@ struct RunCommand: AsyncParsableCommand {
 
 /// Set once, when the load ends; read by the actuator.
 final class LoadStop: Sendable {
-    private let flag = NIOLockedValueBox(false)
-    var isSet: Bool { flag.withLockedValue { $0 } }
-    func set() { flag.withLockedValue { $0 = true } }
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
 }
 
 func loadReplicaProfile(_ path: String) throws -> ReplicaProfile {

@@ -4,7 +4,7 @@ import NIOCore
 import NIOPosix
 import SluiceConfig
 import SluiceCore
-@_spi(Benchmark) import SluiceGateway
+import SluiceGateway
 import Synchronization
 
 /// `sluice bench-limits`: what one local rate-limit decision costs (GCRA), alone and as the

@@ -1,8 +1,8 @@
 import ArgumentParser
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SluiceGateway
+import Synchronization
 
 /// `sluice relay`: a plain TCP relay on SwiftNIO (each client connection glued to its own
 /// backend connection, bytes forwarded as they come, no HTTP). It is not a gateway feature: it is
@@ -36,17 +36,14 @@ struct RelayCommand: AsyncParsableCommand {
         let parts = listen.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--listen takes host:port") }
         let (group, _) = WorkerAffinity.makeGroup(workers: workers, pinned: pinWorkers)
-        let next = NIOLockedValueBox(0)
+        let next = Atomic<Int>(0)
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { client in
-                let backend = next.withLockedValue { index -> SocketAddress in
-                    index += 1
-                    return backends[index % backends.count]
-                }
+                let backend = backends[next.wrappingAdd(1, ordering: .relaxed).newValue % backends.count]
                 return ClientBootstrap(group: client.eventLoop)
                     .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .connect(to: backend)

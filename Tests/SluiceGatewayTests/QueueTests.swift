@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import NIOCore
 import SluiceConfig
 import SluiceCore
@@ -45,12 +44,12 @@ import Testing
 
     @Test func requestsWaitForASlotAndAreAllServedWithinTheCap() async throws {
         try await Self.run { h, gate in
-            let peak = NIOLockedValueBox(0)
-            let done = NIOLockedValueBox(false)
+            let peak = Locked(0)
+            let done = Locked(false)
             let watcher = Task {
-                while !done.withLockedValue({ $0 }) {
+                while !done.value {
                     let now = h.inFlight()
-                    peak.withLockedValue { $0 = Swift.max($0, now) }
+                    peak.withLock { $0 = Swift.max($0, now) }
                     try? await Task.sleep(for: .milliseconds(2))
                 }
             }
@@ -62,10 +61,10 @@ import Testing
                 try await Self.waitUntil("three requests wait") { gate.waiting == 3 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
-            done.withLockedValue { $0 = true }
+            done.withLock { $0 = true }
             await watcher.value
             #expect(statuses == [200, 200, 200, 200])
-            #expect(peak.withLockedValue { $0 } == 1)
+            #expect(peak.value == 1)
             #expect(h.inFlight() == 0 && gate.waiting == 0)
             let metrics = try await h.adminRequest("/metrics").text
             #expect(metrics.contains(#"sluice_queue_requests_total{pool="chat",outcome="dispatched"} 3"#))
@@ -136,7 +135,7 @@ import Testing
                 AdmissionTests.tenant("flood", keysFile: flood), AdmissionTests.tenant("low", keysFile: low), important,
             ]
         }) { h, gate in
-            let order = NIOLockedValueBox<[String]>([])
+            let order = Locked<[String]>([])
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // Long enough (about 3 s) that the five waiters queue behind it on a busy machine.
                 group.addTask { _ = try await Self.chat(h, tokens: 150, key: "sk-flood") }
@@ -148,13 +147,13 @@ import Testing
                     group.addTask {
                         let response = try await Self.chat(h, tokens: 1, key: arrivals[name])
                         #expect(response.status == 200)
-                        order.withLockedValue { $0.append(name) }
+                        order.withLock { $0.append(name) }
                     }
                     try await Self.waitUntil("\(name) waits") { gate.waiting == waiting + 1 }
                 }
                 try await group.waitForAll()
             }
-            #expect(order.withLockedValue { $0 } == ["important", "flood-1", "low", "flood-2", "flood-3"])
+            #expect(order.value == ["important", "flood-1", "low", "flood-2", "flood-3"])
         }
     }
 }

@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -11,6 +10,7 @@ import SluiceLoad
 import SluiceReplica
 import SluiceSimulation
 import SluiceTesting
+import Synchronization
 import Testing
 @testable import SluiceGateway
 
@@ -22,10 +22,10 @@ import Testing
 @Suite(.serialized) struct ScaleSignalTests {
     /// Requests sent back to back by `loops` concurrent clients, until stopped.
     final class Load: Sendable {
-        private let running = NIOLockedValueBox(true)
+        private let running = Atomic<Bool>(true)
         /// Between a client's requests (0: back to back).
-        private let pause = NIOLockedValueBox(Duration.zero)
-        private let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
+        private let pause = Mutex(Duration.zero)
+        private let tasks = Mutex<[Task<Void, Never>]>([])
 
         init(_ h: GatewayHarness, loops: Int) {
             add(h, loops: loops)
@@ -34,20 +34,20 @@ import Testing
         func add(_ h: GatewayHarness, loops: Int) {
             let started = (0..<loops).map { _ in
                 Task {
-                    while self.running.withLockedValue({ $0 }), !Task.isCancelled {
+                    while self.running.load(ordering: .relaxed), !Task.isCancelled {
                         _ = try? await h.request("/v1/chat/completions", body: chatBody(stream: true, maxTokens: 1))
-                        let pause = self.pause.withLockedValue { $0 }
+                        let pause = self.pause.withLock { $0 }
                         if pause > .zero { try? await Task.sleep(for: pause) }
                     }
                 }
             }
-            tasks.withLockedValue { $0 += started }
+            tasks.withLock { $0 += started }
         }
 
         /// Stops all but `keep` clients, which then pause `pause` between requests.
         func reduce(to keep: Int, pause: Duration = .zero) async {
-            self.pause.withLockedValue { $0 = pause }
-            let stopping = tasks.withLockedValue { tasks -> [Task<Void, Never>] in
+            self.pause.withLock { $0 = pause }
+            let stopping = tasks.withLock { tasks -> [Task<Void, Never>] in
                 let stopping = Array(tasks.dropFirst(keep))
                 tasks = Array(tasks.prefix(keep))
                 return stopping
@@ -57,8 +57,8 @@ import Testing
         }
 
         func stop() async {
-            running.withLockedValue { $0 = false }
-            for task in tasks.withLockedValue({ $0 }) { await task.value }
+            running.store(false, ordering: .relaxed)
+            for task in tasks.withLock({ $0 }) { await task.value }
         }
     }
 
@@ -188,8 +188,8 @@ extension ScaleSignalTests {
             actuatorSettings.interval = .milliseconds(200)
             let client = try #require(AdminClient(url: "http://127.0.0.1:\(h.admin.port!)"))
             let actuator = ReplicaActuator(actuatorSettings, client: client, group: h.group)
-            let stop = NIOLockedValueBox(false)
-            let acting = Task { await actuator.run(shouldStop: { stop.withLockedValue { $0 } }) }
+            let stop = Locked(false)
+            let acting = Task { await actuator.run(shouldStop: { stop.value }) }
 
             // 8 requests/s for 3 s, then 60/s (over twice one replica's capacity) for 8 s.
             var chat = Workload.Chat()
@@ -206,7 +206,7 @@ extension ScaleSignalTests {
             settings.adminURL = "http://127.0.0.1:\(h.admin.port!)"
             settings.timeout = .seconds(20)
             let report = try await LoadRunner.run(settings, target: "http://127.0.0.1:\(h.data.port!)")
-            stop.withLockedValue { $0 = true }
+            stop.withLock { $0 = true }
             await acting.value
 
             let events = actuator.events
@@ -325,18 +325,18 @@ extension ScaleSignalTests {
 /// A tiny HTTP server that answers 200 and keeps each request body.
 final class WebhookSink: Sendable {
     private let channel: any Channel
-    private let received: NIOLockedValueBox<[String]>
+    private let received: Locked<[String]>
     var port: Int { channel.localAddress!.port! }
-    var bodies: [String] { received.withLockedValue { $0 } }
+    var bodies: [String] { received.value }
 
-    private init(channel: any Channel, received: NIOLockedValueBox<[String]>) {
+    private init(channel: any Channel, received: Locked<[String]>) {
         self.channel = channel
         self.received = received
     }
 
     /// Listens on 127.0.0.1, port 0; with `tls`, speaks https only.
     static func start(tls: NIOSSLContext? = nil) async throws -> WebhookSink {
-        let box = NIOLockedValueBox<[String]>([])
+        let box = Locked<[String]>([])
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -356,10 +356,10 @@ final class WebhookSink: Sendable {
     private final class Collector: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
-        let box: NIOLockedValueBox<[String]>
+        let box: Locked<[String]>
         var body = ""
 
-        init(box: NIOLockedValueBox<[String]>) {
+        init(box: Locked<[String]>) {
             self.box = box
         }
 
@@ -370,7 +370,7 @@ final class WebhookSink: Sendable {
             case .body(let buffer):
                 body += String(buffer: buffer)
             case .end:
-                box.withLockedValue { $0.append(body) }
+                box.withLock { $0.append(body) }
                 var headers = HTTPHeaders()
                 headers.add(name: "content-length", value: "0")
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)

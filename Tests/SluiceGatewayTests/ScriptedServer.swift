@@ -1,7 +1,7 @@
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SluiceTesting
 
 /// An HTTP/1.1 server on 127.0.0.1 whose every answer the test scripts (a status, a chunked
 /// answer, a connection closed without an answer, silence, or a head and then silence),
@@ -31,30 +31,30 @@ final class ScriptedServer: Sendable {
     typealias Script = @Sendable (_ request: Request, _ index: Int) -> Answer
 
     private let channel: any Channel
-    private let state: NIOLockedValueBox<State>
+    private let state: Locked<State>
 
-    private struct State {
+    private struct State: Sendable {
         var requests: [Request] = []
         var connections: [any Channel] = []
     }
 
     var port: Int { channel.localAddress!.port! }
-    var requests: [Request] { state.withLockedValue { $0.requests } }
+    var requests: [Request] { state.withLock { $0.requests } }
     /// Connections accepted so far.
-    var connectionCount: Int { state.withLockedValue { $0.connections.count } }
+    var connectionCount: Int { state.withLock { $0.connections.count } }
 
-    private init(channel: any Channel, state: NIOLockedValueBox<State>) {
+    private init(channel: any Channel, state: Locked<State>) {
         self.channel = channel
         self.state = state
     }
 
     /// Listens on `port` (0: any free one).
     static func start(port: Int = 0, _ script: @escaping Script) async throws -> ScriptedServer {
-        let state = NIOLockedValueBox(State())
+        let state = Locked(State())
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                state.withLockedValue { $0.connections.append(channel) }
+                state.withLock { $0.connections.append(channel) }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(Handler(state: state, script: script))
@@ -67,7 +67,7 @@ final class ScriptedServer: Sendable {
     /// Stops listening and closes every connection still open.
     func stop() async throws {
         try await channel.close()
-        for connection in state.withLockedValue({ $0.connections }) {
+        for connection in state.withLock({ $0.connections }) {
             try? await connection.close()
         }
     }
@@ -75,12 +75,12 @@ final class ScriptedServer: Sendable {
     private final class Handler: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
-        let state: NIOLockedValueBox<State>
+        let state: Locked<State>
         let script: Script
         var head: HTTPRequestHead?
         var body = ""
 
-        init(state: NIOLockedValueBox<State>, script: @escaping Script) {
+        init(state: Locked<State>, script: @escaping Script) {
             self.state = state
             self.script = script
         }
@@ -95,7 +95,7 @@ final class ScriptedServer: Sendable {
             case .end:
                 guard let head else { return }
                 let request = Request(uri: head.uri, headers: head.headers, body: body, at: .now)
-                let index = state.withLockedValue { state -> Int in
+                let index = state.withLock { state -> Int in
                     state.requests.append(request)
                     return state.requests.count - 1
                 }

@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceConfig
 import SluiceCore
+import Synchronization
 
 /// Limits decided once the request body is read: a tenant's `tokens_per_minute`, and limits
 /// for one model (`tenants[].models`). The request rate and concurrency were decided on the
@@ -108,7 +109,7 @@ extension Admission {
         let tenant = tenants[index]
         let applying = bodyLimits(index, model: model)
         guard !applying.isEmpty else { return .admitted(windows: [], store: .none) }
-        let decisions = tenant.state.withLockedValue { state -> [GCRA.Decision] in
+        let decisions = tenant.state.withLock { state -> [GCRA.Decision] in
             var trial = fallback ? state.bodyFallback : state.body
             let decisions = applying.map { limit in trial[limit].admit(cost: tenant.bodyLimits[limit].cost(tokens: tokens), now: now) }
             if decisions.allSatisfy(\.allowed) {
@@ -217,7 +218,7 @@ extension Admission {
         guard difference != 0 else { return 0 }
         let tenant = tenants[charge.tenant]
         let applying = bodyLimits(charge.tenant, model: charge.model).filter { tenant.bodyLimits[$0].countsTokens }
-        tenant.state.withLockedValue { state in
+        tenant.state.withLock { state in
             for limit in applying {
                 if charge.store == .fallback {
                     state.bodyFallback[limit].adjust(by: difference, now: now)

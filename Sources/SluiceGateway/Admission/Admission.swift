@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 import NIOCore
 import Prometheus
 import SluiceConfig
@@ -11,10 +10,11 @@ import Synchronization
 /// in. A refusal is decided from the request head alone, before any pool, replica or body is
 /// touched, so it costs far less than a forwarded request.
 final class Admission: Sendable {
-    struct Tenant: Sendable {
+    /// A class, not a struct: its `state` is a `Mutex`, which every copy of a tenant must share.
+    final class Tenant: Sendable {
         let name: String
         let limits: TenantLimits
-        let state: NIOLockedValueBox<State>
+        let state: Mutex<State>
         /// The refusals' JSON bodies, rendered once (a refusal must be cheap; the timing is in
         /// the header fields).
         let rateRefusal: Refusal
@@ -23,6 +23,19 @@ final class Admission: Sendable {
         let bodyLimits: [BodyLimit]
         /// `sluice_admission_decisions_total{tenant, decision}`, by `Decision`.
         let decisions: [Counter]
+
+        init(
+            name: String, limits: TenantLimits, state: State, rateRefusal: Refusal, concurrencyRefusal: Refusal,
+            bodyLimits: [BodyLimit], decisions: [Counter]
+        ) {
+            self.name = name
+            self.limits = limits
+            self.state = Mutex(state)
+            self.rateRefusal = rateRefusal
+            self.concurrencyRefusal = concurrencyRefusal
+            self.bodyLimits = bodyLimits
+            self.decisions = decisions
+        }
     }
 
     /// What admission did with a request, as counted in metrics.
@@ -180,7 +193,7 @@ final class Admission: Sendable {
         state.body = bodyLimits.map { GCRA(perMinute: $0.perMinute, burst: $0.burst) }
         state.bodyFallback = bodyLimits.map { GCRA(perMinute: max(1, $0.perMinute / instances), burst: max(1, $0.burst / instances)) }
         return Tenant(
-            name: name, limits: limits, state: NIOLockedValueBox(state),
+            name: name, limits: limits, state: state,
             rateRefusal: Refusal(.rateLimited(
                 "Tenant \(name) is over its \(rate) requests per minute. Retry after the time in the Retry-After header (x-ratelimit-reset-requests says when the limit is full again).")),
             concurrencyRefusal: Refusal(.rateLimited(
@@ -226,7 +239,7 @@ final class Admission: Sendable {
     func admit(tenant index: Int, now: UInt64) -> Outcome {
         let tenant = tenants[index]
         let limits = tenant.limits
-        let (outcome, decision) = tenant.state.withLockedValue { state -> (Outcome, Decision) in
+        let (outcome, decision) = tenant.state.withLock { state -> (Outcome, Decision) in
             var windows: [RateLimitHeaders.Window] = []
             var refusal: (Refusal, UInt64, Decision)?
             if let limit = limits.maxConcurrent, state.inFlight >= limit {
@@ -279,7 +292,7 @@ final class Admission: Sendable {
         }
         // One lock: the concurrency slot is taken now (the answer comes later; a refusal gives
         // it back), and a remembered refusal is read.
-        let local: Local = tenant.state.withLockedValue { state in
+        let local: Local = tenant.state.withLock { state in
             if let limit = tenant.limits.maxConcurrent, state.inFlight >= limit {
                 guard shadow else { return .overConcurrency }
                 state.inFlight += 1
@@ -310,7 +323,7 @@ final class Admission: Sendable {
         }
         return limiter.decide(key: "tenant:\(tenant.name):requests", perMinute: rate, burst: burst).map { decision -> Outcome in
             if !decision.allowed {
-                tenant.state.withLockedValue { state in
+                tenant.state.withLock { state in
                     state.refusedUntil = now &+ decision.retryAfter
                     state.refusedReset = now &+ decision.resetAfter
                 }
@@ -334,7 +347,7 @@ final class Admission: Sendable {
             release(tenant: index)
             return .refused(Self.backendDown, fields: [("retry-after", "1")])
         case .local:
-            let decision = tenant.state.withLockedValue { state -> GCRA.Decision in
+            let decision = tenant.state.withLock { state -> GCRA.Decision in
                 var fallback = state.fallback!
                 let decision = fallback.admit(now: now)
                 if decision.allowed { state.fallback = fallback }
@@ -362,6 +375,6 @@ final class Admission: Sendable {
         type: "server_error", code: "rate_limit_backend_unavailable"))
 
     func release(tenant index: Int) {
-        tenants[index].state.withLockedValue { $0.inFlight = max(0, $0.inFlight - 1) }
+        tenants[index].state.withLock { $0.inFlight = max(0, $0.inFlight - 1) }
     }
 }

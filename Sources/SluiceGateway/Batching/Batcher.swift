@@ -1,8 +1,8 @@
-import NIOConcurrencyHelpers
 import NIOCore
 import Prometheus
 import SluiceConfig
 import SluiceCore
+import Synchronization
 
 /// A pool's gateway batching (`pools[].batching`): requests that can join (same route, same
 /// join key: see `EmbeddingsBatch` and `InferBatch`) wait together until `BatchController`
@@ -63,7 +63,7 @@ final class Batcher: Sendable {
 
     let configuration: BatchingConfiguration
     private let client: BackgroundHTTPClient
-    private let state: NIOLockedValueBox<State>
+    private let state: Mutex<State>
     private let batches: [Counter]
     private let members: Counter
     private let wait: LatencyHistogram
@@ -71,7 +71,7 @@ final class Batcher: Sendable {
     init(_ configuration: BatchingConfiguration, pool: String, client: BackgroundHTTPClient, metrics: GatewayMetrics) {
         self.configuration = configuration
         self.client = client
-        state = NIOLockedValueBox(State(controller: BatchController(policy: configuration.policy)))
+        state = Mutex(State(controller: BatchController(policy: configuration.policy)))
         batches = BatchController.Trigger.allCases.map { trigger in
             metrics.registry.makeCounter(
                 descriptor: .sluice("sluice_batches_total", "Batches sent upstream, by what sent them (full, waited, idle_replica)."),
@@ -84,10 +84,10 @@ final class Batcher: Sendable {
     }
 
     /// The current size cap (a gauge at scrape time).
-    var cap: Int { state.withLockedValue { $0.controller.cap } }
+    var cap: Int { state.withLock { $0.controller.cap } }
 
     /// Members waiting for their batch to go (a gauge at scrape time).
-    var waiting: Int { state.withLockedValue { $0.groups.values.reduce(0) { $0 + $1.waiting.count } } }
+    var waiting: Int { state.withLock { $0.groups.values.reduce(0) { $0 + $1.waiting.count } } }
 
     /// The batchable route of `path`, if any.
     static func kind(of path: String) -> Kind? {
@@ -105,7 +105,7 @@ final class Batcher: Sendable {
     func join(_ item: Item, path: String, pool: PoolRuntime, loop: any EventLoop, deliver: @escaping @Sendable (Outcome) -> Void) -> (ticket: UInt64, key: [UInt8]) {
         let key = Array(path.utf8) + [0] + item.joinKey
         let now = NIODeadline.now().uptimeNanoseconds
-        let (ticket, trigger) = state.withLockedValue { state -> (UInt64, BatchController.Trigger?) in
+        let (ticket, trigger) = state.withLock { state -> (UInt64, BatchController.Trigger?) in
             let ticket = state.nextTicket
             state.nextTicket += 1
             var group = state.groups[key] ?? Group(path: path)
@@ -127,7 +127,7 @@ final class Batcher: Sendable {
     /// Takes a waiting member out (its client left); false when its batch already went.
     @discardableResult
     func leave(ticket: UInt64, key: [UInt8]) -> Bool {
-        state.withLockedValue { state in
+        state.withLock { state in
             guard var group = state.groups[key], let index = group.waiting.firstIndex(where: { $0.ticket == ticket }) else { return false }
             group.waiting.remove(at: index)
             if group.waiting.isEmpty {
@@ -141,7 +141,7 @@ final class Batcher: Sendable {
     }
 
     private func timerFired(_ key: [UInt8], pool: PoolRuntime, loop: any EventLoop) {
-        let due = state.withLockedValue { state -> Bool in
+        let due = state.withLock { state -> Bool in
             guard var group = state.groups[key] else { return false }
             group.timer = nil
             state.groups[key] = group
@@ -157,7 +157,7 @@ final class Batcher: Sendable {
     /// Sends up to the cap of the group's oldest members as one request.
     private func dispatch(_ key: [UInt8], trigger: BatchController.Trigger, pool: PoolRuntime, loop: any EventLoop) {
         let now = NIODeadline.now().uptimeNanoseconds
-        let taken = state.withLockedValue { state -> (path: String, members: [Waiting])? in
+        let taken = state.withLock { state -> (path: String, members: [Waiting])? in
             guard var group = state.groups[key], !group.waiting.isEmpty else { return nil }
             let count = min(group.waiting.count, state.controller.cap)
             let members = Array(group.waiting.prefix(count))
@@ -210,7 +210,7 @@ final class Batcher: Sendable {
         BatchUpstream.post(body, path: path, to: replica.id, client: client, on: loop, timeout: timeout).whenComplete { result in
             pool.release(replica)
             let latency = UInt64((NIODeadline.now() - started).nanoseconds)
-            self.state.withLockedValue { $0.controller.record(size: taken.count, latency: latency) }
+            self.state.withLock { $0.controller.record(size: taken.count, latency: latency) }
             switch result {
             case .success(let answer) where answer.status == 200:
                 let parts = (try? JSONValue.parse(Array(answer.body.readableBytesView))).flatMap(split)

@@ -1,5 +1,4 @@
-import Atomics
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// A Prometheus histogram whose `record` is three relaxed atomic adds and no lock (the
 /// swift-prometheus histogram takes a lock per sample, twice per proxied request here).
@@ -9,7 +8,7 @@ final class LatencyHistogramFamily: Sendable {
     let help: String
     /// Upper bounds in nanoseconds.
     let bounds: [Int64]
-    private let series = NIOLockedValueBox<[LatencyHistogram]>([])
+    private let series = Mutex<[LatencyHistogram]>([])
 
     init(name: String, help: String, bounds: [Duration]) {
         self.name = name
@@ -19,12 +18,12 @@ final class LatencyHistogramFamily: Sendable {
 
     func makeSeries(labels: [(String, String)]) -> LatencyHistogram {
         let histogram = LatencyHistogram(family: self, labels: labels)
-        series.withLockedValue { $0.append(histogram) }
+        series.withLock { $0.append(histogram) }
         return histogram
     }
 
     func render(into text: inout String) {
-        let all = series.withLockedValue { $0 }
+        let all = series.withLock { $0 }
         guard !all.isEmpty else { return }
         text += "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
         for histogram in all { histogram.render(into: &text) }
@@ -35,21 +34,21 @@ final class LatencyHistogram: Sendable {
     let family: LatencyHistogramFamily
     private let labelText: String
     /// One per bound plus +Inf; not cumulative (made cumulative when rendered).
-    private let buckets: [ManagedAtomic<Int>]
-    private let sumNanos = ManagedAtomic<Int>(0)
+    private let buckets: AtomicArray<Int>
+    private let sumNanos = Atomic<Int>(0)
 
     init(family: LatencyHistogramFamily, labels: [(String, String)]) {
         self.family = family
         self.labelText = labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",")
-        self.buckets = (0...family.bounds.count).map { _ in ManagedAtomic(0) }
+        self.buckets = AtomicArray(repeating: 0, count: family.bounds.count + 1)
     }
 
     func record(nanoseconds: Int64) {
         let bounds = family.bounds
         var index = 0
         while index < bounds.count, nanoseconds > bounds[index] { index += 1 }
-        buckets[index].wrappingIncrement(ordering: .relaxed)
-        sumNanos.wrappingIncrement(by: Int(nanoseconds), ordering: .relaxed)
+        buckets[index].wrappingAdd(1, ordering: .relaxed)
+        sumNanos.wrappingAdd(Int(nanoseconds), ordering: .relaxed)
     }
 
     func render(into text: inout String) {

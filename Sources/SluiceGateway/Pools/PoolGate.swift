@@ -1,5 +1,3 @@
-import Atomics
-import NIOConcurrencyHelpers
 import NIOCore
 import Prometheus
 import SluiceConfig
@@ -58,23 +56,23 @@ final class PoolGate: Sendable {
 
     let limit: Int
     let timeout: TimeAmount
-    private let queue: NIOLockedValueBox<FairQueue<Waiter>>
-    private let waitingCount = Synchronization.Atomic<Int>(0)
+    private let queue: Mutex<FairQueue<Waiter>>
+    private let waitingCount = Atomic<Int>(0)
     private let outcomes: [Counter]
     /// The same counts, readable (Prometheus counters are write-only): for `/readyz`.
-    private let totals: [ManagedAtomic<Int>]
+    private let totals: AtomicArray<Int>
     private let wait: LatencyHistogram
 
     init(limit: Int, queue configuration: QueueConfiguration, pool: String, metrics: GatewayMetrics) {
         self.limit = limit
         self.timeout = .nanoseconds(configuration.timeout.nanoseconds)
-        self.queue = NIOLockedValueBox(FairQueue(capacity: configuration.max))
+        self.queue = Mutex(FairQueue(capacity: configuration.max))
         self.outcomes = Outcome.allCases.map { outcome in
             metrics.registry.makeCounter(
                 descriptor: .sluice("sluice_queue_requests_total", "Requests that had to wait for a replica slot, by what became of them."),
                 labels: [("pool", pool), ("outcome", outcome.rawValue)])
         }
-        self.totals = Outcome.allCases.map { _ in ManagedAtomic<Int>(0) }
+        self.totals = AtomicArray(repeating: 0, count: Outcome.allCases.count)
         self.wait = metrics.queueWait.makeSeries(labels: [("pool", pool)])
     }
 
@@ -91,7 +89,7 @@ final class PoolGate: Sendable {
         }
         let waiter = Waiter(preferred: preferred, enqueuedAt: now, deliver: deliver)
         let deadline = now &+ UInt64(max(0, timeout.nanoseconds))
-        let ticket = queue.withLockedValue { queue -> FairQueue<Waiter>.Ticket? in
+        let ticket = queue.withLock { queue -> FairQueue<Waiter>.Ticket? in
             let ticket = queue.enqueue(waiter, tenant: tenant, priority: priority, deadline: deadline)
             waitingCount.store(queue.count, ordering: .relaxed)
             return ticket
@@ -101,7 +99,7 @@ final class PoolGate: Sendable {
             return .full
         }
         // A slot freed between the first look and the enqueue must not be missed.
-        Synchronization.atomicMemoryFence(ordering: Synchronization.AtomicUpdateOrdering.sequentiallyConsistent)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
         dispatch(snapshot)
         return .queued(ticket)
     }
@@ -109,7 +107,7 @@ final class PoolGate: Sendable {
     /// Gives `replica`'s slot back (a request on it ended) and hands free slots to waiters.
     func release(_ replica: Replica, snapshot: PoolSnapshot) {
         replica.requestFinished()
-        Synchronization.atomicMemoryFence(ordering: Synchronization.AtomicUpdateOrdering.sequentiallyConsistent)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
         if waitingCount.load(ordering: .relaxed) > 0 { dispatch(snapshot) }
     }
 
@@ -117,7 +115,7 @@ final class PoolGate: Sendable {
     /// longer queued (a slot is already on its way to it, and must be released on arrival).
     @discardableResult
     func leave(_ ticket: FairQueue<Waiter>.Ticket, timedOut: Bool = false) -> Bool {
-        let removed = queue.withLockedValue { queue -> Bool in
+        let removed = queue.withLock { queue -> Bool in
             let removed = queue.remove(ticket) != nil
             waitingCount.store(queue.count, ordering: .relaxed)
             return removed
@@ -131,7 +129,7 @@ final class PoolGate: Sendable {
     func dispatch(_ snapshot: PoolSnapshot) {
         let now = NIODeadline.now().uptimeNanoseconds
         var handed: [(Waiter, Replica)] = []
-        queue.withLockedValue { queue in
+        queue.withLock { queue in
             while !queue.isEmpty {
                 // Any slot at all? (Checked before dequeuing, so a waiter is only taken out
                 // with a slot in hand.)
@@ -184,7 +182,7 @@ final class PoolGate: Sendable {
     }
 
     private func count(_ outcome: Outcome) {
-        totals[Outcome.allCases.firstIndex(of: outcome)!].wrappingIncrement(ordering: .relaxed)
+        totals[Outcome.allCases.firstIndex(of: outcome)!].wrappingAdd(1, ordering: .relaxed)
         outcomes[Outcome.allCases.firstIndex(of: outcome)!].increment()
     }
 }

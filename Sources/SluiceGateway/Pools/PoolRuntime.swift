@@ -1,13 +1,10 @@
-import Atomics
-import NIOConcurrencyHelpers
 import NIOCore
 import SluiceConfig
 import SluiceCore
+import Synchronization
 
-extension PoolSnapshot: AtomicReference {}
-
-/// One configured pool at run time: its policy, its current membership (an immutable snapshot
-/// behind one atomic reference, so picks take no lock) and its metrics.
+/// One configured pool at run time: its policy, its current membership (an immutable snapshot,
+/// copied out under a lock held for one retain and then read without any) and its metrics.
 final class PoolRuntime: Sendable {
     let index: Int
     let configuration: PoolConfiguration
@@ -20,10 +17,14 @@ final class PoolRuntime: Sendable {
     let scaling: PoolScaling?
     /// Gateway batching; nil when the pool has no `batching`.
     let batcher: Batcher?
-    private let current: ManagedAtomic<PoolSnapshot>
+    /// The current membership. A `Mutex` rather than an atomic: `Atomic` cannot hold a strong
+    /// class reference (a reader could load it just as a writer releases the last reference), and
+    /// the critical section here is one retain, so readers never wait behind real work.
+    private let current: Mutex<PoolSnapshot>
     private let poolLoad: PoolLoad
-    /// Serializes membership changes (admin calls and reloads may race); picks never take it.
-    private let membershipLock = NIOLock()
+    /// Serializes membership changes (admin calls and reloads may race), so each builds on the
+    /// snapshot the previous one stored; picks never take it.
+    private let membershipLock = Mutex(())
 
     init(index: Int, configuration: PoolConfiguration, client: BackgroundHTTPClient, metrics: GatewayMetrics) {
         self.index = index
@@ -59,22 +60,24 @@ final class PoolRuntime: Sendable {
         let poolLoad = PoolLoad()
         self.poolLoad = poolLoad
         let replicas = configuration.replicas.map { Replica(id: $0, poolLoad: poolLoad) }
-        self.current = ManagedAtomic(PoolSnapshot(replicas: replicas, generation: 1, withRing: policy.needsRing, poolLoad: poolLoad))
+        self.current = Mutex(PoolSnapshot(replicas: replicas, generation: 1, withRing: policy.needsRing, poolLoad: poolLoad))
     }
 
     var name: String { configuration.name }
 
-    var snapshot: PoolSnapshot { current.load(ordering: .acquiring) }
+    /// The membership now. A decision reads one copy throughout, so a membership change in the
+    /// middle of it cannot show it two different replica lists.
+    var snapshot: PoolSnapshot { current.withLock { $0 } }
 
     /// Swaps in a new membership. Replicas present in both keep their objects (and counters);
     /// requests already sent to a removed replica hold its object and finish undisturbed.
     func setMembers(_ ids: [ReplicaID]) {
-        membershipLock.withLock { swap(to: ids) }
+        membershipLock.withLock { _ in swap(to: ids) }
     }
 
     /// Adds a replica at the end of the list; false if it is already a member.
     func add(_ id: ReplicaID) -> Bool {
-        membershipLock.withLock {
+        membershipLock.withLock { _ in
             let ids = snapshot.replicas.map(\.id)
             guard !ids.contains(id) else { return false }
             swap(to: ids + [id])
@@ -84,7 +87,7 @@ final class PoolRuntime: Sendable {
 
     /// Removes a replica; false if it is not a member.
     func remove(_ id: ReplicaID) -> Bool {
-        membershipLock.withLock {
+        membershipLock.withLock { _ in
             let ids = snapshot.replicas.map(\.id)
             guard ids.contains(id) else { return false }
             swap(to: ids.filter { $0 != id })
@@ -97,11 +100,11 @@ final class PoolRuntime: Sendable {
         guard ids != old.replicas.map(\.id) else { return }
         // A removed replica leaves the pool's running total when its last request ends.
         let replicas = ids.map { id in old.replica(id) ?? Replica(id: id, poolLoad: poolLoad) }
-        current.store(
-            PoolSnapshot(replicas: replicas, generation: old.generation + 1, withRing: policy.needsRing, poolLoad: poolLoad),
-            ordering: .releasing)
+        let new = PoolSnapshot(replicas: replicas, generation: old.generation + 1, withRing: policy.needsRing, poolLoad: poolLoad)
+        // Built outside the lock (the ring may take a while); stored under it.
+        current.withLock { $0 = new }
         // A new replica has free slots.
-        gate?.dispatch(snapshot)
+        gate?.dispatch(new)
     }
 
     /// Takes a slot on `replica` outside the queue (a retry elsewhere): false when it is at
@@ -132,12 +135,12 @@ final class PoolRuntime: Sendable {
 
     /// Instances that share placements (`routing.shared`) hear where this one put a conversation.
     private func tellOthers(_ facts: RoutingFacts, _ replica: Replica) {
-        guard let gossip = gossip.withLockedValue({ $0 }), let conversation = CacheAwarePolicy.conversation(of: facts) else { return }
+        guard let gossip = gossip.withLock({ $0 }), let conversation = CacheAwarePolicy.conversation(of: facts) else { return }
         gossip.publish(conversation: conversation, replica: replica.hashKey)
     }
 
     /// Set once at start when the pool shares placements.
-    let gossip = NIOLockedValueBox<PlacementGossip?>(nil)
+    let gossip = Mutex<PlacementGossip?>(nil)
 
     /// Tells the policy when a request goes elsewhere than it chose (the chosen replica was at
     /// the pool's cap, or failed to connect), so what it remembers is where the cache really is.

@@ -13,7 +13,10 @@ import SluiceCore
 ///
 /// Sendable only so it can be handed to its loop: its state is touched on that loop alone
 /// (`decide` asserts it).
-final class RedisRateLimiter: @unchecked Sendable {
+///
+/// `package`: `sluice bench-limits --redis` measures it from the executable, so the benchmark
+/// need not ship inside the library.
+package final class RedisRateLimiter: @unchecked Sendable {
     /// KEYS[1]: the limit's key. ARGV: interval (µs per unit), burst (units), cost (units).
     /// Returns {allowed 0|1, remaining units, retry after µs, reset after µs}.
     static let script = """
@@ -96,7 +99,7 @@ final class RedisRateLimiter: @unchecked Sendable {
     private var sha: String?
     private var multiSHA: String?
 
-    init(address: SocketAddress, eventLoop: any EventLoop, timeout: TimeAmount, keyPrefix: String = "sluice:") {
+    package init(address: SocketAddress, eventLoop: any EventLoop, timeout: TimeAmount, keyPrefix: String = "sluice:") {
         self.address = address
         self.eventLoop = eventLoop
         self.timeout = timeout
@@ -104,7 +107,7 @@ final class RedisRateLimiter: @unchecked Sendable {
     }
 
     /// Decides `cost` units against `perMinute` with `burst` for `key`.
-    func decide(key: String, perMinute: Int, burst: Int, cost: Int = 1) -> EventLoopFuture<GCRA.Decision> {
+    package func decide(key: String, perMinute: Int, burst: Int, cost: Int = 1) -> EventLoopFuture<GCRA.Decision> {
         eventLoop.assertInEventLoop()
         // In µs (Redis's clock), rounded up so the limit never admits more than the rate.
         let rate = max(1, perMinute)
@@ -191,7 +194,7 @@ final class RedisRateLimiter: @unchecked Sendable {
             retryAfter: UInt64(max(0, numbers[2])) * 1_000, resetAfter: UInt64(max(0, numbers[3])) * 1_000)
     }
 
-    func close() {
+    package func close() {
         live?.close()
     }
 }

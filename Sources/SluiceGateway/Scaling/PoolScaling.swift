@@ -1,10 +1,9 @@
-import Atomics
 import Foundation
-import NIOConcurrencyHelpers
 import NIOCore
 import Prometheus
 import SluiceConfig
 import SluiceCore
+import Synchronization
 
 /// One pool's scale advice at run time: the signal as requests record it, the advisor, and the
 /// latest decision as the publishers show it.
@@ -30,8 +29,8 @@ final class PoolScaling: Sendable {
 
     let configuration: ScalingConfiguration
     let window: SignalWindow
-    private let arrivals = ManagedAtomic<Int>(0)
-    private let state: NIOLockedValueBox<State>
+    private let arrivals = Atomic<Int>(0)
+    private let state: Mutex<State>
     /// The signal as a Prometheus histogram (cumulative), so Prometheus can aggregate it
     /// across gateway instances.
     private let series: LatencyHistogram
@@ -41,12 +40,12 @@ final class PoolScaling: Sendable {
         // Shared: sub-windows cut at wall-clock instants, the same on every instance.
         let offset = configuration.shared == nil ? 0 : Self.wallNanoseconds() &- NIODeadline.now().uptimeNanoseconds
         window = SignalWindow(length: UInt64(configuration.stableWindow.nanoseconds), subWindow: UInt64(configuration.tick.nanoseconds), offset: offset)
-        state = NIOLockedValueBox(State(advisor: ScaleAdvisor(policy: configuration.policy)))
+        state = Mutex(State(advisor: ScaleAdvisor(policy: configuration.policy)))
         series = metrics.scalingSignal.makeSeries(labels: [("pool", pool), ("signal", configuration.signal.rawValue)])
     }
 
     func recordArrival() {
-        arrivals.wrappingIncrement(ordering: .relaxed)
+        arrivals.wrappingAdd(1, ordering: .relaxed)
     }
 
     /// Records one sample of the pool's signal.
@@ -56,7 +55,7 @@ final class PoolScaling: Sendable {
         series.record(nanoseconds: Int64(value))
     }
 
-    var latest: Published? { state.withLockedValue { $0.latest } }
+    var latest: Published? { state.withLock { $0.latest } }
 
     /// The pool's load now: in flight, queued (here and as replicas report), healthy replicas.
     private func load(_ pool: PoolRuntime, now: UInt64) -> (inFlight: Int, queued: Int, healthy: Int) {
@@ -82,7 +81,7 @@ final class PoolScaling: Sendable {
         _ pool: PoolRuntime, stable: LogHistogram, panic: LogHistogram, inFlight: Int, queued: Int, healthy: Int, at now: UInt64, wall: Date
     ) -> (Published, changed: Bool) {
         let total = arrivals.load(ordering: .relaxed)
-        return state.withLockedValue { state in
+        return state.withLock { state in
             var rate = 0.0
             if let last = state.lastTick, now > last {
                 rate = Double(total - state.lastArrivals) / (Double(now - last) / 1e9)
@@ -128,7 +127,7 @@ final class PoolScaling: Sendable {
                 at: advisorNow, wall: Date())
             return view.settle(decision: ScaleView.json(mine), number: number, ttlSeconds: ttl).map { stored, ours in
                 let published = ScaleView.published(fromJSON: stored, signal: self.configuration.signal) ?? mine
-                self.state.withLockedValue { state in
+                self.state.withLock { state in
                     state.latest = published
                     state.advisor.adopt(desired: published.decision.desired)
                 }

@@ -1,6 +1,6 @@
-import Atomics
 import NIOCore
 import SluiceCore
+import Synchronization
 
 /// A pool's latency signal as the request path records it: `LogHistogram` buckets in a ring of
 /// sub-windows (one per advisor tick), every bucket an atomic counter, so recording a sample is
@@ -10,7 +10,7 @@ import SluiceCore
 /// their time comes, and reads the stable and panic windows as merges of the most recent ones.
 /// (If the ticker stalled for two sub-windows, samples recorded meanwhile land in a sub-window
 /// the readers skip, and are lost, never mixed into another window.)
-final class SignalWindow: @unchecked Sendable {
+final class SignalWindow: Sendable {
     let subWindow: UInt64
     let slots: Int
     /// Added to monotonic instants before they are cut into sub-windows: 0, or the wall clock's
@@ -18,10 +18,10 @@ final class SignalWindow: @unchecked Sendable {
     /// gateway instance (the shared view merges them by number).
     let offset: UInt64
     private let buckets = LogHistogram.bucketCount
-    /// `slots × bucketCount` counters.
-    private let counts: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
+    /// `slots × bucketCount` counters, slot by slot.
+    private let counts: AtomicArray<UInt64>
     /// The sub-window index each slot holds (`UInt64.max`: none yet).
-    private let epochs: [ManagedAtomic<UInt64>]
+    private let epochs: AtomicArray<UInt64>
 
     /// - Parameters:
     ///   - length: the longest window to read (the stable window), nanoseconds.
@@ -31,27 +31,20 @@ final class SignalWindow: @unchecked Sendable {
         self.offset = offset
         // The window, the current sub-window, and two cleared ahead.
         slots = Int((length + self.subWindow - 1) / self.subWindow) + 3
-        let total = slots * LogHistogram.bucketCount
-        counts = .allocate(capacity: total)
-        for index in 0..<total { (counts + index).initialize(to: .init(0)) }
-        epochs = (0..<slots).map { _ in ManagedAtomic<UInt64>(.max) }
+        counts = AtomicArray(repeating: 0, count: slots * LogHistogram.bucketCount)
+        epochs = AtomicArray(repeating: .max, count: slots)
     }
 
-    deinit {
-        let total = slots * buckets
-        for index in 0..<total { _ = (counts + index).move().dispose() }
-        counts.deallocate()
-    }
-
-    private func counter(slot: Int, bucket: Int) -> UnsafeAtomic<UInt64> {
-        UnsafeAtomic(at: counts + slot * buckets + bucket)
+    /// Where `bucket` of `slot` lies in `counts`.
+    private func index(slot: Int, bucket: Int) -> Int {
+        slot * buckets + bucket
     }
 
     /// Records one sample (nanoseconds) at `now`.
     func record(nanoseconds: UInt64, at now: UInt64) {
         let epoch = (now &+ offset) / subWindow
         let slot = Int(epoch % UInt64(slots))
-        counter(slot: slot, bucket: LogHistogram.index(micros: nanoseconds / 1_000)).wrappingIncrement(ordering: .relaxed)
+        counts[index(slot: slot, bucket: LogHistogram.index(micros: nanoseconds / 1_000))].wrappingAdd(1, ordering: .relaxed)
         // A slot not yet labelled for this sub-window (the very first, or after a stall) is
         // claimed here; its counts were cleared when it was last labelled or at start.
         if epochs[slot].load(ordering: .relaxed) == .max {
@@ -66,7 +59,7 @@ final class SignalWindow: @unchecked Sendable {
             let next = epoch + ahead
             let slot = Int(next % UInt64(slots))
             if epochs[slot].load(ordering: .relaxed) == next { continue }
-            for bucket in 0..<buckets { counter(slot: slot, bucket: bucket).store(0, ordering: .relaxed) }
+            for bucket in 0..<buckets { counts[index(slot: slot, bucket: bucket)].store(0, ordering: .relaxed) }
             epochs[slot].store(next, ordering: .relaxed)
         }
     }
@@ -81,7 +74,7 @@ final class SignalWindow: @unchecked Sendable {
             let epoch = epochs[slot].load(ordering: .relaxed)
             guard epoch != .max, epoch <= current, current - epoch < span else { continue }
             for bucket in 0..<buckets {
-                result.add(bucket: bucket, times: counter(slot: slot, bucket: bucket).load(ordering: .relaxed))
+                result.add(bucket: bucket, times: counts[index(slot: slot, bucket: bucket)].load(ordering: .relaxed))
             }
         }
         return result
@@ -101,7 +94,7 @@ final class SignalWindow: @unchecked Sendable {
         guard epochs[slot].load(ordering: .relaxed) == previous else { return nil }
         var result = LogHistogram()
         for bucket in 0..<buckets {
-            result.add(bucket: bucket, times: counter(slot: slot, bucket: bucket).load(ordering: .relaxed))
+            result.add(bucket: bucket, times: counts[index(slot: slot, bucket: bucket)].load(ordering: .relaxed))
         }
         return (previous, result)
     }

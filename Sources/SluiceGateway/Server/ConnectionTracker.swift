@@ -1,5 +1,5 @@
-import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// The open client connections, so a graceful shutdown can ask each to finish its current
 /// exchange and close, wait for them, and cut the ones still open when the grace period ends.
@@ -10,16 +10,16 @@ final class ConnectionTracker: Sendable {
         var emptyWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
 
-    var count: Int { state.withLockedValue { $0.channels.count } }
+    var count: Int { state.withLock { $0.channels.count } }
 
     func add(_ channel: any Channel) {
-        state.withLockedValue { $0.channels[ObjectIdentifier(channel)] = channel }
+        state.withLock { $0.channels[ObjectIdentifier(channel)] = channel }
     }
 
     func remove(_ channel: any Channel) {
-        let waiters: [CheckedContinuation<Void, Never>] = state.withLockedValue { state in
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
             state.channels[ObjectIdentifier(channel)] = nil
             guard state.channels.isEmpty else { return [] }
             defer { state.emptyWaiters.removeAll() }
@@ -32,14 +32,14 @@ final class ConnectionTracker: Sendable {
     /// `HTTPServerPipelineHandler` closes idle ones at once and adds `connection: close` to the
     /// response in progress).
     func quiesceAll() {
-        let channels = state.withLockedValue { Array($0.channels.values) }
+        let channels = state.withLock { Array($0.channels.values) }
         for channel in channels {
             channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
     }
 
     func closeAll() {
-        let channels = state.withLockedValue { Array($0.channels.values) }
+        let channels = state.withLock { Array($0.channels.values) }
         for channel in channels {
             channel.close(promise: nil)
         }
@@ -48,7 +48,7 @@ final class ConnectionTracker: Sendable {
     /// Returns when no connection is open.
     func waitUntilEmpty() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumeNow = state.withLockedValue { state -> Bool in
+            let resumeNow = state.withLock { state -> Bool in
                 if state.channels.isEmpty { return true }
                 state.emptyWaiters.append(continuation)
                 return false

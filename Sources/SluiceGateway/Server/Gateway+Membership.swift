@@ -57,8 +57,12 @@ extension Gateway {
     @discardableResult
     public func reload() throws(ReloadError) -> ReloadOutcome {
         guard let path = configurationPath else { throw .noSource }
-        reloadLock.lock()
-        defer { reloadLock.unlock() }
+        return try reloadLock.withLock { _ throws(ReloadError) -> ReloadOutcome in try reload(from: path) }
+    }
+
+    /// `reload()` under `reloadLock`: two at once would each compare the file with the running
+    /// membership and could interleave their swaps.
+    private func reload(from path: String) throws(ReloadError) -> ReloadOutcome {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)

@@ -1,5 +1,4 @@
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -29,8 +28,8 @@ public final class Gateway: Sendable {
     /// The config file `reload()` reads again; nil when the gateway was built without one.
     let configurationPath: String?
     /// Serializes reloads, so two at once cannot interleave their membership swaps.
-    let reloadLock = NIOLock()
-    private let channels = NIOLockedValueBox(Channels())
+    let reloadLock = Mutex(())
+    private let channels = Mutex(Channels())
     /// Reads replicas' reported queues for least-queue and cache-aware pools.
     let scraper: QueueScraper
     /// Placements shared with other instances, per pool with `routing.shared`.
@@ -71,7 +70,7 @@ public final class Gateway: Sendable {
         self.gossips = runtime.pools.compactMap { pool in
             guard let address = pool.configuration.routing.shared, let policy = pool.policy as? CacheAwarePolicy else { return nil }
             let gossip = PlacementGossip(address: address, pool: pool, policy: policy, loop: group.next(), instance: instance)
-            pool.gossip.withLockedValue { $0 = gossip }
+            pool.gossip.withLock { $0 = gossip }
             return gossip
         }
         let publisher = ScalePublisher(configuration.publish, client: runtime.httpClient, logger: logger, metrics: metrics)
@@ -111,7 +110,7 @@ public final class Gateway: Sendable {
             try? await admin.close()
             throw error
         }
-        channels.withLockedValue { $0 = Channels(data: data, admin: admin) }
+        channels.withLock { $0 = Channels(data: data, admin: admin) }
         for gossip in gossips { gossip.start() }
         scaleTicker.decideFirst()
         phase.store(Phase.serving.rawValue, ordering: .releasing)
@@ -151,7 +150,7 @@ public final class Gateway: Sendable {
         guard phase.compareExchange(expected: Phase.serving.rawValue, desired: Phase.draining.rawValue, ordering: .acquiringAndReleasing).exchanged else {
             return
         }
-        let data = channels.withLockedValue { $0.data }
+        let data = channels.withLock { $0.data }
         for gossip in gossips { gossip.stop() }
         runtime.beginDraining()
         try? await data?.close()
@@ -183,7 +182,7 @@ public final class Gateway: Sendable {
 
     /// Closes the admin listener (`AdminService` calls it once the data listener has drained).
     func closeAdmin() async {
-        let admin = channels.withLockedValue { channels in
+        let admin = channels.withLock { channels in
             defer { channels.admin = nil }
             return channels.admin
         }

@@ -1,4 +1,3 @@
-import NIOConcurrencyHelpers
 import SluiceCore
 import Synchronization
 
@@ -21,10 +20,10 @@ final class UpstreamStats: Sendable {
 /// Every `UpstreamStats` ever created, so a scrape can sum them per replica. Appended to only
 /// when a loop first talks to a replica, so the lock is off the request path.
 final class UpstreamStatsRegistry: Sendable {
-    private let all = NIOLockedValueBox<[UpstreamStats]>([])
+    private let all = Mutex<[UpstreamStats]>([])
 
     func register(_ stats: UpstreamStats) {
-        all.withLockedValue { $0.append(stats) }
+        all.withLock { $0.append(stats) }
     }
 
     struct PoolReplica: Hashable, Sendable {
@@ -40,7 +39,7 @@ final class UpstreamStatsRegistry: Sendable {
     }
 
     func totals() -> [PoolReplica: Totals] {
-        let snapshot = all.withLockedValue { $0 }
+        let snapshot = all.withLock { $0 }
         var result: [PoolReplica: Totals] = [:]
         for stats in snapshot {
             let key = PoolReplica(pool: stats.pool, replica: stats.replica)

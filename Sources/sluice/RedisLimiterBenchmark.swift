@@ -1,11 +1,11 @@
 import NIOCore
 import NIOPosix
+import SluiceGateway
 
 /// For `sluice bench-limits --redis`: decisions per second of one `RedisRateLimiter` (one
 /// event loop, one pipelined connection) with `inFlight` decisions outstanding at a time.
-@_spi(Benchmark)
-public enum RedisLimiterBenchmark {
-    public static func run(address: SocketAddress, decisions: Int, inFlight: Int) throws -> (seconds: Double, admitted: Int) {
+enum RedisLimiterBenchmark {
+    static func run(address: SocketAddress, decisions: Int, inFlight: Int) throws -> (seconds: Double, admitted: Int) {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let limiter = RedisRateLimiter(address: address, eventLoop: loop, timeout: .seconds(2), keyPrefix: "sluice-bench:")
         // Warm: connect and load the script.
