@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "sluice-load", targets: ["sluice-load"]),
         .library(name: "SluiceCore", targets: ["SluiceCore"]),
         .library(name: "SluiceGateway", targets: ["SluiceGateway"]),
+        .library(name: "SluiceHTTP1", targets: ["SluiceHTTP1"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -41,10 +42,17 @@ let package = Package(
             dependencies: ["SluiceCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
+        // HTTP/1.1 as bytes: the parser, heads, the rewriter. NIOCore alone, so it can be property
+        // tested and fuzzed by itself; on the data path, so built like the gateway.
+        .target(
+            name: "SluiceHTTP1",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: dataPath
+        ),
         .target(
             name: "SluiceGateway",
             dependencies: [
-                "SluiceCore", "SluiceConfig",
+                "SluiceCore", "SluiceConfig", "SluiceHTTP1",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -119,8 +127,13 @@ let package = Package(
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"], swiftSettings: strict),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"], swiftSettings: strict),
         .testTarget(
+            name: "SluiceHTTP1Tests",
+            dependencies: ["SluiceHTTP1", "SluiceCore", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "SluiceGatewayTests",
-            dependencies: ["SluiceGateway", "SluiceReplica", "SluiceTesting", "SluiceConfig", "SluiceLoad"],
+            dependencies: ["SluiceGateway", "SluiceHTTP1", "SluiceReplica", "SluiceTesting", "SluiceConfig", "SluiceLoad"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceCore
+import SluiceHTTP1
 
 /// One request/response pair on a downstream connection: what was asked, where it went, and how
 /// far each direction has got. Owned by the connection's `ProxyServerHandler`, on its loop.

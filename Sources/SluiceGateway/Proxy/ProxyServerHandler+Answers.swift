@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SluiceHTTP1
 
 /// The answers Sluice gives itself (errors), and ending a connection when it must.
 extension ProxyServerHandler {

@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceConfig
 import SluiceCore
+import SluiceHTTP1
 
 /// A body held to be read before the request goes on (to route by its `model` or a routing key
 /// in it, for token limits or batching): held whole, read once (`facts`), then sent as it came.

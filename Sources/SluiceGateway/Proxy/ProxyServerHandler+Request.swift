@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceConfig
 import SluiceCore
+import SluiceHTTP1
 
 /// Reading a request, choosing its pool and replica, and sending it upstream.
 extension ProxyServerHandler {

@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceCore
+import SluiceHTTP1
 
 /// Limits decided on the body (token limits, per-model limits), and settling token charges with
 /// the replica's usage. See `BodyLimit` for the accounting.

@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceCore
+import SluiceHTTP1
 
 extension ProxyServerHandler: UpstreamDelegate {
     var downstreamIsWritable: Bool { context.channel.isWritable }

@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceConfig
 import SluiceCore
+import SluiceHTTP1
 
 /// The data path for one client connection: parses requests (`HTTP1Parser`), chooses a pool and
 /// a replica, borrows an upstream connection from this event loop's pool and streams both ways.
