@@ -9,6 +9,10 @@ extension HTTP1Parser {
             while buffer.readableBytes >= 2, buffer.getInteger(at: buffer.readerIndex, as: UInt16.self) == 0x0D0A {
                 buffer.moveReaderIndex(forwardBy: 2)
             }
+            // A lone CR may open one more empty line whose LF is in the next read.
+            if buffer.readableBytes == 1, buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) == HTTP1Bytes.cr {
+                return nil
+            }
         }
         let scanFrom = scanned
         let searchEnd = min(buffer.readableBytes, maxHeadBytes + 1)
@@ -94,6 +98,11 @@ extension HTTP1Parser {
             if role == .request, !(transferCodings.count == 1 && head.isChunked) {
                 let text = transferCodings.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ", ")
                 throw .unsupportedTransferEncoding(text)
+            }
+            // Chunked is applied once and last (RFC 9112 §6.1). A response that says otherwise
+            // would reach its client with a framing the client could read differently.
+            if transferCodings.dropLast().contains(where: { HTTP1Bytes.equalsLowercase($0, "chunked") }) {
+                throw .malformed("chunked before another transfer coding")
             }
             // The transfer coding frames the message; a Content-Length beside it is ignored, and
             // such a request (or HTTP/1.0 with a transfer coding) ends its connection: an

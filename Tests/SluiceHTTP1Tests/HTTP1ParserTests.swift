@@ -81,6 +81,26 @@ import Testing
         }
     }
 
+    /// Found by the split property: a read ending in the CR of an empty line before a request
+    /// line was taken for a head of its own.
+    @Test func anEmptyLineCutBetweenItsCRAndLFIsStillIgnored() {
+        let input = "GET /a HTTP/1.1\r\n\r\n\r\nGET /b HTTP/1.1\r\n\r\n"
+        let whole = parse(input)
+        #expect(whole.heads == ["GET /a 1.1 fields=0", "GET /b 1.1 fields=0"])
+        #expect(parse(input, cuts: ["GET /a HTTP/1.1\r\n\r\n\r".utf8.count]) == whole)
+        #expect(parse("\rGET / HTTP/1.1\r\n\r\n", cuts: [1]).error == .malformed("invalid request line"))
+    }
+
+    /// Found by the rewriter property: `chunked, chunked` was accepted from a replica and sent
+    /// on to the client, which would de-chunk twice.
+    @Test func aResponseAppliesChunkedOnceAndLast() {
+        for fields in ["Transfer-Encoding: chunked, chunked", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", "Transfer-Encoding: chunked, gzip"] {
+            let input = "HTTP/1.1 200 OK\r\n\(fields)\r\n\r\n0\r\n\r\n"
+            #expect(parse(input, role: .response).error == .malformed("chunked before another transfer coding"), "\(fields)")
+        }
+        #expect(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", role: .response).ends == 1)
+    }
+
     @Test func aHeadOverTheLimitIsTooLargeEvenWhenItNeverEnds() {
         let big = "GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 300) + "\r\n\r\n"
         #expect(parse(big, maxHead: 256).error == .headTooLarge)
