@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "sluice", targets: ["sluice"]),
         .executable(name: "sluice-replica", targets: ["sluice-replica"]),
         .executable(name: "sluice-load", targets: ["sluice-load"]),
+        .executable(name: "sluice-http1-fuzz", targets: ["SluiceHTTP1Fuzz"]),
         .library(name: "SluiceCore", targets: ["SluiceCore"]),
         .library(name: "SluiceGateway", targets: ["SluiceGateway"]),
         .library(name: "SluiceHTTP1", targets: ["SluiceHTTP1"]),
@@ -122,6 +123,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strict
+        ),
+        // The HTTP/1.1 fuzz target: libFuzzer drives it when built as scripts/fuzz-http1.sh does
+        // (-sanitize=fuzzer); a plain build replays the inputs named on its command line.
+        .systemLibrary(name: "CLibFuzzer"),
+        .executableTarget(
+            name: "SluiceHTTP1Fuzz",
+            dependencies: ["SluiceHTTP1", "CLibFuzzer", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"], swiftSettings: strict),
