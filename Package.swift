@@ -20,8 +20,10 @@ let package = Package(
         .executable(name: "sluice", targets: ["sluice"]),
         .executable(name: "sluice-replica", targets: ["sluice-replica"]),
         .executable(name: "sluice-load", targets: ["sluice-load"]),
+        .executable(name: "sluice-http1-fuzz", targets: ["SluiceHTTP1Fuzz"]),
         .library(name: "SluiceCore", targets: ["SluiceCore"]),
         .library(name: "SluiceGateway", targets: ["SluiceGateway"]),
+        .library(name: "SluiceHTTP1", targets: ["SluiceHTTP1"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -45,10 +47,17 @@ let package = Package(
             dependencies: ["SluiceCore", "SluiceSimulation", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
+        // HTTP/1.1 as bytes: the parser, heads, the rewriter. NIOCore alone, so it can be property
+        // tested and fuzzed by itself; on the data path, so built like the gateway.
+        .target(
+            name: "SluiceHTTP1",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: dataPath
+        ),
         .target(
             name: "SluiceGateway",
             dependencies: [
-                "SluiceCore", "SluiceConfig",
+                "SluiceCore", "SluiceConfig", "SluiceHTTP1",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -121,15 +130,28 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The HTTP/1.1 fuzz target: libFuzzer drives it when built as scripts/fuzz-http1.sh does
+        // (-sanitize=fuzzer); a plain build replays the inputs named on its command line.
+        .systemLibrary(name: "CLibFuzzer"),
+        .executableTarget(
+            name: "SluiceHTTP1Fuzz",
+            dependencies: ["SluiceHTTP1", "CLibFuzzer", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"], swiftSettings: strict),
         .testTarget(
             name: "SluiceSimulationTests", dependencies: ["SluiceSimulation", "SluiceCore"], swiftSettings: strict
         ),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceSimulation"], swiftSettings: strict),
         .testTarget(
+            name: "SluiceHTTP1Tests",
+            dependencies: ["SluiceHTTP1", "SluiceCore", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "SluiceGatewayTests",
             dependencies: [
-                "SluiceGateway", "SluiceReplica", "SluiceTesting", "SluiceConfig", "SluiceLoad", "SluiceSimulation",
+                "SluiceGateway", "SluiceHTTP1", "SluiceReplica", "SluiceTesting", "SluiceConfig", "SluiceLoad", "SluiceSimulation",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -26,6 +26,9 @@ fi
 
 swift build --build-tests
 swift test --skip-build
+# SluiceHTTP1's parsers and rewriter under libFuzzer from the seed corpus, for FUZZ_SECONDS
+# (default 60); its own instrumented build in .build-fuzz (see docs/testing.md).
+scripts/fuzz-http1.sh
 
 # Every shipped config validates.
 for config in configs/*.yaml configs/kubernetes/sluice.yaml deploy/examples/*/sluice.yaml; do

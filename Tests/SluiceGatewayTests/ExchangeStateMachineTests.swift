@@ -1,5 +1,7 @@
 import NIOCore
+import SluiceCore
 import Testing
+import SluiceHTTP1
 @testable import SluiceGateway
 
 /// The exchange's waits and deadlines on a manual clock: every timeout passes at its exact
@@ -149,5 +151,42 @@ struct ExchangeStateMachineTests {
         #expect(machine.batchAnswered().map { String(buffer: $0.1) } == "{}")
         #expect(machine.batchAnswered() == nil)
     }
-}
 
+    /// Over 20,000 random events on a random clock, a deadline has passed exactly when the
+    /// earliest one says so: the handler's timer, armed for `nextDeadline`, never fires to find
+    /// nothing due (which would re-arm at once and spin) nor sleeps past one that is.
+    @Test func whatHasExpiredAgreesWithTheNextDeadlineWhateverHappened() {
+        var random = SplitMix64(seed: 0x5EED)
+        var now = Self.t0
+        var machine = Machine(limits: .init(clientTimeout: .seconds(3), keepaliveTimeout: .seconds(5)), now: now)
+        let connection = Conn()
+        for step in 0..<20_000 {
+            now = now + .milliseconds(Int64(random.next() % 4_000))
+            switch random.next() % 15 {
+            case 0: if machine.isIdle { machine.requestStarted(now: now) }
+            case 1: machine.read(Self.head(), into: ByteBuffer())
+            case 2: _ = machine.bodyReceived(Self.bytes("x"), now: now, maxReadBytes: 64)
+            case 3: _ = machine.requestEndReceived(now: now)
+            case 4: machine.joinedBatch(Self.head(), body: ByteBuffer(), ticket: 1, key: [])
+            case 5: _ = machine.batchAnswered()
+            case 6: machine.queued(Self.head(), ticket: 2, now: now, deadline: now + .milliseconds(Int64(random.next() % 6_000)))
+            case 7: _ = machine.slotArrived(now: now)
+            case 8: machine.connecting(until: now + .milliseconds(Int64(random.next() % 6_000)))
+            case 9: _ = machine.attached(connection, now: now, responseHeaderTimeout: .seconds(4), idleTimeout: .seconds(2))
+            case 10: machine.responseStarted(now: now)
+            case 11: machine.responseBytes(now: now)
+            case 12: _ = machine.exchangeEnded(keepAlive: random.next() % 4 != 0, now: now)
+            case 13: _ = machine.abandon()
+            default: if random.next() % 50 == 0 { machine = Machine(limits: machine.limits, now: now) }
+            }
+            guard let deadline = machine.nextDeadline else {
+                #expect(machine.expired(now: now + .seconds(1_000)) == nil, "step \(step): nothing is timed, yet something expires")
+                continue
+            }
+            #expect(machine.expired(now: max(deadline, now)) != nil, "step \(step): the timer would fire to find nothing due")
+            if deadline > now {
+                #expect(machine.expired(now: deadline - .nanoseconds(1)) == nil, "step \(step): expired before the next deadline")
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@ import NIOEmbedded
 import SluiceConfig
 import SluiceCore
 import Testing
+import SluiceHTTP1
 @testable import SluiceGateway
 
 /// The data path's handler on an `EmbeddedChannel`, its clock the embedded loop's: the timeouts

@@ -9,6 +9,7 @@ import SluiceTesting
 import Synchronization
 import Testing
 @testable import SluiceGateway
+import SluiceHTTP1
 
 @Suite(.serialized) struct ProxyTests {
     @Test func chatCompletionJSON() async throws {

@@ -3,6 +3,7 @@ import NIOCore
 import Prometheus
 import SluiceConfig
 import SluiceCore
+import SluiceHTTP1
 import Synchronization
 
 /// Per-tenant admission for one gateway process (`limits.backend: local`): who is asking (the

@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceCore
+import SluiceHTTP1
 
 /// The limits decided on a request's head (the tenant's request rate and concurrency), for one
 /// exchange: by this instance's own counters, or by the shared backend when the tenant's rate is

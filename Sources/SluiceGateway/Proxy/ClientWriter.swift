@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceHTTP1
 
 /// What the data path writes to its client, and how: a response head is held until its first
 /// body bytes (or the end of the read burst) so a small answer is one write; body data is framed

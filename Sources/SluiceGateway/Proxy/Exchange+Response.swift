@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceHTTP1
 
 /// The replica's answer as the exchange sees it: how it is framed for the client, what the usage
 /// meter and the scaling signals read from it, and its head as the client receives it.

@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceCore
+import SluiceHTTP1
 
 /// The request as the replica receives it: its head rewritten for that replica, then written
 /// with what the client sent meanwhile.

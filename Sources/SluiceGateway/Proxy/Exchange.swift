@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceCore
+import SluiceHTTP1
 
 /// One request/response pair on a downstream connection: what was asked, what was decided about
 /// it (tenant, pool, replica, limits) and what it holds until it is settled. Which wait it is in

@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceHTTP1
 
 /// Where one client connection stands with its current request, and what each event means
 /// there: a body part, the request's end, the replica's answer, the gateway's own answer, the

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SluiceHTTP1
 
 /// The bytes of an answer the gateway gives itself: a JSON body with its head, in the client's
 /// HTTP version, with the request ID and the rate-limit fields.

@@ -1,4 +1,5 @@
 import SluiceConfig
+import SluiceHTTP1
 
 extension GatewayError {
     /// The answer for a deadline that passed, naming the setting that set it.

@@ -1,4 +1,5 @@
 import SluiceCore
+import SluiceHTTP1
 
 /// Where a request goes from its head alone: to a pool at once (its body forwarded as it comes),
 /// or the body is held and read first (the pool is chosen by its `model`, the routing key is in

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SluiceHTTP1
 
 /// How an exchange ends: the gateway's own answers (errors, a batch member's share), a cut when
 /// an answer had begun, timeouts, and settling what the exchange held.

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import SluiceCore
+import SluiceHTTP1
 
 /// Gateway batching on the request path: a batchable request (`/v1/embeddings`, V2 `infer`) to
 /// a pool with `batching` is read whole, checked on its own (`Batcher.membership`), then joins a

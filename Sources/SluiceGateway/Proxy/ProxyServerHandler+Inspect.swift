@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceConfig
 import SluiceCore
+import SluiceHTTP1
 
 /// A body held and read whole: its facts read once (`Exchange.facts`), the pool chosen by its
 /// `model` when the path did not choose it, the routing key and prompt taken from it, the

@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceConfig
 import SluiceCore
+import SluiceHTTP1
 
 /// A request's way in: head → admit(head) → route → [read the body → admit(body)] → batch, or
 /// pick → queue → connect → send. Each step either goes on at once or leaves the request in one

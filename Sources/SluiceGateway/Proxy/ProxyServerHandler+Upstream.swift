@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceCore
+import SluiceHTTP1
 
 /// The replica's side: its answer streamed to the client (reframed when the versions or the
 /// usage meter need it), its connection returned or closed, and its failures.

@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceConfig
 import SluiceCore
+import SluiceHTTP1
 
 /// The data path for one client connection: parses requests (`HTTP1Parser`), runs each through
 /// admission, routing and its pool, borrows an upstream connection from this event loop's pool

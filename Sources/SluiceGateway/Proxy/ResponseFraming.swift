@@ -1,3 +1,5 @@
+import SluiceHTTP1
+
 /// How a replica's answer is framed for the client: HTTP/1.0 clients have no chunked encoding
 /// (the body then ends with the connection), a body that runs until the replica closes is
 /// chunked for HTTP/1.1 clients so their connection stays, and a chunked answer whose usage is

@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceConfig
 import SluiceCore
+import SluiceHTTP1
 
 /// Finds a request's routing key from the pool's key sources, in order; the first present wins.
 enum RoutingKeys {

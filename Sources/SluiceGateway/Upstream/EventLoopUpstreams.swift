@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceCore
+import SluiceHTTP1
 
 /// Everything one event loop keeps for its downstream connections: its connection pools (one
 /// per pool and replica) and its random source. Only ever touched on that loop.

@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceHTTP1
 
 /// The side of an exchange that an upstream connection reports to. Implemented by the
 /// downstream connection's handler; both live on the same event loop, so calls are direct.

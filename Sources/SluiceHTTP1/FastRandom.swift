@@ -1,30 +1,33 @@
 /// xoshiro256** seeded once from the system generator. One per event loop (never shared), so
 /// request IDs cost no syscall and no lock on the request path.
-struct FastRandom: RandomNumberGenerator {
-    private var state: (UInt64, UInt64, UInt64, UInt64)
+public struct FastRandom: RandomNumberGenerator, Sendable {
+    @usableFromInline var state: (UInt64, UInt64, UInt64, UInt64)
 
-    init() {
+    public init() {
         var system = SystemRandomNumberGenerator()
         state = (system.next(), system.next(), system.next(), system.next())
         if state == (0, 0, 0, 0) { state.0 = 1 }
     }
 
-    mutating func next() -> UInt64 {
-        let result = rotl(state.1 &* 5, 7) &* 9
+    /// Inlinable: the gateway draws one per request from its own module.
+    @inlinable
+    public mutating func next() -> UInt64 {
+        let result = Self.rotl(state.1 &* 5, 7) &* 9
         let t = state.1 << 17
         state.2 ^= state.0
         state.3 ^= state.1
         state.1 ^= state.2
         state.0 ^= state.3
         state.2 ^= t
-        state.3 = rotl(state.3, 45)
+        state.3 = Self.rotl(state.3, 45)
         return result
     }
 
-    private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+    @inlinable
+    static func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 
     /// `count` random bytes as lowercase hex.
-    mutating func hex(bytes count: Int) -> String {
+    public mutating func hex(bytes count: Int) -> String {
         let digits = Array("0123456789abcdef".utf8)
         return String(unsafeUninitializedCapacity: count * 2) { buffer in
             var index = 0

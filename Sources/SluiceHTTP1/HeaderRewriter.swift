@@ -3,7 +3,7 @@ import NIOCore
 /// What a proxy must change in the heads it forwards (RFC 9110 §7.6.1), and the request identity
 /// fields Sluice adds. Heads are written as bytes straight from the received ones: fields pass
 /// through as they came (name case included) unless named below.
-enum HeaderRewriter {
+public enum HeaderRewriter {
     /// The fields the rewriter treats specially, found by length first (each is then compared
     /// once), so a head costs one switch per field.
     enum FieldKind {
@@ -63,7 +63,7 @@ enum HeaderRewriter {
     /// Returns the head in a new buffer with `extraCapacity` spare bytes, and the request ID.
     /// (Everything is written to locals inside the byte-access closure: state captured by it
     /// would be checked for exclusive access on every write.)
-    static func upstreamRequest(
+    public static func upstreamRequest(
         _ head: HTTP1Head,
         host: String,
         clientAddress: String?,
@@ -154,7 +154,7 @@ enum HeaderRewriter {
     }
 
     /// How the response body is framed towards the client, when it differs from upstream.
-    enum BodyReframing {
+    public enum BodyReframing: Sendable {
         case none
         /// The upstream body is chunked but the client speaks HTTP/1.0: data is sent bare and the
         /// connection closed after it.
@@ -167,12 +167,12 @@ enum HeaderRewriter {
         case rechunk
 
         /// Whether the gateway writes chunk framing around the data it forwards.
-        var writesChunks: Bool { self == .chunk || self == .rechunk }
+        public var writesChunks: Bool { self == .chunk || self == .rechunk }
     }
 
     /// Writes the response head sent to the client: the client's HTTP version, hop-by-hop fields
     /// removed, `x-request-id` added when the replica did not echo one, `Connection` as needed.
-    static func downstreamResponse(
+    public static func downstreamResponse(
         _ head: HTTP1Head,
         clientMinorVersion: Int,
         requestID: String,
@@ -247,7 +247,7 @@ enum HeaderRewriter {
     }
 
     /// `00-<trace>-<span>-01`; `traceID` is 32 lowercase hex digits.
-    static func writeTraceparent(traceID: String, spanID: UInt64, into out: inout ByteBuffer) {
+    public static func writeTraceparent(traceID: String, spanID: UInt64, into out: inout ByteBuffer) {
         let span = spanID == 0 ? 1 : spanID
         out.writeStaticString("00-")
         out.writeString(traceID)
@@ -260,19 +260,19 @@ enum HeaderRewriter {
     }
 
     /// `00-<trace>-<span>-01` as a string (tests and logs).
-    static func makeTraceparent(traceID: String, spanID: UInt64) -> String {
+    public static func makeTraceparent(traceID: String, spanID: UInt64) -> String {
         var buffer = ByteBuffer()
         writeTraceparent(traceID: traceID, spanID: spanID, into: &buffer)
         return String(buffer: buffer)
     }
 
-    static func isValidTraceparent(_ value: String?) -> Bool {
+    public static func isValidTraceparent(_ value: String?) -> Bool {
         guard let value else { return false }
         return Array(value.utf8).withUnsafeBytes { isValidTraceparent($0[...]) }
     }
 
     /// W3C Trace Context `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`, IDs not all zero.
-    static func isValidTraceparent(_ bytes: Slice<UnsafeRawBufferPointer>) -> Bool {
+    public static func isValidTraceparent(_ bytes: Slice<UnsafeRawBufferPointer>) -> Bool {
         guard bytes.count == 55 else { return false }
         let base = bytes.startIndex
         func at(_ offset: Int) -> UInt8 { bytes[base + offset] }

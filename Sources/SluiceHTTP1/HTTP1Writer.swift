@@ -1,9 +1,9 @@
 import NIOCore
 
 /// Bytes of HTTP/1.1 framing the gateway writes itself.
-enum HTTP1Writer {
+public enum HTTP1Writer {
     /// A response head for an answer Sluice gives itself (errors, `100 Continue`).
-    static func writeResponseHead(
+    public static func writeResponseHead(
         status: Int, reason: String, minorVersion: Int, fields: [(String, String)],
         into out: inout ByteBuffer
     ) {
@@ -21,12 +21,14 @@ enum HTTP1Writer {
         out.writeStaticString("\r\n")
     }
 
-    /// The size line that opens a chunk of `length` bytes.
-    static func writeChunkHeader(length: Int, into out: inout ByteBuffer) {
+    /// The size line that opens a chunk of `length` bytes. Inlinable: the gateway writes one per
+    /// body part it re-chunks, from its own module.
+    @inlinable
+    public static func writeChunkHeader(length: Int, into out: inout ByteBuffer) {
         out.writeString(String(length, radix: 16))
         out.writeStaticString("\r\n")
     }
 
-    static let chunkEnd: StaticString = "\r\n"
-    static let lastChunk: StaticString = "0\r\n\r\n"
+    public static let chunkEnd: StaticString = "\r\n"
+    public static let lastChunk: StaticString = "0\r\n\r\n"
 }
