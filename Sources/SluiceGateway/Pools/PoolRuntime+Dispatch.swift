@@ -15,7 +15,7 @@ extension PoolRuntime {
     }
 
     func dispatch(
-        _ exchange: Exchange, random: UInt64, priority: Int, now: NIODeadline, deliver: @escaping @Sendable (Replica) -> Void
+        _ exchange: Exchange, random: UInt64, priority: Int, now: NIODeadline, deliver: (@Sendable (Replica) -> Void)?
     ) -> Dispatch {
         scaling?.recordArrival()
         let facts = RoutingFacts(key: exchange.routingKey, random: random, prompt: exchange.prompt)
@@ -25,7 +25,7 @@ extension PoolRuntime {
         // Pending prefill ends with the answer's first byte, which only a stream sends before
         // the whole answer is ready: other answers are not counted.
         exchange.uncachedBytes = exchange.promptStreams ? choice.uncachedBytes : 0
-        guard let gate else {
+        guard let gate, let deliver else {
             choice.replica.requestStarted()
             return .slot(choice.replica)
         }

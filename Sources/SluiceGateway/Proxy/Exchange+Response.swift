@@ -34,10 +34,11 @@ extension Exchange {
 
     /// The pool's `latency` signal (and `ttft`'s for answers that are not streams): the whole
     /// exchange, for answers below 500 (a replica failing fast is not fast service).
-    func recordEndToEnd(now: NIODeadline) {
+    func recordEndToEnd(now: @autoclosure () -> NIODeadline) {
         guard !signalRecorded, let scaling = pool?.scaling, scaling.configuration.signal != .queueWait else { return }
         signalRecorded = true
         guard status < 500 else { return }
+        let now = now()
         scaling.record(nanoseconds: (now - start).nanoseconds, at: now)
     }
 }

@@ -9,13 +9,14 @@ extension Exchange {
     /// `queue_wait` signal records the wait, and the head for that replica is rendered (with room
     /// for a small body behind it: the upstream handler copies it there, one write).
     func sending(
-        _ head: HTTP1Head, to replica: Replica, queuedSince: NIODeadline?, now: NIODeadline, clientAddress: String?,
+        _ head: HTTP1Head, to replica: Replica, queuedSince: NIODeadline?, now: @autoclosure () -> NIODeadline, clientAddress: String?,
         random: inout FastRandom, allocator: ByteBufferAllocator
     ) {
         self.replica = replica
         pool?.noteDestination(of: self, replica)
         countPrefill(on: replica)
         if let scaling = pool?.scaling, scaling.configuration.signal == .queueWait {
+            let now = now()
             scaling.record(nanoseconds: queuedSince.map { (now - $0).nanoseconds } ?? 0, at: now)
         }
         let length = rewrittenLength ?? contentLength

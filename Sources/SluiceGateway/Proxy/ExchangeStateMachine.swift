@@ -16,12 +16,13 @@ struct ExchangeStateMachine<Connection: AnyObject> {
         /// The gateway is deciding, or waits for the shared limits backend; the rest of the
         /// request stays unparsed meanwhile.
         case admitting
-        /// The body is held, to be read before the request goes on.
-        case reading(HTTP1Head, body: ByteBuffer)
+        /// The body is held, to be read before the request goes on. (The phases that hold a head
+        /// are boxed, so moving between the others copies a few words, not a head.)
+        indirect case reading(HTTP1Head, body: ByteBuffer)
         /// Read whole and waiting in a batch for its share of the answer.
-        case batching(HTTP1Head, body: ByteBuffer, ticket: UInt64, key: [UInt8])
+        indirect case batching(HTTP1Head, body: ByteBuffer, ticket: UInt64, key: [UInt8])
         /// Waiting in the pool's queue for a replica slot.
-        case queued(HTTP1Head, ticket: UInt64, since: NIODeadline, deadline: NIODeadline)
+        indirect case queued(HTTP1Head, ticket: UInt64, since: NIODeadline, deadline: NIODeadline)
         /// Waiting for a connection to the chosen replica.
         case connecting(deadline: NIODeadline)
         /// Talking to the replica.

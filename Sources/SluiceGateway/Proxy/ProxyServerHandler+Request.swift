@@ -115,11 +115,7 @@ extension ProxyServerHandler {
         exchange.routingKey = key
         let now = self.now
         let priority = exchange.tenant.flatMap { runtime.admission?.tenants[$0].limits.priority } ?? 0
-        let bound = NIOLoopBound((self, exchange), eventLoop: context.eventLoop)
-        let loop = context.eventLoop
-        switch pool.dispatch(exchange, random: upstreams.random.next(), priority: priority, now: now, deliver: { replica in
-            loop.execute { bound.value.0.leftQueue(bound.value.1, with: replica) }
-        }) {
+        switch pool.dispatch(exchange, random: upstreams.random.next(), priority: priority, now: now, deliver: pool.gate == nil ? nil : deliverSlot(to: exchange)) {
         case .slot(let replica):
             send(exchange, head: head, to: replica, queuedSince: nil)
         case .queued(let ticket, let timeout):
@@ -136,6 +132,13 @@ extension ProxyServerHandler {
         }
     }
 
+    /// How a slot reaches a queued request: on this loop, wherever it was freed.
+    private func deliverSlot(to exchange: Exchange) -> @Sendable (Replica) -> Void {
+        let bound = NIOLoopBound((self, exchange), eventLoop: context.eventLoop)
+        let loop = context.eventLoop
+        return { replica in loop.execute { bound.value.0.leftQueue(bound.value.1, with: replica) } }
+    }
+
     /// A queued request's slot arrived (on this loop): it goes on to that replica, unless it was
     /// answered or its client left meanwhile, in which case the slot goes back.
     func leftQueue(_ exchange: Exchange, with replica: Replica) {
@@ -148,7 +151,7 @@ extension ProxyServerHandler {
     /// Sends the request to `replica`, whose slot (in-flight count) it now holds.
     func send(_ exchange: Exchange, head: HTTP1Head, to replica: Replica, queuedSince: NIODeadline?) {
         exchange.sending(
-            head, to: replica, queuedSince: queuedSince, now: now, clientAddress: clientAddress, random: &upstreams.random,
+            head, to: replica, queuedSince: queuedSince, now: self.now, clientAddress: clientAddress, random: &upstreams.random,
             allocator: context.channel.allocator)
         sendContinueIfExpected(exchange)
         acquireUpstream(exchange)
@@ -160,13 +163,10 @@ extension ProxyServerHandler {
         guard let pool = exchange.pool, let replica = exchange.replica else { return }
         let connectionPool = upstreams.connectionPool(for: replica.id, in: pool)
         exchange.connectionPool = connectionPool
-        let wait = TimeAmount.nanoseconds(pool.configuration.timeouts.connect.nanoseconds) + .milliseconds(50)
-        state.connecting(until: now + wait)
-        if let connection = connectionPool.acquire(for: self) {
-            attach(connection, to: exchange)
-        } else {
-            armTimer()
-        }
+        if let connection = connectionPool.acquire(for: self) { return attach(connection, to: exchange) }
+        // (`acquire` never calls back before it returns.)
+        state.connecting(until: now + .nanoseconds(pool.configuration.timeouts.connect.nanoseconds) + .milliseconds(50))
+        armTimer()
     }
 
     /// Sends the head and any parts that arrived while waiting.

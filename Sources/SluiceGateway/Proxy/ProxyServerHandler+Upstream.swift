@@ -38,13 +38,14 @@ extension ProxyServerHandler: UpstreamDelegate {
         guard let exchange, let connection = state.connection, !exchange.finished else { return }
         // An event still held (its blank line never came) goes out as it is.
         let held = exchange.usageMeter?.end()
+        let now = self.now
         exchange.recordEndToEnd(now: now)
         if reusable && state.requestEnded && exchange.upstreamKeepAlive {
             connection.pool.release(connection)
         } else {
             connection.pool.discard(connection)
         }
-        finish(exchange, status: exchange.status)
+        exchange.settle(status: exchange.status, runtime: runtime, upstreams: upstreams, now: now)
         if let held { writer.forward(held, reframing: exchange.reframing, context) }
         self.exchange = nil
         let after = state.exchangeEnded(keepAlive: exchange.keepAlive && !quiescing, now: now)

@@ -57,7 +57,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     }
 
     /// The data path's clock: the event loop's, so tests drive it (`EmbeddedEventLoop.advanceTime`).
-    var now: NIODeadline { context.eventLoop.now }
+    var now: NIODeadline { upstreams.eventLoop.now }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
