@@ -3,31 +3,15 @@ import SluiceConfig
 import SluiceCore
 import SluiceHTTP1
 
-/// A body held and read whole: its facts read once (`Exchange.facts`), the pool chosen by its
-/// `model` when the path did not choose it, the routing key and prompt taken from it, the
-/// body's limits decided, then on into a batch or to a replica.
+/// A body held and read whole: its pool and key (`BodyRoute`), its limits (`BodyAdmission`),
+/// then on into a batch or to a replica.
 extension ProxyServerHandler {
     func decide(_ exchange: Exchange, head: HTTP1Head, body: ByteBuffer) {
-        let pool: PoolRuntime
-        if let index = exchange.keyPool {
-            pool = runtime.pools[index]
-        } else {
-            let model: String?
-            switch exchange.facts(of: body) {
-            case .success(let facts): model = facts.model
-            case .failure(let failure): return respond(.badJSON(failure.description), closeAfter: false)
-            }
-            guard case .pool(let index) = runtime.routeTable.route(path: exchange.path[...], model: model) else {
-                return respond(.noRoute(path: exchange.path, model: model ?? "(none)"), closeAfter: false)
-            }
-            pool = runtime.pools[index]
+        let (pool, key): (PoolRuntime, String?)
+        switch BodyRoute(exchange, head: head, body: body, runtime: runtime) {
+        case .answer(let error): return respond(error, closeAfter: false)
+        case .pool(let chosen, let found): (pool, key) = (chosen, found)
         }
-        let routing = pool.configuration.routing
-        let (key, prompt, streams) = RoutingKeys.fromBody(
-            body, facts: { try? exchange.facts(of: body).get() }, head: head, sources: routing.key,
-            prefixTokens: routing.prefixTokens, followPrompt: routing.policy == .cacheAware)
-        exchange.prompt = prompt
-        exchange.promptStreams = streams
         guard let admission = runtime.admission, let tenant = exchange.tenant, admission.needsBody(tenant), body.readableBytes > 0 else {
             return forwardRead(exchange, head: head, pool: pool, key: key, body: body)
         }
