@@ -47,14 +47,8 @@ extension ProxyServerHandler {
         resumeReading()
     }
 
-    /// After an early answer, whether the rest of the request is better cut (close) than read and
-    /// dropped: yes when its size is unknown (chunked) or over 1 MiB still to come. Reading a
-    /// small rest keeps the connection, and clients that write their whole request before
-    /// reading do not fail on a closed socket.
     func mustCloseUnfinished(_ exchange: Exchange) -> Bool {
-        guard !state.requestEnded else { return false }
-        guard let length = exchange.contentLength else { return true }
-        return length - exchange.bodyBytes > 1 << 20
+        exchange.mustCloseUnfinished(requestEnded: state.requestEnded)
     }
 
     /// Ends an exchange whose response has started: HTTP/1.1 can only signal that by closing.
@@ -66,15 +60,8 @@ extension ProxyServerHandler {
         close()
     }
 
-    /// Undoes the upstream side of an exchange cut short.
     func undo(_ abandon: ExchangeStateMachine<UpstreamConnection>.Abandon, _ exchange: Exchange) {
-        switch abandon {
-        case .none: break
-        case .leaveQueue(let ticket): exchange.pool?.gate?.leave(ticket)
-        case .leaveBatch(let ticket, let key): exchange.pool?.batcher?.leave(ticket: ticket, key: key)
-        case .cancelConnect: exchange.connectionPool?.cancel(self)
-        case .discard(let connection): connection.pool.discard(connection)
-        }
+        exchange.undo(abandon, requester: self)
     }
 
     /// A deadline passed: the connection closes, or the exchange is answered (cut, when its
