@@ -98,9 +98,7 @@ final class Admission: Sendable {
 
     /// Configured tenants, then `default` (last; unlimited when `limits.default` is absent).
     let tenants: [Tenant]
-    private let keyIndex: [UInt64: Int]
-    private let hasher: SipHash
-    private let header: String?
+    let resolver: TenantResolver
     let shadow: Bool
     /// `limits.instances`: a fallback limit is this instance's share, `limit / instances`.
     let instances: Int
@@ -113,17 +111,14 @@ final class Admission: Sendable {
     let backendDownUntil = Atomic<UInt64>(0)
     static let backendRetry: UInt64 = 250_000_000
 
-    /// Reads each tenant's keys (environment or file) now: a file that cannot be read stops the
-    /// start with its name; an unset variable leaves the tenant without keys and is returned as
-    /// a warning.
+    /// Reads each tenant's keys now (`TenantResolver`); a start error names the tenant and file.
     init(
         _ configuration: LimitsConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment,
         hasher: SipHash = SipHash(k0: .random(in: .min ... .max), k1: .random(in: .min ... .max)),
         registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
         warn: (String) -> Void = { _ in }
     ) throws {
-        self.hasher = hasher
-        self.header = configuration.tenantHeader
+        self.resolver = try TenantResolver(configuration, environment: environment, hasher: hasher, warn: warn)
         self.shadow = configuration.shadow
         if case .redis(let id) = configuration.backend {
             let address: SocketAddress
@@ -143,39 +138,11 @@ final class Admission: Sendable {
             labels: [("mode", configuration.onBackendFailure.rawValue)])
         let instances = max(1, configuration.instances)
         self.instances = instances
-        var tenants: [Tenant] = []
-        var index: [UInt64: Int] = [:]
-        for tenant in configuration.tenants {
-            var keys: [String] = []
-            if let name = tenant.keysEnv {
-                if let value = environment[name], !value.isEmpty {
-                    keys += value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-                } else {
-                    warn("tenant \(tenant.name): keys_env \(name) is unset or empty, so no key names this tenant")
-                }
-            }
-            if let path = tenant.keysFile {
-                let text: String
-                do {
-                    text = try String(contentsOfFile: path, encoding: .utf8)
-                } catch {
-                    throw StartError(description: "tenant \(tenant.name): cannot read keys_file \(path): \(error.localizedDescription)")
-                }
-                keys += text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-                    .filter { !$0.isEmpty && !$0.hasPrefix("#") }
-            }
-            for key in keys where !key.isEmpty {
-                let hash = hasher.hash(Array(key.utf8))
-                if let other = index[hash], other != tenants.count {
-                    throw StartError(description: "tenants \(tenants[other].name) and \(tenant.name) share an API key")
-                }
-                index[hash] = tenants.count
-            }
-            tenants.append(Self.tenant(tenant.name, tenant.limits, instances: instances, registry: registry))
+        var tenants = configuration.tenants.map { tenant in
+            Self.tenant(tenant.name, tenant.limits, instances: instances, registry: registry)
         }
         tenants.append(Self.tenant("default", configuration.defaultTenant ?? TenantLimits(), instances: instances, registry: registry))
         self.tenants = tenants
-        self.keyIndex = index
     }
 
     private static func tenant(_ name: String, _ limits: TenantLimits, instances: Int, registry: PrometheusCollectorRegistry) -> Tenant {
@@ -203,35 +170,9 @@ final class Admission: Sendable {
             decisions: decisions)
     }
 
-    private static let bearer = Array("bearer ".utf8)
-
-    /// The tenant a request belongs to: its key's, or `default`. The key is hashed where it
-    /// lies in the head's bytes: no string is made of it.
+    /// The tenant a request belongs to (see `TenantResolver`).
     func tenant(for head: HTTP1Head) -> Int {
-        let defaultIndex = tenants.count - 1
-        let field: HTTP1Head.Field?
-        if let header {
-            field = head.fields.first { field in
-                head.bytes.withUnsafeReadableBytes { HTTP1Bytes.equalsLowercase($0[field.name], runtimeName: header) }
-            }
-        } else {
-            field = head.first("authorization")
-        }
-        guard let field else { return defaultIndex }
-        let hash: UInt64? = head.bytes.withUnsafeReadableBytes { raw in
-            var value = raw[field.value]
-            if header == nil {
-                // `Bearer <key>`, the scheme matched ignoring case.
-                let scheme = Self.bearer
-                guard value.count > scheme.count,
-                      zip(value.prefix(scheme.count), scheme).allSatisfy({ $0 | 0x20 == $1 })
-                else { return nil }
-                value = value.dropFirst(scheme.count)
-            }
-            while let first = value.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { value = value.dropFirst() }
-            return hasher.hash(value)
-        }
-        return hash.flatMap { keyIndex[$0] } ?? defaultIndex
+        resolver.tenant(for: head)
     }
 
     /// Decides one request of `tenant` at `now` (monotonic nanoseconds). A request refused for
