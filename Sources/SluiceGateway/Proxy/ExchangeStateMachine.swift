@@ -215,12 +215,6 @@ struct ExchangeStateMachine<Connection: AnyObject> {
         return requestEnded
     }
 
-    /// The connection was lost before any answer and the request goes again (another connection or
-    /// replica): back to waiting for one.
-    mutating func detached(until deadline: NIODeadline) {
-        phase = .connecting(deadline: deadline)
-    }
-
     // MARK: The answer
 
     /// The replica's answer began.
@@ -250,7 +244,6 @@ struct ExchangeStateMachine<Connection: AnyObject> {
     /// The exchange is over (the replica's answer ended, or the gateway answered): what the
     /// connection does next.
     mutating func exchangeEnded(keepAlive: Bool, now: NIODeadline) -> After {
-        responseStarted = true
         if !keepAlive {
             phase = .closed
             return .close

@@ -11,8 +11,13 @@ extension GatewayError {
             return .replicaTimeout(after: "the connect timeout (\(pool?.timeouts.connect ?? .zero)); the connection pool may be full")
         case .responseHeader:
             return .replicaTimeout(after: "the response_header timeout (\(pool?.timeouts.responseHeader ?? .zero))")
-        case .client, .keepalive, .idle:
+        case .client:
             return .clientTimeout(after: "\(limits.clientTimeout)")
+        // (The handler answers neither of these: it closes, or cuts the begun answer.)
+        case .keepalive:
+            return .clientTimeout(after: "the keepalive timeout (\(limits.keepaliveTimeout))")
+        case .idle:
+            return .replicaTimeout(after: "the idle timeout (\(pool?.timeouts.idle ?? .zero))")
         }
     }
 }
