@@ -75,3 +75,13 @@ public struct HTTP1Head: Sendable {
         bytes.withUnsafeReadableBytes { HTTP1Bytes.equalsLowercase($0[field.name], lowercaseName) }
     }
 }
+
+extension HTTP1Head {
+    /// A copy whose bytes are its own, so holding it (while its request waits for admission, a
+    /// queue or a batch) does not pin the read buffer it was parsed from.
+    public func detached(_ allocator: ByteBufferAllocator) -> HTTP1Head {
+        var copy = self
+        copy.bytes = allocator.buffer(buffer: bytes)
+        return copy
+    }
+}

@@ -15,14 +15,10 @@ enum BodyAdmission {
     /// is called once, unless `stillWanted` says the exchange has gone meanwhile, in which case
     /// what was charged is given back.
     static func decide(
-        _ exchange: Exchange, body: ByteBuffer, tenant: Int, admission: Admission, defaultMaxTokens: Int, now: NIODeadline,
+        _ exchange: Exchange, body: ByteBuffer, cost: RequestCost, tenant: Int, admission: Admission, now: NIODeadline,
         limiter: RedisRateLimiter?, allocator: ByteBufferAllocator,
         stillWanted: @escaping () -> Bool, deliver: @escaping (Verdict) -> Void
     ) {
-        guard case .success(let facts) = exchange.facts(of: body) else {
-            return deliver(.refuse(.badJSON("a token-limited request must be a JSON object"), fields: [], body: nil))
-        }
-        let cost = RequestCost(facts, defaultMaxTokens: defaultMaxTokens)
         guard let limiter else {
             let outcome = admission.admitBody(tenant: tenant, model: cost.model, tokens: cost.tokens, now: now.uptimeNanoseconds)
             return deliver(apply(outcome, cost: cost, to: exchange, tenant: tenant, admission: admission, body: body, allocator: allocator))

@@ -14,6 +14,15 @@ extension PoolRuntime {
         case noReplica
     }
 
+    /// A queued request's wait ran out. A replica that came back (an ejection that ran out) frees
+    /// slots no one announced, so the queue is served once more first; false when a slot is on
+    /// its way to the request after all.
+    func queueWaitExpired(_ ticket: UInt64) -> Bool {
+        guard let gate else { return false }
+        gate.dispatch(snapshot)
+        return gate.leave(ticket, timedOut: true)
+    }
+
     func dispatch(
         _ exchange: Exchange, random: UInt64, priority: Int, now: NIODeadline, deliver: (@Sendable (Replica) -> Void)?
     ) -> Dispatch {

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// An exchange cut short: what it leaves on the upstream side, and what becomes of the rest of
 /// its request.
 extension Exchange {
@@ -10,6 +12,13 @@ extension Exchange {
         case .cancelConnect: connectionPool?.cancel(requester)
         case .discard(let connection): connection.pool.discard(connection)
         }
+    }
+
+    /// The replica failed this exchange (closed, timed out, refused the connection): counted
+    /// toward its passive ejection.
+    func replicaFailed(now: NIODeadline) {
+        guard let replica, let pool else { return }
+        replica.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection)
     }
 
     /// After an early answer, whether the rest of the request is better cut (close) than read and

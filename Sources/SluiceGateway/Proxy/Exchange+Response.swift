@@ -21,7 +21,7 @@ extension Exchange {
         return HeaderRewriter.downstreamResponse(
             head, clientMinorVersion: requestMinorVersion, requestID: requestID ?? "", keepAlive: keepAlive, reframing: reframing,
             extraFields: limitFields, allocator: allocator,
-            extraCapacity: head.contentLength.map { $0 <= ProxyServerHandler.coalesceLimit ? $0 : 0 } ?? 0)
+            extraCapacity: head.contentLength.map { $0 <= Exchange.coalesceLimit ? $0 : 0 } ?? 0)
     }
 
     /// Answer bytes arrived: the prompt is prefilled, and a stream's first bytes are its TTFT.

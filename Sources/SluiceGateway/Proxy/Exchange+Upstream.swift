@@ -22,7 +22,7 @@ extension Exchange {
         let length = rewrittenLength ?? contentLength
         let (out, id) = HeaderRewriter.upstreamRequest(
             head, host: replica.id.description, clientAddress: clientAddress, random: &random, allocator: allocator,
-            extraCapacity: length.map { $0 <= ProxyServerHandler.coalesceLimit ? $0 : 0 } ?? 0, contentLength: rewrittenLength)
+            extraCapacity: length.map { $0 <= Exchange.coalesceLimit ? $0 : 0 } ?? 0, contentLength: rewrittenLength)
         requestID = id
         upstreamHead = out
     }

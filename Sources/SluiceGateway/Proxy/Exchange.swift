@@ -6,6 +6,9 @@ import SluiceHTTP1
 /// it (tenant, pool, replica, limits) and what it holds until it is settled. Which wait it is in
 /// is the connection's `ExchangeStateMachine`'s. Owned by the connection's handler, on its loop.
 final class Exchange {
+    /// Bodies up to this size are copied behind their head, so a small message is one write.
+    static let coalesceLimit = 8 * 1024
+
     let start: NIODeadline
     /// The request target without its query string.
     let path: String
@@ -30,8 +33,6 @@ final class Exchange {
     var keyPool: Int?
     var pool: PoolRuntime?
     var routingKey: String?
-    /// The body's facts, read once (`facts(of:)`) for every reader: model, key, prompt, cost.
-    var bodyFacts: Result<CompletionRequestFacts, JSONFieldScanner.Failure>?
     /// The prompt's block chain, for cache-aware pools keyed on the prompt (`PromptChain`), and
     /// whether the request asked for a stream.
     var prompt: PromptChain?
@@ -93,17 +94,6 @@ final class Exchange {
         self.contentLength = head.contentLength
         self.keepAlive = head.keepAlive
         self.expectsContinue = head.expectsContinue
-    }
-
-    /// The held body's facts (model, user, prompt, token estimate), read in one validating pass
-    /// the first time routing or limits ask, then kept.
-    func facts(of body: ByteBuffer) -> Result<CompletionRequestFacts, JSONFieldScanner.Failure> {
-        if let known = bodyFacts { return known }
-        let scanned = body.withUnsafeReadableBytes { bytes in
-            Result { () throws(JSONFieldScanner.Failure) -> CompletionRequestFacts in try JSONFieldScanner.completionFacts(in: bytes) }
-        }
-        bodyFacts = scanned
-        return scanned
     }
 
     /// Keeps a body part until the upstream connection is ready.

@@ -1,4 +1,5 @@
 import SluiceConfig
+import SluiceCore
 import SluiceHTTP1
 
 extension GatewayError {
@@ -23,6 +24,19 @@ extension GatewayError {
 }
 
 extension GatewayError {
+    /// The replica closed the connection before its answer began.
+    static func replicaClosed(_ replica: Replica?, reused: Bool, error: (any Error)?) -> GatewayError {
+        let name = replica.map { "\($0.id)" } ?? "the replica"
+        let how = reused ? " (on a reused keep-alive connection)" : ""
+        return .replicaFailed("\(name) closed the connection before answering\(how)\(error.map { ": \($0)" } ?? "")")
+    }
+
+    /// Sluice removes `Upgrade`, so a switch of protocols is the replica misbehaving (and its
+    /// connection, now speaking something else, is closed).
+    static func switchedProtocols(_ replica: Replica?) -> GatewayError {
+        .replicaFailed("\(replica.map { "\($0.id)" } ?? "the replica") answered 101 Switching Protocols, which Sluice does not proxy")
+    }
+
     /// The answer for bytes that are not HTTP/1.1.
     init(_ error: HTTP1ParseError, maxHeaderBytes: Int) {
         switch error {

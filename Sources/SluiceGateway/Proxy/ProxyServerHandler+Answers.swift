@@ -68,28 +68,20 @@ extension ProxyServerHandler {
     /// answer had begun).
     func timedOut(_ expiry: ExchangeStateMachine<UpstreamConnection>.Expiry) {
         let exchange = self.exchange
-        let pool = exchange?.pool
-        switch expiry {
-        case .keepalive:
-            return close()
-        case .idle:
-            return exchange.map { abort($0, status: 504) } ?? close()
-        case .queue(let ticket):
-            // A replica that came back (an ejection that ran out) frees slots no one announced:
-            // look once more before giving up. If the slot is already on its way, it is taken.
-            guard let pool, let gate = pool.gate else { return }
-            gate.dispatch(pool.snapshot)
-            guard gate.leave(ticket, timedOut: true) else { return }
-            _ = state.abandon()
-        case .responseHeader:
-            if let pool { exchange?.replica?.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection) }
-        case .client, .connect:
-            break
-        }
         var extra: [(String, String)] = []
-        if case .queue = expiry { extra = (exchange?.limitFields ?? []) + [("retry-after", "1")] }
+        switch expiry {
+        case .keepalive: return close()
+        case .idle: return exchange.map { abort($0, status: 504) } ?? close()
+        case .queue(let ticket):
+            // If a slot is on its way after all, it is taken.
+            guard exchange?.pool?.queueWaitExpired(ticket) ?? false else { return }
+            _ = state.abandon()
+            extra = (exchange?.limitFields ?? []) + [("retry-after", "1")]
+        case .responseHeader: exchange?.replicaFailed(now: now)
+        case .client, .connect: break
+        }
         respond(
-            .expired(expiry, pool: pool?.configuration, limits: runtime.limits),
+            .expired(expiry, pool: exchange?.pool?.configuration, limits: runtime.limits),
             closeAfter: expiry == .client || exchange.map(mustCloseUnfinished) ?? true, extraFields: extra)
     }
 

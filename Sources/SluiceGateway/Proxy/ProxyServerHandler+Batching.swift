@@ -17,9 +17,7 @@ extension ProxyServerHandler {
             loop.execute { bound.value.0.batchAnswered(bound.value.1, outcome) }
         }
         // (The outcome cannot arrive before this line: it hops to this loop.)
-        var held = head
-        held.bytes = context.channel.allocator.buffer(buffer: head.bytes)
-        state.joinedBatch(held, body: body, ticket: ticket, key: batchKey)
+        state.joinedBatch(head.detached(context.channel.allocator), body: body, ticket: ticket, key: batchKey)
     }
 
     /// A member's outcome, on this loop.

@@ -56,9 +56,7 @@ extension ProxyServerHandler {
     /// buffer for as long as the request waits, in a queue or a batch.)
     private func hold(_ exchange: Exchange, head: HTTP1Head) {
         parser.passChunkFraming = false
-        var held = head
-        held.bytes = context.channel.allocator.buffer(buffer: head.bytes)
-        state.read(held, into: context.channel.allocator.buffer(capacity: min(head.contentLength ?? 0, runtime.limits.maxInspectBytes)))
+        state.read(head.detached(context.channel.allocator), into: context.channel.allocator.buffer(capacity: min(head.contentLength ?? 0, runtime.limits.maxInspectBytes)))
         sendContinueIfExpected(exchange)
         armTimer()
     }
@@ -68,8 +66,7 @@ extension ProxyServerHandler {
     func sendContinueIfExpected(_ exchange: Exchange) {
         guard exchange.expectsContinue, !state.requestEnded else { return }
         exchange.expectsContinue = false
-        let line: StaticString = exchange.requestMinorVersion == 0 ? "HTTP/1.0 100 Continue\r\n\r\n" : "HTTP/1.1 100 Continue\r\n\r\n"
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(staticString: line)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(GatewayAnswer.continue(minorVersion: exchange.requestMinorVersion, context.channel.allocator)), promise: nil)
     }
 
     func receivedBody(_ buffer: ByteBuffer) {
@@ -101,7 +98,7 @@ extension ProxyServerHandler {
             exchange = nil
             exchangeEnded()
         case .decide(let head, let body):
-            if let exchange { decide(exchange, head: head, body: body) }
+            if let exchange { inspect(exchange, head: head, body: body) }
         case .sent(let connection):
             flushUpstream(connection)
             armTimer()
@@ -120,9 +117,7 @@ extension ProxyServerHandler {
             send(exchange, head: head, to: replica, queuedSince: nil)
         case .queued(let ticket, let timeout):
             // The body gathers in `pending` meanwhile (reads stop past `pendingLimit`).
-            var held = head
-            held.bytes = context.channel.allocator.buffer(buffer: head.bytes)
-            state.queued(held, ticket: ticket, now: now, deadline: now + timeout)
+            state.queued(head.detached(context.channel.allocator), ticket: ticket, now: now, deadline: now + timeout)
             armTimer()
         case .full(let waiting):
             respond(.queueFull(pool: pool.name, waiting: waiting), closeAfter: mustCloseUnfinished(exchange),

@@ -10,10 +10,7 @@ extension ProxyServerHandler: UpstreamDelegate {
     func upstreamReceivedHead(_ head: HTTP1Head) {
         guard let exchange, let connection = state.connection, !exchange.finished else { return }
         if head.status == 101 {
-            // Sluice removes `Upgrade`, so a switch of protocols is the replica misbehaving; the
-            // connection now speaks something else and is closed.
-            let name = exchange.replica.map { "\($0.id)" } ?? "the replica"
-            return respond(.replicaFailed("\(name) answered 101 Switching Protocols, which Sluice does not proxy"), closeAfter: mustCloseUnfinished(exchange))
+            return respond(.switchedProtocols(exchange.replica), closeAfter: mustCloseUnfinished(exchange))
         }
         let now = self.now
         state.responseStarted(now: now)
@@ -68,13 +65,8 @@ extension ProxyServerHandler: UpstreamDelegate {
         // (A keep-alive race is not a replica failure: the request goes once more.)
         if !state.responseStarted, exchange.prepareResend(on: connection) { return acquireUpstream(exchange) }
         guard !state.responseStarted else { return abort(exchange, status: 502) }
-        if let replica = exchange.replica, let pool = exchange.pool {
-            replica.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection)
-        }
-        let reused = connection.useCount > 1 ? " (on a reused keep-alive connection)" : ""
-        let detail = error.map { ": \($0)" } ?? ""
-        let name = exchange.replica.map { "\($0.id)" } ?? "the replica"
-        respond(.replicaFailed("\(name) closed the connection before answering\(reused)\(detail)"), closeAfter: mustCloseUnfinished(exchange))
+        exchange.replicaFailed(now: now)
+        respond(.replicaClosed(exchange.replica, reused: connection.useCount > 1, error: error), closeAfter: mustCloseUnfinished(exchange))
     }
 }
 
@@ -89,7 +81,7 @@ extension ProxyServerHandler: UpstreamRequester {
     func upstreamFailed(_ error: any Error) {
         guard let exchange, case .connecting = state.phase, !exchange.finished, let pool = exchange.pool, let replica = exchange.replica
         else { return }
-        replica.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection)
+        exchange.replicaFailed(now: now)
         if pool.retryElsewhere(exchange, failed: replica, now: now) != nil { return acquireUpstream(exchange) }
         respond(.replicaFailed("could not connect to \(replica.id): \(error)"), closeAfter: mustCloseUnfinished(exchange))
     }

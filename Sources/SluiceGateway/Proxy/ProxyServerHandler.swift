@@ -3,18 +3,12 @@ import SluiceConfig
 import SluiceCore
 import SluiceHTTP1
 
-/// The data path for one client connection: parses requests (`HTTP1Parser`), runs each through
-/// admission, routing and its pool, borrows an upstream connection from this event loop's pool
-/// and streams both ways. Which wait a request is in, and what each event means there, is
-/// `ExchangeStateMachine`'s; this handler does the I/O it asks for.
-///
-/// Heads are rewritten byte to byte (`HeaderRewriter`), and bodies are forwarded as slices of
-/// the buffers read from the socket (never copied, never buffered whole) unless the body must
-/// be read first (routing by `model` or a key in it, token limits, batching): then it is held
-/// (capped), read once (`CompletionRequestFacts`) and forwarded as that same buffer. Reads are
-/// held while the other side cannot take more bytes, so a slow peer makes the gateway stop
-/// reading instead of buffering. A pipelined request simply stays unparsed in `unparsed` (and
-/// reads stop) until the current exchange ends.
+/// The data path for one client connection: parses requests, runs each through admission,
+/// routing and its pool, borrows an upstream connection from this loop's pool and streams both
+/// ways. Which wait a request is in, and what each event means there, is `ExchangeStateMachine`'s;
+/// this handler does the I/O it asks for. Bodies are forwarded as the buffers read, unless they
+/// must be read first (`BodyInspection`); reads stop while the other side cannot take more, and
+/// a pipelined request stays in `unparsed` until the current exchange ends (docs/data-path.md).
 final class ProxyServerHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -22,8 +16,6 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     /// How much request body may wait for an upstream connection before reads stop.
     static let pendingLimit = 64 * 1024
-    /// Bodies up to this size are copied behind their head, so a small message is one write.
-    static let coalesceLimit = 8 * 1024
 
     let runtime: GatewayRuntime
     let upstreams: EventLoopUpstreams

@@ -1,0 +1,77 @@
+import NIOCore
+import SluiceCore
+import SluiceHTTP1
+
+/// Everything the gateway reads from a body held whole, read in one place: its pool (by `model`
+/// when the path did not choose one), its routing key and prompt chain, its token cost when the
+/// tenant's limits read bodies, and its batch membership. The completion facts are scanned once
+/// (`JSONFieldScanner.completionFacts`, only if a reader needs them); a batch member is also
+/// parsed as a tree, because merging needs its values.
+struct BodyInspection {
+    let pool: PoolRuntime
+    let key: String?
+    let prompt: PromptChain?
+    /// The request asked for a stream (its first byte then marks the end of prefill).
+    let streams: Bool
+    /// What the request would use, when its tenant's limits read the body.
+    let cost: RequestCost?
+    /// The request as a member of one of its pool's batches; nil when it goes alone.
+    let batchItem: Batcher.Item?
+
+    enum Outcome {
+        case inspected(BodyInspection)
+        /// The body is refused (malformed, no pool for its model, a malformed batch member).
+        case answer(GatewayError)
+    }
+
+    static func of(_ exchange: Exchange, head: HTTP1Head, body: ByteBuffer, runtime: GatewayRuntime) -> Outcome {
+        var scanned: Result<CompletionRequestFacts, JSONFieldScanner.Failure>?
+        func facts() -> Result<CompletionRequestFacts, JSONFieldScanner.Failure> {
+            if let scanned { return scanned }
+            let result = body.withUnsafeReadableBytes { bytes in
+                Result { () throws(JSONFieldScanner.Failure) -> CompletionRequestFacts in try JSONFieldScanner.completionFacts(in: bytes) }
+            }
+            scanned = result
+            return result
+        }
+
+        let pool: PoolRuntime
+        if let index = exchange.keyPool {
+            pool = runtime.pools[index]
+        } else {
+            let model: String?
+            switch facts() {
+            case .success(let found): model = found.model
+            case .failure(let failure): return .answer(.badJSON(failure.description))
+            }
+            guard case .pool(let index) = runtime.routeTable.route(path: exchange.path[...], model: model) else {
+                return .answer(.noRoute(path: exchange.path, model: model ?? "(none)"))
+            }
+            pool = runtime.pools[index]
+        }
+
+        let routing = pool.configuration.routing
+        let (key, prompt, streams) = RoutingKeys.fromBody(
+            body, facts: { try? facts().get() }, head: head, sources: routing.key, prefixTokens: routing.prefixTokens,
+            followPrompt: routing.policy == .cacheAware)
+
+        var cost: RequestCost?
+        if let tenant = exchange.tenant, let admission = runtime.admission, admission.needsBody(tenant), body.readableBytes > 0 {
+            guard case .success(let found) = facts() else {
+                return .answer(.badJSON("a token-limited request must be a JSON object"))
+            }
+            cost = RequestCost(found, defaultMaxTokens: runtime.limits.defaultMaxTokens)
+        }
+
+        var batchItem: Batcher.Item?
+        if pool.batcher != nil, let kind = Batcher.kind(of: exchange.path), body.readableBytes > 0 {
+            switch Batcher.membership(kind, body) {
+            case .join(let item): batchItem = item
+            // Malformed: answered on its own, before it could join anyone.
+            case .refuse(let error): return .answer(error)
+            case .alone: break
+            }
+        }
+        return .inspected(BodyInspection(pool: pool, key: key, prompt: prompt, streams: streams, cost: cost, batchItem: batchItem))
+    }
+}
