@@ -30,7 +30,7 @@ import SluiceHTTP1
             var logger = Logger(label: "sluice-test")
             logger.logLevel = .critical
             loop = EmbeddedEventLoop()
-            runtime = GatewayRuntime(configuration: configuration, group: loop, metrics: GatewayMetrics(), logger: logger)
+            runtime = GatewayRuntime(configuration: configuration, group: loop, metrics: GatewayMetrics(), logger: logger, clock: { [loop] in loop.now })
             let upstreams = EventLoopUpstreams(eventLoop: loop, statsRegistry: runtime.upstreamStats)
             channel = EmbeddedChannel(handler: ProxyServerHandler(runtime: runtime, upstreams: upstreams), loop: loop)
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()

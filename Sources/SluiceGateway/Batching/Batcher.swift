@@ -104,7 +104,7 @@ final class Batcher: Sendable {
     /// Returns the ticket `leave` takes.
     func join(_ item: Item, path: String, pool: PoolRuntime, loop: any EventLoop, deliver: @escaping @Sendable (Outcome) -> Void) -> (ticket: UInt64, key: [UInt8]) {
         let key = Array(path.utf8) + [0] + item.joinKey
-        let now = NIODeadline.now().uptimeNanoseconds
+        let now = loop.now.uptimeNanoseconds
         let (ticket, trigger) = state.withLock { state -> (UInt64, BatchController.Trigger?) in
             let ticket = state.nextTicket
             state.nextTicket += 1
@@ -156,7 +156,7 @@ final class Batcher: Sendable {
 
     /// Sends up to the cap of the group's oldest members as one request.
     private func dispatch(_ key: [UInt8], trigger: BatchController.Trigger, pool: PoolRuntime, loop: any EventLoop) {
-        let now = NIODeadline.now().uptimeNanoseconds
+        let now = loop.now.uptimeNanoseconds
         let taken = state.withLock { state -> (path: String, members: [Waiting])? in
             guard var group = state.groups[key], !group.waiting.isEmpty else { return nil }
             let count = min(group.waiting.count, state.controller.cap)
@@ -199,17 +199,17 @@ final class Batcher: Sendable {
             split = { InferBatch.split($0, spans: spans) }
         }
         guard let client = try? client.client(),
-              let replica = pool.pick(RoutingFacts(key: nil, random: UInt64.random(in: 0...UInt64.max)), now: .now())?.replica,
+              let replica = pool.pick(RoutingFacts(key: nil, random: UInt64.random(in: 0...UInt64.max)), now: loop.now)?.replica,
               pool.start(replica)
         else {
             for member in taken { member.deliver(.alone) }
             return
         }
-        let started = NIODeadline.now()
+        let started = loop.now
         let timeout = TimeAmount.nanoseconds(pool.configuration.timeouts.responseHeader.nanoseconds)
         BatchUpstream.post(body, path: path, to: replica.id, client: client, on: loop, timeout: timeout).whenComplete { result in
             pool.release(replica)
-            let latency = UInt64((NIODeadline.now() - started).nanoseconds)
+            let latency = UInt64((loop.now - started).nanoseconds)
             self.state.withLock { $0.controller.record(size: taken.count, latency: latency) }
             switch result {
             case .success(let answer) where answer.status == 200:

@@ -56,6 +56,8 @@ final class PoolGate: Sendable {
 
     let limit: Int
     let timeout: TimeAmount
+    /// The data path's clock (the event loops' in production; a manual one in tests).
+    private let clock: @Sendable () -> NIODeadline
     private let queue: Mutex<FairQueue<Waiter>>
     private let waitingCount = Atomic<Int>(0)
     private let outcomes: [Counter]
@@ -63,7 +65,8 @@ final class PoolGate: Sendable {
     private let totals: AtomicArray<Int>
     private let wait: LatencyHistogram
 
-    init(limit: Int, queue configuration: QueueConfiguration, pool: String, metrics: GatewayMetrics) {
+    init(limit: Int, queue configuration: QueueConfiguration, pool: String, metrics: GatewayMetrics, clock: @escaping @Sendable () -> NIODeadline) {
+        self.clock = clock
         self.limit = limit
         self.timeout = .nanoseconds(configuration.timeout.nanoseconds)
         self.queue = Mutex(FairQueue(capacity: configuration.max))
@@ -127,7 +130,7 @@ final class PoolGate: Sendable {
     /// Hands free slots to waiters, in the queue's order, while slots and waiters last. Called
     /// when a slot frees, a request queues, or membership or draining changes.
     func dispatch(_ snapshot: PoolSnapshot) {
-        let now = NIODeadline.now().uptimeNanoseconds
+        let now = clock().uptimeNanoseconds
         var handed: [(Waiter, Replica)] = []
         queue.withLock { queue in
             while !queue.isEmpty {

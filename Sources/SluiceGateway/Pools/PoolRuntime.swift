@@ -26,7 +26,11 @@ final class PoolRuntime: Sendable {
     /// snapshot the previous one stored; picks never take it.
     private let membershipLock = Mutex(())
 
-    init(index: Int, configuration: PoolConfiguration, client: BackgroundHTTPClient, metrics: GatewayMetrics) {
+    init(
+        index: Int, configuration: PoolConfiguration, client: BackgroundHTTPClient, metrics: GatewayMetrics,
+        clock: @escaping @Sendable () -> NIODeadline = { .now() }
+    ) {
+        self.clock = clock
         self.index = index
         self.configuration = configuration
         let routing = configuration.routing
@@ -55,7 +59,7 @@ final class PoolRuntime: Sendable {
         self.batcher = configuration.batching.map { Batcher($0, pool: configuration.name, client: client, metrics: metrics) }
         self.scaling = configuration.scaling.map { PoolScaling($0, pool: configuration.name, metrics: metrics) }
         self.gate = configuration.maxConcurrentPerReplica.map { limit in
-            PoolGate(limit: limit, queue: configuration.queue, pool: configuration.name, metrics: metrics)
+            PoolGate(limit: limit, queue: configuration.queue, pool: configuration.name, metrics: metrics, clock: clock)
         }
         let poolLoad = PoolLoad()
         self.poolLoad = poolLoad
@@ -64,6 +68,9 @@ final class PoolRuntime: Sendable {
     }
 
     var name: String { configuration.name }
+    /// The data path's clock, for decisions made off an exchange's loop (a slot freed, a member
+    /// relocated): the event loops' in production, a manual one in tests.
+    let clock: @Sendable () -> NIODeadline
 
     /// The membership now. A decision reads one copy throughout, so a membership change in the
     /// middle of it cannot show it two different replica lists.
@@ -150,7 +157,7 @@ final class PoolRuntime: Sendable {
               (exchange.recordedReplica ?? picked.replica) !== replica
         else { return }
         exchange.recordedReplica = replica
-        policy.relocated(picked.facts, to: replica, now: NIODeadline.now().uptimeNanoseconds)
+        policy.relocated(picked.facts, to: replica, now: clock().uptimeNanoseconds)
         tellOthers(picked.facts, replica)
     }
 

@@ -96,6 +96,14 @@ final class Exchange {
         self.expectsContinue = head.expectsContinue
     }
 
+    /// `100 Continue` (in the client's HTTP version), once, if the client waits for it and has not
+    /// sent its body anyway.
+    func continueLine(requestEnded: Bool, _ allocator: ByteBufferAllocator) -> ByteBuffer? {
+        guard expectsContinue, !requestEnded else { return nil }
+        expectsContinue = false
+        return allocator.buffer(staticString: requestMinorVersion == 0 ? "HTTP/1.0 100 Continue\r\n\r\n" : "HTTP/1.1 100 Continue\r\n\r\n")
+    }
+
     /// Keeps a body part until the upstream connection is ready.
     func pend(_ buffer: ByteBuffer) {
         pending.append(buffer)

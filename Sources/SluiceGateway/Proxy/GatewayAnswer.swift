@@ -22,9 +22,4 @@ enum GatewayAnswer {
         out.writeString(body)
         return out
     }
-
-    /// `100 Continue`, in the client's HTTP version.
-    static func `continue`(minorVersion: Int, _ allocator: ByteBufferAllocator) -> ByteBuffer {
-        allocator.buffer(staticString: minorVersion == 0 ? "HTTP/1.0 100 Continue\r\n\r\n" : "HTTP/1.1 100 Continue\r\n\r\n")
-    }
 }

@@ -24,6 +24,11 @@ extension GatewayError {
 }
 
 extension GatewayError {
+    /// A batch's answer did not come within the pool's `response_header` timeout.
+    static func batchTimedOut(_ pool: PoolConfiguration?) -> GatewayError {
+        .replicaTimeout(after: pool.map { "the response_header timeout (\($0.timeouts.responseHeader)), as part of a batch" } ?? "its timeout")
+    }
+
     /// The replica closed the connection before its answer began.
     static func replicaClosed(_ replica: Replica?, reused: Bool, error: (any Error)?) -> GatewayError {
         let name = replica.map { "\($0.id)" } ?? "the replica"

@@ -18,19 +18,17 @@ extension ProxyServerHandler {
         let status = Int(httpStatus.code)
         if let exchange {
             if state.responseStarted { return abort(exchange, status: status) }
-            undo(state.abandon(), exchange)
+            exchange.undo(state.abandon(), requester: self)
+            exchange.status = status
+            finish(exchange, status: status)
+        } else {
+            runtime.metrics.unrouted.recordResponse(status: status, nanoseconds: 0)
         }
         let closeAfter = requested || !(exchange?.keepAlive ?? false) || quiescing
         let out = GatewayAnswer.render(
             status: httpStatus, body: body, minorVersion: exchange?.requestMinorVersion ?? 1, requestID: exchange?.requestID,
             fields: extraFields.isEmpty ? (exchange?.limitFields ?? []) : extraFields, close: closeAfter,
             allocator: context.channel.allocator)
-        if let exchange {
-            exchange.status = status
-            finish(exchange, status: status)
-        } else {
-            runtime.metrics.unrouted.recordResponse(status: status, nanoseconds: 0)
-        }
         self.exchange = nil
         if case .close = state.exchangeEnded(keepAlive: !closeAfter, now: now) {
             return ClientWriter.closeLingering(after: context.writeAndFlush(wrapOutboundOut(out)), context)
@@ -53,15 +51,11 @@ extension ProxyServerHandler {
 
     /// Ends an exchange whose response has started: HTTP/1.1 can only signal that by closing.
     func abort(_ exchange: Exchange, status: Int) {
-        undo(state.abandon(), exchange)
+        exchange.undo(state.abandon(), requester: self)
         finish(exchange, status: status)
         self.exchange = nil
         writer.dropStaged()
         close()
-    }
-
-    func undo(_ abandon: ExchangeStateMachine<UpstreamConnection>.Abandon, _ exchange: Exchange) {
-        exchange.undo(abandon, requester: self)
     }
 
     /// A deadline passed: the connection closes, or the exchange is answered (cut, when its

@@ -2,7 +2,7 @@ import NIOCore
 import SluiceHTTP1
 
 /// A body held and read whole: inspected once (`BodyInspection`), admitted against the limits
-/// that read bodies (`BodyAdmission`), then on into a batch or to a replica.
+/// that read bodies (`BodyAdmission`), then on into a batch (`Batcher`) or to a replica.
 extension ProxyServerHandler {
     func inspect(_ exchange: Exchange, head: HTTP1Head, body: ByteBuffer) {
         let inspection: BodyInspection
@@ -27,12 +27,41 @@ extension ProxyServerHandler {
         }
     }
 
-    /// Sends an inspected request on: into its pool's batch, or alone.
+    /// Sends an inspected request on: into its pool's batch (`Batcher`; the member then waits for
+    /// its part of the batch's answer), or alone.
     private func forward(_ exchange: Exchange, head: HTTP1Head, _ inspection: BodyInspection, body: ByteBuffer) {
-        if let item = inspection.batchItem, let batcher = inspection.pool.batcher {
-            return join(batcher, item: item, exchange: exchange, head: head, pool: inspection.pool, key: inspection.key, body: body)
+        let pool = inspection.pool
+        guard let item = inspection.batchItem, let batcher = pool.batcher else {
+            return sendRead(exchange, head: head, body: body, pool: pool, key: inspection.key)
         }
+        exchange.pool = pool
+        exchange.routingKey = inspection.key
+        pool.scaling?.recordArrival()
+        let answered = onLoop(exchange) { $0.batchAnswered($1, $2) }
+        let (ticket, key) = batcher.join(item, path: exchange.path, pool: pool, loop: context.eventLoop, deliver: answered)
+        // (The outcome cannot arrive before this line: it hops to this loop.)
+        state.joinedBatch(head.detached(context.channel.allocator), body: body, ticket: ticket, key: key)
+    }
+
+    private func sendRead(_ exchange: Exchange, head: HTTP1Head, body: ByteBuffer, pool: PoolRuntime, key: String?) {
         exchange.pendRead(body, chunked: head.isChunked, allocator: context.channel.allocator)
-        begin(exchange, head: head, pool: inspection.pool, key: inspection.key)
+        begin(exchange, head: head, pool: pool, key: key)
+    }
+
+    /// A batch member's outcome, on this loop.
+    func batchAnswered(_ exchange: Exchange, _ outcome: Batcher.Outcome) {
+        guard self.exchange === exchange, let (head, body) = state.batchAnswered() else { return }
+        switch outcome {
+        case .answer(let body, let usage):
+            exchange.knownUsage = usage
+            exchange.status = 200
+            exchange.recordEndToEnd(now: now)
+            answer(status: .ok, body: String(decoding: body, as: UTF8.self), closeAfter: false)
+        case .timedOut:
+            respond(.batchTimedOut(exchange.pool?.configuration), closeAfter: false)
+        case .alone:
+            guard let pool = exchange.pool else { return }
+            sendRead(exchange, head: head, body: body, pool: pool, key: exchange.routingKey)
+        }
     }
 }

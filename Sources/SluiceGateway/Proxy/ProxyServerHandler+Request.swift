@@ -14,10 +14,9 @@ extension ProxyServerHandler {
         if quiescing { exchange.keepAlive = false }
         self.exchange = exchange
         state.requestStarted(now: now)
-        let limits = runtime.limits
-        if let length = head.contentLength, length > limits.maxBodyBytes {
+        if let length = head.contentLength, length > runtime.limits.maxBodyBytes {
             // A small rest is read and dropped (the connection stays); a large one is cut.
-            return respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: mustCloseUnfinished(exchange))
+            return respond(.bodyTooLarge(limit: runtime.limits.maxBodyBytes), closeAfter: mustCloseUnfinished(exchange))
         }
         guard let admission = runtime.admission else { return route(exchange, head: head) }
         var waited = false
@@ -44,29 +43,25 @@ extension ProxyServerHandler {
             parser.passChunkFraming = true
             begin(exchange, head: head, pool: pool, key: key)
         case .hold(let pool):
+            // The body is held (data, framing removed) in one buffer sized for it when its length
+            // is known: one copy, no regrowth, and the channel's receive buffer is not pinned
+            // while the request waits (in a queue or a batch).
             exchange.keyPool = pool
-            hold(exchange, head: head)
+            parser.passChunkFraming = false
+            let body = context.channel.allocator.buffer(capacity: min(head.contentLength ?? 0, runtime.limits.maxInspectBytes))
+            state.read(head.detached(context.channel.allocator), into: body)
+            sendContinueIfExpected(exchange)
+            armTimer()
         case .noRoute:
             respond(.noRoute(path: exchange.path, model: nil), closeAfter: false)
         }
     }
 
-    /// Holds the body (data, framing removed), sized for the whole body when its length is known:
-    /// one copy, no regrowth. (Keeping the first read itself would pin the channel's receive
-    /// buffer for as long as the request waits, in a queue or a batch.)
-    private func hold(_ exchange: Exchange, head: HTTP1Head) {
-        parser.passChunkFraming = false
-        state.read(head.detached(context.channel.allocator), into: context.channel.allocator.buffer(capacity: min(head.contentLength ?? 0, runtime.limits.maxInspectBytes)))
-        sendContinueIfExpected(exchange)
-        armTimer()
-    }
-
     /// `Expect: 100-continue` is answered by the gateway once it has accepted the request (the
     /// header is not forwarded: the body may have to be read before any replica is chosen).
     func sendContinueIfExpected(_ exchange: Exchange) {
-        guard exchange.expectsContinue, !state.requestEnded else { return }
-        exchange.expectsContinue = false
-        context.writeAndFlush(wrapOutboundOut(GatewayAnswer.continue(minorVersion: exchange.requestMinorVersion, context.channel.allocator)), promise: nil)
+        guard let line = exchange.continueLine(requestEnded: state.requestEnded, context.channel.allocator) else { return }
+        context.writeAndFlush(wrapOutboundOut(line), promise: nil)
     }
 
     func receivedBody(_ buffer: ByteBuffer) {
@@ -83,7 +78,7 @@ extension ProxyServerHandler {
             respond(.inspectTooLarge(limit: limits.maxInspectBytes), closeAfter: true)
         case .write(let connection):
             connection.handler.write(buffer)
-            wroteUpstreamSinceFlush = true
+            flush.wrote(connection)
             exchange.remember(buffer)
         case .pend:
             exchange.pend(buffer)
@@ -100,7 +95,7 @@ extension ProxyServerHandler {
         case .decide(let head, let body):
             if let exchange { inspect(exchange, head: head, body: body) }
         case .sent(let connection):
-            flushUpstream(connection)
+            flush.wrote(connection)
             armTimer()
         }
     }
@@ -112,7 +107,8 @@ extension ProxyServerHandler {
         exchange.routingKey = key
         let now = self.now
         let priority = exchange.tenant.flatMap { runtime.admission?.tenants[$0].limits.priority } ?? 0
-        switch pool.dispatch(exchange, random: upstreams.random.next(), priority: priority, now: now, deliver: pool.gate == nil ? nil : deliverSlot(to: exchange)) {
+        let deliver = pool.gate == nil ? nil : onLoop(exchange) { $0.leftQueue($1, with: $2) }
+        switch pool.dispatch(exchange, random: upstreams.random.next(), priority: priority, now: now, deliver: deliver) {
         case .slot(let replica):
             send(exchange, head: head, to: replica, queuedSince: nil)
         case .queued(let ticket, let timeout):
@@ -127,11 +123,12 @@ extension ProxyServerHandler {
         }
     }
 
-    /// How a slot reaches a queued request: on this loop, wherever it was freed.
-    private func deliverSlot(to exchange: Exchange) -> @Sendable (Replica) -> Void {
-        let bound = NIOLoopBound((self, exchange), eventLoop: context.eventLoop)
+    /// A callback that runs `body` for `exchange` on this connection's loop, wherever it is
+    /// called from (a slot freed on another loop, a batch answered).
+    func onLoop<Value: Sendable>(_ exchange: Exchange, _ body: @escaping (ProxyServerHandler, Exchange, Value) -> Void) -> @Sendable (Value) -> Void {
+        let bound = NIOLoopBound((self, exchange, body), eventLoop: context.eventLoop)
         let loop = context.eventLoop
-        return { replica in loop.execute { bound.value.0.leftQueue(bound.value.1, with: replica) } }
+        return { value in loop.execute { bound.value.2(bound.value.0, bound.value.1, value) } }
     }
 
     /// A queued request's slot arrived (on this loop): it goes on to that replica, unless it was
@@ -173,7 +170,7 @@ extension ProxyServerHandler {
             idleTimeout: .nanoseconds(timeouts.idle.nanoseconds))
         connection.handler.delegate = self
         exchange.write(to: connection)
-        flushUpstream(connection)
+        flush.wrote(connection)
         armTimer()
         if connection.isWritable { resumeReading() }
     }

@@ -37,12 +37,8 @@ extension ProxyServerHandler: UpstreamDelegate {
         let held = exchange.usageMeter?.end()
         let now = self.now
         exchange.recordEndToEnd(now: now)
-        if reusable && state.requestEnded && exchange.upstreamKeepAlive {
-            connection.pool.release(connection)
-        } else {
-            connection.pool.discard(connection)
-        }
-        exchange.settle(status: exchange.status, runtime: runtime, upstreams: upstreams, now: now)
+        connection.pool.returned(connection, reusable: reusable && state.requestEnded && exchange.upstreamKeepAlive)
+        finish(exchange, status: exchange.status)
         if let held { writer.forward(held, reframing: exchange.reframing, context) }
         self.exchange = nil
         let after = state.exchangeEnded(keepAlive: exchange.keepAlive && !quiescing, now: now)

@@ -28,10 +28,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     var unparsed: ByteBuffer?
     private var parsing = false
     var pendingRead = false
-    /// Between `channelRead` and `channelReadComplete`: upstream writes made now are flushed once,
-    /// at the end of the burst, so a request read in one go costs one upstream write syscall.
-    var inReadBurst = false
-    var wroteUpstreamSinceFlush = false
+    var flush = UpstreamFlush()
     var clientAddress: String?
     var writer = ClientWriter()
     /// Set by a graceful shutdown: finish the current exchange, then close.
@@ -42,10 +39,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         self.runtime = runtime
         self.upstreams = upstreams
         self.parser = HTTP1Parser(role: .request, maxHeadBytes: runtime.limits.maxHeaderBytes)
-        let limits = runtime.limits
-        self.state = ExchangeStateMachine(
-            limits: .init(clientTimeout: .nanoseconds(limits.clientTimeout.nanoseconds), keepaliveTimeout: .nanoseconds(limits.keepaliveTimeout.nanoseconds)),
-            now: upstreams.eventLoop.now)
+        self.state = ExchangeStateMachine(limits: .init(runtime.limits), now: upstreams.eventLoop.now)
     }
 
     /// The data path's clock: the event loop's, so tests drive it (`EmbeddedEventLoop.advanceTime`).
@@ -63,7 +57,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // Closed (possibly lingering after an early answer): what still arrives is dropped.
         if state.isClosed { return }
-        inReadBurst = true
+        flush.burstBegan()
         unparsed = .unparsed(unparsed, then: unwrapInboundIn(data), allocator: context.channel.allocator)
         parseAvailable()
     }
@@ -97,15 +91,9 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     /// Bytes that are not HTTP/1.1: answered when no response has started, else the exchange is cut.
     func parseFailed(_ error: HTTP1ParseError) {
-        if let exchange, state.responseStarted {
-            abort(exchange, status: 400)
-            return
-        }
-        if case .discarding = state.phase {
-            // The request was answered already; only its rest was being read.
-            close()
-            return
-        }
+        if let exchange, state.responseStarted { return abort(exchange, status: 400) }
+        // The request was answered already; only its rest was being read.
+        if case .discarding = state.phase { return close() }
         respond(GatewayError(error, maxHeaderBytes: runtime.limits.maxHeaderBytes), closeAfter: true)
     }
 
@@ -123,32 +111,15 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        inReadBurst = false
-        if wroteUpstreamSinceFlush, let connection = state.connection {
-            wroteUpstreamSinceFlush = false
-            connection.handler.flush()
-        }
-    }
-
-    /// Flushes what was written upstream now, or at the end of the current read burst.
-    func flushUpstream(_ connection: UpstreamConnection) {
-        if inReadBurst {
-            wroteUpstreamSinceFlush = true
-        } else {
-            wroteUpstreamSinceFlush = false
-            connection.handler.flush()
-        }
+        flush.burstEnded(state.connection)
     }
 
     /// Reads stop while a pipelined request waits, while what waits for admission or a
     /// connection reaches `pendingLimit`, and while the replica's connection is not writable.
     func read(context: ChannelHandlerContext) {
         let waiting = state.isAdmitting ? unparsed?.readableBytes ?? 0 : state.isWaitingForUpstream ? exchange?.pendingBytes ?? 0 : 0
-        if holdsPipelinedRequest || waiting >= Self.pendingLimit || state.connection.map({ !$0.isWritable }) ?? false {
-            pendingRead = true
-        } else {
-            context.read()
-        }
+        let stalled = holdsPipelinedRequest || waiting >= Self.pendingLimit || state.connection.map({ !$0.isWritable }) ?? false
+        if stalled { pendingRead = true } else { context.read() }
     }
 
     func resumeReading() {
@@ -176,7 +147,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             let left = state.abandon()
             // The client left mid-answer: the upstream request is cancelled by closing its connection.
             if case .discard = left { exchange.pool?.metrics.clientCancelled.increment() }
-            undo(left, exchange)
+            exchange.undo(left, requester: self)
             finish(exchange, status: state.responseStarted ? exchange.status : 499)
         }
         state.closed()
@@ -185,8 +156,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // While lingering after an early answer, errors (a reset) are expected: not news.
-        if state.isClosed { return }
-        context.close(promise: nil)
+        if !state.isClosed { context.close(promise: nil) }
     }
 
     func close() {

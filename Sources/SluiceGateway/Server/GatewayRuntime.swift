@@ -29,7 +29,12 @@ final class GatewayRuntime: Sendable {
         draining.store(true, ordering: .relaxed)
     }
 
-    init(configuration: GatewayConfiguration, group: any EventLoopGroup, metrics: GatewayMetrics, logger: Logger) {
+    /// - Parameter clock: the data path's clock for what is decided off a connection's loop
+    ///   (handlers read their loop's `now`).
+    init(
+        configuration: GatewayConfiguration, group: any EventLoopGroup, metrics: GatewayMetrics, logger: Logger,
+        clock: @escaping @Sendable () -> NIODeadline = { .now() }
+    ) {
         self.configuration = configuration
         let httpClient = BackgroundHTTPClient(group: group)
         self.httpClient = httpClient
@@ -48,7 +53,7 @@ final class GatewayRuntime: Sendable {
             admissionError = nil
         }
         let pools = configuration.pools.enumerated().map { index, pool in
-            PoolRuntime(index: index, configuration: pool, client: httpClient, metrics: metrics)
+            PoolRuntime(index: index, configuration: pool, client: httpClient, metrics: metrics, clock: clock)
         }
         self.pools = pools
         self.routeTable = RouteTable(entries: configuration.pools.map { pool in

@@ -56,6 +56,11 @@ final class UpstreamConnectionPool {
         run(state.available(connection, now: eventLoop.now))
     }
 
+    /// A connection whose answer ended: kept for the next request, or closed when it cannot carry one.
+    func returned(_ connection: UpstreamConnection, reusable: Bool) {
+        if reusable { release(connection) } else { discard(connection) }
+    }
+
     /// Closes a connection whose state is unknown (an exchange cut short).
     func discard(_ connection: UpstreamConnection) {
         connection.handler.delegate = nil

@@ -1,0 +1,9 @@
+import NIOCore
+import SluiceConfig
+
+/// The state machine's timeouts from the configuration (the machine itself reads none).
+extension ExchangeStateMachine.Limits {
+    init(_ limits: LimitsConfiguration) {
+        self.init(clientTimeout: .nanoseconds(limits.clientTimeout.nanoseconds), keepaliveTimeout: .nanoseconds(limits.keepaliveTimeout.nanoseconds))
+    }
+}
