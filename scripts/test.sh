@@ -91,6 +91,9 @@ grep -q "sluice stopped" "$log" || { cat "$log"; echo "sluice serve did not repo
 # Three `sluice serve` processes share one redis-server's limits; Redis is killed mid-run and
 # restarted (the admitted count stays within the limit in every phase; every answer is 200/429).
 python3 Tests/python/shared_limits_check.py .build/debug
+# Out of file descriptors the listener backs off instead of spinning, and at its default
+# connection cap the surplus waits in the backlog (`limits.max_connections`).
+python3 Tests/python/fd_exhaustion_check.py .build/debug
 # The benchmark floor (`sluice relay`, a plain TCP relay) carries a request to the same replica.
 relport=$(free_port)
 .build/debug/sluice relay --listen "127.0.0.1:$relport" --to "127.0.0.1:$rport" >/dev/null 2>&1 &

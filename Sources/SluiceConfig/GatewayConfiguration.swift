@@ -50,6 +50,9 @@ public struct LimitsConfiguration: Sendable, Equatable {
     /// Longest silence from a client in the middle of a request (its body); past it the client
     /// gets 408 and the upstream request is cancelled, so a stalled upload cannot hold a replica.
     public var clientTimeout: Duration = .seconds(60)
+    /// Client connections open at once; at the cap the listener stops accepting until one
+    /// closes. Nil: half of the file descriptors the process may open (`ulimit -n`).
+    public var maxConnections: Int?
     /// How long a client connection may stay open with no request in progress (between
     /// requests, or before a request head is complete); nginx's `keepalive_timeout` default.
     public var keepaliveTimeout: Duration = .seconds(75)

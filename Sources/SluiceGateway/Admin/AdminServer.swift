@@ -6,11 +6,23 @@ import NIOPosix
 /// port so it can be firewalled apart from client traffic. Speed does not matter here, so each
 /// request is read whole and answered by `AdminRoutes`.
 enum AdminServer {
+    /// Admin clients are few (probes, a scraper, an operator): a small cap keeps a flood of them
+    /// from taking the files the data path needs.
+    static let maxConnections = 128
+
     static func bind(host: String, port: Int, group: any EventLoopGroup, gateway: Gateway, token: String?) async throws -> any Channel {
         let routes = AdminRoutes(gateway: gateway, token: token)
+        let refused = gateway.runtime.metrics.adminConnectionsRefused
+        let logger = gateway.runtime.logger
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 128)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionCap(limit: maxConnections, refused: refused, logger: logger))
+                }
+            }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

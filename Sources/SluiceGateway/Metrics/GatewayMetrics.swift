@@ -9,6 +9,10 @@ public final class GatewayMetrics: Sendable {
     let unrouted: PoolMetrics
     let downstreamConnections: Gauge
     let downstreamConnectionsTotal: Counter
+    /// Connections closed on accept: over `limits.max_connections` (see `ConnectionCap`), and
+    /// over the admin listener's own cap.
+    let downstreamConnectionsRefused: Counter
+    let adminConnectionsRefused: Counter
     let requestDuration = LatencyHistogramFamily(
         name: "sluice_request_duration_seconds",
         help: "From the request head to the last response byte sent to the client.",
@@ -46,6 +50,10 @@ public final class GatewayMetrics: Sendable {
             descriptor: .sluice("sluice_downstream_connections", "Client connections open now."))
         downstreamConnectionsTotal = registry.makeCounter(
             descriptor: .sluice("sluice_downstream_connections_total", "Client connections accepted."))
+        downstreamConnectionsRefused = registry.makeCounter(
+            descriptor: .sluice("sluice_downstream_connections_refused_total", "Client connections closed on accept, over limits.max_connections."))
+        adminConnectionsRefused = registry.makeCounter(
+            descriptor: .sluice("sluice_admin_connections_refused_total", "Admin connections closed on accept, over the admin listener's cap."))
     }
 
     func pool(_ name: String) -> PoolMetrics {

@@ -125,9 +125,16 @@ public final class Gateway: Sendable {
     private func bindData(host: String, port: Int) async throws -> any Channel {
         let runtime = self.runtime
         let upstreams = self.upstreamsByLoop
+        let limit = runtime.limits.maxConnections ?? ConnectionCap.defaultLimit()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionCap(limit: limit, refused: runtime.metrics.downstreamConnectionsRefused, logger: runtime.logger))
+                }
+            }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
