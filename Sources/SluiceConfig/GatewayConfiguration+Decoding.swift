@@ -96,7 +96,7 @@ extension GatewayConfiguration {
     private static func decodeLimits(_ reader: NodeReader) -> LimitsConfiguration {
         var limits = LimitsConfiguration()
         guard let keys = reader.mapping(allowed: [
-            "max_header_bytes", "max_body_bytes", "max_inspect_bytes", "client_timeout", "keepalive_timeout", "max_connections",
+            "max_header_bytes", "max_body_bytes", "max_inspect_bytes", "client_timeout", "keepalive_timeout", "max_connections", "body_timeout", "min_body_rate",
             "backend", "on_backend_failure", "backend_timeout", "instances", "default_max_tokens", "shadow", "tenant_header", "tenants", "default",
         ]) else { return limits }
         if let node = keys["backend"], let value = node.string(), value != "local" {
@@ -151,6 +151,8 @@ extension GatewayConfiguration {
         if let value = keys["client_timeout"]?.duration(atLeast: .milliseconds(1)) { limits.clientTimeout = value }
         if let value = keys["keepalive_timeout"]?.duration(atLeast: .milliseconds(1)) { limits.keepaliveTimeout = value }
         if let value = keys["max_connections"]?.int(in: 1...10_000_000) { limits.maxConnections = value }
+        if let value = keys["body_timeout"]?.duration(atLeast: .seconds(1)) { limits.bodyTimeout = value }
+        if let value = keys["min_body_rate"]?.byteSize(in: 0...(1 << 30)) { limits.minBodyRate = value }
         return limits
     }
 

@@ -50,6 +50,12 @@ public struct LimitsConfiguration: Sendable, Equatable {
     /// Longest silence from a client in the middle of a request (its body); past it the client
     /// gets 408 and the upstream request is cancelled, so a stalled upload cannot hold a replica.
     public var clientTimeout: Duration = .seconds(60)
+    /// The slowest body accepted (Apache's `mod_reqtimeout` rule): a body must arrive within
+    /// `bodyTimeout` of its head plus one second per `minBodyRate` bytes; past it, 408. Time
+    /// the gateway itself holds the body (a queue, a replica that cannot take more) is not
+    /// counted. `minBodyRate` 0 turns it off.
+    public var bodyTimeout: Duration = .seconds(60)
+    public var minBodyRate = 500
     /// Client connections open at once; at the cap the listener stops accepting until one
     /// closes. Nil: half of the file descriptors the process may open (`ulimit -n`).
     public var maxConnections: Int?

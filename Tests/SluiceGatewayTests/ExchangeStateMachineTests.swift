@@ -158,11 +158,12 @@ struct ExchangeStateMachineTests {
     @Test func whatHasExpiredAgreesWithTheNextDeadlineWhateverHappened() {
         var random = SplitMix64(seed: 0x5EED)
         var now = Self.t0
-        var machine = Machine(limits: .init(clientTimeout: .seconds(3), keepaliveTimeout: .seconds(5)), now: now)
+        let limits = Machine.Limits(clientTimeout: .seconds(3), keepaliveTimeout: .seconds(5), bodyTimeout: .seconds(4), minBodyRate: 2)
+        var machine = Machine(limits: limits, now: now)
         let connection = Conn()
         for step in 0..<20_000 {
             now = now + .milliseconds(Int64(random.next() % 4_000))
-            switch random.next() % 15 {
+            switch random.next() % 17 {
             case 0: if machine.isIdle { machine.requestStarted(now: now) }
             case 1: machine.read(Self.head(), into: ByteBuffer())
             case 2: _ = machine.bodyReceived(Self.bytes("x"), now: now, maxReadBytes: 64)
@@ -177,6 +178,8 @@ struct ExchangeStateMachineTests {
             case 11: machine.responseBytes(now: now)
             case 12: _ = machine.exchangeEnded(keepAlive: random.next() % 4 != 0, now: now)
             case 13: _ = machine.abandon()
+            case 14: machine.readsPaused(now: now)
+            case 15: machine.readsResumed(now: now)
             default: if random.next() % 50 == 0 { machine = Machine(limits: machine.limits, now: now) }
             }
             guard let deadline = machine.nextDeadline else {
@@ -188,5 +191,63 @@ struct ExchangeStateMachineTests {
                 #expect(machine.expired(now: deadline - .nanoseconds(1)) == nil, "step \(step): expired before the next deadline")
             }
         }
+    }
+
+    // MARK: The body's pace (`min_body_rate`)
+
+    static let paced = Machine.Limits(clientTimeout: .seconds(60), keepaliveTimeout: .seconds(75), bodyTimeout: .seconds(10), minBodyRate: 100)
+
+    @Test func aBodyDrippedSlowerThanTheMinimumRateIsCutThoughTheClientIsNeverSilentForLong() {
+        var machine = Machine(limits: Self.paced, now: Self.t0)
+        let connection = Conn()
+        machine.requestStarted(now: Self.t0)
+        _ = machine.attached(connection, now: Self.t0, responseHeaderTimeout: .seconds(60), idleTimeout: .seconds(60))
+        // A byte every 2 s: never 60 s of silence, but each byte buys only 10 ms.
+        for second in [2, 4, 6, 8] {
+            guard case .write = machine.bodyReceived(Self.bytes("x"), now: Self.t0 + .seconds(Int64(second)), maxReadBytes: 0) else {
+                Issue.record("not written"); return
+            }
+        }
+        let due = Self.t0 + .seconds(10) + .milliseconds(40)
+        #expect(machine.nextDeadline == due)
+        #expect(machine.expired(now: due - .nanoseconds(1)) == nil)
+        #expect(machine.expired(now: due) == .slowBody)
+    }
+
+    @Test func aBodyAtTheMinimumRateIsNeverCut() {
+        var machine = Machine(limits: Self.paced, now: Self.t0)
+        let connection = Conn()
+        machine.requestStarted(now: Self.t0)
+        _ = machine.attached(connection, now: Self.t0, responseHeaderTimeout: .seconds(60), idleTimeout: .seconds(60))
+        let second = ByteBuffer(repeating: 0x78, count: 100)
+        for elapsed in 1...600 {
+            let now = Self.t0 + .seconds(Int64(elapsed))
+            _ = machine.bodyReceived(second, now: now, maxReadBytes: 0)
+            #expect(machine.expired(now: now + .milliseconds(999)) == nil)
+        }
+    }
+
+    @Test func whileTheGatewayStopsReadingNeitherSilenceNorPaceIsTheClients() {
+        var machine = Machine(limits: Self.paced, now: Self.t0)
+        let connection = Conn()
+        machine.requestStarted(now: Self.t0)
+        _ = machine.attached(connection, now: Self.t0, responseHeaderTimeout: .seconds(60), idleTimeout: .seconds(60))
+        machine.readsPaused(now: Self.t0 + .seconds(5))
+        #expect(machine.nextDeadline == nil)
+        #expect(machine.expired(now: Self.t0 + .seconds(500)) == nil)
+        machine.readsResumed(now: Self.t0 + .seconds(50))
+        // The 45 s pause moves the pace's deadline by 45 s; the silence is timed from the resume.
+        #expect(machine.nextDeadline == Self.t0 + .seconds(55))
+        #expect(machine.expired(now: Self.t0 + .seconds(55)) == .slowBody)
+    }
+
+    @Test func aQueuesWaitIsGivenBackToTheBodysPace() {
+        var machine = Machine(limits: Self.paced, now: Self.t0)
+        machine.requestStarted(now: Self.t0)
+        machine.queued(Self.head(), ticket: 1, now: Self.t0 + .seconds(1), deadline: Self.t0 + .seconds(60))
+        _ = machine.slotArrived(now: Self.t0 + .seconds(30))
+        machine.connecting(until: Self.t0 + .seconds(90))
+        #expect(machine.nextDeadline == Self.t0 + .seconds(39))
+        #expect(machine.expired(now: Self.t0 + .seconds(39)) == .slowBody)
     }
 }

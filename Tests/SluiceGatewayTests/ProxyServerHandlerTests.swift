@@ -76,6 +76,28 @@ import SluiceHTTP1
         #expect(answer.contains("\"code\":\"request_timeout\""))
     }
 
+    @Test func aBodyDrippedSlowerThanMinBodyRateGets408ThoughNeverSilentForLong() throws {
+        let connection = try Connection { config in
+            config.pools[0].models = ["m"]
+            config.limits.clientTimeout = .seconds(60)
+            config.limits.bodyTimeout = .seconds(10)
+            config.limits.minBodyRate = 100
+        }
+        try connection.send("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n")
+        // A byte every 2 s: each buys 10 ms on top of the 10 s the body is given.
+        for _ in 0..<4 {
+            connection.advance(.seconds(2))
+            try connection.send("x")
+        }
+        connection.advance(.seconds(2) + .milliseconds(40) - .nanoseconds(1))
+        #expect(try connection.written().isEmpty)
+        connection.advance(.nanoseconds(1))
+        let answer = try connection.written()
+        #expect(answer.hasPrefix("HTTP/1.1 408 "))
+        #expect(answer.contains("connection: close"))
+        #expect(answer.contains("limits.min_body_rate"))
+    }
+
     @Test func aRequestWaitingForABusyReplicaGets503AtTheQueueTimeoutAndLeavesTheQueue() throws {
         let connection = try Connection { config in
             config.pools[0].maxConcurrentPerReplica = 1

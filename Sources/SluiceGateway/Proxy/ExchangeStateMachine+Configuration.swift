@@ -4,6 +4,8 @@ import SluiceConfig
 /// The state machine's timeouts from the configuration (the machine itself reads none).
 extension ExchangeStateMachine.Limits {
     init(_ limits: LimitsConfiguration) {
-        self.init(clientTimeout: .nanoseconds(limits.clientTimeout.nanoseconds), keepaliveTimeout: .nanoseconds(limits.keepaliveTimeout.nanoseconds))
+        self.init(
+            clientTimeout: .nanoseconds(limits.clientTimeout.nanoseconds), keepaliveTimeout: .nanoseconds(limits.keepaliveTimeout.nanoseconds),
+            bodyTimeout: .nanoseconds(limits.bodyTimeout.nanoseconds), minBodyRate: limits.minBodyRate)
     }
 }

@@ -47,6 +47,10 @@ struct ExchangeStateMachine<Connection: AnyObject> {
     struct Limits {
         var clientTimeout: TimeAmount
         var keepaliveTimeout: TimeAmount
+        /// The body's pace (Apache's `mod_reqtimeout` rule): all of it within `bodyTimeout` of
+        /// the head, plus a second per `minBodyRate` bytes received; 0 turns it off.
+        var bodyTimeout: TimeAmount = .seconds(60)
+        var minBodyRate = 0
     }
 
     private(set) var phase: Phase
@@ -57,11 +61,17 @@ struct ExchangeStateMachine<Connection: AnyObject> {
     private(set) var responseStarted = false
     /// Last byte from the client while its request is incomplete.
     private var lastClientByte: NIODeadline
+    /// By when the body received so far had to have come, at `minBodyRate` (see `Limits`).
+    private var bodyDue: NIODeadline
+    /// The gateway stopped reading the client (the replica cannot take more): neither its
+    /// silence nor its pace is timed meanwhile.
+    private var pausedSince: NIODeadline?
 
     init(limits: Limits, now: NIODeadline) {
         self.limits = limits
         self.phase = .idle(since: now)
         self.lastClientByte = now
+        self.bodyDue = now
     }
 
     var isIdle: Bool {
@@ -101,6 +111,33 @@ struct ExchangeStateMachine<Connection: AnyObject> {
         requestEnded = false
         responseStarted = false
         lastClientByte = now
+        bodyDue = now + limits.bodyTimeout
+        pausedSince = nil
+    }
+
+    /// The gateway stopped reading the client mid-request (the replica cannot take more).
+    mutating func readsPaused(now: NIODeadline) {
+        guard !requestEnded, pausedSince == nil else { return }
+        switch phase {
+        case .upstream, .connecting, .reading: pausedSince = now
+        // (A queue's wait is given back when the slot arrives.)
+        default: break
+        }
+    }
+
+    /// Reading resumed: the pause is not the client's, so its deadlines move by it.
+    mutating func readsResumed(now: NIODeadline) {
+        guard let since = pausedSince else { return }
+        pausedSince = nil
+        bodyDue = bodyDue + (now - since)
+        lastClientByte = max(lastClientByte, now)
+    }
+
+    /// A body part of `bytes` arrived: the client's pace allows it `bytes / minBodyRate` more.
+    private mutating func bodyArrived(_ bytes: Int, now: NIODeadline) {
+        lastClientByte = now
+        guard limits.minBodyRate > 0 else { return }
+        bodyDue = bodyDue + .nanoseconds(Int64(min(bytes, 1 << 40)) * 1_000_000_000 / Int64(limits.minBodyRate))
     }
 
     /// Hold the body before the request goes on.
@@ -125,7 +162,7 @@ struct ExchangeStateMachine<Connection: AnyObject> {
     mutating func bodyReceived(_ part: ByteBuffer, now: NIODeadline, maxReadBytes: Int) -> BodyAction {
         switch phase {
         case .reading(let head, var body):
-            lastClientByte = now
+            bodyArrived(part.readableBytes, now: now)
             guard body.readableBytes + part.readableBytes <= maxReadBytes else { return .tooLargeToRead }
             phase = .admitting  // (so `body` is not shared while it grows)
             var part = part
@@ -133,10 +170,10 @@ struct ExchangeStateMachine<Connection: AnyObject> {
             phase = .reading(head, body: body)
             return .held
         case .upstream(let connection, _):
-            lastClientByte = now
+            bodyArrived(part.readableBytes, now: now)
             return .write(connection)
         case .queued, .connecting:
-            lastClientByte = now
+            bodyArrived(part.readableBytes, now: now)
             return .pend
         case .idle, .admitting, .batching, .discarding, .closed:
             return .drop
@@ -197,8 +234,10 @@ struct ExchangeStateMachine<Connection: AnyObject> {
     mutating func slotArrived(now: NIODeadline) -> (HTTP1Head, since: NIODeadline)? {
         guard case .queued(let head, _, let since, _) = phase else { return nil }
         phase = .admitting
-        // The client's silence is timed again from here (not while it waited on the gateway).
+        // The client's silence is timed again from here, and its pace is given the wait (it
+        // was the gateway's, and a client expecting 100-continue sends nothing meanwhile).
         lastClientByte = now
+        bodyDue = bodyDue + (now - since)
         return (head, since)
     }
 
@@ -295,6 +334,8 @@ struct ExchangeStateMachine<Connection: AnyObject> {
         case keepalive
         /// The client went quiet mid-request for `client_timeout`.
         case client
+        /// The client's body came slower than `min_body_rate` allows.
+        case slowBody
         /// No slot within the queue's timeout.
         case queue(ticket: UInt64)
         /// No connection to the replica in time.
@@ -324,8 +365,9 @@ struct ExchangeStateMachine<Connection: AnyObject> {
         case .closed:
             return nil
         }
-        guard !requestEnded else { return upstream }
-        let client = lastClientByte + limits.clientTimeout
+        guard !requestEnded, pausedSince == nil else { return upstream }
+        var client = lastClientByte + limits.clientTimeout
+        if limits.minBodyRate > 0 { client = min(client, bodyDue) }
         return upstream.map { min($0, client) } ?? client
     }
 
@@ -340,9 +382,13 @@ struct ExchangeStateMachine<Connection: AnyObject> {
         if case .queued(_, let ticket, _, let deadline) = phase {
             return now >= deadline ? .queue(ticket: ticket) : nil
         }
-        if !requestEnded, now >= lastClientByte + limits.clientTimeout {
+        if !requestEnded, pausedSince == nil {
+            let silent = now >= lastClientByte + limits.clientTimeout
+            let slow = limits.minBodyRate > 0 && now >= bodyDue
             switch phase {
-            case .admitting, .reading, .batching, .connecting, .upstream: return .client
+            case .admitting, .reading, .batching, .connecting, .upstream:
+                if silent { return .client }
+                if slow { return .slowBody }
             case .idle, .queued, .discarding, .closed: break
             }
         }

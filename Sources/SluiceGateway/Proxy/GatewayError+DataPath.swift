@@ -14,6 +14,8 @@ extension GatewayError {
             return .replicaTimeout(after: "the response_header timeout (\(pool?.timeouts.responseHeader ?? .zero))")
         case .client:
             return .clientTimeout(after: "\(limits.clientTimeout)")
+        case .slowBody:
+            return .slowBody(minRate: limits.minBodyRate, grace: "\(limits.bodyTimeout)")
         // (The handler answers neither of these: it closes, or cuts the begun answer.)
         case .keepalive:
             return .clientTimeout(after: "the keepalive timeout (\(limits.keepaliveTimeout))")

@@ -37,8 +37,7 @@ extension ProxyServerHandler {
         exchangeEnded()
     }
 
-    /// An exchange ended with the connection kept: parses a pipelined request, or closes when
-    /// shutting down; times the idle connection.
+    /// An exchange ended, the connection kept: a pipelined request is parsed, the idle time timed.
     func exchangeEnded() {
         parseAvailable()
         armTimer()
@@ -72,11 +71,11 @@ extension ProxyServerHandler {
             _ = state.abandon()
             extra = (exchange?.limitFields ?? []) + [("retry-after", "1")]
         case .responseHeader: exchange?.replicaFailed(now: now)
-        case .client, .connect: break
+        case .client, .slowBody, .connect: break
         }
         respond(
             .expired(expiry, pool: exchange?.pool?.configuration, limits: runtime.limits),
-            closeAfter: expiry == .client || exchange.map(mustCloseUnfinished) ?? true, extraFields: extra)
+            closeAfter: expiry == .client || expiry == .slowBody || exchange.map(mustCloseUnfinished) ?? true, extraFields: extra)
     }
 
     /// Settles in-flight counts, tokens, the tenant and metrics exactly once per exchange.

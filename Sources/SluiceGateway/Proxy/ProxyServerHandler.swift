@@ -114,17 +114,18 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         flush.burstEnded(state.connection)
     }
 
-    /// Reads stop while a pipelined request waits, while what waits for admission or a
-    /// connection reaches `pendingLimit`, and while the replica's connection is not writable.
+    /// Reads stop while a pipelined request waits, while what waits for admission or a connection
+    /// reaches `pendingLimit`, and while the replica cannot take more (the client's deadlines stop).
     func read(context: ChannelHandlerContext) {
         let waiting = state.isAdmitting ? unparsed?.readableBytes ?? 0 : state.isWaitingForUpstream ? exchange?.pendingBytes ?? 0 : 0
         let stalled = holdsPipelinedRequest || waiting >= Self.pendingLimit || state.connection.map({ !$0.isWritable }) ?? false
-        if stalled { pendingRead = true } else { context.read() }
+        if stalled { pendingRead = true; state.readsPaused(now: now) } else { context.read() }
     }
 
     func resumeReading() {
         guard pendingRead else { return }
         pendingRead = false
+        state.readsResumed(now: now)
         context.read()
     }
 

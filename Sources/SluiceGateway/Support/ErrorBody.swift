@@ -74,6 +74,13 @@ public struct GatewayError: Error, Sendable, Equatable {
         .init(status: .requestTimeout, message: "The request was not received in full: the client sent nothing for \(after).", type: "invalid_request_error", code: "request_timeout")
     }
 
+    public static func slowBody(minRate: Int, grace: String) -> GatewayError {
+        .init(
+            status: .requestTimeout,
+            message: "The request body came too slowly: it must arrive within \(grace) of the head plus one second per \(minRate) bytes (limits.body_timeout, limits.min_body_rate).",
+            type: "invalid_request_error", code: "request_timeout")
+    }
+
     public func jsonBody() -> String {
         "{\"error\":{\"message\":\(jsonString(message)),\"type\":\(jsonString(type)),\"code\":\(jsonString(code))}}"
     }
