@@ -110,6 +110,18 @@ struct ExchangeStateMachineTests {
         #expect(machine.nextDeadline == Self.t0 + .seconds(77))
     }
 
+    @Test func theRestOfAnAnsweredRequestIsDroppedUpToTheCapThenTheConnectionCloses() {
+        var limits = Self.limits
+        limits.maxDiscardBytes = 10
+        var machine = Machine(limits: limits, now: Self.t0)
+        machine.requestStarted(now: Self.t0)
+        #expect(machine.exchangeEnded(keepAlive: true, now: Self.t0) == .discard)
+        guard case .drop = machine.bodyReceived(Self.bytes("123456"), now: Self.t0, maxReadBytes: 100) else { Issue.record("not dropped"); return }
+        guard case .drop = machine.bodyReceived(Self.bytes("7890"), now: Self.t0, maxReadBytes: 100) else { Issue.record("not dropped"); return }
+        guard case .close = machine.bodyReceived(Self.bytes("x"), now: Self.t0, maxReadBytes: 100) else { Issue.record("not closed"); return }
+        #expect(machine.isClosed)
+    }
+
     @Test func anExchangeEndedWithoutKeepAliveClosesTheConnection() {
         var machine = Machine(limits: Self.limits, now: Self.t0)
         machine.requestStarted(now: Self.t0)

@@ -28,8 +28,8 @@ struct ExchangeStateMachine<Connection: AnyObject> {
         /// Talking to the replica.
         case upstream(Connection, Upstream)
         /// Answered early (at `since`); the rest of the request is read and dropped, within
-        /// the keep-alive timeout.
-        case discarding(since: NIODeadline)
+        /// the keep-alive timeout and up to `left` more bytes.
+        case discarding(since: NIODeadline, left: Int)
         case closed
     }
 
@@ -51,6 +51,9 @@ struct ExchangeStateMachine<Connection: AnyObject> {
         /// the head, plus a second per `minBodyRate` bytes received; 0 turns it off.
         var bodyTimeout: TimeAmount = .seconds(60)
         var minBodyRate = 0
+        /// What is read and dropped of a request answered before its end; past it the
+        /// connection is closed (nginx's `lingering_close` spends its time limit the same way).
+        var maxDiscardBytes = 1 << 20
     }
 
     private(set) var phase: Phase
@@ -156,6 +159,8 @@ struct ExchangeStateMachine<Connection: AnyObject> {
         case pend
         /// Not for anyone: the request was answered, or its body is not read now.
         case drop
+        /// The rest of an answered request is more than is worth reading: close.
+        case close
     }
 
     /// A part of the request body arrived.
@@ -175,7 +180,14 @@ struct ExchangeStateMachine<Connection: AnyObject> {
         case .queued, .connecting:
             bodyArrived(part.readableBytes, now: now)
             return .pend
-        case .idle, .admitting, .batching, .discarding, .closed:
+        case .discarding(let since, let left):
+            guard part.readableBytes <= left else {
+                phase = .closed
+                return .close
+            }
+            phase = .discarding(since: since, left: left - part.readableBytes)
+            return .drop
+        case .idle, .admitting, .batching, .closed:
             return .drop
         }
     }
@@ -291,7 +303,7 @@ struct ExchangeStateMachine<Connection: AnyObject> {
             phase = .idle(since: now)
             return .idle
         }
-        phase = .discarding(since: now)
+        phase = .discarding(since: now, left: limits.maxDiscardBytes)
         return .discard
     }
 
@@ -350,7 +362,7 @@ struct ExchangeStateMachine<Connection: AnyObject> {
     var nextDeadline: NIODeadline? {
         var upstream: NIODeadline?
         switch phase {
-        case .idle(let since), .discarding(let since):
+        case .idle(let since), .discarding(let since, _):
             return since + limits.keepaliveTimeout
         case .queued(_, _, _, let deadline):
             // (The body is not read while the request waits: the client's silence is then the
@@ -374,7 +386,7 @@ struct ExchangeStateMachine<Connection: AnyObject> {
     /// Which deadline has passed at `now`, if any (the handler then answers or closes).
     func expired(now: NIODeadline) -> Expiry? {
         switch phase {
-        case .idle(let since), .discarding(let since):
+        case .idle(let since), .discarding(let since, _):
             return now >= since + limits.keepaliveTimeout ? .keepalive : nil
         default:
             break

@@ -72,8 +72,8 @@ extension ProxyServerHandler {
             return respond(.bodyTooLarge(limit: limits.maxBodyBytes), closeAfter: true)
         }
         switch state.bodyReceived(buffer, now: now, maxReadBytes: limits.maxInspectBytes) {
-        case .held, .drop:
-            break
+        case .held, .drop: break
+        case .close: close()
         case .tooLargeToRead:
             respond(.inspectTooLarge(limit: limits.maxInspectBytes), closeAfter: true)
         case .write(let connection):
