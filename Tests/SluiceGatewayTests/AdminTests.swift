@@ -22,6 +22,17 @@ import Testing
         }
     }
 
+    @Test func aRequestWithoutTheTokenIsRefusedFromItsHeadWithoutReadingItsBody() async throws {
+        try await GatewayHarness.run(adminToken: "s3cret") { h in
+            // 100 MB announced, none sent: the answer cannot wait for the body.
+            let text = try await RawConnection.exchange(
+                "POST /admin/reload HTTP/1.1\r\nhost: x\r\ncontent-length: 100000000\r\n\r\n", with: h.admin, group: h.group,
+                until: "}", timeout: .seconds(5))
+            #expect(text.hasPrefix("HTTP/1.1 401 "))
+            #expect(text.contains("connection: close"))
+        }
+    }
+
     @Test func withoutATokenAdminServesLoopback() async throws {
         try await GatewayHarness.run { h in
             let response = try await h.adminRequest("/admin/pools")

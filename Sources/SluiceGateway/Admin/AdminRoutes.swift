@@ -148,6 +148,14 @@ final class AdminRoutes: Sendable {
         return .json(view.ready ? .ok : .serviceUnavailable, view)
     }
 
+    /// The answer to a request its head already refuses (an `/admin/*` path without the token),
+    /// so its body is never read; nil when the request may go on.
+    func refusal(method: HTTPMethod, uri: String, headers: HTTPHeaders, peer: SocketAddress?) -> AdminResponse? {
+        let request = AdminRequest(method: method, uri: uri, headers: headers, body: nil, peer: peer)
+        guard request.path.hasPrefix("/admin/") else { return nil }
+        return authorize(request)
+    }
+
     private func authorize(_ request: AdminRequest) -> AdminResponse? {
         guard let token else {
             if request.peer.map(Self.isLoopback) == true { return nil }

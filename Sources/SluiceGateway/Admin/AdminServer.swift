@@ -26,6 +26,7 @@ enum AdminServer {
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AdminDeadlines())
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(AdminHandler(routes: routes))
                 }
@@ -34,7 +35,8 @@ enum AdminServer {
     }
 }
 
-/// Collects one admin request (body capped at 1 MiB) and writes the route's answer.
+/// Collects one admin request (body capped at 1 MiB) and writes the route's answer. A request the
+/// token does not allow is answered from its head, and its body is not read.
 final class AdminHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -45,6 +47,8 @@ final class AdminHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var tooLarge = false
+    /// Answered from its head (refused): the rest of the request is not read; the connection closes.
+    private var refused = false
 
     init(routes: AdminRoutes) {
         self.routes = routes
@@ -53,10 +57,17 @@ final class AdminHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            guard !refused else { return }
             self.head = head
             body = nil
             tooLarge = false
+            if let denied = routes.refusal(method: head.method, uri: head.uri, headers: head.headers, peer: context.channel.remoteAddress) {
+                refused = true
+                context.triggerUserOutboundEvent(AdminDeadlines.RequestArrived(), promise: nil)
+                write(denied, keepAlive: false, version: head.version, context: context)
+            }
         case .body(var part):
+            if refused { return }
             if (body?.readableBytes ?? 0) + part.readableBytes > Self.maxBody {
                 tooLarge = true
             } else if body == nil {
@@ -65,8 +76,9 @@ final class AdminHandler: ChannelInboundHandler {
                 body!.writeBuffer(&part)
             }
         case .end:
-            guard let head else { return }
+            guard let head, !refused else { return }
             self.head = nil
+            context.triggerUserOutboundEvent(AdminDeadlines.RequestArrived(), promise: nil)
             let request = AdminRequest(
                 method: head.method, uri: head.uri, headers: head.headers,
                 body: body, peer: context.channel.remoteAddress)
@@ -87,10 +99,8 @@ final class AdminHandler: ChannelInboundHandler {
         if keepAlive {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         } else {
-            let loopContext = context
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                loopContext.close(promise: nil)
-            }
+            // (Lingering: a refused request's body may still be coming.)
+            ClientWriter.closeLingering(after: context.writeAndFlush(wrapOutboundOut(.end(nil))), context)
         }
     }
 
