@@ -38,6 +38,18 @@ for profile in configs/replicas/*.yaml; do
     .build/debug/sluice check --replica-profile "$profile"
 done
 .build/debug/sluice-load check loadtest/scenarios/*.yaml
+# What check refuses, it refuses with a reason and exit 1 (not usage and 64): a binary file,
+# a key written twice (with its line), a keys_file serve could not read.
+bad=$(mktemp -d)
+head -c 512 .build/debug/sluice >"$bad/binary.yaml"
+printf 'listen: "127.0.0.1:1"\nadmin: { listen: "127.0.0.1:2" }\nlisten: "127.0.0.1:3"\npools: []\n' >"$bad/twice.yaml"
+printf 'listen: "127.0.0.1:1"\nadmin: { listen: "127.0.0.1:2" }\npools: [ { name: p, match: { paths: ["/*"] }, replicas: ["127.0.0.1:4"] } ]\nlimits: { tenants: [ { name: a, keys_file: %s/none } ] }\n' "$bad" >"$bad/keys.yaml"
+for case in "binary.yaml:not UTF-8" "twice.yaml:(line 3)" "keys.yaml:cannot read keys_file"; do
+    file=${case%%:*}; want=${case#*:}
+    set +e; out=$(.build/debug/sluice check --config "$bad/$file" 2>&1); code=$?; set -e
+    [ "$code" -eq 1 ] && echo "$out" | grep -qF "$want" || { echo "sluice check $file: exit $code, $out"; exit 1; }
+done
+rm -rf "$bad"
 
 # The demo starts, serves a streamed completion through the gateway, and stops on its own.
 log=$(mktemp)

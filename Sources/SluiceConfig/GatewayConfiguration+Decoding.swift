@@ -207,6 +207,14 @@ func composeYAML(_ yaml: String) throws(ConfigError) -> NodeReader {
     let node: Node?
     do {
         node = try Yams.compose(yaml: yaml)
+    } catch YamlError.duplicatedKeysInMapping(let duplicates, let context) {
+        // Yams marks the first of the pair; the line a reader must fix is the repeat.
+        let key = duplicates.first ?? ""
+        let first = context.mark.line
+        let again = repeatedKeyLine(key, column: context.mark.column, after: first, in: yaml)
+        throw ConfigError(issues: [ConfigIssue(
+            path: "", line: again ?? first,
+            message: "duplicate key \"\(key)\" (first at line \(first)); YAML allows each key once per mapping")])
     } catch let error as YamlError {
         throw ConfigError(issues: [ConfigIssue(
             path: "", line: GatewayConfiguration.yamlErrorLine(error),
@@ -218,4 +226,18 @@ func composeYAML(_ yaml: String) throws(ConfigError) -> NodeReader {
         throw ConfigError(issues: [ConfigIssue(path: "", line: nil, message: "the file is empty")])
     }
     return NodeReader(node: node, path: "", diagnostics: Diagnostics())
+}
+
+/// The line (from 1) after `line` where `key` is written again at `column` (from 1) as a block
+/// mapping key, if any: where a duplicate key's second occurrence is.
+func repeatedKeyLine(_ key: String, column: Int, after line: Int, in yaml: String) -> Int? {
+    let indent = String(repeating: " ", count: max(0, column - 1))
+    for (index, text) in yaml.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where index + 1 > line {
+        guard text.hasPrefix(indent) else { continue }
+        let rest = text.dropFirst(indent.count)
+        for spelling in [key, "\"\(key)\"", "'\(key)'"] where rest.hasPrefix(spelling) {
+            if rest.dropFirst(spelling.count).drop(while: { $0 == " " }).first == ":" { return index + 1 }
+        }
+    }
+    return nil
 }

@@ -125,7 +125,7 @@ struct NodeReader {
     func byteSize(in range: ClosedRange<Int>) -> Int? {
         guard let text = string() else { return nil }
         guard let value = ConfigValues.byteSize(text) else {
-            report("\"\(text)\" is not a byte size (an integer, or with KiB/MiB)")
+            report("\"\(text)\" is not a byte size (an integer, or with KiB/MiB/GiB, 1024-based, or KB/MB/GB, 1000-based)")
             return nil
         }
         guard range.contains(value) else {

@@ -1,15 +1,24 @@
 import ArgumentParser
 import Foundation
 import SluiceConfig
+import SluiceGateway
 
 /// Reads and validates a YAML file with `decode`, printing every issue with its key path and
 /// line (and exiting 1) when it does not validate.
 func loadFile<T>(_ path: String, _ decode: (String) throws(ConfigError) -> T) throws -> T {
     let text: String
     do {
-        text = try String(contentsOfFile: path, encoding: .utf8)
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        guard let decoded = String(data: data, encoding: .utf8) else {
+            FileHandle.standardError.write(Data("\(path): not a YAML file (not UTF-8 text)\n".utf8))
+            throw ExitCode(1)
+        }
+        text = decoded
+    } catch let exit as ExitCode {
+        throw exit
     } catch {
-        throw ValidationError("cannot read \(path): \(error.localizedDescription)")
+        FileHandle.standardError.write(Data("cannot read \(path): \(error.localizedDescription)\n".utf8))
+        throw ExitCode(1)
     }
     do {
         return try decode(text)
@@ -42,6 +51,11 @@ struct CheckCommand: ParsableCommand {
     func run() throws {
         if let config {
             let configuration = try loadConfiguration(path: config)
+            let problems = Gateway.startProblems(configuration)
+            if !problems.isEmpty {
+                FileHandle.standardError.write(Data(("\(config): would not start\n" + problems.map { "  \($0)\n" }.joined()).utf8))
+                throw ExitCode(1)
+            }
             let replicas = configuration.pools.reduce(0) { $0 + $1.replicas.count }
             print("\(config): OK (\(configuration.pools.count) pool\(configuration.pools.count == 1 ? "" : "s"), \(replicas) replica\(replicas == 1 ? "" : "s"), listen \(configuration.listen), admin \(configuration.admin.listen))")
         } else if let path = replicaProfile {

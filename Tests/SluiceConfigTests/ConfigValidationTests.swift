@@ -28,6 +28,13 @@ import Testing
         }
     }
 
+    @Test func aKeyWrittenTwiceIsReportedAtItsSecondLine() {
+        let found = issues(Self.valid.replacingOccurrences(of: "listen: \"127.0.0.1:8080\"\n", with: "listen: \"127.0.0.1:8080\"\nworkers: 2\nlisten: \"127.0.0.1:8081\"\n"))
+        #expect(found.count == 1)
+        #expect(found.first?.line == 3)
+        #expect(found.first?.message.contains("duplicate key \"listen\" (first at line 1)") == true)
+    }
+
     @Test func theDocumentedShapeDecodes() throws {
         let config = try GatewayConfiguration.decode(yaml: Self.valid)
         #expect(config.listen == ReplicaID(host: "127.0.0.1", port: 8080))

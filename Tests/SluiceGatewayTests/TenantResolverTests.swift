@@ -58,4 +58,17 @@ struct TenantResolverTests {
             "\(error)" == "tenants a and b share an API key"
         }
     }
+
+    /// `sluice check` asks the same question `serve` does at start.
+    @Test func whatServeWouldRefuseAtStartIsFoundBeforeIt() throws {
+        var configuration = GatewayConfiguration(
+            listen: ReplicaID(host: "127.0.0.1", port: 0), admin: AdminConfiguration(listen: ReplicaID(host: "127.0.0.1", port: 0)), pools: [])
+        #expect(Gateway.startProblems(configuration, environment: [:]).isEmpty)
+        configuration.limits.tenants = [TenantConfiguration(name: "a", keysFile: "/nonexistent/sluice-keys")]
+        let problems = Gateway.startProblems(configuration, environment: [:])
+        #expect(problems.count == 1)
+        #expect(problems.first?.contains("/nonexistent/sluice-keys") == true)
+        configuration.limits.tenants = [TenantConfiguration(name: "a", keysEnv: "KEYS_A")]
+        #expect(Gateway.startProblems(configuration, environment: ["KEYS_A": "sk-a"]).isEmpty)
+    }
 }

@@ -1,0 +1,21 @@
+import Foundation
+import SluiceConfig
+
+extension Gateway {
+    /// What `serve` would refuse in a configuration that validates: files and names read at
+    /// start (a tenant's `keys_file`, its key variables, the limits backend's address), so
+    /// `sluice check` catches them before a deploy. Empty when the gateway would start.
+    public static func startProblems(
+        _ configuration: GatewayConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> [String] {
+        var problems: [String] = []
+        if configuration.limits.admissionEnabled {
+            do {
+                _ = try Admission(configuration.limits, environment: environment)
+            } catch {
+                problems.append("\(error)")
+            }
+        }
+        return problems
+    }
+}
