@@ -249,11 +249,15 @@ public struct BatchingConfiguration: Sendable, Equatable {
     public var maxBatch: Int
     public var maxWait: Duration
     public var targetLatency: Duration
+    /// A request whose JSON holds more values than this (inputs, numbers, at any depth) goes
+    /// alone, unparsed: merging needs a tree of it, whose memory grows with its values.
+    public var maxValues: Int
 
-    public init(maxBatch: Int = 32, maxWait: Duration = .milliseconds(5), targetLatency: Duration = .milliseconds(50)) {
+    public init(maxBatch: Int = 32, maxWait: Duration = .milliseconds(5), targetLatency: Duration = .milliseconds(50), maxValues: Int = 16_384) {
         self.maxBatch = maxBatch
         self.maxWait = maxWait
         self.targetLatency = targetLatency
+        self.maxValues = maxValues
     }
 
     public var policy: BatchController.Policy {

@@ -76,11 +76,12 @@ extension GatewayConfiguration {
         }
         if let value = keys["max_concurrent_per_replica"]?.int(in: 1...1_000_000) { pool.maxConcurrentPerReplica = value }
         if let node = keys["scaling"] { pool.scaling = decodeScaling(node) }
-        if let node = keys["batching"], let batching = node.mapping(allowed: ["max_batch", "max_wait", "target_latency"]) {
+        if let node = keys["batching"], let batching = node.mapping(allowed: ["max_batch", "max_wait", "target_latency", "max_values"]) {
             var configuration = BatchingConfiguration()
             if let value = batching["max_batch"]?.int(in: 1...4_096) { configuration.maxBatch = value }
             if let value = batching["max_wait"]?.duration(atLeast: .microseconds(100)) { configuration.maxWait = value }
             if let value = batching["target_latency"]?.duration(atLeast: .milliseconds(1)) { configuration.targetLatency = value }
+            if let value = batching["max_values"]?.int(in: 16...(1 << 24)) { configuration.maxValues = value }
             pool.batching = configuration
         }
         if let node = keys["queue"], let queue = node.mapping(allowed: ["max", "timeout"]) {

@@ -172,6 +172,34 @@ import Testing
     }
 }
 
+extension BatchingTests {
+    @Test func aRequestTooLargeToParseGoesAloneAndOneThatIsNotUTF8IsRefusedAlone() async throws {
+        try await GatewayHarness.run(configure: { config, _ in
+            config.pools[0].batching = BatchingConfiguration(maxBatch: 32, maxWait: .milliseconds(50), targetLatency: .milliseconds(500), maxValues: 16)
+        }) { h in
+            let many = (0..<20).map { #""text \#($0)""# }.joined(separator: ",")
+            let large = try await h.request("/v1/embeddings", body: #"{"model":"sim-7b","input":[\#(many)]}"#)
+            // Over max_values: not parsed, sent alone (the replica's own answer), all 20 answered.
+            #expect(large.status == 200 && large.header("x-replica-id") != nil)
+            #expect(Self.data(large.text)?.array?.count == 20)
+            let small = try await h.request("/v1/embeddings", body: #"{"model":"sim-7b","input":"one"}"#)
+            #expect(small.status == 200 && small.header("x-replica-id") == nil, "a small request is still batched")
+
+            var body = ByteBuffer(string: #"{"model":"sim-7b","input":["a"#)
+            body.writeBytes([0xC3, 0x28])
+            body.writeString(#""]}"#)
+            let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
+            let answer = try await connection.channel.executeThenClose { inbound, outbound in
+                try await outbound.writeRequest(.POST, "/v1/embeddings", headers: [("content-type", "application/json")], body: body)
+                var iterator = inbound.makeAsyncIterator()
+                return try await iterator.readResponse()
+            }
+            #expect(answer?.status == 400)
+            #expect(answer?.text.contains("not UTF-8") == true)
+        }
+    }
+}
+
 /// Batches whose upstream fails or times out, against a scripted replica that tells a batch
 /// (it carries none of its members' headers) from a request sent alone (it carries the
 /// client's `x-member`). A streamed chat answer held open keeps the replica busy, so no batch

@@ -146,9 +146,17 @@ extension JSONFieldScanner {
                 case UInt8(ascii: "\""):
                     guard decode else { return nil }
                     let tail = UnsafeRawBufferPointer(rebasing: bytes[run..<(index - 1)])
-                    guard !scalars.isEmpty else { return String(decoding: tail, as: UTF8.self) }
-                    scalars.append(contentsOf: tail)
-                    return String(decoding: scalars, as: UTF8.self)
+                    // (JSON is UTF-8: a string that is not is refused, not repaired, so what
+                    // the gateway re-encodes says what the client sent.)
+                    let text: String?
+                    if scalars.isEmpty {
+                        text = String(validating: tail, as: UTF8.self)
+                    } else {
+                        scalars.append(contentsOf: tail)
+                        text = String(validating: scalars, as: UTF8.self)
+                    }
+                    guard let text else { throw Failure(offset: start, reason: "a string that is not UTF-8") }
+                    return text
                 case UInt8(ascii: "\\"):
                     escapes += 1
                     if decode { scalars.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[run..<(index - 1)])) }
@@ -281,29 +289,26 @@ extension JSONFieldScanner.Cursor {
         }
     }
 
-    /// An integer literal's value (beyond ±2^62, clamped there); nil (the value skipped) for
-    /// anything else.
+    /// A number's value as an integer: exact for an integer literal, rounded up for one with a
+    /// fraction or an exponent (`1e5`; a cost estimate errs high), clamped to ±2^62; nil (the
+    /// value skipped) for anything that is not a number.
     mutating func integerOrSkip(depth: Int) throws(Failure) -> Int? {
         let start = index
         try value(depth: depth)
         guard index > start else { return nil }
-        if index - start > 18 {
-            let digits = (start..<index).allSatisfy { bytes[$0] >= UInt8(ascii: "0") && bytes[$0] <= UInt8(ascii: "9") || ($0 == start && bytes[$0] == UInt8(ascii: "-")) }
-            guard digits else { return nil }
-            return bytes[start] == UInt8(ascii: "-") ? -(1 << 62) : 1 << 62
+        let first = bytes[start]
+        guard first == UInt8(ascii: "-") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) else { return nil }
+        let integral = (start..<index).allSatisfy { bytes[$0] >= UInt8(ascii: "0") && bytes[$0] <= UInt8(ascii: "9") || $0 == start }
+        guard integral, index - start <= 18 else {
+            let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+            guard let value = Double(text) else { return nil }
+            return Int(min(max(value.rounded(.up), -0x1p62), 0x1p62))
         }
         var result = 0
-        var negative = false
-        for position in start..<index {
-            let byte = bytes[position]
-            if position == start, byte == UInt8(ascii: "-") {
-                negative = true
-                continue
-            }
-            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-            result = result * 10 + Int(byte - UInt8(ascii: "0"))
+        for position in start..<index where position != start || first != UInt8(ascii: "-") {
+            result = result * 10 + Int(bytes[position] - UInt8(ascii: "0"))
         }
-        return negative ? -result : result
+        return first == UInt8(ascii: "-") ? -result : result
     }
 
     /// `true` or `false`; nil (the value skipped) for anything else.

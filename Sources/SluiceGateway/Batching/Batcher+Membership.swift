@@ -3,7 +3,8 @@ import SluiceCore
 
 /// Whether a request read whole can join a batch: a well-formed member joins; a malformed one is
 /// refused on its own (it must not fail the others); a form the batcher does not merge (binary
-/// extension, token-array inputs) goes alone and the replica judges it.
+/// extension, token-array inputs) or one too large to parse as a tree (over `maxValues` values)
+/// goes alone and the replica judges it.
 extension Batcher {
     enum Membership {
         case join(Item)
@@ -11,13 +12,17 @@ extension Batcher {
         case alone
     }
 
-    static func membership(_ kind: Kind, _ body: ByteBuffer) -> Membership {
+    static func membership(_ kind: Kind, _ body: ByteBuffer, maxValues: Int) -> Membership {
         let parsed = body.withUnsafeReadableBytes { raw in
-            Result { () throws(JSONFieldScanner.Failure) -> JSONValue in try JSONValue.parse(Array(raw)) }
+            Result { () throws(JSONFieldScanner.Failure) -> JSONValue? in
+                guard try JSONFieldScanner.valueCount(in: raw, atMost: maxValues) <= maxValues else { return nil }
+                return try JSONValue.parse(Array(raw))
+            }
         }
         let value: JSONValue
         switch parsed {
-        case .success(let tree): value = tree
+        case .success(let tree?): value = tree
+        case .success(nil): return .alone
         case .failure(let failure): return .refuse(.badJSON(failure.description))
         }
         func invalid(_ message: String) -> Membership {

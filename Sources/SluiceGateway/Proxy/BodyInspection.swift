@@ -64,8 +64,8 @@ struct BodyInspection {
         }
 
         var batchItem: Batcher.Item?
-        if pool.batcher != nil, let kind = Batcher.kind(of: exchange.path), body.readableBytes > 0 {
-            switch Batcher.membership(kind, body) {
+        if let batcher = pool.batcher, let kind = Batcher.kind(of: exchange.path), body.readableBytes > 0 {
+            switch Batcher.membership(kind, body, maxValues: batcher.configuration.maxValues) {
             case .join(let item): batchItem = item
             // Malformed: answered on its own, before it could join anyone.
             case .refuse(let error): return .answer(error)
