@@ -42,6 +42,8 @@ final class ScriptedServer: Sendable {
     var requests: [Request] { state.withLock { $0.requests } }
     /// Connections accepted so far.
     var connectionCount: Int { state.withLock { $0.connections.count } }
+    /// Connections still open.
+    var openConnections: Int { state.withLock { $0.connections.filter(\.isActive).count } }
 
     private init(channel: any Channel, state: Locked<State>) {
         self.channel = channel

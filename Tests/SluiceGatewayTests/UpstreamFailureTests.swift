@@ -176,6 +176,29 @@ extension UpstreamFailureTests {
         #expect(failed >= 2, "round-robin sent some of the four to the hole first (\(failed - 1) did)")
     }
 
+    @Test func aClientThatLeavesMidStreamCancelsTheReplicasRequestAtOnce() async throws {
+        let replica = try await ScriptedServer.start { _, _ in .headThenSilence(firstChunk: "data: {}\n\n") }
+        try await GatewayHarness.run(replicas: [], configure: { config, _ in
+            config.pools[0].replicas = [ReplicaID(host: "127.0.0.1", port: replica.port)]
+        }) { h in
+            try await h.withChatStream(maxTokens: 5) { iterator in
+                guard case .head = try await iterator.next() else {
+                    Issue.record("expected a head")
+                    return
+                }
+                #expect(replica.openConnections == 1)
+            }
+            // The client's connection is closed: the replica's closes with it, not at a timeout.
+            let left = ContinuousClock.now
+            #expect(await eventually(timeout: .seconds(3)) { replica.openConnections == 0 })
+            #expect(ContinuousClock.now - left < .seconds(1))
+            #expect(await eventually { h.inFlight() == 0 })
+            let metrics = try await h.adminRequest("/metrics").text
+            #expect(metrics.contains(#"sluice_upstream_cancelled_total{pool="chat"} 1"#))
+        }
+        try await replica.stop()
+    }
+
     @Test func aReplicaSilentMidAnswerIsCutAfterTheIdleTimeout() async throws {
         // The first token at once, the next 2 s later: a silence past the idle timeout (300 ms).
         try await GatewayHarness.run(replicas: [GatewayHarness.slowReplica(interTokenDelay: .seconds(2))], configure: { config, _ in
