@@ -147,10 +147,6 @@ public enum LimitsBackend: Sendable, Equatable {
     case redis(ReplicaID)
 }
 
-public enum BackendFailureMode: String, Sendable, Equatable, CaseIterable {
-    case allow, deny, local
-}
-
 public enum CachePlacement: String, Sendable, Equatable, CaseIterable {
     case balanced, ring
 }

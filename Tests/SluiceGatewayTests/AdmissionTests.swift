@@ -103,7 +103,7 @@ import Testing
             }
             // The stream ended: the slot is free again.
             #expect(try await Self.chat(h, key: "sk-c").status == 200)
-            #expect(h.gateway.runtime.admission?.tenants[0].state.withLock { $0.inFlight } == 0)
+            #expect(h.gateway.runtime.admission?.policy.state(of: 0).inFlight == 0)
         }
     }
 

@@ -148,26 +148,26 @@ final class RedisServerProcess {
         let limiter = RedisRateLimiter(
             address: try SocketAddress(ipAddress: "127.0.0.1", port: redis.port), eventLoop: MultiThreadedEventLoopGroup.singleton.next(),
             timeout: .milliseconds(500))
-        func decide(_ items: [RedisRateLimiter.Item], adjust: Bool = false) async throws -> [GCRA.Decision] {
+        func decide(_ items: [LimitItem], adjust: Bool = false) async throws -> [GCRA.Decision] {
             try await limiter.eventLoop.flatSubmit { limiter.decideAll(items, adjust: adjust) }.get()
         }
         let tokens = "tokens-\(UUID())"
         let model = "model-\(UUID())"
         // 120M tokens a minute is two a µs: the interval is fractional, and refills at that rate.
-        let tokenLimit = RedisRateLimiter.Item(key: tokens, perMinute: 120_000_000, burst: 100_000, cost: 100_000)
-        let modelLimit = RedisRateLimiter.Item(key: model, perMinute: 60, burst: 1, cost: 1)
+        let tokenLimit = LimitItem(key: tokens, perMinute: 120_000_000, burst: 100_000, cost: 100_000)
+        let modelLimit = LimitItem(key: model, perMinute: 60, burst: 1, cost: 1)
         #expect(try await decide([tokenLimit, modelLimit]).map(\.allowed) == [true, true])
         // The model's one request is spent: refused, and the tokens are not charged either.
-        let refused = try await decide([RedisRateLimiter.Item(key: tokens, perMinute: 120_000_000, burst: 100_000, cost: 1), modelLimit])
+        let refused = try await decide([LimitItem(key: tokens, perMinute: 120_000_000, burst: 100_000, cost: 1), modelLimit])
         #expect(refused.map(\.allowed) == [true, false])
         // 100,000 tokens take 50 ms to come back at two a µs (100 ms if rounded to whole µs).
         try await Task.sleep(for: .milliseconds(60))
-        let after = try await decide([RedisRateLimiter.Item(key: tokens, perMinute: 120_000_000, burst: 100_000, cost: 1_000)])
+        let after = try await decide([LimitItem(key: tokens, perMinute: 120_000_000, burst: 100_000, cost: 1_000)])
         #expect(after[0].allowed && after[0].remaining >= 98_000, "\(after)")
         // A settlement refunds (never past a full limit) or charges, whatever the burst.
-        let refund = try await decide([RedisRateLimiter.Item(key: tokens, perMinute: 120_000_000, burst: 100_000, cost: -5_000)], adjust: true)
+        let refund = try await decide([LimitItem(key: tokens, perMinute: 120_000_000, burst: 100_000, cost: -5_000)], adjust: true)
         #expect(refund[0].remaining == 100_000)
-        let charge = try await decide([RedisRateLimiter.Item(key: tokens, perMinute: 120_000_000, burst: 100_000, cost: 150_000)], adjust: true)
+        let charge = try await decide([LimitItem(key: tokens, perMinute: 120_000_000, burst: 100_000, cost: 150_000)], adjust: true)
         #expect(charge[0].allowed && charge[0].remaining == 0)
         await redis.stop()
     }

@@ -126,7 +126,7 @@ import Testing
         // 600 tokens a minute: one every 100 ms; 1,000 at once.
         let admission = try Self.admission(tokensPerMinute: 600, burst: 1_000)
         let now: UInt64 = 10_000_000_000
-        func remaining() -> Int { admission.tenants[0].state.withLock { $0.body[0].remaining(at: now) } }
+        func remaining() -> Int { admission.policy.state(of: 0).body[0].remaining(at: now) }
         guard case .admitted(let windows, let store) = admission.admitBody(tenant: 0, model: "m", tokens: 400, now: now) else {
             Issue.record("refused")
             return
@@ -183,7 +183,7 @@ import Testing
         }
         #expect(fallback == .fallback)
         _ = shadow.settle(TokenCharge(tenant: 0, model: nil, tokens: 40, store: .fallback), used: 10, succeeded: true, now: now)
-        #expect(shadow.tenants[0].state.withLock { ($0.bodyFallback[0].remaining(at: now), $0.body[0].remaining(at: now)) } == (40, 100))
+        #expect((shadow.policy.state(of: 0).bodyFallback[0].remaining(at: now), shadow.policy.state(of: 0).body[0].remaining(at: now)) == (40, 100))
     }
 
     @Test func admittedTokensNeverExceedRateTimesWindowPlusBurstPlusTheLastOverrun() throws {
@@ -229,7 +229,7 @@ import Testing
         model.burst = 1
         let admission = try Self.admission(tokensPerMinute: 600, burst: 1_000, models: [model])
         let now: UInt64 = 10_000_000_000
-        func tokensLeft() -> Int { admission.tenants[0].state.withLock { $0.body[0].remaining(at: now) } }
+        func tokensLeft() -> Int { admission.policy.state(of: 0).body[0].remaining(at: now) }
         guard case .admitted = admission.admitBody(tenant: 0, model: "big", tokens: 100, now: now) else {
             Issue.record("refused")
             return
@@ -268,7 +268,7 @@ import Testing
 
     static func tokensLeft(_ h: GatewayHarness) -> Int {
         let now = NIODeadline.now().uptimeNanoseconds
-        return h.gateway.runtime.admission!.tenants[0].state.withLock { $0.body[0].remaining(at: now) }
+        return h.gateway.runtime.admission!.policy.state(of: 0).body[0].remaining(at: now)
     }
 
     @Test func everyAnswerIsChargedItsRealUsageStreamedOrNot() async throws {

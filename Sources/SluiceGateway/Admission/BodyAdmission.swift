@@ -23,19 +23,18 @@ enum BodyAdmission {
             let outcome = admission.admitBody(tenant: tenant, model: cost.model, tokens: cost.tokens, now: now.uptimeNanoseconds)
             return deliver(apply(outcome, cost: cost, to: exchange, tenant: tenant, admission: admission, body: body, allocator: allocator))
         }
-        admission.admitBodyShared(tenant: tenant, model: cost.model, tokens: cost.tokens, now: now.uptimeNanoseconds, limiter: limiter)
-            .assumeIsolated().whenSuccess { outcome in
-                guard stillWanted() else {
-                    // The client left meanwhile: nothing was used.
-                    if case .admitted(_, let store) = outcome, admission.countsTokens(tenant, model: cost.model) {
-                        admission.settleCharge(
-                            TokenCharge(tenant: tenant, model: cost.model, tokens: cost.tokens, store: store),
-                            used: 0, succeeded: false, now: limiter.eventLoop.now.uptimeNanoseconds, limiter: limiter)
-                    }
-                    return
+        admission.admitBodyShared(tenant: tenant, model: cost.model, tokens: cost.tokens, now: now.uptimeNanoseconds, limiter: limiter) { outcome in
+            guard stillWanted() else {
+                // The client left meanwhile: nothing was used.
+                if case .admitted(_, let store) = outcome, admission.countsTokens(tenant, model: cost.model) {
+                    admission.settle(
+                        TokenCharge(tenant: tenant, model: cost.model, tokens: cost.tokens, store: store),
+                        used: 0, succeeded: false, now: limiter.eventLoop.now.uptimeNanoseconds, limiter: limiter)
                 }
-                deliver(apply(outcome, cost: cost, to: exchange, tenant: tenant, admission: admission, body: body, allocator: allocator))
+                return
             }
+            deliver(apply(outcome, cost: cost, to: exchange, tenant: tenant, admission: admission, body: body, allocator: allocator))
+        }
     }
 
     private static func apply(
@@ -67,7 +66,7 @@ enum BodyAdmission {
     static func settle(_ exchange: Exchange, status: Int, admission: Admission, now: NIODeadline, limiter: @autoclosure () -> RedisRateLimiter?) {
         guard let charge = exchange.tokenCharge else { return }
         exchange.tokenCharge = nil
-        admission.settleCharge(
+        admission.settle(
             charge, used: exchange.knownUsage ?? exchange.usageMeter?.usedTokens, succeeded: (200..<300).contains(status),
             now: now.uptimeNanoseconds, limiter: limiter())
     }

@@ -23,7 +23,7 @@ enum HeadAdmission {
             deliver(apply(admission.admit(tenant: tenant, now: now.uptimeNanoseconds), to: exchange))
             return false
         }
-        admission.admitShared(tenant: tenant, now: now.uptimeNanoseconds, limiter: limiter(shared)).assumeIsolated().whenSuccess { outcome in
+        admission.admitShared(tenant: tenant, now: now.uptimeNanoseconds, limiter: limiter(shared)) { outcome in
             guard stillWanted() else {
                 if case .admitted(let tenant, _) = outcome { admission.release(tenant: tenant) }
                 return

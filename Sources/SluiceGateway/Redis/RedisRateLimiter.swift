@@ -83,14 +83,6 @@ package final class RedisRateLimiter: @unchecked Sendable {
         return out
         """
 
-    /// One limit of a multi-limit decision.
-    struct Item {
-        var key: String
-        var perMinute: Int
-        var burst: Int
-        var cost: Int
-    }
-
     let address: SocketAddress
     let eventLoop: any EventLoop
     let timeout: TimeAmount
@@ -120,8 +112,8 @@ package final class RedisRateLimiter: @unchecked Sendable {
     }
 
     /// Decides (or, with `adjust`, applies) `items` together in one round trip: one decision
-    /// per item, in order.
-    func decideAll(_ items: [Item], adjust: Bool = false) -> EventLoopFuture<[GCRA.Decision]> {
+    /// per item, in order (`multiScript`).
+    func decideAll(_ items: [LimitItem], adjust: Bool = false) -> EventLoopFuture<[GCRA.Decision]> {
         eventLoop.assertInEventLoop()
         var arguments = items.map { keyPrefix + $0.key }
         arguments.append(adjust ? "adjust" : "decide")
