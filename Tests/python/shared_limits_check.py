@@ -42,13 +42,14 @@ def main(bin_dir):
     with open(os.path.join(work, "keys"), "w") as f:
         f.write("sk-shared\n")
     ports = []
+    logs = []
     for i in range(3):
         port, admin = free_port(), free_port()
         config = os.path.join(work, f"g{i}.yaml")
         with open(config, "w") as f:
             f.write(f"""listen: "127.0.0.1:{port}"
 admin: {{ listen: "127.0.0.1:{admin}" }}
-log_level: error
+log_level: warning
 pools:
   - {{ name: chat, match: {{ paths: ["/v1/*"] }}, replicas: ["127.0.0.1:{replica_port}"] }}
 limits:
@@ -59,8 +60,10 @@ limits:
   tenants:
     - {{ name: shared, keys_file: {work}/keys, requests_per_minute: {RATE}, burst: {BURST} }}
 """)
+        log = open(os.path.join(work, f"g{i}.log"), "w")
+        logs.append(log.name)
         procs.append(subprocess.Popen([os.path.join(bin_dir, "sluice"), "serve", "--config", config],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                      stdout=log, stderr=subprocess.STDOUT))
         ports.append(port)
     try:
         wait_port(replica_port)
@@ -129,6 +132,14 @@ limits:
                 failures.append(f"{name}: answers other than 200/429: {sorted(set(map(str, others)))[:3]}")
             if total < 50:
                 failures.append(f"{name}: only {total} requests sent")
+        # The outage is said in each gateway's log that saw it, and not once per request.
+        warnings = []
+        for name in logs:
+            with open(name) as f:
+                warnings.append(sum("the limits backend is failing" in line for line in f))
+        print(f"backend-failure warnings logged per gateway: {warnings}")
+        if min(warnings) < 1 or max(warnings) > 3:
+            failures.append(f"backend-failure warnings per gateway {warnings}: expected 1-3 each (rate-limited to one per 10 s)")
         if failures:
             raise SystemExit("; ".join(failures))
         print("shared limits ok")

@@ -52,7 +52,7 @@ extension Admission {
     /// counted as a backend failure. Returns the difference settled.
     @discardableResult
     func settle(_ charge: TokenCharge, used: Int?, succeeded: Bool, now: UInt64, limiter: @autoclosure () -> RedisRateLimiter? = nil) -> Int {
-        policy.settle(charge, used: used, succeeded: succeeded, now: now, store: limiter(), failed: { self.backendFailures.increment() })
+        policy.settle(charge, used: used, succeeded: succeeded, now: now, store: limiter(), failed: { self.backendFailed() })
     }
 
     /// A body's outcome, counted and rendered.

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import Prometheus
 import SluiceConfig
@@ -74,14 +75,22 @@ final class Admission: Sendable {
     /// `sluice_limits_backend_failures_total{mode}`: shared decisions made without the backend
     /// (it failed, or failed less than `TenantPolicy.backendRetry` ago), by what decided instead.
     let backendFailures: Counter
+    /// Says in the log that the backend fails (at most every 10 s).
+    let backendWarning: RateLimitedLog?
+    private let backendName: String
+    private let failureMode: String
 
     /// Reads each tenant's keys now (`TenantResolver`); a start error names the tenant and file.
     init(
         _ configuration: LimitsConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment,
         hasher: SipHash = SipHash(k0: .random(in: .min ... .max), k1: .random(in: .min ... .max)),
         registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
-        warn: (String) -> Void = { _ in }
+        warn: (String) -> Void = { _ in },
+        logger: Logger? = nil
     ) throws {
+        backendWarning = logger.map { RateLimitedLog(logger: $0) }
+        backendName = { if case .redis(let id) = configuration.backend { "redis://\(id)" } else { "local" } }()
+        failureMode = configuration.onBackendFailure.rawValue
         self.resolver = try TenantResolver(configuration, environment: environment, hasher: hasher, warn: warn)
         if case .redis(let id) = configuration.backend {
             let address: SocketAddress
@@ -142,7 +151,7 @@ final class Admission: Sendable {
     /// Counts `outcome` in `sluice_admission_decisions_total` (a body let in was counted on its
     /// head) and a decision made without the backend in `sluice_limits_backend_failures_total`.
     func count(_ index: Int, _ outcome: LimitOutcome, body: Bool = false) {
-        if outcome.backendFailed { backendFailures.increment() }
+        if outcome.backendFailed { backendFailed() }
         if body && outcome.decision == .admitted { return }
         tenants[index].decisions[outcome.decision]?.increment()
     }
@@ -166,4 +175,12 @@ final class Admission: Sendable {
     static let backendDown = Refusal(GatewayError(
         status: .serviceUnavailable, message: "The shared rate-limit store is unavailable and limits.on_backend_failure is deny. Retry shortly.",
         type: "server_error", code: "rate_limit_backend_unavailable"))
+
+    /// A shared decision or settlement made without the backend: counted, and said in the log.
+    func backendFailed() {
+        backendFailures.increment()
+        backendWarning?.warning(
+            "the limits backend is failing: shared limits are decided as limits.on_backend_failure says",
+            metadata: ["backend": "\(backendName)", "on_backend_failure": "\(failureMode)"])
+    }
 }

@@ -42,7 +42,7 @@ final class GatewayRuntime: Sendable {
         self.logger = logger
         if configuration.limits.admissionEnabled {
             do {
-                admission = try Admission(configuration.limits, registry: metrics.registry, warn: { logger.warning("\($0)") })
+                admission = try Admission(configuration.limits, registry: metrics.registry, warn: { logger.warning("\($0)") }, logger: logger)
                 admissionError = nil
             } catch {
                 admission = nil
