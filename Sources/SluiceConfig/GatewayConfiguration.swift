@@ -222,7 +222,12 @@ public struct PoolConfiguration: Sendable, Equatable {
     }
     public var timeouts = TimeoutsConfiguration()
     public var upstream = UpstreamConfiguration()
+    /// Passive health: when failing replicas are ejected, and for how long.
     public var ejection = EjectionPolicy()
+    /// Active health checks; nil: none (replicas are in rotation until they fail requests).
+    public var healthCheck: HealthCheckPolicy?
+    /// How often failure rates are judged and ejection lengths cool down.
+    public var outlierInterval: Duration = .seconds(10)
     /// Requests one replica may have in progress through this gateway; past it on every
     /// replica, requests wait in `queue`. Nil: no cap, no queue (the replica queues itself).
     public var maxConcurrentPerReplica: Int?

@@ -70,10 +70,7 @@ extension GatewayConfiguration {
             if let value = upstream["max_connections"]?.int(in: 1...65_536) { pool.upstream.maxConnections = value }
             if let value = upstream["keepalive_idle"]?.duration() { pool.upstream.keepaliveIdle = value }
         }
-        if let node = keys["health"], let health = node.mapping(allowed: ["eject_after", "eject_for"]) {
-            if let value = health["eject_after"]?.int(in: 1...1_000) { pool.ejection.consecutiveFailures = value }
-            if let value = health["eject_for"]?.duration() { pool.ejection.duration = UInt64(value.nanoseconds) }
-        }
+        if let node = keys["health"] { decodeHealth(node, into: &pool) }
         if let value = keys["max_concurrent_per_replica"]?.int(in: 1...1_000_000) { pool.maxConcurrentPerReplica = value }
         if let node = keys["scaling"] { pool.scaling = decodeScaling(node) }
         if let node = keys["batching"], let batching = node.mapping(allowed: ["max_batch", "max_wait", "target_latency", "max_values"]) {
@@ -92,6 +89,37 @@ extension GatewayConfiguration {
             }
         }
         return pool
+    }
+
+    /// `health`: passive ejection (`eject_after`, `eject_for`, growing to `max_eject_for`, at
+    /// most `max_ejected_percent` out, an optional `failure_rate` per `outlier_interval`) and
+    /// optional active `check`s.
+    static func decodeHealth(_ node: NodeReader, into pool: inout PoolConfiguration) {
+        guard let health = node.mapping(allowed: [
+            "eject_after", "eject_for", "max_eject_for", "max_ejected_percent", "failure_rate", "failure_rate_min_requests",
+            "outlier_interval", "check",
+        ]) else { return }
+        if let value = health["eject_after"]?.int(in: 1...1_000) { pool.ejection.consecutiveFailures = value }
+        if let value = health["eject_for"]?.duration() { pool.ejection.duration = UInt64(value.nanoseconds) }
+        if let value = health["max_eject_for"]?.duration() { pool.ejection.maxDuration = UInt64(value.nanoseconds) }
+        if let value = health["max_ejected_percent"]?.int(in: 0...100) { pool.ejection.maxEjectedPercent = value }
+        if let value = health["failure_rate"]?.double(in: 0...1) { pool.ejection.failureRate = value }
+        if let value = health["failure_rate_min_requests"]?.int(in: 1...1_000_000) { pool.ejection.failureRateMinRequests = value }
+        if let value = health["outlier_interval"]?.duration(atLeast: .milliseconds(100)) { pool.outlierInterval = value }
+        guard let node = health["check"], let check = node.mapping(allowed: ["path", "interval", "timeout", "healthy_after", "unhealthy_after", "jitter"]) else { return }
+        var policy = HealthCheckPolicy()
+        if let value = check["path"]?.string() {
+            if value.hasPrefix("/") { policy.path = value } else { check["path"]?.report("must start with /") }
+        }
+        if let value = check["interval"]?.duration(atLeast: .milliseconds(10)) { policy.interval = UInt64(value.nanoseconds) }
+        if let value = check["timeout"]?.duration(atLeast: .milliseconds(1)) { policy.timeout = UInt64(value.nanoseconds) }
+        if let value = check["healthy_after"]?.int(in: 1...100) { policy.healthyAfter = value }
+        if let value = check["unhealthy_after"]?.int(in: 1...100) { policy.unhealthyAfter = value }
+        if let value = check["jitter"]?.double(in: 0...1) { policy.jitter = value }
+        if policy.timeout >= policy.interval {
+            node.report("timeout must be shorter than interval (a check still waiting when the next is due)")
+        }
+        pool.healthCheck = policy
     }
 
     static func decodeScaling(_ node: NodeReader) -> ScalingConfiguration? {

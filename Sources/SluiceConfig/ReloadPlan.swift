@@ -46,7 +46,7 @@ public struct ReloadPlan: Sendable, Equatable {
                     ("routing", pool.routing != old.routing),
                     ("timeouts", pool.timeouts != old.timeouts),
                     ("upstream", pool.upstream != old.upstream),
-                    ("ejection", pool.ejection != old.ejection),
+                    ("health", pool.ejection != old.ejection || pool.healthCheck != old.healthCheck || pool.outlierInterval != old.outlierInterval),
                 ] where changed {
                     refuse("pools[\(index)].\(key)", "changed in pool \(pool.name)")
                 }

@@ -17,10 +17,16 @@ public final class Replica: Sendable {
     /// equal across snapshots and gateway instances.
     public let hashKey: UInt64
 
-    public init(id: ReplicaID, poolLoad: PoolLoad? = nil) {
+    /// - Parameters:
+    ///   - checked: its pool runs active health checks: it starts `pending`, out of rotation
+    ///     until its first check passes.
+    ///   - countsOutcomes: its pool ejects by failure rate: requests' outcomes are counted.
+    public init(id: ReplicaID, poolLoad: PoolLoad? = nil, checked: Bool = false, countsOutcomes: Bool = false) {
         self.id = id
         self.poolLoad = poolLoad
         self.hashKey = HashRing.hash(id.description)
+        self.checkState = Atomic(checked ? ActiveHealth.State.pending.code : ActiveHealth.State.healthy.code)
+        self.countsOutcomes = countsOutcomes
     }
 
     /// Requests the gateway has sent to this replica and not yet finished.
@@ -72,27 +78,85 @@ public final class Replica: Sendable {
 
     /// Whether a policy may send a new request here at `now`.
     public func isAvailable(at now: UInt64) -> Bool {
-        !isDraining && !isEjected(at: now)
+        !isDraining && !isEjected(at: now) && checkState.load(ordering: .relaxed) == ActiveHealth.State.healthy.code
     }
 
+    /// The replica answered (its response head arrived).
     public func recordSuccess() {
+        if countsOutcomes { successCount.wrappingAdd(1, ordering: .relaxed) }
         if failures.load(ordering: .relaxed) != 0 {
             failures.store(0, ordering: .relaxed)
         }
     }
 
-    /// Records a failure to reach the replica. Returns true when this failure ejected it.
+    /// Records a failed request (no connection, closed before answering, no answer in time).
+    /// At `consecutiveFailures` in a row the replica is ejected, if `mayEject` (the pool's share
+    /// already out) allows. Returns true when this failure ejected it.
     @discardableResult
-    public func recordFailure(at now: UInt64, policy: EjectionPolicy) -> Bool {
+    public func recordFailure(at now: UInt64, policy: EjectionPolicy, mayEject: () -> Bool = { true }) -> Bool {
+        if countsOutcomes { failureCount.wrappingAdd(1, ordering: .relaxed) }
         let count = failures.wrappingAdd(1, ordering: .relaxed).newValue
-        guard count >= policy.consecutiveFailures else { return false }
-        failures.store(0, ordering: .relaxed)
-        ejectedUntilNanos.store(now &+ policy.duration, ordering: .relaxed)
+        guard count >= policy.consecutiveFailures, !isEjected(at: now), mayEject() else { return false }
+        eject(at: now, policy: policy, reason: .consecutiveFailures)
         return true
+    }
+
+    /// Why a replica was last ejected.
+    public enum EjectionReason: UInt8, Sendable {
+        case consecutiveFailures = 1
+        case failureRate = 2
+
+        public var name: String { self == .consecutiveFailures ? "consecutive_failures" : "failure_rate" }
+    }
+
+    /// Takes the replica out of rotation for its next ejection's length (`EjectionPolicy`).
+    public func eject(at now: UInt64, policy: EjectionPolicy, reason: EjectionReason) {
+        failures.store(0, ordering: .relaxed)
+        let count = ejectionCount.wrappingAdd(1, ordering: .relaxed).newValue
+        lastEjection.store(reason.rawValue, ordering: .relaxed)
+        ejectedUntilNanos.store(now &+ policy.duration(ejection: count), ordering: .relaxed)
+    }
+
+    /// Ends a passive ejection now (the replica passed an active check: it answers again).
+    /// Returns whether it was ejected.
+    @discardableResult
+    public func restore(at now: UInt64) -> Bool {
+        guard isEjected(at: now) else { return false }
+        ejectedUntilNanos.store(0, ordering: .relaxed)
+        return true
+    }
+
+    /// An outlier interval went by: one spent in rotation lowers the next ejection's length
+    /// by one step.
+    public func intervalPassed(at now: UInt64) {
+        guard !isEjected(at: now), ejectionCount.load(ordering: .relaxed) > 0 else { return }
+        ejectionCount.wrappingSubtract(1, ordering: .relaxed)
+    }
+
+    /// The requests answered and failed since the last call (counted only with `countsOutcomes`).
+    public func takeOutcomes() -> (successes: Int, failures: Int) {
+        (successCount.exchange(0, ordering: .relaxed), failureCount.exchange(0, ordering: .relaxed))
     }
 
     /// Ejected-until instant, for the admin view (0 when in rotation).
     public var ejectedUntil: UInt64 { ejectedUntilNanos.load(ordering: .relaxed) }
+    /// Ejections in a row so far (what the next one's length is multiplied by, less one).
+    public var ejections: Int { ejectionCount.load(ordering: .relaxed) }
+    public var lastEjectionReason: EjectionReason? { EjectionReason(rawValue: lastEjection.load(ordering: .relaxed)) }
+
+    /// Where its pool's active checks stand (`healthy` when the pool runs none).
+    public var checkHealth: ActiveHealth.State { ActiveHealth.State(code: checkState.load(ordering: .relaxed)) }
+
+    public func setCheckHealth(_ state: ActiveHealth.State) {
+        checkState.store(state.code, ordering: .relaxed)
+    }
+
+    private let checkState: Atomic<UInt8>
+    private let countsOutcomes: Bool
+    private let successCount = Atomic<Int>(0)
+    private let failureCount = Atomic<Int>(0)
+    private let ejectionCount = Atomic<Int>(0)
+    private let lastEjection = Atomic<UInt8>(0)
 
     private let reportedWaitingCount = Atomic<Int>(0)
     private let reportedAtNanos = Atomic<UInt64>(0)

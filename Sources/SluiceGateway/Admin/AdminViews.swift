@@ -64,7 +64,13 @@ struct PoolsView: Encodable {
         var available: Bool
         var draining: Bool
         var ejected_for_ms: Int64
+        /// Why it was last ejected (`consecutive_failures`, `failure_rate`), and how many
+        /// ejections in a row its next one's length counts.
+        var last_ejection: String?
+        var ejections: Int
         var consecutive_failures: Int
+        /// Its active checks: `healthy` (or no checks), `pending` (none passed yet), `unhealthy`.
+        var health: String
         var upstream_connections_open: Int
         var upstream_connections_idle: Int
     }
@@ -91,7 +97,10 @@ struct PoolsView: Encodable {
                         available: replica.isAvailable(at: now),
                         draining: replica.isDraining,
                         ejected_for_ms: until > now ? Int64((until - now) / 1_000_000) : 0,
+                        last_ejection: replica.lastEjectionReason?.name,
+                        ejections: replica.ejections,
                         consecutive_failures: replica.consecutiveFailures,
+                        health: replica.checkHealth.rawValue,
                         upstream_connections_open: totals.open,
                         upstream_connections_idle: totals.idle)
                 })

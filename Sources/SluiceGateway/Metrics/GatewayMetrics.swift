@@ -86,6 +86,9 @@ final class PoolMetrics: Sendable {
     private let routing: [Counter]
     /// Placements told to and heard from other gateway instances (`routing.shared`).
     private let shared: [Counter]
+    /// Ejections by reason (consecutive failures, failure rate), and active checks by result.
+    private let ejections: [Counter]
+    private let checks: [Counter]
 
     enum SharedEvent: String, CaseIterable {
         case published, learned, failed
@@ -117,6 +120,15 @@ final class PoolMetrics: Sendable {
                 descriptor: .sluice("sluice_routing_decisions_total", "Replica choices, by the branch the routing policy took."),
                 labels: [("pool", pool), ("reason", reason.rawValue)])
         }
+        ejections = pool.isEmpty ? [] : [Replica.EjectionReason.consecutiveFailures, .failureRate].map { reason in
+            registry.makeCounter(
+                descriptor: .sluice("sluice_replica_ejections_total", "Replicas taken out of rotation by passive health, by reason."),
+                labels: [("pool", pool), ("reason", reason.name)])
+        }
+        checks = pool.isEmpty ? [] : ["pass", "fail"].map { result in
+            registry.makeCounter(
+                descriptor: .sluice("sluice_health_checks_total", "Active health checks, by result."), labels: [("pool", pool), ("result", result)])
+        }
         shared = pool.isEmpty ? [] : SharedEvent.allCases.map { event in
             registry.makeCounter(
                 descriptor: .sluice(
@@ -124,6 +136,16 @@ final class PoolMetrics: Sendable {
                     "Cache-aware placements told to other gateway instances, heard from them, and failures to reach the shared Redis."),
                 labels: [("pool", pool), ("event", event.rawValue)])
         }
+    }
+
+    func recordEjection(_ reason: Replica.EjectionReason) {
+        guard !ejections.isEmpty else { return }
+        ejections[reason == .consecutiveFailures ? 0 : 1].increment()
+    }
+
+    func recordCheck(passed: Bool) {
+        guard !checks.isEmpty else { return }
+        checks[passed ? 0 : 1].increment()
     }
 
     func recordShared(_ event: SharedEvent) {

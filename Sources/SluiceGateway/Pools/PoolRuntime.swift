@@ -63,7 +63,7 @@ final class PoolRuntime: Sendable {
         }
         let poolLoad = PoolLoad()
         self.poolLoad = poolLoad
-        let replicas = configuration.replicas.map { Replica(id: $0, poolLoad: poolLoad) }
+        let replicas = configuration.replicas.map { Self.replica($0, poolLoad: poolLoad, configuration) }
         self.current = Mutex(PoolSnapshot(replicas: replicas, generation: 1, withRing: policy.needsRing, poolLoad: poolLoad))
     }
 
@@ -102,11 +102,22 @@ final class PoolRuntime: Sendable {
         }
     }
 
+    private static func replica(_ id: ReplicaID, poolLoad: PoolLoad, _ configuration: PoolConfiguration) -> Replica {
+        Replica(id: id, poolLoad: poolLoad, checked: configuration.healthCheck != nil, countsOutcomes: configuration.ejection.failureRate != nil)
+    }
+
+    /// Whether one more replica may be ejected at `now` (`health.max_ejected_percent`).
+    func mayEject(at now: UInt64) -> Bool {
+        let replicas = snapshot.replicas
+        return configuration.ejection.mayEject(ejected: replicas.reduce(0) { $0 + ($1.isEjected(at: now) ? 1 : 0) }, total: replicas.count)
+    }
+
     private func swap(to ids: [ReplicaID]) {
         let old = snapshot
         guard ids != old.replicas.map(\.id) else { return }
         // A removed replica leaves the pool's running total when its last request ends.
-        let replicas = ids.map { id in old.replica(id) ?? Replica(id: id, poolLoad: poolLoad) }
+        // (A new replica waits for its first passing check, when the pool runs checks.)
+        let replicas = ids.map { id in old.replica(id) ?? Self.replica(id, poolLoad: poolLoad, configuration) }
         let new = PoolSnapshot(replicas: replicas, generation: old.generation + 1, withRing: policy.needsRing, poolLoad: poolLoad)
         // Built outside the lock (the ring may take a while); stored under it.
         current.withLock { $0 = new }

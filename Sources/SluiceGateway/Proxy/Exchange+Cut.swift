@@ -18,7 +18,10 @@ extension Exchange {
     /// toward its passive ejection.
     func replicaFailed(now: NIODeadline) {
         guard let replica, let pool else { return }
-        replica.recordFailure(at: now.uptimeNanoseconds, policy: pool.configuration.ejection)
+        let instant = now.uptimeNanoseconds
+        if replica.recordFailure(at: instant, policy: pool.configuration.ejection, mayEject: { pool.mayEject(at: instant) }) {
+            pool.metrics.recordEjection(.consecutiveFailures)
+        }
     }
 
     /// After an early answer, whether the rest of the request is better cut (close) than read and

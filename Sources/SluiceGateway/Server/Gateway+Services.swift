@@ -14,6 +14,7 @@ extension Gateway {
             scalePublisher,
             scaleTicker,
             scraper,
+            healthMonitor,
             GatewayService(gateway: self, grace: grace),
         ]
     }

@@ -32,6 +32,7 @@ public final class Gateway: Sendable {
     private let channels = Mutex(Channels())
     /// Reads replicas' reported queues for least-queue and cache-aware pools.
     let scraper: QueueScraper
+    let healthMonitor: HealthMonitor
     /// Placements shared with other instances, per pool with `routing.shared`.
     private let gossips: [PlacementGossip]
     /// Decides scaled pools' desired replicas every tick.
@@ -66,6 +67,7 @@ public final class Gateway: Sendable {
         self.configurationPath = configurationPath
         self.runtime = GatewayRuntime(configuration: configuration, group: group, metrics: metrics, logger: logger)
         self.scraper = QueueScraper(pools: runtime.pools, client: runtime.httpClient)
+        self.healthMonitor = HealthMonitor(pools: runtime.pools, client: runtime.httpClient, logger: logger)
         let instance = String(UInt64.random(in: 1...UInt64.max), radix: 36)
         self.gossips = runtime.pools.compactMap { pool in
             guard let address = pool.configuration.routing.shared, let policy = pool.policy as? CacheAwarePolicy else { return nil }
