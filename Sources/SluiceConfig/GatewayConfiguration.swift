@@ -224,6 +224,8 @@ public struct PoolConfiguration: Sendable, Equatable {
     public var upstream = UpstreamConfiguration()
     /// Passive health: when failing replicas are ejected, and for how long.
     public var ejection = EjectionPolicy()
+    /// When a request a replica failed goes again (`RetryPolicy`).
+    public var retry = RetryPolicy()
     /// Active health checks; nil: none (replicas are in rotation until they fail requests).
     public var healthCheck: HealthCheckPolicy?
     /// How often failure rates are judged and ejection lengths cool down.

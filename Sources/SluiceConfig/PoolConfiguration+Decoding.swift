@@ -2,7 +2,7 @@ import SluiceCore
 
 extension GatewayConfiguration {
     static func decodePool(_ reader: NodeReader) -> PoolConfiguration? {
-        guard let keys = reader.mapping(allowed: ["name", "match", "replicas", "routing", "timeouts", "upstream", "health", "queue", "max_concurrent_per_replica", "scaling", "batching"]) else {
+        guard let keys = reader.mapping(allowed: ["name", "match", "replicas", "routing", "timeouts", "upstream", "health", "retry", "queue", "max_concurrent_per_replica", "scaling", "batching"]) else {
             return nil
         }
         var name: String?
@@ -71,6 +71,14 @@ extension GatewayConfiguration {
             if let value = upstream["keepalive_idle"]?.duration() { pool.upstream.keepaliveIdle = value }
         }
         if let node = keys["health"] { decodeHealth(node, into: &pool) }
+        if let node = keys["retry"], let retry = node.mapping(allowed: ["attempts", "idempotent", "budget_percent", "min_retries", "backoff", "max_backoff"]) {
+            if let value = retry["attempts"]?.int(in: 1...10) { pool.retry.attempts = value }
+            if let value = retry["idempotent"]?.bool() { pool.retry.idempotent = value }
+            if let value = retry["budget_percent"]?.int(in: 0...100) { pool.retry.budgetPercent = value }
+            if let value = retry["min_retries"]?.int(in: 0...1_000_000) { pool.retry.minRetries = value }
+            if let value = retry["backoff"]?.duration() { pool.retry.backoff = UInt64(value.nanoseconds) }
+            if let value = retry["max_backoff"]?.duration() { pool.retry.maxBackoff = UInt64(value.nanoseconds) }
+        }
         if let value = keys["max_concurrent_per_replica"]?.int(in: 1...1_000_000) { pool.maxConcurrentPerReplica = value }
         if let node = keys["scaling"] { pool.scaling = decodeScaling(node) }
         if let node = keys["batching"], let batching = node.mapping(allowed: ["max_batch", "max_wait", "target_latency", "max_values"]) {

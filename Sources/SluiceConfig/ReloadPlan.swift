@@ -46,6 +46,7 @@ public struct ReloadPlan: Sendable, Equatable {
                     ("routing", pool.routing != old.routing),
                     ("timeouts", pool.timeouts != old.timeouts),
                     ("upstream", pool.upstream != old.upstream),
+                    ("retry", pool.retry != old.retry),
                     ("health", pool.ejection != old.ejection || pool.healthCheck != old.healthCheck || pool.outlierInterval != old.outlierInterval),
                 ] where changed {
                     refuse("pools[\(index)].\(key)", "changed in pool \(pool.name)")

@@ -85,3 +85,15 @@ extension HTTP1Head {
         return copy
     }
 }
+
+extension HTTP1Head {
+    /// The method is idempotent (RFC 9110 §9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE): a
+    /// request with it may be sent again after a replica may have read it.
+    public var isIdempotentMethod: Bool {
+        bytes.withUnsafeReadableBytes { bytes in
+            let method = bytes[method]
+            return HTTP1Bytes.equals(method, "GET") || HTTP1Bytes.equals(method, "HEAD") || HTTP1Bytes.equals(method, "OPTIONS")
+                || HTTP1Bytes.equals(method, "TRACE") || HTTP1Bytes.equals(method, "PUT") || HTTP1Bytes.equals(method, "DELETE")
+        }
+    }
+}

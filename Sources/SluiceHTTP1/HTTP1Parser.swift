@@ -72,6 +72,13 @@ public struct HTTP1Parser: Sendable {
         return false
     }
 
+    /// A chunked body was parsed up to the end of a chunk, and no byte of the next size line
+    /// taken: what was passed on so far ends on a chunk boundary.
+    public var isBetweenChunks: Bool {
+        if case .chunkSize = state { return true }
+        return false
+    }
+
     /// The body runs until the connection closes.
     public var readsUntilClose: Bool {
         if case .untilClose = state { return true }

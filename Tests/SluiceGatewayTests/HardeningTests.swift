@@ -134,7 +134,9 @@ import Testing
         }
     }
 
-    @Test func aKeepAliveConnectionClosedByTheReplicaIsRetriedOnce() async throws {
+    /// (nginx and HAProxy do not send a POST again once it was sent: the replica may have acted
+    /// on it. `retry.idempotent` says a pool's requests may be; see `RetryTests`.)
+    @Test func aPOSTTheReplicaReadThenClosedIsAnsweredNotSentTwice() async throws {
         try await GatewayHarness.run { h in
             // One client connection, so both requests use the same event loop's upstream pool.
             let connection = try await TestHTTPConnection.connect(to: h.data, group: h.group)
@@ -144,10 +146,9 @@ import Testing
                 #expect(try await iterator.readResponse()?.status == 200)
                 h.replicas[0].dropNextRequest()
                 try await outbound.writeRequest(.POST, "/v1/chat/completions", body: ByteBuffer(string: chatBody()))
-                #expect(try await iterator.readResponse()?.status == 200)
+                #expect(try await iterator.readResponse()?.status == 502)
             }
-            #expect(h.gateway.runtime.pools[0].snapshot.replicas[0].consecutiveFailures == 0)
-            #expect(h.replicas[0].requestsServed == 2)
+            #expect(h.replicas[0].requestsServed == 1)
         }
     }
 }

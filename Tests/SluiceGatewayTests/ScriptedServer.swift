@@ -25,6 +25,9 @@ final class ScriptedServer: Sendable {
         case headThenSilence(firstChunk: String)
         /// A whole answer in `transfer-encoding: chunked`, one chunk per part.
         case chunked(Int, parts: [String])
+        /// A stream of events' head and these chunks, then the connection closed (a replica that
+        /// dies mid-stream, or, with no chunks, before its first event).
+        case streamThenClose(chunks: [String])
     }
 
     /// Decides the answer to the `index`-th request (from 0), on the server's event loop.
@@ -124,6 +127,14 @@ final class ScriptedServer: Sendable {
                 headers.add(name: "transfer-encoding", value: "chunked")
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
                 context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: chunk)))), promise: nil)
+            case .streamThenClose(let chunks):
+                var headers = HTTPHeaders()
+                headers.add(name: "content-type", value: "text/event-stream")
+                headers.add(name: "transfer-encoding", value: "chunked")
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+                for chunk in chunks { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: chunk)))), promise: nil) }
+                context.flush()
+                context.close(promise: nil)
             case .chunked(let status, let parts):
                 var headers = HTTPHeaders()
                 headers.add(name: "transfer-encoding", value: "chunked")

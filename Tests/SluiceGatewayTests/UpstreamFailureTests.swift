@@ -228,10 +228,11 @@ extension UpstreamFailureTests {
             } catch {
                 // A chunked body cut short is an error to the client's parser: what a cut looks like.
             }
-            // What came before the silence arrived; then the connection closed without the
-            // stream's end (a failure after the head can only be told by closing).
+            // What came before the silence arrived; then the stream ends with an error event
+            // naming the idle timeout, and its proper end (no [DONE]: it did not finish).
             #expect(text.contains("data: {"), "\(text)")
-            #expect(!ended && !text.contains("[DONE]"), "the stream ran to its end: \(text)")
+            #expect(ended && !text.contains("[DONE]"), "\(text)")
+            #expect(text.hasSuffix("event: error\ndata: {\"error\":{\"message\":\"The model replica did not answer within its idle timeout, in the middle of the stream.\",\"type\":\"server_error\",\"code\":\"replica_timeout\"}}\n\n"), "\(text)")
         }
         // The replica's request was closed and the counts released; counted as a 504.
         #expect(await eventually { h.inFlight() == 0 })

@@ -11,26 +11,31 @@ enum HeadAdmission {
         case refused(GatewayError, fields: [(String, String)], body: String?)
     }
 
-    /// Decides at once (and returns false) or when the shared backend answers (returns true; the
-    /// answer comes on the limiter's loop). `deliver` is called once, unless `stillWanted` says
-    /// the exchange has gone meanwhile, in which case what admission took is given back.
+    /// Decides at once or when the shared backend answers (on the limiter's loop). `deliver` is
+    /// called once, with whether it comes after `decide` returned, unless `stillWanted` says the
+    /// exchange has gone meanwhile (then what admission took is given back). Returns whether
+    /// the decision is still to come.
     static func decide(
         _ head: HTTP1Head, _ exchange: Exchange, admission: Admission, now: NIODeadline,
-        limiter: (Admission.Shared) -> RedisRateLimiter, stillWanted: @escaping () -> Bool, deliver: @escaping (Verdict) -> Void
+        limiter: (Admission.Shared) -> RedisRateLimiter, stillWanted: @escaping () -> Bool, deliver: @escaping (Verdict, _ later: Bool) -> Void
     ) -> Bool {
         let tenant = admission.tenant(for: head)
         guard admission.decidesShared(tenant), let shared = admission.shared else {
-            deliver(apply(admission.admit(tenant: tenant, now: now.uptimeNanoseconds), to: exchange))
+            deliver(apply(admission.admit(tenant: tenant, now: now.uptimeNanoseconds), to: exchange), false)
             return false
         }
+        var returned = false
+        var delivered = false
         admission.admitShared(tenant: tenant, now: now.uptimeNanoseconds, limiter: limiter(shared)) { outcome in
             guard stillWanted() else {
                 if case .admitted(let tenant, _) = outcome { admission.release(tenant: tenant) }
                 return
             }
-            deliver(apply(outcome, to: exchange))
+            delivered = true
+            deliver(apply(outcome, to: exchange), returned)
         }
-        return true
+        returned = true
+        return !delivered
     }
 
     private static func apply(_ outcome: Admission.Outcome, to exchange: Exchange) -> Verdict {

@@ -82,6 +82,8 @@ final class PoolMetrics: Sendable {
     private let duration: LatencyHistogram
     private let firstByte: LatencyHistogram
     let clientCancelled: Counter
+    /// Requests sent again after a replica failed them (`RetryPolicy`).
+    let retries: Counter
     /// Routing decisions by the branch the policy took (`RoutingReason`).
     private let routing: [Counter]
     /// Placements told to and heard from other gateway instances (`routing.shared`).
@@ -113,6 +115,9 @@ final class PoolMetrics: Sendable {
         self.firstByte = firstByte.makeSeries(labels: [("pool", pool)])
         clientCancelled = registry.makeCounter(
             descriptor: .sluice("sluice_upstream_cancelled_total", "Upstream requests cancelled because the client disconnected."),
+            labels: [("pool", pool)])
+        retries = registry.makeCounter(
+            descriptor: .sluice("sluice_upstream_retries_total", "Requests sent again after a replica failed them (no connection, closed before answering)."),
             labels: [("pool", pool)])
         // Requests that matched no pool were routed by no policy: no routing series for them.
         routing = pool.isEmpty ? [] : RoutingReason.allCases.map { reason in

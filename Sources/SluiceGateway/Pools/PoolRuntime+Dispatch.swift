@@ -48,16 +48,37 @@ extension PoolRuntime {
         }
     }
 
-    /// After a failed connect, one retry on another replica (nothing was sent, so it is always
-    /// safe): the least loaded of the others, since a hashing policy would pick the same again.
-    /// The exchange's slot moves there; nil when there is no other with a free slot.
-    func retryElsewhere(_ exchange: Exchange, failed: Replica, now: NIODeadline) -> Replica? {
-        exchange.attempts += 1
-        guard exchange.attempts < 2, let other = pickOther(than: failed, now: now), start(other) else { return nil }
-        release(failed)
-        exchange.replica = other
-        noteDestination(of: exchange, other)
-        exchange.countPrefill(on: other)
-        return other
+    /// After `failed` failed the exchange (no connection, or closed before answering): the wait
+    /// before it goes again, or nil when it does not (`RetryPolicy`: a request a replica may
+    /// have read goes again only when repeating it changes nothing; within the tries and the
+    /// budget; to the least loaded other replica with a free slot, its slot moving there, or, when
+    /// `orSame` (a connection closed, perhaps only the keep-alive race), to the same one if it
+    /// is still in rotation).
+    func retry(_ exchange: Exchange, failed: Replica, orSame: Bool, now: NIODeadline, random: UInt64) -> TimeAmount? {
+        let policy = configuration.retry
+        guard policy.mayRetry(tries: exchange.retries + 1, sent: exchange.sent, idempotentMethod: exchange.idempotentMethod),
+              exchange.retrying || policy.withinBudget(retrying: retriesInFlight.load(ordering: .relaxed), active: poolLoad.inFlight),
+              exchange.prepareRetry()
+        else { return nil }
+        if let other = pickOther(than: failed, now: now), start(other) {
+            release(failed)
+            exchange.replica = other
+            noteDestination(of: exchange, other)
+            exchange.countPrefill(on: other)
+        } else if !orSame || !failed.isAvailable(at: now.uptimeNanoseconds) {
+            return nil
+        }
+        exchange.retries += 1
+        if !exchange.retrying {
+            exchange.retrying = true
+            retriesInFlight.wrappingAdd(1, ordering: .relaxed)
+        }
+        metrics.retries.increment()
+        return .nanoseconds(Int64(policy.delay(retry: exchange.retries, random: random)))
+    }
+
+    /// An exchange that held a budgeted retry was settled.
+    func retryEnded() {
+        retriesInFlight.wrappingSubtract(1, ordering: .relaxed)
     }
 }

@@ -21,7 +21,9 @@ final class PoolRuntime: Sendable {
     /// class reference (a reader could load it just as a writer releases the last reference), and
     /// the critical section here is one retain, so readers never wait behind real work.
     private let current: Mutex<PoolSnapshot>
-    private let poolLoad: PoolLoad
+    let poolLoad: PoolLoad
+    /// Retries in progress, for the retry budget (`RetryPolicy.withinBudget`).
+    let retriesInFlight = Atomic<Int>(0)
     /// Serializes membership changes (admin calls and reloads may race), so each builds on the
     /// snapshot the previous one stored; picks never take it.
     private let membershipLock = Mutex(())

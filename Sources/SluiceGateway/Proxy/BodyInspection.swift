@@ -24,6 +24,7 @@ struct BodyInspection {
         case answer(GatewayError)
     }
 
+    /// Inspects `body`, and gives `exchange` the prompt chain its pool's policy will read.
     static func of(_ exchange: Exchange, head: HTTP1Head, body: ByteBuffer, runtime: GatewayRuntime) -> Outcome {
         var scanned: Result<CompletionRequestFacts, JSONFieldScanner.Failure>?
         func facts() -> Result<CompletionRequestFacts, JSONFieldScanner.Failure> {
@@ -54,6 +55,8 @@ struct BodyInspection {
         let (key, prompt, streams) = RoutingKeys.fromBody(
             body, facts: { try? facts().get() }, head: head, sources: routing.key, prefixTokens: routing.prefixTokens,
             followPrompt: routing.policy == .cacheAware)
+        exchange.prompt = prompt
+        exchange.promptStreams = streams
 
         var cost: RequestCost?
         if let tenant = exchange.tenant, let admission = runtime.admission, admission.needsBody(tenant), body.readableBytes > 0 {

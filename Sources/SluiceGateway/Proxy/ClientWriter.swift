@@ -7,13 +7,25 @@ import SluiceHTTP1
 /// written, and an early answer closes "lingering" (see `closeLingering`).
 struct ClientWriter {
     private var stagedHead: ByteBuffer?
+    /// The staged head waits for the first body bytes, not the end of the read burst (a stream
+    /// of events: a replica that fails before its first event has then sent the client nothing).
+    private var holdUntilBody = false
 
-    mutating func stage(_ head: ByteBuffer) {
+    mutating func stage(_ head: ByteBuffer, untilBody: Bool = false) {
         stagedHead = head
+        holdUntilBody = untilBody
     }
 
-    mutating func dropStaged() {
-        stagedHead = nil
+    /// Drops the held head; returns whether there was one (then the client has seen nothing).
+    @discardableResult
+    mutating func dropStaged() -> Bool {
+        defer { stagedHead = nil }
+        return stagedHead != nil
+    }
+
+    /// Writes the held response head at the end of a read burst, unless it waits for body bytes.
+    mutating func burstEnded(_ context: ChannelHandlerContext) {
+        if !holdUntilBody { writeStaged(context) }
     }
 
     /// Writes the held response head, if any.
@@ -64,5 +76,32 @@ struct ClientWriter {
                 context.close(promise: nil)
             }
         }
+    }
+
+    /// Ends a stream of server-sent events that cannot go on (its replica failed or went quiet)
+    /// with an `error` event carrying `error`'s JSON (what OpenAI's clients raise from) and the
+    /// stream's proper end, then closes, instead of a cut that clients report as a broken
+    /// connection. Possible where the gateway writes the chunks, where it passes the replica's
+    /// and the cut fell between two (`betweenChunks`), or where the body runs until close.
+    /// Returns false, having written nothing, otherwise.
+    mutating func endEvents(with error: GatewayError, _ framing: Exchange.ClientFraming, betweenChunks: Bool, _ context: ChannelHandlerContext) -> Bool {
+        let event = "event: error\ndata: \(error.jsonBody())\n\n"
+        var out = context.channel.allocator.buffer(capacity: event.utf8.count + 32)
+        let chunked = framing == .writtenChunks || (framing == .passedChunks && betweenChunks)
+        switch framing {
+        case .writtenChunks, .passedChunks:
+            guard chunked else { return false }
+            HTTP1Writer.writeChunkHeader(length: event.utf8.count, into: &out)
+            out.writeString(event)
+            out.writeStaticString(HTTP1Writer.chunkEnd)
+            out.writeStaticString(HTTP1Writer.lastChunk)
+        case .untilClose:
+            out.writeString(event)
+        default:
+            return false
+        }
+        writeStaged(context)
+        context.writeAndFlush(NIOAny(out)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        return true
     }
 }

@@ -27,3 +27,12 @@ struct DeadlineTimer {
         fired()
     }
 }
+
+/// What a `DeadlineTimer` runs when it fires.
+struct DeadlineCallback: NIOScheduledCallbackHandler {
+    let fire: () -> Void
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        fire()
+    }
+}

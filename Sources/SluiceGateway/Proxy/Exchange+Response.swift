@@ -12,10 +12,8 @@ extension Exchange {
         let framing = ResponseFraming(head, clientMinorVersion: requestMinorVersion, untilClose: untilClose, toHEAD: isHEAD, metered: usageMeter != nil)
         reframing = framing.reframing
         if framing.mustClose { keepAlive = false }
-        // (Content-Type is read only when something needs it: token metering, or a TTFT signal.)
-        if usageMeter != nil || pool?.scaling?.configuration.signal == .ttft {
-            eventStream = head.isEventStream
-        }
+        eventStream = head.isEventStream
+        clientFraming = Self.clientFraming(reframing, upstreamChunked: head.isChunked, untilClose: untilClose)
         // Usage-only events are dropped only where the framing allows it (not under a content-length).
         usageMeter?.responseStarted(eventStream: eventStream, mayDrop: reframing != .none || untilClose, allocator: allocator)
         return HeaderRewriter.downstreamResponse(
@@ -40,5 +38,12 @@ extension Exchange {
         guard status < 500 else { return }
         let now = now()
         scaling.record(nanoseconds: (now - start).nanoseconds, at: now)
+    }
+
+    static func clientFraming(_ reframing: HeaderRewriter.BodyReframing, upstreamChunked: Bool, untilClose: Bool) -> ClientFraming {
+        if reframing.writesChunks { return .writtenChunks }
+        if reframing == .unchunk || (reframing == .none && untilClose) { return .untilClose }
+        if reframing == .none && upstreamChunked { return .passedChunks }
+        return .fixed
     }
 }

@@ -7,6 +7,10 @@ extension Exchange {
         guard !finished else { return }
         finished = true
         countPrefill(on: nil)
+        if retrying {
+            retrying = false
+            pool?.retryEnded()
+        }
         if let replica {
             self.replica = nil
             if let pool { pool.release(replica) } else { replica.requestFinished() }

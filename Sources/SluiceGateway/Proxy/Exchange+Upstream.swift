@@ -28,11 +28,14 @@ extension Exchange {
     }
 
     /// Writes the head and the parts that arrived while waiting to a connection just borrowed;
-    /// on a reused connection they are kept (bounded) for one resend.
+    /// when the pool's retry policy would send the request again after this, they are kept
+    /// (bounded) for it.
     func write(to connection: UpstreamConnection) {
         connection.handler.expectResponse(toHEAD: isHEAD)
-        replay = connection.useCount > 1 && !retriedStaleConnection ? [] : nil
+        let resendable = pool.map { $0.configuration.retry.mayRetry(tries: retries + 1, sent: true, idempotentMethod: idempotentMethod) } ?? false
+        replay = resendable ? [] : nil
         replayBytes = 0
+        sent = true
         if let upstreamHead { connection.handler.write(upstreamHead) }
         while let buffer = pending.popFirst() {
             connection.handler.write(buffer)
@@ -41,12 +44,12 @@ extension Exchange {
         pendingBytes = 0
     }
 
-    /// A reused connection closed before any answer: most likely the replica closed it while
-    /// idle (the race every keep-alive proxy has). Nothing was answered, so the same bytes may go
-    /// once more on another connection: true when they are ready to.
-    func prepareResend(on connection: UpstreamConnection) -> Bool {
-        guard connection.useCount > 1, !retriedStaleConnection, let replay else { return false }
-        retriedStaleConnection = true
+    /// Readies the request to go again: a request never sent still has all it received pending;
+    /// one sent goes again from what was kept. False when what was sent was not kept (over the
+    /// bound, or its retry was never possible).
+    func prepareRetry() -> Bool {
+        guard sent else { return true }
+        guard let replay else { return false }
         self.replay = nil
         pending = CircularBuffer(replay)
         pendingBytes = replayBytes

@@ -15,6 +15,8 @@ final class Exchange {
     /// The client's HTTP minor version (0 or 1); responses are written in it.
     let requestMinorVersion: Int
     let isHEAD: Bool
+    /// Its method may be repeated (`HTTP1Head.isIdempotentMethod`).
+    let idempotentMethod: Bool
     let contentLength: Int?
     /// Whether the client wants the connection kept after this exchange.
     var keepAlive: Bool
@@ -44,7 +46,10 @@ final class Exchange {
     var recordedReplica: Replica?
     /// The replica whose slot (in-flight count) the exchange holds.
     var replica: Replica?
-    var attempts = 0
+    /// Retries made (`PoolRuntime.retry`), and whether the exchange holds one of its pool's
+    /// budgeted retries (given back when it is settled).
+    var retries = 0
+    var retrying = false
     /// Prompt bytes the replica is not known to have cached (`RoutingChoice.uncachedBytes`),
     /// and the replica they are counted on as pending prefill until its answer starts.
     var uncachedBytes = 0
@@ -64,11 +69,12 @@ final class Exchange {
     /// Request bytes received before the upstream connection was ready.
     var pending = CircularBuffer<ByteBuffer>(initialCapacity: 2)
     var pendingBytes = 0
-    /// What was written on a reused keep-alive connection after the head, kept (bounded) so the
-    /// request can be sent again once if the replica had closed that connection while idle.
+    /// Bytes of the request were written to a replica (it may have read them).
+    var sent = false
+    /// What was written after the head, kept (bounded) when the request may be sent again after
+    /// a replica had it (`RetryPolicy`).
     var replay: [ByteBuffer]?
     var replayBytes = 0
-    var retriedStaleConnection = false
 
     // The answer.
     var status = 0
@@ -76,6 +82,14 @@ final class Exchange {
     var reframing = HeaderRewriter.BodyReframing.none
     /// The answer is a stream of server-sent events (its TTFT is its first body byte).
     var eventStream = false
+    /// How the answer reaches the client, for ending it early (`ClientWriter.endEvents`).
+    enum ClientFraming {
+        /// The gateway writes the chunks; the replica's chunks passed as they came; the body
+        /// runs until the connection closes; a fixed length.
+        case writtenChunks, passedChunks, untilClose, fixed
+    }
+
+    var clientFraming = ClientFraming.fixed
     /// The pool's scaling signal has been recorded for this exchange.
     var signalRecorded = false
     /// Set once metrics and in-flight counts are settled; makes `finish` idempotent.
@@ -91,6 +105,7 @@ final class Exchange {
         }
         self.requestMinorVersion = head.minorVersion
         self.isHEAD = head.isHEAD
+        self.idempotentMethod = head.isIdempotentMethod
         self.contentLength = head.contentLength
         self.keepAlive = head.keepAlive
         self.expectsContinue = head.expectsContinue

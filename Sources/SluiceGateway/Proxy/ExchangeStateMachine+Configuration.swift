@@ -9,3 +9,12 @@ extension ExchangeStateMachine.Limits {
             bodyTimeout: .nanoseconds(limits.bodyTimeout.nanoseconds), minBodyRate: limits.minBodyRate)
     }
 }
+
+extension ExchangeStateMachine {
+    /// `attached` with the pool's `timeouts`.
+    mutating func attached(_ connection: Connection, now: NIODeadline, timeouts: TimeoutsConfiguration) -> Bool {
+        attached(
+            connection, now: now, responseHeaderTimeout: .nanoseconds(timeouts.responseHeader.nanoseconds),
+            idleTimeout: .nanoseconds(timeouts.idle.nanoseconds))
+    }
+}

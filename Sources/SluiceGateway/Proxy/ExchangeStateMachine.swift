@@ -63,12 +63,12 @@ struct ExchangeStateMachine<Connection: AnyObject> {
     /// A response head has been written to (or staged for) the client.
     private(set) var responseStarted = false
     /// Last byte from the client while its request is incomplete.
-    private var lastClientByte: NIODeadline
+    private(set) var lastClientByte: NIODeadline
     /// By when the body received so far had to have come, at `minBodyRate` (see `Limits`).
-    private var bodyDue: NIODeadline
+    private(set) var bodyDue: NIODeadline
     /// The gateway stopped reading the client (the replica cannot take more): neither its
     /// silence nor its pace is timed meanwhile.
-    private var pausedSince: NIODeadline?
+    private(set) var pausedSince: NIODeadline?
 
     init(limits: Limits, now: NIODeadline) {
         self.limits = limits
@@ -284,6 +284,13 @@ struct ExchangeStateMachine<Connection: AnyObject> {
         phase = .upstream(connection, upstream)
     }
 
+    /// The answer's head was held and never written (a stream whose replica failed before its
+    /// first event): as far as the client knows nothing was answered, so the exchange may still
+    /// be answered, or the request sent again.
+    mutating func responseUnsent() {
+        responseStarted = false
+    }
+
     enum After {
         /// Idle: the next request may be parsed.
         case idle
@@ -336,83 +343,5 @@ struct ExchangeStateMachine<Connection: AnyObject> {
     /// The connection is closed (or closing): nothing more happens on it.
     mutating func closed() {
         phase = .closed
-    }
-
-    // MARK: Time
-
-    /// What a passed deadline means.
-    enum Expiry: Equatable {
-        /// No complete request head within `keepalive_timeout` of the connection going idle.
-        case keepalive
-        /// The client went quiet mid-request for `client_timeout`.
-        case client
-        /// The client's body came slower than `min_body_rate` allows.
-        case slowBody
-        /// No slot within the queue's timeout.
-        case queue(ticket: UInt64)
-        /// No connection to the replica in time.
-        case connect
-        /// No answer head within `response_header` of the request's end.
-        case responseHeader
-        /// The replica went quiet mid-answer for `idle`.
-        case idle
-    }
-
-    /// The earliest instant at which a deadline passes, if any is running.
-    var nextDeadline: NIODeadline? {
-        var upstream: NIODeadline?
-        switch phase {
-        case .idle(let since), .discarding(let since, _):
-            return since + limits.keepaliveTimeout
-        case .queued(_, _, _, let deadline):
-            // (The body is not read while the request waits: the client's silence is then the
-            // gateway's doing, not timed.)
-            return deadline
-        case .connecting(let deadline):
-            upstream = deadline
-        case .upstream(_, let state):
-            upstream = state.lastByte.map { $0 + state.idleTimeout } ?? state.headDue
-        case .admitting, .reading, .batching:
-            break
-        case .closed:
-            return nil
-        }
-        guard !requestEnded, pausedSince == nil else { return upstream }
-        var client = lastClientByte + limits.clientTimeout
-        if limits.minBodyRate > 0 { client = min(client, bodyDue) }
-        return upstream.map { min($0, client) } ?? client
-    }
-
-    /// Which deadline has passed at `now`, if any (the handler then answers or closes).
-    func expired(now: NIODeadline) -> Expiry? {
-        switch phase {
-        case .idle(let since), .discarding(let since, _):
-            return now >= since + limits.keepaliveTimeout ? .keepalive : nil
-        default:
-            break
-        }
-        if case .queued(_, let ticket, _, let deadline) = phase {
-            return now >= deadline ? .queue(ticket: ticket) : nil
-        }
-        if !requestEnded, pausedSince == nil {
-            let silent = now >= lastClientByte + limits.clientTimeout
-            let slow = limits.minBodyRate > 0 && now >= bodyDue
-            switch phase {
-            case .admitting, .reading, .batching, .connecting, .upstream:
-                if silent { return .client }
-                if slow { return .slowBody }
-            case .idle, .queued, .discarding, .closed: break
-            }
-        }
-        switch phase {
-        case .connecting(let deadline):
-            return now >= deadline ? .connect : nil
-        case .upstream(_, let state):
-            if let lastByte = state.lastByte { return now >= lastByte + state.idleTimeout ? .idle : nil }
-            if let due = state.headDue, now >= due { return .responseHeader }
-            return nil
-        default:
-            return nil
-        }
     }
 }

@@ -31,6 +31,15 @@ extension GatewayError {
         .replicaTimeout(after: pool.map { "the response_header timeout (\($0.timeouts.responseHeader)), as part of a batch" } ?? "its timeout")
     }
 
+    /// What ends a stream of events cut short (`ClientWriter.endEvents`), by the status counted.
+    static func streamCut(status: Int) -> GatewayError {
+        switch status {
+        case 504: .replicaTimeout(after: "its idle timeout, in the middle of the stream")
+        case 400: .malformed("the client sent bytes that are not HTTP/1.1 in the middle of the stream")
+        default: .replicaFailed("the replica's stream broke off before its end")
+        }
+    }
+
     /// The replica closed the connection before its answer began.
     static func replicaClosed(_ replica: Replica?, reused: Bool, error: (any Error)?) -> GatewayError {
         let name = replica.map { "\($0.id)" } ?? "the replica"

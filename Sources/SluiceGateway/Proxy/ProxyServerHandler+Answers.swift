@@ -48,11 +48,17 @@ extension ProxyServerHandler {
         exchange.mustCloseUnfinished(requestEnded: state.requestEnded)
     }
 
-    /// Ends an exchange whose response has started: HTTP/1.1 can only signal that by closing.
-    func abort(_ exchange: Exchange, status: Int) {
+    /// Ends an exchange whose response has started: a stream of events with an `error` event and
+    /// its end where its framing allows (`ClientWriter.endEvents`), else by closing, HTTP/1.1's
+    /// only other way to say it.
+    func abort(_ exchange: Exchange, status: Int, betweenChunks: Bool? = nil) {
+        let between = betweenChunks ?? state.connection?.handler.parser.isBetweenChunks ?? false
         exchange.undo(state.abandon(), requester: self)
         finish(exchange, status: status)
         self.exchange = nil
+        if exchange.eventStream, writer.endEvents(with: .streamCut(status: status), exchange.clientFraming, betweenChunks: between, context) {
+            return state.closed()
+        }
         writer.dropStaged()
         close()
     }

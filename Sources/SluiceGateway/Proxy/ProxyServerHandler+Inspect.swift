@@ -10,8 +10,6 @@ extension ProxyServerHandler {
         case .answer(let error): return respond(error, closeAfter: false)
         case .inspected(let found): inspection = found
         }
-        exchange.prompt = inspection.prompt
-        exchange.promptStreams = inspection.streams
         guard let cost = inspection.cost, let admission = runtime.admission, let tenant = exchange.tenant else {
             return forward(exchange, head: head, inspection, body: body)
         }
@@ -37,7 +35,7 @@ extension ProxyServerHandler {
         exchange.pool = pool
         exchange.routingKey = inspection.key
         pool.scaling?.recordArrival()
-        let answered = onLoop(exchange) { $0.batchAnswered($1, $2) }
+        let answered = exchange.callback(to: self, on: context.eventLoop) { $0.batchAnswered($1, $2) }
         let (ticket, key) = batcher.join(item, path: exchange.path, pool: pool, loop: context.eventLoop, deliver: answered)
         // (The outcome cannot arrive before this line: it hops to this loop.)
         state.joinedBatch(head.detached(context.channel.allocator), body: body, ticket: ticket, key: key)

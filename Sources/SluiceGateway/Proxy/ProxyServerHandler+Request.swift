@@ -19,20 +19,19 @@ extension ProxyServerHandler {
             return respond(.bodyTooLarge(limit: runtime.limits.maxBodyBytes), closeAfter: mustCloseUnfinished(exchange))
         }
         guard let admission = runtime.admission else { return route(exchange, head: head) }
-        var waited = false
-        waited = HeadAdmission.decide(
+        let pending = HeadAdmission.decide(
             head, exchange, admission: admission, now: now, limiter: { self.upstreams.redisLimiter($0) },
             stillWanted: { self.exchange === exchange && !exchange.finished && self.state.isAdmitting }
-        ) { verdict in
+        ) { verdict, later in
             switch verdict {
             case .admitted: self.route(exchange, head: head)
             case .refused(let error, let fields, let body): self.respond(error, closeAfter: self.mustCloseUnfinished(exchange), extraFields: fields, body: body)
             }
             // The body that waited for the shared backend is parsed now.
-            if waited { self.parseAvailable(); self.resumeReading() }
+            if later { self.parseAvailable(); self.resumeReading() }
         }
         // Until the shared backend answers, the body waits unparsed (reads stop past `pendingLimit`).
-        if waited { armTimer() }
+        if pending { armTimer() }
     }
 
     /// Sends the request to its pool at once, or holds its body to read it first (`HeadRoute`).
@@ -107,7 +106,7 @@ extension ProxyServerHandler {
         exchange.routingKey = key
         let now = self.now
         let priority = exchange.tenant.flatMap { runtime.admission?.tenants[$0].limits.priority } ?? 0
-        let deliver = pool.gate == nil ? nil : onLoop(exchange) { $0.leftQueue($1, with: $2) }
+        let deliver = pool.gate == nil ? nil : exchange.callback(to: self, on: context.eventLoop) { $0.leftQueue($1, with: $2) }
         switch pool.dispatch(exchange, random: upstreams.random.next(), priority: priority, now: now, deliver: deliver) {
         case .slot(let replica):
             send(exchange, head: head, to: replica, queuedSince: nil)
@@ -121,14 +120,6 @@ extension ProxyServerHandler {
         case .noReplica:
             respond(.noHealthyReplica(pool: pool.name), closeAfter: false)
         }
-    }
-
-    /// A callback that runs `body` for `exchange` on this connection's loop, wherever it is
-    /// called from (a slot freed on another loop, a batch answered).
-    func onLoop<Value: Sendable>(_ exchange: Exchange, _ body: @escaping (ProxyServerHandler, Exchange, Value) -> Void) -> @Sendable (Value) -> Void {
-        let bound = NIOLoopBound((self, exchange, body), eventLoop: context.eventLoop)
-        let loop = context.eventLoop
-        return { value in loop.execute { bound.value.2(bound.value.0, bound.value.1, value) } }
     }
 
     /// A queued request's slot arrived (on this loop): it goes on to that replica, unless it was
@@ -150,24 +141,28 @@ extension ProxyServerHandler {
     }
 
     /// Borrows a connection to the exchange's replica, or waits for one (a full pool; the TCP
-    /// connect has its own timeout).
-    func acquireUpstream(_ exchange: Exchange) {
+    /// connect has its own timeout), after `delay` (a retry's backoff, which counts as connecting).
+    func acquireUpstream(_ exchange: Exchange, after delay: TimeAmount = .zero) {
         guard let pool = exchange.pool, let replica = exchange.replica else { return }
-        let connectionPool = upstreams.connectionPool(for: replica.id, in: pool)
-        exchange.connectionPool = connectionPool
-        if let connection = connectionPool.acquire(for: self) { return attach(connection, to: exchange) }
-        // (`acquire` never calls back before it returns.)
-        state.connecting(until: now + .nanoseconds(pool.configuration.timeouts.connect.nanoseconds) + .milliseconds(50))
+        if delay <= .zero {
+            let connectionPool = upstreams.connectionPool(for: replica.id, in: pool)
+            exchange.connectionPool = connectionPool
+            // (`acquire` never calls back before it returns.)
+            if let connection = connectionPool.acquire(for: self) { return attach(connection, to: exchange) }
+        } else {
+            let resume = exchange.callback(to: self, on: context.eventLoop) { (handler: ProxyServerHandler, exchange: Exchange, _: Bool) in
+                if handler.exchange === exchange, case .connecting = handler.state.phase { handler.acquireUpstream(exchange) }
+            }
+            context.eventLoop.scheduleTask(in: delay) { resume(true) }
+        }
+        state.connecting(until: now + delay + .nanoseconds(pool.configuration.timeouts.connect.nanoseconds) + .milliseconds(50))
         armTimer()
     }
 
     /// Sends the head and any parts that arrived while waiting.
     func attach(_ connection: UpstreamConnection, to exchange: Exchange) {
         guard let pool = exchange.pool else { return }
-        let timeouts = pool.configuration.timeouts
-        _ = state.attached(
-            connection, now: now, responseHeaderTimeout: .nanoseconds(timeouts.responseHeader.nanoseconds),
-            idleTimeout: .nanoseconds(timeouts.idle.nanoseconds))
+        _ = state.attached(connection, now: now, timeouts: pool.configuration.timeouts)
         connection.handler.delegate = self
         exchange.write(to: connection)
         flush.wrote(connection)

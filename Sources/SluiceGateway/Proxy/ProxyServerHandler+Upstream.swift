@@ -18,7 +18,8 @@ extension ProxyServerHandler: UpstreamDelegate {
         exchange.pool?.metrics.recordFirstByte(nanoseconds: Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds))
         // From the head on, the replica's silence is what is timed.
         armTimer()
-        writer.stage(exchange.responseBegan(head, untilClose: connection.handler.parser.readsUntilClose, allocator: context.channel.allocator))
+        let out = exchange.responseBegan(head, untilClose: connection.handler.parser.readsUntilClose, allocator: context.channel.allocator)
+        writer.stage(out, untilBody: exchange.eventStream)
         connection.handler.parser.passChunkFraming = exchange.reframing == .none
     }
 
@@ -47,7 +48,7 @@ extension ProxyServerHandler: UpstreamDelegate {
     }
 
     func upstreamReadComplete() {
-        writer.writeStaged(context)
+        writer.burstEnded(context)
         context.flush()
     }
 
@@ -58,11 +59,19 @@ extension ProxyServerHandler: UpstreamDelegate {
     func upstreamClosed(error: (any Error)?) {
         guard let exchange, let connection = state.connection, !exchange.finished else { return }
         _ = state.abandon()  // (the connection is gone: nothing to close)
-        // (A keep-alive race is not a replica failure: the request goes once more.)
-        if !state.responseStarted, exchange.prepareResend(on: connection) { return acquireUpstream(exchange) }
-        guard !state.responseStarted else { return abort(exchange, status: 502) }
+        // A stream's head held for its first event was never sent: as if nothing was answered.
+        if state.responseStarted, writer.dropStaged() { state.responseUnsent() }
+        guard !state.responseStarted else { return abort(exchange, status: 502, betweenChunks: connection.handler.parser.isBetweenChunks) }
         exchange.replicaFailed(now: now)
-        respond(.replicaClosed(exchange.replica, reused: connection.useCount > 1, error: error), closeAfter: mustCloseUnfinished(exchange))
+        retryOrAnswer(exchange, .replicaClosed(exchange.replica, reused: connection.useCount > 1, error: error), orSame: true)
+    }
+
+    /// Sends a failed exchange again if its pool's retry policy allows (`PoolRuntime.retry`), else answers `error`.
+    private func retryOrAnswer(_ exchange: Exchange, _ error: GatewayError, orSame: Bool = false) {
+        guard let pool = exchange.pool, let failed = exchange.replica,
+              let delay = pool.retry(exchange, failed: failed, orSame: orSame, now: now, random: upstreams.random.next())
+        else { return respond(error, closeAfter: mustCloseUnfinished(exchange)) }
+        acquireUpstream(exchange, after: delay)
     }
 }
 
@@ -75,10 +84,8 @@ extension ProxyServerHandler: UpstreamRequester {
     }
 
     func upstreamFailed(_ error: any Error) {
-        guard let exchange, case .connecting = state.phase, !exchange.finished, let pool = exchange.pool, let replica = exchange.replica
-        else { return }
+        guard let exchange, case .connecting = state.phase, !exchange.finished, let replica = exchange.replica else { return }
         exchange.replicaFailed(now: now)
-        if pool.retryElsewhere(exchange, failed: replica, now: now) != nil { return acquireUpstream(exchange) }
-        respond(.replicaFailed("could not connect to \(replica.id): \(error)"), closeAfter: mustCloseUnfinished(exchange))
+        retryOrAnswer(exchange, .replicaFailed("could not connect to \(replica.id): \(error)"))
     }
 }

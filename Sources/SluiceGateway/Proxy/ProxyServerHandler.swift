@@ -168,20 +168,12 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     /// Makes sure the connection's timer fires by the state's next deadline.
     func armTimer() {
         guard let deadline = state.nextDeadline else { return }
-        timer.ensure(firesBy: deadline, on: context.eventLoop, ConnectionTimer(handler: self))
+        timer.ensure(firesBy: deadline, on: context.eventLoop, DeadlineCallback { [unowned self] in self.timerFired() })
     }
 
-    fileprivate func timerFired() {
+    private func timerFired() {
         timer.fired()
         guard let expiry = state.expired(now: now) else { return armTimer() }
         timedOut(expiry)
-    }
-}
-
-private struct ConnectionTimer: NIOScheduledCallbackHandler {
-    let handler: ProxyServerHandler
-
-    func handleScheduledCallback(eventLoop: some EventLoop) {
-        handler.timerFired()
     }
 }
