@@ -106,6 +106,10 @@ python3 Tests/python/shared_limits_check.py .build/debug
 # Out of file descriptors the listener backs off instead of spinning, and at its default
 # connection cap the surplus waits in the backlog (`limits.max_connections`).
 python3 Tests/python/fd_exhaustion_check.py .build/debug
+# Chaos under load (loadtest/chaos.py): a replica killed, restarted and hung while clients send;
+# no non-streamed request fails, no stream is cut without its end, the hung replica is out
+# within two check intervals and the restarted one back within one.
+python3 loadtest/chaos.py .build/debug
 # The benchmark floor (`sluice relay`, a plain TCP relay) carries a request to the same replica.
 relport=$(free_port)
 .build/debug/sluice relay --listen "127.0.0.1:$relport" --to "127.0.0.1:$rport" >/dev/null 2>&1 &
