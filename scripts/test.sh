@@ -75,6 +75,14 @@ autoout=$(mktemp -d)
 grep -q "Sluice demo stopped." "$log" && grep -q '"desired"' "$autoout/report.json" \
     || { cat "$log"; echo "demo --autoscale did not report scale decisions"; exit 1; }
 rm -rf "$autoout"
+# ...and from zero: the chat pool starts with no replica; the first requests wait in its queue
+# while the decision asks for one, and none is lost.
+autoout=$(mktemp -d)
+.build/debug/sluice demo --autoscale --from-zero --startup-delay 1 --listen 127.0.0.1:0 --admin 127.0.0.1:0 --duration 6 --rate 20 \
+    --out "$autoout" >"$log" 2>&1
+"$SLUICE_PYTHON" -c 'import json, sys; r = json.load(open(sys.argv[1]))["requests"]; sys.exit(0 if r["sent"] > 0 and r["failed"] + r["error_responses"] == 0 else 1)' "$autoout/report.json" \
+    && grep -q "start" "$log" || { cat "$log"; echo "demo --autoscale --from-zero lost requests or started no replica"; exit 1; }
+rm -rf "$autoout"
 # `sluice serve` in front of a `sluice-replica`: proxies, then drains and exits 0 on SIGTERM.
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 rport=$(free_port); dport=$(free_port); aport=$(free_port); hupport=$(free_port)

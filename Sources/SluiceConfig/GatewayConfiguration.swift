@@ -224,6 +224,9 @@ public struct PoolConfiguration: Sendable, Equatable {
     public var upstream = UpstreamConfiguration()
     /// Passive health: when failing replicas are ejected, and for how long.
     public var ejection = EjectionPolicy()
+    /// Where the replicas come from besides `replicas` (which are then only the first list);
+    /// nil: `replicas` alone.
+    public var discovery: DiscoveryConfiguration?
     /// When a request a replica failed goes again (`RetryPolicy`).
     public var retry = RetryPolicy()
     /// Active health checks; nil: none (replicas are in rotation until they fail requests).
@@ -342,3 +345,28 @@ public struct UpstreamConfiguration: Sendable, Equatable {
 
     public init() {}
 }
+
+/// A pool's replicas found at run time: a headless Service's DNS records, or a file something
+/// else keeps (a sidecar, a ConfigMap), re-read every `interval`. New replicas join after their
+/// first passing health check when the pool runs checks; removed ones take no new requests and
+/// finish what they have.
+public struct DiscoveryConfiguration: Sendable, Equatable {
+    public enum Source: Sendable, Equatable {
+        /// A and AAAA records of `name`, each at `port`.
+        case dns(name: String, port: Int)
+        /// SRV records of `name`: targets and their ports.
+        case srv(name: String)
+        /// One `host:port` a line (blank lines and `#` comments skipped).
+        case file(path: String)
+    }
+
+    public var source: Source
+    public var interval: Duration = .seconds(5)
+    /// The name server asked (host:port); nil: the first in /etc/resolv.conf.
+    public var resolver: ReplicaID?
+
+    public init(source: Source) {
+        self.source = source
+    }
+}
+

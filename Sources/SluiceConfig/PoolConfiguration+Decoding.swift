@@ -2,7 +2,7 @@ import SluiceCore
 
 extension GatewayConfiguration {
     static func decodePool(_ reader: NodeReader) -> PoolConfiguration? {
-        guard let keys = reader.mapping(allowed: ["name", "match", "replicas", "routing", "timeouts", "upstream", "health", "retry", "queue", "max_concurrent_per_replica", "scaling", "batching"]) else {
+        guard let keys = reader.mapping(allowed: ["name", "match", "replicas", "routing", "timeouts", "upstream", "health", "retry", "queue", "max_concurrent_per_replica", "scaling", "batching", "discovery"]) else {
             return nil
         }
         var name: String?
@@ -52,11 +52,13 @@ extension GatewayConfiguration {
                 }
             }
         } else if keys["replicas"] == nil {
-            reader.report("missing required key \"replicas\"")
+            if keys["discovery"] == nil { reader.report("missing required key \"replicas\" (or \"discovery\")") }
+            replicas = []
         }
 
         guard let name, let paths, let replicas else { return nil }
         var pool = PoolConfiguration(name: name, paths: paths, models: models, replicas: replicas)
+        if let node = keys["discovery"] { pool.discovery = decodeDiscovery(node) }
 
         if let node = keys["routing"] {
             pool.routing = decodeRouting(node)
@@ -92,11 +94,36 @@ extension GatewayConfiguration {
         if let node = keys["queue"], let queue = node.mapping(allowed: ["max", "timeout"]) {
             if let value = queue["max"]?.int(in: 0...1_000_000) { pool.queue.max = value }
             if let value = queue["timeout"]?.duration(atLeast: .milliseconds(1)) { pool.queue.timeout = value }
-            if keys["max_concurrent_per_replica"] == nil {
-                node.report("queue needs max_concurrent_per_replica: requests wait only when every replica is at it")
+            if keys["max_concurrent_per_replica"] == nil, pool.scaling?.minReplicas != 0 {
+                node.report("queue needs max_concurrent_per_replica (requests wait when every replica is at it) or scaling.min_replicas: 0 (they wait for the first replica)")
             }
         }
         return pool
+    }
+
+    /// `discovery`: one source (`dns: host:port` for A/AAAA records, `srv: name` for SRV records
+    /// with their ports, `file: path` with a host:port a line), re-read every `interval`, asking
+    /// `resolver` (host:port) instead of the system's name server.
+    static func decodeDiscovery(_ node: NodeReader) -> DiscoveryConfiguration? {
+        guard let keys = node.mapping(allowed: ["dns", "srv", "file", "interval", "resolver"]) else { return nil }
+        var sources: [DiscoveryConfiguration.Source] = []
+        if let item = keys["dns"], let text = item.string() {
+            if let id = ConfigValues.hostPort(text), !id.host.isEmpty { sources.append(.dns(name: id.host, port: id.port)) } else { item.report("\"\(text)\" is not a name:port") }
+        }
+        if let item = keys["srv"], let text = item.string() {
+            if !text.isEmpty, !text.contains(" ") { sources.append(.srv(name: text)) } else { item.report("\"\(text)\" is not a DNS name") }
+        }
+        if let item = keys["file"], let text = item.string() {
+            if text.hasPrefix("/") { sources.append(.file(path: text)) } else { item.report("must be an absolute path") }
+        }
+        guard sources.count == 1 else {
+            if sources.count > 1 { node.report("one of dns, srv or file") } else if keys["dns"] == nil && keys["srv"] == nil && keys["file"] == nil { node.report("needs dns, srv or file") }
+            return nil
+        }
+        var discovery = DiscoveryConfiguration(source: sources[0])
+        if let value = keys["interval"]?.duration(atLeast: .milliseconds(50)) { discovery.interval = value }
+        if let item = keys["resolver"] { discovery.resolver = item.hostPort() }
+        return discovery
     }
 
     /// `health`: passive ejection (`eject_after`, `eject_for`, growing to `max_eject_for`, at

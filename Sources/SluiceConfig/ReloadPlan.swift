@@ -47,12 +47,14 @@ public struct ReloadPlan: Sendable, Equatable {
                     ("timeouts", pool.timeouts != old.timeouts),
                     ("upstream", pool.upstream != old.upstream),
                     ("retry", pool.retry != old.retry),
+                    ("discovery", pool.discovery != old.discovery),
                     ("health", pool.ejection != old.ejection || pool.healthCheck != old.healthCheck || pool.outlierInterval != old.outlierInterval),
                 ] where changed {
                     refuse("pools[\(index)].\(key)", "changed in pool \(pool.name)")
                 }
             }
-            if pool.replicas != old.replicas { membership[pool.name] = pool.replicas }
+            // (A discovered pool's members are its source's, not the file's.)
+            if pool.replicas != old.replicas, pool.discovery == nil { membership[pool.name] = pool.replicas }
         }
         if !issues.isEmpty { return .failure(ConfigError(issues: issues)) }
         return .success(ReloadPlan(membership: membership))

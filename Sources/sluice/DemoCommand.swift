@@ -38,11 +38,15 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(name: .long, help: "With --autoscale: seconds from a replica's start to its joining the pool.")
     var startupDelay = 3.0
 
+    @Flag(name: .long, help: "With --autoscale: start the chat pool with no replica (scaling.min_replicas: 0). The first requests wait in its queue while the decision asks for one, and go once it has joined.")
+    var fromZero = false
+
     func run() async throws {
         guard let listenAddress = ConfigValues.hostPort(listen, allowZeroPort: true),
               let adminAddress = ConfigValues.hostPort(admin, allowZeroPort: true)
         else { throw ValidationError("--listen and --admin take host:port") }
         guard duration > 0, rate >= 0 else { throw ValidationError("--duration must be above 0 and --rate at least 0") }
+        guard autoscale || !fromZero else { throw ValidationError("--from-zero needs --autoscale") }
         bootstrapLogging(level: "notice")
         let logger = Logger(label: "sluice-demo")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
@@ -55,18 +59,20 @@ struct DemoCommand: AsyncParsableCommand {
         slow.timeScale = 1
         for index in 1...(autoscale ? 1 : 4) {
             let replica = ReplicaServer(
-                configuration: ReplicaConfiguration(id: "replica-\(index)", profile: autoscale ? slow : .fast), group: group)
+                configuration: ReplicaConfiguration(id: "replica-\(index)", profile: autoscale && !fromZero ? slow : .fast), group: group)
             let address = try await replica.start()
             replicas.append(replica)
             addresses.append(ReplicaID(host: "127.0.0.1", port: address.port!))
         }
 
         let paths = { (list: [String]) in list.compactMap(PathPattern.init) }
-        var chat = PoolConfiguration(name: "chat", paths: paths(["/v1/chat/completions", "/v1/completions", "/v1/models"]), replicas: addresses)
+        // (From zero, the replica started above serves only the embeddings pool.)
+        var chat = PoolConfiguration(name: "chat", paths: paths(["/v1/chat/completions", "/v1/completions", "/v1/models"]), replicas: fromZero ? [] : addresses)
         chat.timeouts.responseHeader = .seconds(30)
+        if fromZero { chat.queue.timeout = .seconds(30) }
         if autoscale {
             var scaling = ScalingConfiguration(targetP95: .milliseconds(600))
-            scaling.minReplicas = 1
+            scaling.minReplicas = fromZero ? 0 : 1
             scaling.maxReplicas = 8
             scaling.tick = .seconds(1)
             scaling.panicWindow = .seconds(4)

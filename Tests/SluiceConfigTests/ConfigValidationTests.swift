@@ -28,6 +28,23 @@ import Testing
         }
     }
 
+    @Test func aDiscoveredPoolNeedsNoReplicasAndOneSource() throws {
+        func pool(_ discovery: String) -> String {
+            Self.valid.replacingOccurrences(of: "    replicas: [\"127.0.0.1:9001\", \"127.0.0.1:9002\"]", with: "    discovery: \(discovery)")
+        }
+        let dns = try GatewayConfiguration.decode(yaml: pool("{ dns: \"model.ns.svc.cluster.local:8000\", interval: 2s, resolver: \"127.0.0.1:5353\" }"))
+        #expect(dns.pools[0].replicas.isEmpty)
+        #expect(dns.pools[0].discovery?.source == .dns(name: "model.ns.svc.cluster.local", port: 8000))
+        #expect(dns.pools[0].discovery?.interval == .seconds(2))
+        #expect(dns.pools[0].discovery?.resolver == ReplicaID(host: "127.0.0.1", port: 5353))
+        #expect(try GatewayConfiguration.decode(yaml: pool("{ srv: _http._tcp.model.ns.svc.cluster.local }")).pools[0].discovery?.source == .srv(name: "_http._tcp.model.ns.svc.cluster.local"))
+        #expect(issues(pool("{ dns: \"model:8000\", file: /etc/replicas }")).first?.message == "one of dns, srv or file")
+        #expect(issues(pool("{ interval: 5s }")).first?.message == "needs dns, srv or file")
+        #expect(issues(pool("{ file: replicas.txt }")).first?.message == "must be an absolute path")
+        #expect(issues(pool("{ dns: model }")).first?.message.contains("is not a name:port") == true)
+        #expect(issues(Self.valid.replacingOccurrences(of: "    replicas: [\"127.0.0.1:9001\", \"127.0.0.1:9002\"]\n", with: "")).first?.message.contains("missing required key \"replicas\" (or \"discovery\")") == true)
+    }
+
     @Test func aKeyWrittenTwiceIsReportedAtItsSecondLine() {
         let found = issues(Self.valid.replacingOccurrences(of: "listen: \"127.0.0.1:8080\"\n", with: "listen: \"127.0.0.1:8080\"\nworkers: 2\nlisten: \"127.0.0.1:8081\"\n"))
         #expect(found.count == 1)

@@ -39,10 +39,12 @@ final class DnsmasqProcess {
 
     /// At a free UDP port; up when it answers. A port taken between our look and its bind makes
     /// it exit at once, and then it is tried on another (three times at most).
-    static func start() async throws -> DnsmasqProcess {
+    /// - Parameters: `port`: this one (a restart with other records), else a free one; `records`:
+    ///   dnsmasq's record options.
+    static func start(port: Int? = nil, records: [String] = records, probe name: String = "model-1.replicas.test") async throws -> DnsmasqProcess {
         var reason = ""
         for _ in 0..<3 {
-            let probe = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+            let probe = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: port ?? 0).get()
             let server = probe.localAddress!
             try await probe.close()
             let process = Process()
@@ -59,7 +61,7 @@ final class DnsmasqProcess {
             let resolver = DNSResolver(server: server, group: MultiThreadedEventLoopGroup.singleton, timeout: .milliseconds(100))
             let up = await eventually(timeout: .seconds(5)) {
                 if !process.isRunning { return true }
-                return (try? await resolver.query("model-1.replicas.test", type: .a)) != nil
+                return (try? await resolver.query(name, type: .a)) != nil
             }
             if up, process.isRunning { return dnsmasq }
             await dnsmasq.stop()

@@ -213,8 +213,14 @@ def check_served(sluice, docs, keda_docs, dashboard):
     if entry[-1].split("/")[-1] != "sluice" or command != container["args"]:
         fail(f"Containerfile: ENTRYPOINT {entry} CMD {command} differ from the Deployment's {container['args']}")
 
-    # Serve it on loopback.
+    # Serve it on loopback, the parts that need the cluster (the pods' DNS records, their
+    # health checks) replaced by one local address that nothing needs to answer.
     local = dict(config)
+    local["pools"] = [dict(pool, replicas=["127.0.0.1:9"]) for pool in config["pools"]]
+    for pool in local["pools"]:
+        pool.pop("discovery", None)
+        if isinstance(pool.get("health"), dict):
+            pool["health"] = {k: v for k, v in pool["health"].items() if k != "check"}
     local["listen"] = f"127.0.0.1:{free_port()}"
     local["admin"] = dict(config["admin"], listen=f"127.0.0.1:{free_port()}")
     workdir = tempfile.mkdtemp()

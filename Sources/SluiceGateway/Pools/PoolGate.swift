@@ -4,7 +4,9 @@ import SluiceConfig
 import SluiceCore
 import Synchronization
 
-/// A pool's `max_concurrent_per_replica` and its wait queue (`queue: {max, timeout}`).
+/// A pool's `max_concurrent_per_replica` and its wait queue (`queue: {max, timeout}`); in a
+/// pool that scales from zero (`scaling.min_replicas: 0`) without a cap, the queue where
+/// requests wait for the first replica.
 ///
 /// A request takes a *slot* on a replica: the one its routing policy picked if that replica has
 /// room, else the least busy replica that has room (so a request waits only when **every**
@@ -26,8 +28,9 @@ import Synchronization
 /// process (several instances each allow `max_concurrent_per_replica`).
 final class PoolGate: Sendable {
     struct Waiter: Sendable {
-        /// The replica routing chose; tried first when a slot frees.
-        let preferred: Replica
+        /// The replica routing chose; tried first when a slot frees. Nil when no replica was in
+        /// rotation (a pool scaled to zero): any that comes takes it.
+        let preferred: Replica?
         let enqueuedAt: UInt64
         /// Hands the slot over; must hop to the waiter's event loop.
         let deliver: @Sendable (Replica) -> Void
@@ -84,7 +87,7 @@ final class PoolGate: Sendable {
 
     /// Takes a slot for a request routed to `preferred`, or queues it.
     func enter(
-        preferred: Replica, snapshot: PoolSnapshot, tenant: Int, priority: Int, now: UInt64,
+        preferred: Replica?, snapshot: PoolSnapshot, tenant: Int, priority: Int, now: UInt64,
         deliver: @escaping @Sendable (Replica) -> Void
     ) -> Entry {
         if waitingCount.load(ordering: .relaxed) == 0, let replica = takeSlot(preferring: preferred, in: snapshot, now: now) {
@@ -139,13 +142,13 @@ final class PoolGate: Sendable {
                 guard let free = takeSlot(preferring: nil, in: snapshot, now: now) else { break }
                 let waiter = queue.dequeue()!
                 var replica = free
-                if waiter.preferred !== free, waiter.preferred.isAvailable(at: now),
-                   snapshot.replica(waiter.preferred.id) === waiter.preferred,  // still a member
-                   waiter.preferred.tryStart(limit: limit) {
+                if let preferred = waiter.preferred, preferred !== free, preferred.isAvailable(at: now),
+                   snapshot.replica(preferred.id) === preferred,  // still a member
+                   preferred.tryStart(limit: limit) {
                     // The waiter's own replica has room too: it goes there, and the other slot
                     // is given back (no one else can be waiting for it: we hold the lock).
                     free.requestFinished()
-                    replica = waiter.preferred
+                    replica = preferred
                 }
                 handed.append((waiter, replica))
             }

@@ -28,7 +28,12 @@ extension PoolRuntime {
     ) -> Dispatch {
         scaling?.recordArrival()
         let facts = RoutingFacts(key: exchange.routingKey, random: random, prompt: exchange.prompt)
-        guard let choice = pick(facts, now: now) else { return .noReplica }
+        guard let choice = pick(facts, now: now) else {
+            // No replica in rotation: where there is a queue (every replica out, or a pool
+            // scaled to zero), the request waits for one; the scale signal counts it.
+            guard let gate, let deliver else { return .noReplica }
+            return entered(gate.enter(preferred: nil, snapshot: snapshot, tenant: exchange.tenant ?? 0, priority: priority, now: now.uptimeNanoseconds, deliver: deliver), gate)
+        }
         exchange.picked = (choice.replica, facts)
         exchange.pickedReason = choice.reason
         // Pending prefill ends with the answer's first byte, which only a stream sends before
@@ -41,10 +46,14 @@ extension PoolRuntime {
         let entry = gate.enter(
             preferred: choice.replica, snapshot: snapshot, tenant: exchange.tenant ?? 0, priority: priority, now: now.uptimeNanoseconds,
             deliver: deliver)
+        return entered(entry, gate)
+    }
+
+    private func entered(_ entry: PoolGate.Entry, _ gate: PoolGate) -> Dispatch {
         switch entry {
-        case .slot(let replica): return .slot(replica)
-        case .queued(let ticket): return .queued(ticket: ticket, timeout: gate.timeout)
-        case .full: return .full(waiting: gate.waiting)
+        case .slot(let replica): .slot(replica)
+        case .queued(let ticket): .queued(ticket: ticket, timeout: gate.timeout)
+        case .full: .full(waiting: gate.waiting)
         }
     }
 

@@ -60,7 +60,9 @@ final class PoolRuntime: Sendable {
         self.metrics = metrics.pool(configuration.name)
         self.batcher = configuration.batching.map { Batcher($0, pool: configuration.name, client: client, metrics: metrics) }
         self.scaling = configuration.scaling.map { PoolScaling($0, pool: configuration.name, metrics: metrics) }
-        self.gate = configuration.maxConcurrentPerReplica.map { limit in
+        // (A pool that scales from zero queues requests for its first replica, uncapped.)
+        let limit = configuration.maxConcurrentPerReplica ?? (configuration.scaling?.minReplicas == 0 ? Int.max : nil)
+        self.gate = limit.map { limit in
             PoolGate(limit: limit, queue: configuration.queue, pool: configuration.name, metrics: metrics, clock: clock)
         }
         let poolLoad = PoolLoad()

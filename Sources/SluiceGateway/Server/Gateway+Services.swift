@@ -14,6 +14,7 @@ extension Gateway {
             scalePublisher,
             scaleTicker,
             scraper,
+            discovery,
             healthMonitor,
             GatewayService(gateway: self, grace: grace),
         ]

@@ -33,6 +33,7 @@ public final class Gateway: Sendable {
     /// Reads replicas' reported queues for least-queue and cache-aware pools.
     let scraper: QueueScraper
     let healthMonitor: HealthMonitor
+    let discovery: DiscoveryService
     /// Placements shared with other instances, per pool with `routing.shared`.
     private let gossips: [PlacementGossip]
     /// Decides scaled pools' desired replicas every tick.
@@ -68,6 +69,7 @@ public final class Gateway: Sendable {
         self.runtime = GatewayRuntime(configuration: configuration, group: group, metrics: metrics, logger: logger)
         self.scraper = QueueScraper(pools: runtime.pools, client: runtime.httpClient)
         self.healthMonitor = HealthMonitor(pools: runtime.pools, client: runtime.httpClient, logger: logger)
+        self.discovery = DiscoveryService(pools: runtime.pools, group: group, logger: logger)
         let instance = String(UInt64.random(in: 1...UInt64.max), radix: 36)
         self.gossips = runtime.pools.compactMap { pool in
             guard let address = pool.configuration.routing.shared, let policy = pool.policy as? CacheAwarePolicy else { return nil }
@@ -91,11 +93,14 @@ public final class Gateway: Sendable {
 
     var currentPhase: Phase { Phase(rawValue: phase.load(ordering: .acquiring)) ?? .created }
 
-    /// Ready when the data listener is bound, not draining, and every pool has a replica in rotation.
+    /// Ready when the data listener is bound, not draining, and every pool has a replica in
+    /// rotation, or scales from zero (its requests wait for one).
     var isReady: Bool {
         guard currentPhase == .serving else { return false }
         let now = NIODeadline.now().uptimeNanoseconds
-        return runtime.pools.allSatisfy { pool in pool.snapshot.replicas.contains { $0.isAvailable(at: now) } }
+        return runtime.pools.allSatisfy { pool in
+            pool.configuration.scaling?.minReplicas == 0 || pool.snapshot.replicas.contains { $0.isAvailable(at: now) }
+        }
     }
 
     @discardableResult
