@@ -239,8 +239,10 @@ struct DNSResolverTests {
         }
     }
 
-    /// A socket that reads and never answers: the query ends at its timeout, well within 3 s. The
-    /// test races a 3 s deadline, so a resolver whose timer never fires fails it, not hangs it.
+    /// A socket that reads and never answers: the query ends at its timeout (300 ms), before a
+    /// 3 s deadline racing it on the same executor. So a timer that never fires fails the test in
+    /// 3 s rather than hanging it, and a full parallel run that delays every resumption (seen: 9 s
+    /// on 2 cores) does not fail it, where a wall-clock bound would.
     @Test func aServerThatNeverAnswersTimesOut() async throws {
         let silent = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
         defer { silent.close(promise: nil) }
@@ -265,7 +267,7 @@ struct DNSResolverTests {
         }
         #expect(error == .timeout(name: "model-0.replicas.test", type: .a, after: .milliseconds(300)))
         #expect("\(error)" == "DNS A model-0.replicas.test: no answer within 300 ms")
-        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(3), "\(elapsed)")
+        #expect(elapsed >= .milliseconds(300), "\(elapsed)")
     }
 
     @Test func theSystemServerIsTheFirstNameserverLine() throws {
