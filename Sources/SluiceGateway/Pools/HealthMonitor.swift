@@ -37,11 +37,16 @@ final class HealthMonitor: Service, Sendable {
         try? await gracefulShutdown()
     }
 
-    /// A round at once (replicas start pending), then one per interval plus jitter.
+    /// A round at once (replicas start pending), then one per interval plus jitter, counted from
+    /// each round's start (a round waits for its slowest check, at most the timeout, which is
+    /// shorter than the interval): a hung replica fails its second check within two intervals
+    /// and a timeout of hanging.
     private func checkEvery(_ pool: PoolRuntime, _ policy: HealthCheckPolicy) async {
         var standings: [ReplicaID: ActiveHealth] = [:]
         var random = SystemRandomNumberGenerator()
+        let clock = ContinuousClock()
         while !Task.isCancelled {
+            let started = clock.now
             let results = await round(pool.snapshot.replicas, policy)
             var kept: [ReplicaID: ActiveHealth] = [:]
             let now = pool.clock().uptimeNanoseconds
@@ -64,7 +69,8 @@ final class HealthMonitor: Service, Sendable {
                 if passed, changed != nil || replica.isAvailable(at: now) { pool.gate?.dispatch(pool.snapshot) }
             }
             standings = kept
-            try? await Task.sleep(for: .nanoseconds(Int64(policy.delay(random: random.next()))))
+            let wait = Duration.nanoseconds(Int64(policy.delay(random: random.next()))) - (clock.now - started)
+            if wait > .zero { try? await Task.sleep(for: wait) }
         }
     }
 
