@@ -8,6 +8,13 @@ import Testing
 
 /// A dnsmasq of our own on 127.0.0.1, authoritative for `replicas.test` (so a name it does not
 /// know is NXDOMAIN, as a headless Service without ready pods is), stopped at the end.
+///
+/// It runs under `/bin/sh`, never directly. Foundation's `Process` (Linux) learns that a child
+/// exited when the child's end of a socket pair closes, and then reaps it with a blocking
+/// `waitpid` on the one thread that does this for every child. dnsmasq closes every descriptor it
+/// inherits as it starts, so spawned directly it parks that thread until it dies, and no other
+/// child's exit (redis-server, python) is seen meanwhile: a full `swift test` hung for 20 minutes
+/// that way. The shell keeps its end open until dnsmasq and the shell are both gone.
 final class DnsmasqProcess {
     static let binary = "/usr/sbin/dnsmasq"
     static var isInstalled: Bool { FileManager.default.isExecutableFile(atPath: binary) }
@@ -48,8 +55,9 @@ final class DnsmasqProcess {
             let server = probe.localAddress!
             try await probe.close()
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = [
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            // Not the last command, so no shell runs it with exec.
+            process.arguments = ["-c", "\(binary) \"$@\"; exit $?", "dnsmasq"] + [
                 "--no-daemon", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--pid-file=",
                 "--port=\(server.port!)", "--listen-address=127.0.0.1", "--bind-interfaces", "--local=/replicas.test/",
             ] + records
@@ -75,12 +83,14 @@ final class DnsmasqProcess {
         var description: String { "dnsmasq did not start: \(reason)" }
     }
 
-    /// SIGKILL: it has nothing to save, and a child of the test process inherits its blocked
-    /// signals (SIGTERM among them), so it would not see a SIGTERM. Then reaped, within 2 s.
+    /// SIGKILL to the shell's process group (Foundation gives each child a group of its own):
+    /// the shell and dnsmasq. SIGKILL because they have nothing to save, and a child of the test
+    /// process inherits its blocked signals (SIGTERM among them). Then, within 2 s, until the
+    /// shell is reaped and the group is empty (dnsmasq gone, its port free for a restart).
     func stop() async {
-        kill(process.processIdentifier, SIGKILL)
-        _ = await eventually(timeout: .seconds(2)) { !self.process.isRunning }
-        if !process.isRunning { process.waitUntilExit() }
+        let group = process.processIdentifier
+        kill(-group, SIGKILL)
+        _ = await eventually(timeout: .seconds(2)) { !self.process.isRunning && kill(-group, 0) != 0 }
     }
 
     static func with(_ body: (DNSResolver) async throws -> Void) async throws {
@@ -127,6 +137,18 @@ struct DNSResolverTests {
             #expect(try await resolver.services("_alias._tcp.replicas.test") == [Self.replica("10.0.0.1", 9000), Self.replica("fd00::1", 9000)])
             #expect(try await resolver.services("_none._tcp.replicas.test") == [])
         }
+    }
+
+    /// While a dnsmasq runs, the exit of any other child of the test process is still seen (see
+    /// `DnsmasqProcess`: spawned directly, dnsmasq would hide it until dnsmasq itself exits).
+    @Test func otherChildProcessesAreSeenToExitWhileDnsmasqRuns() async throws {
+        let dnsmasq = try await DnsmasqProcess.start()
+        let other = Process()
+        other.executableURL = URL(fileURLWithPath: "/bin/true")
+        try other.run()
+        let seen = await eventually(timeout: .seconds(2)) { !other.isRunning }
+        await dnsmasq.stop()
+        #expect(seen, "the exit of /bin/true went unseen while dnsmasq ran")
     }
 
     /// The decision (see `DNSResolver`): NXDOMAIN is no replicas, not an error.
