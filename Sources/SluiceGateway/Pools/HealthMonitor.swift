@@ -61,12 +61,13 @@ final class HealthMonitor: Service, Sendable {
                         "replica \(changed == .healthy ? "in rotation: its check passes" : "out of rotation: its checks fail")",
                         metadata: ["pool": "\(pool.name)", "replica": "\(replica.id)", "health": "\(changed.rawValue)"])
                 }
-                if passed, replica.restore(at: now) {
+                let restored = passed && replica.restore(at: now)
+                if restored {
                     logger.notice("replica back in rotation before its ejection ended: its check passes",
                                   metadata: ["pool": "\(pool.name)", "replica": "\(replica.id)"])
                 }
                 // A replica back in rotation has free slots for requests waiting in the queue.
-                if passed, changed != nil || replica.isAvailable(at: now) { pool.gate?.dispatch(pool.snapshot) }
+                if changed == .healthy || restored { pool.gate?.dispatch(pool.snapshot) }
             }
             standings = kept
             let wait = Duration.nanoseconds(Int64(policy.delay(random: random.next()))) - (clock.now - started)
