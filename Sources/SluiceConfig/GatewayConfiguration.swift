@@ -19,6 +19,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var publish = PublishConfiguration()
     /// How long in-flight requests and streams may run on after SIGTERM before they are cut.
     public var shutdownGrace: Duration = .seconds(30)
+    /// TLS on `listen`; nil: plaintext HTTP/1.1 and h2c.
+    public var tls: ListenerTLSConfiguration?
+    public var http2 = HTTP2Configuration()
 
     public init(listen: ReplicaID, admin: AdminConfiguration, pools: [PoolConfiguration]) {
         self.listen = listen

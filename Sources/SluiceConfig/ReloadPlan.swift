@@ -30,6 +30,9 @@ public struct ReloadPlan: Sendable, Equatable {
         if new.admin != running.admin { refuse("admin", "changed") }
         if new.limits != running.limits { refuse("limits", "changed") }
         if new.shutdownGrace != running.shutdownGrace { refuse("shutdown_grace", "changed") }
+        // (The certificate files' contents are read again on every reload; their paths are not.)
+        if new.tls != running.tls { refuse("tls", "changed") }
+        if new.http2 != running.http2 { refuse("http2", "changed") }
         let oldNames = running.pools.map(\.name)
         let newNames = new.pools.map(\.name)
         if oldNames != newNames {

@@ -67,6 +67,7 @@ public enum HeaderRewriter {
         _ head: HTTP1Head,
         host: String,
         clientAddress: String?,
+        https: Bool = false,
         random: inout FastRandom,
         allocator: ByteBufferAllocator,
         extraCapacity: Int = 0,
@@ -128,7 +129,7 @@ public enum HeaderRewriter {
             out.writeString(forwardedFor)
             out.writeStaticString("\r\n")
         }
-        out.writeStaticString("x-forwarded-proto: http\r\n")
+        out.writeStaticString(https ? "x-forwarded-proto: https\r\n" : "x-forwarded-proto: http\r\n")
         let created = requestID == nil
         let id = requestID ?? random.hex(bytes: 16)
         if created {

@@ -13,6 +13,8 @@ public final class GatewayMetrics: Sendable {
     /// over the admin listener's own cap.
     let downstreamConnectionsRefused: Counter
     let adminConnectionsRefused: Counter
+    /// Requests by how they came, indexed by `ClientProtocol.rawValue`.
+    let requestsByProtocol: [Counter]
     let requestDuration = LatencyHistogramFamily(
         name: "sluice_request_duration_seconds",
         help: "From the request head to the last response byte sent to the client.",
@@ -52,6 +54,11 @@ public final class GatewayMetrics: Sendable {
             descriptor: .sluice("sluice_downstream_connections_total", "Client connections accepted."))
         downstreamConnectionsRefused = registry.makeCounter(
             descriptor: .sluice("sluice_downstream_connections_refused_total", "Client connections closed on accept, over limits.max_connections."))
+        requestsByProtocol = ClientProtocol.allCases.map { clientProtocol in
+            registry.makeCounter(
+                descriptor: .sluice("sluice_downstream_requests_total", "Client requests by protocol: http1, h2c, http1-tls, h2 (HTTP/2 streams each count)."),
+                labels: [("protocol", clientProtocol.label)])
+        }
         adminConnectionsRefused = registry.makeCounter(
             descriptor: .sluice("sluice_admin_connections_refused_total", "Admin connections closed on accept, over the admin listener's cap."))
     }

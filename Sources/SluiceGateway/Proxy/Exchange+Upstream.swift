@@ -9,7 +9,7 @@ extension Exchange {
     /// `queue_wait` signal records the wait, and the head for that replica is rendered (with room
     /// for a small body behind it: the upstream handler copies it there, one write).
     func sending(
-        _ head: HTTP1Head, to replica: Replica, queuedSince: NIODeadline?, now: @autoclosure () -> NIODeadline, clientAddress: String?,
+        _ head: HTTP1Head, to replica: Replica, queuedSince: NIODeadline?, now: @autoclosure () -> NIODeadline, clientAddress: String?, https: Bool = false,
         random: inout FastRandom, allocator: ByteBufferAllocator
     ) {
         self.replica = replica
@@ -21,7 +21,7 @@ extension Exchange {
         }
         let length = rewrittenLength ?? contentLength
         let (out, id) = HeaderRewriter.upstreamRequest(
-            head, host: replica.id.description, clientAddress: clientAddress, random: &random, allocator: allocator,
+            head, host: replica.id.description, clientAddress: clientAddress, https: https, random: &random, allocator: allocator,
             extraCapacity: length.map { $0 <= Exchange.coalesceLimit ? $0 : 0 } ?? 0, contentLength: rewrittenLength)
         requestID = id
         upstreamHead = out

@@ -14,6 +14,7 @@ extension ProxyServerHandler {
         if quiescing { exchange.keepAlive = false }
         self.exchange = exchange
         state.requestStarted(now: now)
+        runtime.metrics.requestsByProtocol[clientProtocol.rawValue].increment()
         if let length = head.contentLength, length > runtime.limits.maxBodyBytes {
             // A small rest is read and dropped (the connection stays); a large one is cut.
             return respond(.bodyTooLarge(limit: runtime.limits.maxBodyBytes), closeAfter: mustCloseUnfinished(exchange))
@@ -134,7 +135,7 @@ extension ProxyServerHandler {
     /// Sends the request to `replica`, whose slot (in-flight count) it now holds.
     func send(_ exchange: Exchange, head: HTTP1Head, to replica: Replica, queuedSince: NIODeadline?) {
         exchange.sending(
-            head, to: replica, queuedSince: queuedSince, now: self.now, clientAddress: clientAddress, random: &upstreams.random,
+            head, to: replica, queuedSince: queuedSince, now: self.now, clientAddress: clientAddress, https: clientProtocol.isTLS, random: &upstreams.random,
             allocator: context.channel.allocator)
         sendContinueIfExpected(exchange)
         acquireUpstream(exchange)

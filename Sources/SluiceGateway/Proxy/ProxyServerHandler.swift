@@ -19,6 +19,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     let runtime: GatewayRuntime
     let upstreams: EventLoopUpstreams
+    /// HTTP/1.1 or an HTTP/2 stream (through `HTTP2StreamBridge`), in cleartext or TLS.
+    let clientProtocol: ClientProtocol
     var context: ChannelHandlerContext!
     var state: ExchangeStateMachine<UpstreamConnection>
     var exchange: Exchange?
@@ -35,9 +37,10 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     var quiescing = false
     private var timer = DeadlineTimer()
 
-    init(runtime: GatewayRuntime, upstreams: EventLoopUpstreams) {
+    init(runtime: GatewayRuntime, upstreams: EventLoopUpstreams, clientProtocol: ClientProtocol = .http1) {
         self.runtime = runtime
         self.upstreams = upstreams
+        self.clientProtocol = clientProtocol
         self.parser = HTTP1Parser(role: .request, maxHeadBytes: runtime.limits.maxHeaderBytes)
         self.state = ExchangeStateMachine(limits: .init(runtime.limits), now: upstreams.eventLoop.now)
     }

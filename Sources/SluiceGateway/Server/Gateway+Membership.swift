@@ -75,6 +75,14 @@ extension Gateway {
         } catch {
             throw .rejected(error.report(file: path))
         }
+        // The listener's certificate files are read again; if they do not load, nothing changes.
+        if case .success(let certificates) = certificates, new.tls == runtime.configuration.tls {
+            do {
+                if try certificates.reload() { runtime.logger.notice("listener certificate reloaded", metadata: ["cert_file": "\(certificates.configuration.certFile)"]) }
+            } catch {
+                throw .rejected("tls: \(error); the last good certificate stays")
+            }
+        }
         var running = runtime.configuration
         for index in running.pools.indices {
             running.pools[index].replicas = runtime.pools[index].snapshot.replicas.map(\.id)

@@ -16,6 +16,13 @@ extension Gateway {
                 problems.append("\(error)")
             }
         }
+        if let tls = configuration.tls {
+            do {
+                _ = try ListenerCertificates(tls)
+            } catch {
+                problems.append("tls: \(error)")
+            }
+        }
         return problems
     }
 }

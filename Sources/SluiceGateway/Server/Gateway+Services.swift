@@ -16,6 +16,7 @@ extension Gateway {
             scraper,
             discovery,
             healthMonitor,
+            CertificateReloader(certificates: try? certificates?.get(), logger: runtime.logger),
             GatewayService(gateway: self, grace: grace),
         ]
     }

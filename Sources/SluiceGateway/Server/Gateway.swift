@@ -40,6 +40,8 @@ public final class Gateway: Sendable {
     let scaleTicker: ScaleTicker
     /// Tells the log and the webhook about changed decisions.
     let scalePublisher: ScalePublisher
+    /// The listener's certificates when `tls` is set (a load failure stops `start()`).
+    let certificates: Result<ListenerCertificates, ListenerCertificates.LoadError>?
     private let phase = Atomic<UInt8>(Phase.created.rawValue)
 
     private struct Channels: Sendable {
@@ -80,6 +82,7 @@ public final class Gateway: Sendable {
         let publisher = ScalePublisher(configuration.publish, client: runtime.httpClient, logger: logger, metrics: metrics)
         self.scalePublisher = publisher
         self.scaleTicker = ScaleTicker(pools: runtime.pools, group: group, publisher: publisher, metrics: metrics)
+        self.certificates = configuration.tls.map { tls in Result { () throws(ListenerCertificates.LoadError) in try ListenerCertificates(tls) } }
         self.group = group
         self.adminToken = adminToken.flatMap { $0.isEmpty ? nil : $0 }
         var upstreams: [ObjectIdentifier: LoopOwned<EventLoopUpstreams>] = [:]
@@ -106,6 +109,7 @@ public final class Gateway: Sendable {
     @discardableResult
     public func start() async throws -> BoundAddresses {
         if let error = runtime.admissionError { throw error }
+        if case .failure(let error) = certificates { throw error }
         let configuration = runtime.configuration
         let admin = try await AdminServer.bind(
             host: configuration.admin.listen.host, port: configuration.admin.listen.port,
@@ -132,6 +136,8 @@ public final class Gateway: Sendable {
     private func bindData(host: String, port: Int) async throws -> any Channel {
         let runtime = self.runtime
         let upstreams = self.upstreamsByLoop
+        let certificates = try self.certificates?.get()
+        let http2 = runtime.configuration.http2
         let limit = runtime.limits.maxConnections ?? ConnectionCap.defaultLimit()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -147,10 +153,8 @@ public final class Gateway: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // One handler: ProxyServerHandler parses and writes HTTP/1.1 itself.
-                    let sync = channel.pipeline.syncOperations
-                    let loopUpstreams = upstreams[ObjectIdentifier(channel.eventLoop)]!.value
-                    try sync.addHandler(ProxyServerHandler(runtime: runtime, upstreams: loopUpstreams))
+                    let loopUpstreams = upstreams[ObjectIdentifier(channel.eventLoop)]!
+                    try ListenerPipeline(runtime: runtime, upstreams: loopUpstreams, http2: http2, certificates: certificates).configure(channel)
                     runtime.metrics.downstreamConnectionsTotal.increment()
                 }
             }
