@@ -36,6 +36,33 @@ struct TestCertificates {
         return try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
     }
 
+    var clientCertificateFile: String { directory.appendingPathComponent("client.pem").path }
+    var clientKeyFile: String { directory.appendingPathComponent("client.key").path }
+
+    /// A client certificate signed by this CA, for mutual TLS.
+    func makeClient() throws {
+        let curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        try openssl(["req"] + curve + ["-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=sluice test client"])
+        try Data("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n".utf8).write(to: directory.appendingPathComponent("client.ext"))
+        try openssl([
+            "x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "client.pem", "-days", "1", "-extfile", "client.ext",
+        ])
+    }
+
+    /// TLS for a client that trusts this CA only, offering `alpn`, with the client certificate
+    /// when `withCertificate`.
+    func clientContext(alpn: [String] = ["h2"], withCertificate: Bool = false) throws -> NIOSSLContext {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(caFile)
+        tls.applicationProtocols = alpn
+        if withCertificate {
+            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(clientCertificateFile).map { .certificate($0) }
+            tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: clientKeyFile, format: .pem))
+        }
+        return try NIOSSLContext(configuration: tls)
+    }
+
     func remove() {
         try? FileManager.default.removeItem(at: directory)
     }

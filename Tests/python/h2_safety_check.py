@@ -17,8 +17,10 @@ during the check; a peak more than --rss-bound-mb above the value before it fail
   big-headers         one request with a header list over 64 KB (80 x 1 KB): refused with 400/413/431,
                       RST_STREAM, GOAWAY or close.
   max-streams         SETTINGS_MAX_CONCURRENT_STREAMS (N) must be advertised and <= --max-streams-bound;
-                      N+10 unfinished POSTs (hand-written HEADERS frames, past h2's own limit): the 10
-                      extra streams get RST_STREAM(REFUSED_STREAM or PROTOCOL_ERROR), or a GOAWAY/close.
+                      N unfinished POSTs (HEADERS without END_STREAM), then 10 more (hand-written frames,
+                      past h2's own limit): the 10 get RST_STREAM(REFUSED_STREAM or PROTOCOL_ERROR), or a
+                      GOAWAY/close. Inconclusive (fails) if the server resets the first N streams without
+                      waiting for their bodies: --path must then name a route that reads the body.
   slow-reader         --slow-conns connections with SETTINGS_INITIAL_WINDOW_SIZE=0 and up to 100 GETs of
                       --slow-path each, never a WINDOW_UPDATE, held --hold s: another connection is
                       served meanwhile, and no DATA beyond the zero window arrives.
@@ -39,6 +41,7 @@ import time
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import hpack
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
@@ -60,8 +63,8 @@ def code_name(code):
 class Peer:
     """One client connection: h2 writes the preface and well-formed frames, hyperframe reads back."""
 
-    def __init__(self, args, settings=None, rcvbuf=None):
-        self.args = args
+    def __init__(self, args, settings=None, rcvbuf=None, own_reader=True):
+        self.args, self.own_reader = args, own_reader  # own_reader false: the caller feeds h2 itself
         raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         raw.settimeout(IO_TIMEOUT)
         if rcvbuf:
@@ -79,23 +82,39 @@ class Peer:
         self.decoder.max_header_list_size = 1 << 20
         self.settings, self.got_settings = {}, False
         self.goaway = self.closed = self.closed_at = None
+        self.acks_due, self.sending = b"", False  # SETTINGS ACKs wait for a frame boundary
         self.resets, self.statuses, self.data_in, self.frames_in = {}, {}, 0, 0
         self.t0 = time.monotonic()
         self.flush()
 
-    def send(self, data, timeout=IO_TIMEOUT):
-        """'ok', 'blocked' (the server stopped reading) or 'closed'."""
-        if self.closed:
-            return "closed"
-        self.sock.settimeout(timeout)
+    def send(self, data, timeout=IO_TIMEOUT, read=True):
+        """'ok', 'blocked' (the server stopped reading for `timeout` s) or 'closed'. Unless `read` is
+        false, what arrives meanwhile is read, so that a GOAWAY is seen before the reset that follows;
+        SETTINGS ACKs that this reading owes go out after `data` (never inside a frame, nor before
+        the preface)."""
+        view, deadline, self.sending = memoryview(data), time.monotonic() + timeout, True
         try:
-            self.sock.sendall(data)
-            return "ok"
-        except socket.timeout:
+            for _ in range(10 ** 7):
+                if self.closed:
+                    return "closed"
+                if not view:
+                    if not self.acks_due:
+                        return "ok"
+                    view, self.acks_due = memoryview(self.acks_due), b""
+                if time.monotonic() > deadline:
+                    return "blocked"
+                if read and self.own_reader:
+                    self.pump(0)
+                try:
+                    self.sock.settimeout(0.05)
+                    view = view[self.sock.send(view[:262144]):]
+                except (socket.timeout, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    continue
+                except (OSError, ssl.SSLError) as e:
+                    self.lost(f"send: {e.__class__.__name__}")
             return "blocked"
-        except (OSError, ssl.SSLError) as e:
-            self.lost(f"send: {e.__class__.__name__}")
-            return "closed"
+        finally:
+            self.sending = False
 
     def lost(self, why):
         if not self.closed:
@@ -105,8 +124,8 @@ class Peer:
         data = self.h2.data_to_send()
         return self.send(data, timeout) if data else "ok"
 
-    def pump(self, wait):
-        """Read and parse whatever arrives within `wait` seconds (at least one poll)."""
+    def pump(self, wait, until=None):
+        """Read and parse what arrives within `wait` seconds (at least one poll), or until `until()`."""
         deadline = time.monotonic() + wait
         for _ in range(100000):
             if self.closed:
@@ -129,7 +148,7 @@ class Peer:
             if chunk:
                 self.buf += chunk
                 self.parse()
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (until and until()):
                 return
 
     def parse(self):
@@ -137,18 +156,19 @@ class Peer:
         while len(self.buf) - at >= 9:
             try:
                 frame, length = Frame.parse_frame_header(memoryview(self.buf)[at:at + 9])
-            except Exception as e:  # unknown or malformed frame header: stop reading this connection
-                self.lost(f"unparsable frame from server: {e}")
+                if len(self.buf) - at < 9 + length:
+                    break
+                frame.parse_body(memoryview(self.buf)[at + 9:at + 9 + length])
+            except Exception as e:  # a malformed frame: stop reading this connection
+                self.lost(f"unparsable frame from server: {e.__class__.__name__}")
                 break
-            if len(self.buf) - at < 9 + length:
-                break
-            frame.parse_body(memoryview(self.buf)[at + 9:at + 9 + length])
             at += 9 + length
             self.frames_in += 1
             acks += self.on_frame(frame)
         del self.buf[:at]
-        if acks:
-            self.send(SettingsFrame(0, flags=["ACK"]).serialize() * acks)
+        self.acks_due += SettingsFrame(0, flags=["ACK"]).serialize() * acks
+        if self.acks_due and not self.sending:
+            self.send(b"", read=False)
 
     def on_frame(self, f):
         if isinstance(f, SettingsFrame) and "ACK" not in f.flags:
@@ -175,9 +195,10 @@ class Peer:
     def wait_settings(self):
         deadline = time.monotonic() + IO_TIMEOUT
         while not self.got_settings and not self.closed and time.monotonic() < deadline:
-            self.pump(deadline - time.monotonic())
+            self.pump(deadline - time.monotonic(), until=lambda: self.got_settings)
         if not self.got_settings:
             raise RuntimeError(f"no SETTINGS from the server ({self.closed or 'timeout'})")
+        self.t0 = time.monotonic()  # times in outcome() count from the attack's start
 
     def over(self):
         return self.goaway is not None or self.closed is not None
@@ -215,7 +236,7 @@ def request_headers(args, method, path, extra=()):
 def normal_request(args):
     """A plain h2 GET on a fresh connection through h2's own state machine: (ok, detail)."""
     try:
-        p = Peer(args)
+        p = Peer(args, own_reader=False)
     except Exception as e:
         return False, f"connect: {e}"
     try:
@@ -273,8 +294,11 @@ def rapid_reset(args):
         if p.flush() != "ok":
             break
         p.pump(0)
-    p.pump(1.0)
     elapsed = time.monotonic() - start
+    for _ in range(10):
+        if p.over():
+            break
+        p.pump(0.1)
     figures = (f"{sent} HEADERS+RST_STREAM pairs in {elapsed:.2f}s, {len(p.statuses)} responses; "
                f"{p.outcome()}")
     p.close()
@@ -301,14 +325,15 @@ def continuation(args, payload):
             break
         sent += per if state == "ok" else 0
         p.pump(0)
-    left = max(0.5, args.seconds - (time.monotonic() - start))
+    elapsed = time.monotonic() - start
+    left = max(0.5, args.seconds - elapsed)
     for _ in range(int(left * 10)):
         if p.over():
             break
         p.pump(0.1)
     figures = (f"{sent} CONTINUATION frames ({sent * len(frame) / 1e6:.2f} MB) in "
-               f"{time.monotonic() - start:.2f}s{', then the server stopped reading' if blocked else ''}; "
-               f"{p.outcome()}")
+               f"{elapsed:.2f}s{', then the server stopped reading' if blocked else ''}; {p.outcome()}"
+               + ("" if p.over() else f" {time.monotonic() - start:.1f}s after the first"))
     p.close()
     return p.over(), figures
 
@@ -336,24 +361,32 @@ def max_streams(args):
     p.wait_settings()
     advertised = p.settings.get(SettingCodes.MAX_CONCURRENT_STREAMS)
     limit = min(advertised if advertised is not None else 1 << 31, args.max_streams_bound)
-    sids = [1 + 2 * i for i in range(limit + 10)]
     headers = request_headers(args, "POST", args.path, [("content-type", "application/json")])
-    frames = b"".join(HeadersFrame(sid, data=p.h2.encoder.encode(headers), flags=["END_HEADERS"]).serialize()
-                      for sid in sids)
-    p.send(frames)
-    deadline = time.monotonic() + 3.0
-    extra = sids[limit:]
-    while time.monotonic() < deadline and not p.over() and not all(s in p.resets for s in extra):
-        p.pump(0.1)
+
+    def open_streams(sids):
+        p.send(b"".join(HeadersFrame(sid, data=p.h2.encoder.encode(headers), flags=["END_HEADERS"])
+                        .serialize() for sid in sids))
+
+    first, extra = [1 + 2 * i for i in range(limit)], [1 + 2 * i for i in range(limit, limit + 10)]
+    open_streams(first)
+    p.pump(0.5)
+    freed = sum(1 for s in first if s in p.resets)
+    if not p.over() and not freed:
+        open_streams(extra)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and not p.over() and not all(s in p.resets for s in extra):
+            p.pump(0.1)
     refused = [s for s in extra if p.resets.get(s) in (ErrorCodes.REFUSED_STREAM, ErrorCodes.PROTOCOL_ERROR)]
     answered = [s for s in extra if s in p.statuses]
-    early = sum(1 for s in sids[:limit] if s in p.resets)
-    figures = (f"advertised {advertised}, opened {len(sids)}: {len(refused)}/10 extra refused, "
-               f"{len(answered)} extra answered, {early} of the first {limit} reset; {p.outcome()}")
+    figures = (f"advertised {advertised}; {limit} unfinished POSTs, then 10 more: {len(refused)}/10 refused, "
+               f"{len(answered)} answered; {p.outcome()}")
     p.close()
     if advertised is None or advertised > args.max_streams_bound:
         return False, f"SETTINGS_MAX_CONCURRENT_STREAMS {advertised} not <= {args.max_streams_bound}; " + figures
-    return (len(refused) == 10 and not answered) or p.goaway is not None or p.closed is not None, figures
+    if freed and not p.over():
+        return False, (f"inconclusive: the server reset {freed} of the first {limit} streams without waiting "
+                       "for their bodies; point --path at a route that waits for the request body")
+    return (len(refused) == 10 and not answered) or p.over(), figures
 
 
 def slow_reader(args):
@@ -397,7 +430,7 @@ def control_flood(args, kind):
         frame = SettingsFrame(0, settings={SettingCodes.INITIAL_WINDOW_SIZE: 65535}).serialize()
     batch, sent, start, blocked = frame * 1000, 0, time.monotonic(), False
     while sent < args.control_frames and time.monotonic() - start < args.seconds:
-        state = p.send(batch, timeout=2.0)
+        state = p.send(batch, timeout=2.0, read=False)
         if state != "ok":
             blocked = state == "blocked"
             break
@@ -483,7 +516,7 @@ def main():
     parser.add_argument("--max-streams-bound", type=int, default=1000)
     parser.add_argument("--slow-conns", type=int, default=8)
     parser.add_argument("--hold", type=float, default=3.0)
-    parser.add_argument("--control-frames", type=int, default=200000)
+    parser.add_argument("--control-frames", type=int, default=1000000)
     args = parser.parse_args()
     args.host, _, port = args.target.rpartition(":")
     args.port = int(port)

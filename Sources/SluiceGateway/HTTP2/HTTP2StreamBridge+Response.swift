@@ -17,6 +17,11 @@ extension HTTP2StreamBridge {
             return
         }
         unparsed = .unparsed(unparsed, then: buffer, allocator: context.channel.allocator)
+        // The gateway's own `100 Continue` (the parser skips interim answers): its own header block.
+        if response.isAtMessageStart, heldHeaders == nil, unparsed!.readableBytesView.starts(with: Self.continueLine) {
+            unparsed!.moveReaderIndex(forwardBy: Self.continueLine.count)
+            emit(.headers(.init(headers: [":status": "100"])), context)
+        }
         while unparsed != nil, ended == nil {
             let event: HTTP1Parser.Event?
             do {
@@ -28,12 +33,6 @@ extension HTTP2StreamBridge {
             }
             guard let event else { break }
             switch event {
-            case .head(let head) where (100..<200).contains(head.status):
-                // An interim answer (100 Continue): its own header block; the final one follows.
-                emit(.headers(.init(headers: [":status": String(head.status)])), context)
-                let wasHEAD = response.requestWasHEAD
-                response = HTTP1Parser(role: .response, maxHeadBytes: response.maxHeadBytes)
-                response.requestWasHEAD = wasHEAD
             case .head(let head):
                 heldHeaders = Self.headerBlock(head)
             case .body(let data):
@@ -50,6 +49,8 @@ extension HTTP2StreamBridge {
         writeHeld(context)
         writeSlot(context, promise: promise)
     }
+
+    static let continueLine = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
 
     func flush(context: ChannelHandlerContext) {
         writeHeld(context)
