@@ -68,10 +68,7 @@ extension GatewayConfiguration {
             if let value = timeouts["response_header"]?.duration(atLeast: .milliseconds(1)) { pool.timeouts.responseHeader = value }
             if let value = timeouts["idle"]?.duration(atLeast: .milliseconds(1)) { pool.timeouts.idle = value }
         }
-        if let node = keys["upstream"], let upstream = node.mapping(allowed: ["max_connections", "keepalive_idle"]) {
-            if let value = upstream["max_connections"]?.int(in: 1...65_536) { pool.upstream.maxConnections = value }
-            if let value = upstream["keepalive_idle"]?.duration() { pool.upstream.keepaliveIdle = value }
-        }
+        if let node = keys["upstream"] { decodeUpstream(node, into: &pool.upstream) }
         if let node = keys["health"] { decodeHealth(node, into: &pool) }
         if let node = keys["retry"], let retry = node.mapping(allowed: ["attempts", "idempotent", "budget_percent", "min_retries", "backoff", "max_backoff"]) {
             if let value = retry["attempts"]?.int(in: 1...10) { pool.retry.attempts = value }

@@ -78,6 +78,7 @@ extension HTTP1Parser {
                 try line.withUnsafeReadableBytes { raw throws(HTTP1ParseError) in
                     _ = try Self.field(raw[...])
                 }
+                if keepsTrailers { trailers.append(line) }
             }
             return true
         default:

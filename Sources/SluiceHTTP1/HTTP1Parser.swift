@@ -48,6 +48,12 @@ public struct HTTP1Parser: Sendable {
     public var passChunkFraming = false
     /// Responses: the request was `HEAD`, so the response has no body whatever it says.
     public var requestWasHEAD = false
+    /// Keep a chunked body's trailer fields (validated lines, `name: value`) in `trailers`
+    /// (otherwise they are checked and dropped, unless passed with the framing). HTTP/2 and
+    /// gRPC carry them on: a gRPC call's status is a trailer.
+    public var keepsTrailers = false
+    /// The trailer lines of the message just parsed, when `keepsTrailers`; the caller empties it.
+    public var trailers: [ByteBuffer] = []
     @usableFromInline var state = State.head
     /// How far the current head (or chunk-size / trailer line) has been searched for a line end,
     /// and where its unfinished line starts: bytes arriving in many small reads are searched

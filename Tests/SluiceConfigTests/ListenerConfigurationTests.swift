@@ -59,4 +59,19 @@ import Testing
         #expect(error2.issues.map(\.path) == ["http2"])
         guard case .success = ReloadPlan.make(running: running, new: running) else { Issue.record("same config refused"); return }
     }
+
+    @Test func aPoolsUpstreamProtocolAndTLSAreRead() throws {
+        func pool(_ upstream: String) -> String {
+            ConfigValidationTests.valid.replacingOccurrences(of: "    routing: { policy: round-robin }", with: "    routing: { policy: round-robin }\n    upstream: \(upstream)")
+        }
+        let config = try GatewayConfiguration.decode(yaml: pool("{ protocol: h2, max_concurrent_streams: 16, tls: { ca_file: ca.pem, cert_file: c.pem, key_file: c.key, server_name: model.internal } }"))
+        #expect(config.pools[0].upstream.wire == .h2)
+        #expect(config.pools[0].upstream.maxConcurrentStreams == 16)
+        #expect(config.pools[0].upstream.tls == UpstreamTLSConfiguration(caFile: "ca.pem", certFile: "c.pem", keyFile: "c.key", serverName: "model.internal"))
+        #expect(try GatewayConfiguration.decode(yaml: pool("{ protocol: h2c }")).pools[0].upstream.tls == nil)
+        let wrong = issues(pool("{ protocol: h3, tls: { cert_file: c.pem } }"))
+        #expect(wrong.contains { $0.hasPrefix("pools[0].upstream.protocol") && $0.contains("h3") })
+        #expect(wrong.contains { $0.hasPrefix("pools[0].upstream.tls") && $0.contains("go together") })
+        #expect(issues(pool("{ protocol: h2c, tls: { ca_file: ca.pem } }")).contains { $0.contains("use protocol h2") })
+    }
 }

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHPACK
+import SluiceHTTP1
 
 /// An HTTP/2 request's header block as the HTTP/1.1 head the data path parses: one data path
 /// for both protocols (HAProxy's HTX idea, with HTTP/1.1 text as the common form), so every
@@ -84,6 +85,18 @@ enum HTTP2RequestHead {
         }
         out.writeStaticString("\r\n")
         return Encoded(bytes: out, chunked: chunked, isHEAD: isHEAD)
+    }
+
+    /// A data frame's bytes as one chunk (none when empty), and the last chunk when `last`.
+    static func chunk(_ data: ByteBuffer, last: Bool, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var out = allocator.buffer(capacity: data.readableBytes + 24)
+        if data.readableBytes > 0 {
+            HTTP1Writer.writeChunkHeader(length: data.readableBytes, into: &out)
+            out.writeImmutableBuffer(data)
+            out.writeStaticString(HTTP1Writer.chunkEnd)
+        }
+        if last { out.writeStaticString(HTTP1Writer.lastChunk) }
+        return out
     }
 
     /// A chunked request's trailer section: HTTP/2 trailers as HTTP/1.1's, after the last chunk.

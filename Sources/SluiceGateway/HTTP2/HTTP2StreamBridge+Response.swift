@@ -58,11 +58,16 @@ extension HTTP2StreamBridge {
         context.flush()
     }
 
-    /// The response's last frame: END_STREAM on the held data, else on the held header block
-    /// (a response without a body), else on an empty data frame (after a chunked body).
+    /// The response's last frame: its trailers, else END_STREAM on the held data, else on the
+    /// held header block (a response without a body), else on an empty data frame (after a
+    /// chunked body).
     private func end(_ context: ChannelHandlerContext) {
         let last: HTTP2Frame.FramePayload
-        if let data = heldData {
+        if !response.trailers.isEmpty {
+            writeHeld(context)
+            last = .headers(.init(headers: Self.fieldBlock(response.trailers), endStream: true))
+            response.trailers = []
+        } else if let data = heldData {
             heldData = nil
             if let headers = heldHeaders {
                 heldHeaders = nil
@@ -107,6 +112,19 @@ extension HTTP2StreamBridge {
         }
         slot = nil
         context.write(wrapOutboundOut(payload), promise: promise)
+    }
+
+    /// Trailer lines (`name: value`) as a header block with lowercase names.
+    static func fieldBlock(_ lines: [ByteBuffer]) -> HPACKHeaders {
+        var block = HPACKHeaders()
+        for line in lines {
+            let text = String(buffer: line)
+            guard let colon = text.firstIndex(of: ":") else { continue }
+            let name = text[..<colon].lowercased()
+            if ["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "te"].contains(name) { continue }
+            block.add(name: name, value: String(text[text.index(after: colon)...].trimmedSpaces()))
+        }
+        return block
     }
 
     /// The response head as an HTTP/2 header block: `:status`, then the fields with lowercase

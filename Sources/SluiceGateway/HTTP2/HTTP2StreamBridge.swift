@@ -33,6 +33,8 @@ final class HTTP2StreamBridge: ChannelDuplexHandler {
 
     init(maxHeadBytes: Int) {
         self.response = HTTP1Parser(role: .response, maxHeadBytes: maxHeadBytes)
+        // (gRPC's status is a trailer: the replica's trailers end the stream.)
+        self.response.keepsTrailers = true
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -58,16 +60,8 @@ final class HTTP2StreamBridge: ChannelDuplexHandler {
                 if buffer.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(buffer)) }
                 return
             }
-            var out = context.channel.allocator.buffer(capacity: buffer.readableBytes + 24)
-            if buffer.readableBytes > 0 {
-                HTTP1Writer.writeChunkHeader(length: buffer.readableBytes, into: &out)
-                out.writeImmutableBuffer(buffer)
-                out.writeStaticString(HTTP1Writer.chunkEnd)
-            }
-            if data.endStream {
-                chunked = false
-                out.writeStaticString(HTTP1Writer.lastChunk)
-            }
+            if data.endStream { chunked = false }
+            let out = HTTP2RequestHead.chunk(buffer, last: data.endStream, allocator: context.channel.allocator)
             if out.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(out)) }
         default:
             break

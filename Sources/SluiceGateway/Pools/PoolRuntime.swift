@@ -10,6 +10,8 @@ final class PoolRuntime: Sendable {
     let configuration: PoolConfiguration
     let policy: any BalancingPolicy
     let upstreamSettings: UpstreamSettings
+    /// Why the pool's upstream TLS did not load (`Gateway.start` refuses to start then).
+    let upstreamError: UpstreamTLS.LoadError?
     let metrics: PoolMetrics
     /// `max_concurrent_per_replica` and the wait queue; nil when the pool has no cap.
     let gate: PoolGate?
@@ -56,7 +58,14 @@ final class PoolRuntime: Sendable {
             self.policy = CacheAwarePolicy(
                 settings, leastQueue: leastQueue, index: PromptIndex(capacity: routing.promptIndexBlocks))
         }
-        self.upstreamSettings = UpstreamSettings(configuration)
+        do {
+            self.upstreamSettings = try UpstreamSettings(configuration)
+            self.upstreamError = nil
+        } catch {
+            self.upstreamSettings = UpstreamSettings(
+                maxConnections: configuration.upstream.maxConnections, keepaliveIdle: .seconds(4), connectTimeout: .seconds(2))
+            self.upstreamError = error
+        }
         self.metrics = metrics.pool(configuration.name)
         self.batcher = configuration.batching.map { Batcher($0, pool: configuration.name, client: client, metrics: metrics) }
         self.scaling = configuration.scaling.map { PoolScaling($0, pool: configuration.name, metrics: metrics) }

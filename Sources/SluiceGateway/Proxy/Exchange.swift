@@ -82,6 +82,8 @@ final class Exchange {
     var reframing = HeaderRewriter.BodyReframing.none
     /// The answer is a stream of server-sent events (its TTFT is its first body byte).
     var eventStream = false
+    /// A gRPC call (`content-type: application/grpc*`): the gateway's own answers are gRPC's.
+    let isGRPC: Bool
     /// How the answer reaches the client, for ending it early (`ClientWriter.endEvents`).
     enum ClientFraming {
         /// The gateway writes the chunks; the replica's chunks passed as they came; the body
@@ -109,6 +111,7 @@ final class Exchange {
         self.contentLength = head.contentLength
         self.keepAlive = head.keepAlive
         self.expectsContinue = head.expectsContinue
+        self.isGRPC = GRPCAnswer.isGRPC(head)
     }
 
     /// `100 Continue` (in the client's HTTP version), once, if the client waits for it and has not

@@ -25,10 +25,12 @@ extension ProxyServerHandler {
             runtime.metrics.unrouted.recordResponse(status: status, nanoseconds: 0)
         }
         let closeAfter = requested || !(exchange?.keepAlive ?? false) || quiescing
-        let out = GatewayAnswer.render(
-            status: httpStatus, body: body, minorVersion: exchange?.requestMinorVersion ?? 1, requestID: exchange?.requestID,
-            fields: extraFields.isEmpty ? (exchange?.limitFields ?? []) : extraFields, close: closeAfter,
-            allocator: context.channel.allocator)
+        let fields = extraFields.isEmpty ? (exchange?.limitFields ?? []) : extraFields
+        let out = exchange?.isGRPC == true
+            ? GRPCAnswer.render(status: status, jsonBody: body, requestID: exchange?.requestID, fields: fields, close: closeAfter, allocator: context.channel.allocator)
+            : GatewayAnswer.render(
+                status: httpStatus, body: body, minorVersion: exchange?.requestMinorVersion ?? 1, requestID: exchange?.requestID,
+                fields: fields, close: closeAfter, allocator: context.channel.allocator)
         self.exchange = nil
         if case .close = state.exchangeEnded(keepAlive: !closeAfter, now: now) {
             return ClientWriter.closeLingering(after: context.writeAndFlush(wrapOutboundOut(out)), context)

@@ -23,6 +23,13 @@ extension Gateway {
                 problems.append("tls: \(error)")
             }
         }
+        for pool in configuration.pools {
+            do {
+                _ = try UpstreamSettings(pool)
+            } catch {
+                problems.append("pool \(pool.name): \(error)")
+            }
+        }
         return problems
     }
 }

@@ -110,6 +110,7 @@ public final class Gateway: Sendable {
     public func start() async throws -> BoundAddresses {
         if let error = runtime.admissionError { throw error }
         if case .failure(let error) = certificates { throw error }
+        if let error = runtime.pools.lazy.compactMap(\.upstreamError).first { throw error }
         let configuration = runtime.configuration
         let admin = try await AdminServer.bind(
             host: configuration.admin.listen.host, port: configuration.admin.listen.port,

@@ -1,6 +1,7 @@
 import NIOCore
 
-/// One keep-alive HTTP/1.1 connection to a replica, owned by its event loop's pool.
+/// One keep-alive HTTP/1.1 connection to a replica, or one HTTP/2 stream to it (seen as an
+/// HTTP/1.1 connection through `HTTP2UpstreamBridge`), owned by its event loop's pool.
 final class UpstreamConnection {
     let channel: any Channel
     let handler: UpstreamHandler
@@ -10,6 +11,8 @@ final class UpstreamConnection {
     var useCount = 0
     /// False once its channel went inactive (cheaper to read than `channel.isActive`).
     var isOpen = true
+    /// An HTTP/2 stream: it carries one exchange, then closes.
+    var singleUse = false
 
     init(channel: any Channel, handler: UpstreamHandler, pool: UpstreamConnectionPool) {
         self.channel = channel

@@ -22,7 +22,11 @@ final class UpstreamConnectionPool {
     private var state: UpstreamPoolStateMachine<UpstreamConnection, any UpstreamRequester>
     private var sweep: NIOScheduledCallback?
 
+    /// The replica's HTTP/2 connections, when the pool speaks HTTP/2 to it.
+    private let sessions: HTTP2Sessions?
+
     init(replica: ReplicaID, eventLoop: any EventLoop, settings: UpstreamSettings, stats: UpstreamStats) {
+        self.sessions = settings.isHTTP2 ? HTTP2Sessions(replica: replica, eventLoop: eventLoop, settings: settings) : nil
         self.replica = replica
         self.eventLoop = eventLoop
         self.settings = settings
@@ -53,6 +57,7 @@ final class UpstreamConnectionPool {
     func release(_ connection: UpstreamConnection) {
         connection.handler.delegate = nil
         guard connection.isOpen else { return }
+        if connection.singleUse { return connection.channel.close(promise: nil) }
         run(state.available(connection, now: eventLoop.now))
     }
 
@@ -74,6 +79,7 @@ final class UpstreamConnectionPool {
 
     /// Closes every idle connection, and any returned later (shutdown, or a removed replica).
     func closeIdle() {
+        sessions?.closeAll()
         sweep?.cancel()
         sweep = nil
         run(.close(state.closeAll()))
@@ -112,27 +118,46 @@ final class UpstreamConnectionPool {
     private var acquiring = false
 
     private func connect() {
+        let settings = self.settings
+        let replica = self.replica
+        let future: EventLoopFuture<any Channel>
+        if let sessions {
+            future = sessions.openStream { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    try stream.pipeline.syncOperations.addHandler(HTTP2UpstreamBridge(tls: settings.tls != nil))
+                    try stream.pipeline.syncOperations.addHandler(UpstreamHandler())
+                }
+            }
+            return connected(future, singleUse: true)
+        }
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(settings.connectTimeout)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls = settings.tls {
+                        try channel.pipeline.syncOperations.addHandler(UpstreamTLS.handler(tls, host: replica.host, serverName: settings.serverName))
+                    }
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
                 }
             }
-        let future: EventLoopFuture<any Channel>
         if let literalAddress {
             future = bootstrap.connect(to: literalAddress)
         } else {
             future = bootstrap.connect(host: replica.host, port: replica.port)
         }
+        connected(future, singleUse: false)
+    }
+
+    private func connected(_ future: EventLoopFuture<any Channel>, singleUse: Bool) {
         future.hop(to: eventLoop).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel):
                 self.stats.connectsSucceeded.wrappingAdd(1, ordering: .relaxed)
                 if channel.isActive, let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self) {
                     let connection = UpstreamConnection(channel: channel, handler: handler, pool: self)
+                    connection.singleUse = singleUse
                     handler.connection = connection
                     // A waiter gets it even when the pool is closed (shutdown, or its replica
                     // removed while this request was on its way); it is closed otherwise.

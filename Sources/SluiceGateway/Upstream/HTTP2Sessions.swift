@@ -1,0 +1,102 @@
+import NIOCore
+import NIOHTTP2
+import NIOPosix
+import SluiceCore
+
+/// The HTTP/2 connections of one replica's pool on one event loop: each carries up to
+/// `maxConcurrentStreams` exchanges at once, one stream each; a stream asked for when every
+/// connection is full (or being dialled for as many as it will carry) dials another. The pool
+/// sees each stream as a single-use connection (`UpstreamConnection.singleUse`).
+final class HTTP2Sessions {
+    private final class Session {
+        /// Nil while it connects.
+        var channel: (any Channel)?
+        var multiplexer: NIOHTTP2Handler.StreamMultiplexer?
+        /// Streams open or promised to waiters while it connects.
+        var streams = 0
+        var waiters: [(EventLoopPromise<any Channel>, NIOChannelInitializer)] = []
+
+        var isUsable: Bool { channel?.isActive ?? true }
+    }
+
+    private let replica: ReplicaID
+    private let eventLoop: any EventLoop
+    private let settings: UpstreamSettings
+    private var sessions: [Session] = []
+
+    init(replica: ReplicaID, eventLoop: any EventLoop, settings: UpstreamSettings) {
+        self.replica = replica
+        self.eventLoop = eventLoop
+        self.settings = settings
+    }
+
+    /// A new stream whose pipeline `initializer` sets up, on a connection with room for it.
+    func openStream(_ initializer: @escaping NIOChannelInitializer) -> EventLoopFuture<any Channel> {
+        let session = sessions.first { $0.streams < settings.maxConcurrentStreams && $0.isUsable } ?? dial()
+        session.streams += 1
+        guard let multiplexer = session.multiplexer else {
+            let promise = eventLoop.makePromise(of: (any Channel).self)
+            session.waiters.append((promise, initializer))
+            return promise.futureResult
+        }
+        return create(on: session, multiplexer, initializer)
+    }
+
+    private func create(
+        on session: Session, _ multiplexer: NIOHTTP2Handler.StreamMultiplexer, _ initializer: @escaping NIOChannelInitializer
+    ) -> EventLoopFuture<any Channel> {
+        let promise = eventLoop.makePromise(of: (any Channel).self)
+        multiplexer.createStreamChannel(promise: promise, initializer)
+        promise.futureResult.assumeIsolated().whenComplete { result in
+            guard case .success(let stream) = result else { session.streams -= 1; return }
+            stream.closeFuture.assumeIsolated().whenComplete { _ in session.streams -= 1 }
+        }
+        return promise.futureResult
+    }
+
+    private func dial() -> Session {
+        let settings = self.settings
+        let replica = self.replica
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(settings.connectTimeout)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls = settings.tls {
+                        try channel.pipeline.syncOperations.addHandler(UpstreamTLS.handler(tls, host: replica.host, serverName: settings.serverName))
+                    }
+                }
+            }
+        // (Listed at once: the streams promised to it count while it connects.)
+        let session = Session()
+        sessions.append(session)
+        bootstrap.connect(host: replica.host, port: replica.port).flatMap { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                    mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
+                ) { $0.eventLoop.makeSucceededVoidFuture() }
+            }.map { (channel, $0) }
+        }.hop(to: eventLoop).assumeIsolated().whenComplete { result in
+            let waiters = session.waiters
+            session.waiters = []
+            switch result {
+            case .success(let (channel, multiplexer)):
+                session.channel = channel
+                session.multiplexer = multiplexer
+                channel.closeFuture.assumeIsolated().whenComplete { _ in self.sessions.removeAll { $0 === session } }
+                // (Each waiter's stream was counted when it was promised.)
+                for (promise, initializer) in waiters {
+                    self.create(on: session, multiplexer, initializer).cascade(to: promise)
+                }
+            case .failure(let error):
+                self.sessions.removeAll { $0 === session }
+                for (promise, _) in waiters { promise.fail(error) }
+            }
+        }
+        return session
+    }
+
+    func closeAll() {
+        for session in sessions { session.channel?.close(promise: nil) }
+    }
+}
