@@ -42,10 +42,11 @@ def start(directory, count, adaptive):
         settings.update({"max_batch_size": 32, "max_batch_time": 0.005})
     json.dump(settings, open(os.path.join(model_dir, "model-settings.json"), "w"))
     json.dump({"parallel_workers": 0, "debug": False}, open(os.path.join(directory, "settings.json"), "w"))
-    pids, ports = [], []
+    pids, ports, grpc_ports = [], [], []
     for index in range(count):
-        http = free_port()
-        env = dict(os.environ, MLSERVER_HTTP_PORT=str(http), MLSERVER_GRPC_PORT=str(free_port()),
+        http, grpc = free_port(), free_port()
+        grpc_ports.append(grpc)
+        env = dict(os.environ, MLSERVER_HTTP_PORT=str(http), MLSERVER_GRPC_PORT=str(grpc),
                    MLSERVER_METRICS_PORT=str(free_port()), MLSERVER_HOST="127.0.0.1", MLSERVER_PARALLEL_WORKERS="0")
         log = open(os.path.join(directory, f"mlserver-{index}.log"), "w")
         mlserver = os.path.join(os.path.dirname(sys.executable), "mlserver")
@@ -53,6 +54,8 @@ def start(directory, count, adaptive):
         pids.append(process.pid)
         ports.append(http)
     open(os.path.join(directory, "pids"), "w").write("\n".join(str(p) for p in pids) + "\n")
+    # (The gRPC ports, for callers that speak the V2 protocol's gRPC API.)
+    open(os.path.join(directory, "grpc_ports"), "w").write("\n".join(str(p) for p in grpc_ports) + "\n")
     deadline = time.time() + 120
     for port in ports:
         while True:

@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceCore
+import SluiceGRPC
 
 /// Whether a request read whole can join a batch: a well-formed member joins; a malformed one is
 /// refused on its own (it must not fail the others); a form the batcher does not merge (binary
@@ -13,6 +14,7 @@ extension Batcher {
     }
 
     static func membership(_ kind: Kind, _ body: ByteBuffer, maxValues: Int) -> Membership {
+        if kind == .grpcInfer { return grpcMembership(body) }
         let parsed = body.withUnsafeReadableBytes { raw in
             Result { () throws(JSONFieldScanner.Failure) -> JSONValue? in
                 guard try JSONFieldScanner.valueCount(in: raw, atMost: maxValues) <= maxValues else { return nil }
@@ -40,6 +42,8 @@ extension Batcher {
                 case .unsupportedInput: return .alone  // the replica says what it thinks of it
                 }
             }
+        case .grpcInfer:
+            return .alone
         case .infer:
             do throws(InferBatch.Refusal) {
                 return .join(.infer(try InferBatch.member(value)))
@@ -52,6 +56,21 @@ extension Batcher {
                 case .binaryExtension: return .alone
                 }
             }
+        }
+    }
+
+    /// A gRPC `ModelInfer` call: one uncompressed message that decodes; compressed or streamed
+    /// calls go alone, the replica judges them.
+    private static func grpcMembership(_ body: ByteBuffer) -> Membership {
+        guard let message = GRPCMessage.single(body.readableBytesView) else { return .alone }
+        guard let request = try? Inference_ModelInferRequest(serializedBytes: Array(message)) else {
+            return .refuse(GatewayError(status: .badRequest, message: "The ModelInfer message does not decode.", type: "invalid_request_error", code: "invalid_request"))
+        }
+        do throws(GRPCInferBatch.Refusal) {
+            guard let member = try GRPCInferBatch.member(request) else { return .alone }
+            return .join(.grpcInfer(member))
+        } catch {
+            return .refuse(GatewayError(status: .badRequest, message: "\(error).", type: "invalid_request_error", code: "invalid_request"))
         }
     }
 }

@@ -2,6 +2,8 @@ import NIOCore
 import Prometheus
 import SluiceConfig
 import SluiceCore
+import SluiceGRPC
+import SwiftProtobuf
 import Synchronization
 
 /// A pool's gateway batching (`pools[].batching`): requests that can join (same route, same
@@ -17,24 +19,31 @@ import Synchronization
 final class Batcher: Sendable {
     enum Kind: String, Sendable {
         case embeddings, infer
+        /// The Open Inference Protocol's gRPC `ModelInfer`.
+        case grpcInfer
     }
+
+    static let modelInferPath = "/inference.GRPCInferenceService/ModelInfer"
 
     /// A member as it joins: its request in a mergeable form.
     enum Item: Sendable {
         case embeddings(EmbeddingsBatch.Member)
         case infer(InferBatch.Member)
+        case grpcInfer(GRPCInferBatch.Member)
 
         var joinKey: [UInt8] {
             switch self {
             case .embeddings(let member): member.joinKey
             case .infer(let member): member.joinKey
+            case .grpcInfer(let member): member.joinKey
             }
         }
     }
 
     /// What becomes of a member.
     enum Outcome: Sendable {
-        /// Its part of the batch's answer (a JSON body), and its token usage when known.
+        /// Its part of the batch's answer (a JSON body, or a gRPC call's framed message), and its
+        /// token usage when known.
         case answer(body: [UInt8], usage: Int?)
         /// Send it alone, as any other request.
         case alone
@@ -63,14 +72,17 @@ final class Batcher: Sendable {
 
     let configuration: BatchingConfiguration
     private let client: BackgroundHTTPClient
+    /// gRPC batches' way to the replicas (HTTP/2), when the pool speaks HTTP/2 to them.
+    private let grpc: GRPCBatchUpstream?
     private let state: Mutex<State>
     private let batches: [Counter]
     private let members: Counter
     private let wait: LatencyHistogram
 
-    init(_ configuration: BatchingConfiguration, pool: String, client: BackgroundHTTPClient, metrics: GatewayMetrics) {
+    init(_ configuration: BatchingConfiguration, pool: String, client: BackgroundHTTPClient, metrics: GatewayMetrics, upstream: UpstreamSettings? = nil) {
         self.configuration = configuration
         self.client = client
+        self.grpc = upstream.flatMap { $0.isHTTP2 ? GRPCBatchUpstream(settings: $0) : nil }
         state = Mutex(State(controller: BatchController(policy: configuration.policy)))
         batches = BatchController.Trigger.allCases.map { trigger in
             metrics.registry.makeCounter(
@@ -92,6 +104,7 @@ final class Batcher: Sendable {
     /// The batchable route of `path`, if any.
     static func kind(of path: String) -> Kind? {
         if path == "/v1/embeddings" { return .embeddings }
+        if path == modelInferPath { return .grpcInfer }
         let parts = path.split(separator: "/")
         // /v2/models/{m}/infer and /v2/models/{m}/versions/{v}/infer
         if parts.count >= 4, parts[0] == "v2", parts[1] == "models", parts.last == "infer", parts.count == 4 || (parts.count == 6 && parts[3] == "versions") {
@@ -184,6 +197,7 @@ final class Batcher: Sendable {
     }
 
     private func send(_ taken: [Waiting], path: String, pool: PoolRuntime, loop: any EventLoop) {
+        if case .grpcInfer = taken[0].item { return sendGRPC(taken, path: path, pool: pool, loop: loop) }
         let body: [UInt8]
         let split: @Sendable (JSONValue) -> [JSONValue]?
         switch taken[0].item {
@@ -197,6 +211,8 @@ final class Batcher: Sendable {
             let (merged, spans) = InferBatch.merge(members)
             body = merged.serialized
             split = { InferBatch.split($0, spans: spans) }
+        case .grpcInfer:
+            return
         }
         guard let client = try? client.client(),
               let replica = pool.pick(RoutingFacts(key: nil, random: UInt64.random(in: 0...UInt64.max)), now: loop.now)?.replica,
@@ -225,6 +241,41 @@ final class Batcher: Sendable {
                 for member in taken { member.deliver(.timedOut) }
             default:
                 // Another status, or the replica could not be reached: each member alone.
+                for member in taken { member.deliver(.alone) }
+            }
+        }
+    }
+
+    /// A gRPC batch: one merged `ModelInfer` over HTTP/2; a status other than OK, or an answer
+    /// whose outputs cannot be split, sends each member alone.
+    private func sendGRPC(_ taken: [Waiting], path: String, pool: PoolRuntime, loop: any EventLoop) {
+        let members = taken.compactMap { if case .grpcInfer(let member) = $0.item { member } else { nil } }
+        guard let grpc, let merged = try? GRPCInferBatch.merge(members).serializedBytes() as [UInt8],
+              let replica = pool.pick(RoutingFacts(key: nil, random: UInt64.random(in: 0...UInt64.max)), now: loop.now)?.replica,
+              pool.start(replica)
+        else {
+            for member in taken { member.deliver(.alone) }
+            return
+        }
+        let started = loop.now
+        let timeout = TimeAmount.nanoseconds(pool.configuration.timeouts.responseHeader.nanoseconds)
+        grpc.call(GRPCMessage.framed(merged), path: path, to: replica.id, on: loop, timeout: timeout).whenComplete { result in
+            pool.release(replica)
+            let latency = UInt64((loop.now - started).nanoseconds)
+            self.state.withLock { $0.controller.record(size: taken.count, latency: latency) }
+            switch result {
+            case .success(let answer) where answer.grpcStatus == 0:
+                guard let response = try? Inference_ModelInferResponse(serializedBytes: answer.message),
+                      let parts = GRPCInferBatch.split(response, members: members),
+                      let bodies = try? parts.map({ GRPCMessage.framed(try $0.serializedBytes()) })
+                else {
+                    for member in taken { member.deliver(.alone) }
+                    return
+                }
+                for (member, body) in zip(taken, bodies) { member.deliver(.answer(body: body, usage: nil)) }
+            case .failure(BatchUpstream.Failure.timedOut):
+                for member in taken { member.deliver(.timedOut) }
+            default:
                 for member in taken { member.deliver(.alone) }
             }
         }

@@ -67,7 +67,8 @@ final class PoolRuntime: Sendable {
             self.upstreamError = error
         }
         self.metrics = metrics.pool(configuration.name)
-        self.batcher = configuration.batching.map { Batcher($0, pool: configuration.name, client: client, metrics: metrics) }
+        let upstream = upstreamSettings
+        self.batcher = configuration.batching.map { Batcher($0, pool: configuration.name, client: client, metrics: metrics, upstream: upstream) }
         self.scaling = configuration.scaling.map { PoolScaling($0, pool: configuration.name, metrics: metrics) }
         // (A pool that scales from zero queues requests for its first replica, uncapped.)
         let limit = configuration.maxConcurrentPerReplica ?? (configuration.scaling?.minReplicas == 0 ? Int.max : nil)

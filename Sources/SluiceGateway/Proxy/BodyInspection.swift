@@ -41,9 +41,13 @@ struct BodyInspection {
             pool = runtime.pools[index]
         } else {
             let model: String?
-            switch facts() {
-            case .success(let found): model = found.model
-            case .failure(let failure): return .answer(.badJSON(failure.description))
+            if exchange.isGRPC {
+                model = GRPCRouting.model(path: exchange.path, body: body)
+            } else {
+                switch facts() {
+                case .success(let found): model = found.model
+                case .failure(let failure): return .answer(.badJSON(failure.description))
+                }
             }
             guard case .pool(let index) = runtime.routeTable.route(path: exchange.path[...], model: model) else {
                 return .answer(.noRoute(path: exchange.path, model: model ?? "(none)"))
@@ -59,7 +63,8 @@ struct BodyInspection {
         exchange.promptStreams = streams
 
         var cost: RequestCost?
-        if let tenant = exchange.tenant, let admission = runtime.admission, admission.needsBody(tenant), body.readableBytes > 0 {
+        // (gRPC calls are not chat completions: their tenants' request limits apply, token limits do not.)
+        if !exchange.isGRPC, let tenant = exchange.tenant, let admission = runtime.admission, admission.needsBody(tenant), body.readableBytes > 0 {
             guard case .success(let found) = facts() else {
                 return .answer(.badJSON("a token-limited request must be a JSON object"))
             }

@@ -57,6 +57,20 @@ enum GRPCAnswer {
         return out
     }
 
+    /// A call's successful answer the gateway gives itself (a batch member's share): the framed
+    /// message in one chunk, then `grpc-status: 0` as the chunked body's trailer.
+    static func render(message: [UInt8], requestID: String?, close: Bool, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var fields = [("content-type", "application/grpc"), ("transfer-encoding", "chunked")]
+        if let requestID { fields.append(("x-request-id", requestID)) }
+        if close { fields.append(("connection", "close")) }
+        var out = allocator.buffer(capacity: 256 + message.count)
+        HTTP1Writer.writeResponseHead(status: 200, reason: "OK", minorVersion: 1, fields: fields, into: &out)
+        HTTP1Writer.writeChunkHeader(length: message.count, into: &out)
+        out.writeBytes(message)
+        out.writeStaticString("\r\n0\r\ngrpc-status: 0\r\n\r\n")
+        return out
+    }
+
     /// The `error.message` of the gateway's JSON error body.
     static func message(in json: String) -> String {
         guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],

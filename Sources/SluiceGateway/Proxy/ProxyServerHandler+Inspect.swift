@@ -54,7 +54,11 @@ extension ProxyServerHandler {
             exchange.knownUsage = usage
             exchange.status = 200
             exchange.recordEndToEnd(now: now)
-            answer(status: .ok, body: String(decoding: body, as: UTF8.self), closeAfter: false)
+            if exchange.isGRPC {
+                answer(status: .ok, body: "", closeAfter: false, grpcMessage: body)
+            } else {
+                answer(status: .ok, body: String(decoding: body, as: UTF8.self), closeAfter: false)
+            }
         case .timedOut:
             respond(.batchTimedOut(exchange.pool?.configuration), closeAfter: false)
         case .alone:
