@@ -41,6 +41,8 @@ struct ListenerPipeline {
         }
         let runtime = self.runtime
         let upstreams = self.upstreams
+        let clientAddress = channel.remoteAddress?.ipAddress
+        try sync.addHandler(FlushCoalescer())
         let management = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: TimeAmount(http2.idleTimeout), maxAge: nil, maxGraceTime: nil, keepalive: nil))
@@ -50,7 +52,7 @@ struct ListenerPipeline {
             stream.eventLoop.makeCompletedFuture {
                 let sync = stream.pipeline.syncOperations
                 try sync.addHandler(HTTP2StreamBridge(maxHeadBytes: runtime.limits.maxHeaderBytes + 4_096))
-                try sync.addHandler(ProxyServerHandler(runtime: runtime, upstreams: upstreams.value, clientProtocol: clientProtocol))
+                try sync.addHandler(ProxyServerHandler(runtime: runtime, upstreams: upstreams.value, clientProtocol: clientProtocol, clientAddress: clientAddress))
             }
         }
         // Graceful shutdown (the gateway's drain quiesces tracked connections): GOAWAY, then
@@ -80,7 +82,10 @@ struct ListenerPipeline {
 }
 
 /// Puts an HTTP/2 connection in the gateway's `ConnectionTracker`, so a drain quiesces it (the
-/// management handler answers with GOAWAY) and waits for it; its streams are tracked each.
+/// management handler answers with GOAWAY) and waits for it; its streams are tracked each. A
+/// connection error (a flood, a rapid reset, a protocol violation) has had its GOAWAY from
+/// NIO's handler by the time it gets here: the connection is then closed (RFC 9113 §5.4.1), so
+/// an attacker cannot keep it open.
 private final class HTTP2ConnectionTracking: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
     private let tracker: ConnectionTracker
@@ -96,5 +101,9 @@ private final class HTTP2ConnectionTracking: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         tracker.remove(context.channel)
         context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
     }
 }

@@ -37,10 +37,12 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     var quiescing = false
     private var timer = DeadlineTimer()
 
-    init(runtime: GatewayRuntime, upstreams: EventLoopUpstreams, clientProtocol: ClientProtocol = .http1) {
+    /// - Parameter clientAddress: an HTTP/2 stream's, read once from its connection.
+    init(runtime: GatewayRuntime, upstreams: EventLoopUpstreams, clientProtocol: ClientProtocol = .http1, clientAddress: String? = nil) {
         self.runtime = runtime
         self.upstreams = upstreams
         self.clientProtocol = clientProtocol
+        self.clientAddress = clientAddress
         self.parser = HTTP1Parser(role: .request, maxHeadBytes: runtime.limits.maxHeaderBytes)
         self.state = ExchangeStateMachine(limits: .init(runtime.limits), now: upstreams.eventLoop.now)
     }
@@ -50,11 +52,21 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        clientAddress = context.channel.remoteAddress?.ipAddress
-        runtime.tracker.add(context.channel)
+        // An HTTP/2 stream is tracked with its connection, whose GOAWAY a drain sends.
+        if !clientProtocol.isHTTP2 {
+            clientAddress = context.channel.remoteAddress?.ipAddress
+            runtime.tracker.add(context.channel)
+        }
         // Accepted just as a shutdown began, after the quiesce went out: close when idle.
         if runtime.isDraining { quiescing = true }
         armTimer()
+    }
+
+    /// The context holds this handler and this handler its context: the pair is let go here, or
+    /// it outlives its channel (one per HTTP/2 stream). Callbacks that come later find the
+    /// exchange gone (`channelInactive`) and do not touch it.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -144,7 +156,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        runtime.tracker.remove(context.channel)
+        if !clientProtocol.isHTTP2 { runtime.tracker.remove(context.channel) }
         timer.cancel()
         if let exchange {
             self.exchange = nil
