@@ -36,12 +36,15 @@ struct ListenerPipeline {
 
     private func configure(_ channel: any Channel, _ clientProtocol: ClientProtocol) throws {
         let sync = channel.pipeline.syncOperations
-        guard clientProtocol.isHTTP2 else {
-            return try sync.addHandler(ProxyServerHandler(runtime: runtime, upstreams: upstreams.value, clientProtocol: clientProtocol))
-        }
         let runtime = self.runtime
         let upstreams = self.upstreams
         let clientAddress = channel.remoteAddress?.ipAddress
+        guard clientProtocol.isHTTP2 else {
+            // (A drain quiesces the connection: its handler finishes the exchange and closes.)
+            runtime.tracker.add(channel)
+            channel.closeFuture.whenComplete { _ in runtime.tracker.remove(channel) }
+            return try sync.addHandler(ProxyServerHandler(runtime: runtime, upstreams: upstreams.value, clientProtocol: clientProtocol, clientAddress: clientAddress))
+        }
         try sync.addHandler(FlushCoalescer())
         let management = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,

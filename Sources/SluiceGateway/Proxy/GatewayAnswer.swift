@@ -5,6 +5,22 @@ import SluiceHTTP1
 /// The bytes of an answer the gateway gives itself: a JSON body with its head, in the client's
 /// HTTP version, with the request ID and the rate-limit fields.
 enum GatewayAnswer {
+    /// The answer in the exchange's form: gRPC's for a gRPC call (`GRPCAnswer`), else JSON.
+    static func render(
+        for exchange: Exchange?, status: HTTPResponseStatus, body: String, grpcMessage: [UInt8]?, fields: [(String, String)], close: Bool,
+        allocator: ByteBufferAllocator
+    ) -> ByteBuffer {
+        if let grpcMessage {
+            return GRPCAnswer.render(message: grpcMessage, requestID: exchange?.requestID, close: close, allocator: allocator)
+        }
+        if exchange?.isGRPC == true {
+            return GRPCAnswer.render(status: Int(status.code), jsonBody: body, requestID: exchange?.requestID, fields: fields, close: close, allocator: allocator)
+        }
+        return render(
+            status: status, body: body, minorVersion: exchange?.requestMinorVersion ?? 1, requestID: exchange?.requestID, fields: fields, close: close,
+            allocator: allocator)
+    }
+
     static func render(
         status: HTTPResponseStatus, body: String, minorVersion: Int, requestID: String?, fields extra: [(String, String)],
         close: Bool, allocator: ByteBufferAllocator

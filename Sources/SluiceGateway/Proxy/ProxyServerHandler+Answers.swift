@@ -14,9 +14,7 @@ extension ProxyServerHandler {
     /// Answers the client with a JSON body the gateway made, if no response has started (else
     /// the exchange is cut), and settles the exchange.
     /// - Parameter grpcMessage: a gRPC call's answer (a framed message), sent with status OK.
-    func answer(
-        status httpStatus: HTTPResponseStatus, body: String, closeAfter requested: Bool, extraFields: [(String, String)] = [], grpcMessage: [UInt8]? = nil
-    ) {
+    func answer(status httpStatus: HTTPResponseStatus, body: String, closeAfter requested: Bool, extraFields: [(String, String)] = [], grpcMessage: [UInt8]? = nil) {
         let exchange = self.exchange
         let status = Int(httpStatus.code)
         if let exchange {
@@ -28,16 +26,9 @@ extension ProxyServerHandler {
             runtime.metrics.unrouted.recordResponse(status: status, nanoseconds: 0)
         }
         let closeAfter = requested || !(exchange?.keepAlive ?? false) || quiescing
-        let fields = extraFields.isEmpty ? (exchange?.limitFields ?? []) : extraFields
-        let out = if let grpcMessage {
-            GRPCAnswer.render(message: grpcMessage, requestID: exchange?.requestID, close: closeAfter, allocator: context.channel.allocator)
-        } else if exchange?.isGRPC == true {
-            GRPCAnswer.render(status: status, jsonBody: body, requestID: exchange?.requestID, fields: fields, close: closeAfter, allocator: context.channel.allocator)
-        } else {
-            GatewayAnswer.render(
-                status: httpStatus, body: body, minorVersion: exchange?.requestMinorVersion ?? 1, requestID: exchange?.requestID,
-                fields: fields, close: closeAfter, allocator: context.channel.allocator)
-        }
+        let out = GatewayAnswer.render(
+            for: exchange, status: httpStatus, body: body, grpcMessage: grpcMessage,
+            fields: extraFields.isEmpty ? (exchange?.limitFields ?? []) : extraFields, close: closeAfter, allocator: context.channel.allocator)
         self.exchange = nil
         if case .close = state.exchangeEnded(keepAlive: !closeAfter, now: now) {
             return ClientWriter.closeLingering(after: context.writeAndFlush(wrapOutboundOut(out)), context)

@@ -54,11 +54,8 @@ extension ProxyServerHandler {
             exchange.knownUsage = usage
             exchange.status = 200
             exchange.recordEndToEnd(now: now)
-            if exchange.isGRPC {
-                answer(status: .ok, body: "", closeAfter: false, grpcMessage: body)
-            } else {
-                answer(status: .ok, body: String(decoding: body, as: UTF8.self), closeAfter: false)
-            }
+            let grpc = exchange.isGRPC
+            answer(status: .ok, body: grpc ? "" : String(decoding: body, as: UTF8.self), closeAfter: false, grpcMessage: grpc ? body : nil)
         case .timedOut:
             respond(.batchTimedOut(exchange.pool?.configuration), closeAfter: false)
         case .alone:

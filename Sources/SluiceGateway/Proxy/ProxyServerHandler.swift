@@ -37,7 +37,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     var quiescing = false
     private var timer = DeadlineTimer()
 
-    /// - Parameter clientAddress: an HTTP/2 stream's, read once from its connection.
+    /// - Parameter clientAddress: the client's, read once from its connection (`ListenerPipeline`).
     init(runtime: GatewayRuntime, upstreams: EventLoopUpstreams, clientProtocol: ClientProtocol = .http1, clientAddress: String? = nil) {
         self.runtime = runtime
         self.upstreams = upstreams
@@ -52,19 +52,13 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        // An HTTP/2 stream is tracked with its connection, whose GOAWAY a drain sends.
-        if !clientProtocol.isHTTP2 {
-            clientAddress = context.channel.remoteAddress?.ipAddress
-            runtime.tracker.add(context.channel)
-        }
         // Accepted just as a shutdown began, after the quiesce went out: close when idle.
         if runtime.isDraining { quiescing = true }
         armTimer()
     }
 
-    /// The context holds this handler and this handler its context: the pair is let go here, or
-    /// it outlives its channel (one per HTTP/2 stream). Callbacks that come later find the
-    /// exchange gone (`channelInactive`) and do not touch it.
+    /// The context and this handler hold each other: let go here, or both outlive the channel.
+    /// Later callbacks find the exchange gone (`channelInactive`) and do not touch it.
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
     }
@@ -156,7 +150,6 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if !clientProtocol.isHTTP2 { runtime.tracker.remove(context.channel) }
         timer.cancel()
         if let exchange {
             self.exchange = nil
