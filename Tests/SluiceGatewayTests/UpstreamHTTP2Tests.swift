@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOHTTP2
 import NIOPosix
 import SluiceConfig
 import SluiceCore
@@ -111,6 +112,65 @@ import Testing
             #expect(refused.header("grpc-message")?.contains("team-a") == true)
             #expect(Int(refused.header("grpc-retry-pushback-ms") ?? "") ?? 0 >= 1000)
             #expect(refused.body.readableBytes == 0)
+        }
+    }
+}
+
+/// An h2c replica that answers each stream 200 and, after its first answer on a connection,
+/// sends GOAWAY but keeps the connection open (as a server draining for a restart does).
+final class GoAwayReplica: Sendable {
+    let channel: any Channel
+
+    init(group: any EventLoopGroup) async throws {
+        channel = try await ServerBootstrap(group: group)
+            .childChannelInitializer { connection in
+                connection.eventLoop.makeCompletedFuture {
+                    _ = try connection.pipeline.syncOperations.configureHTTP2Pipeline(
+                        mode: .server, connectionConfiguration: .init(), streamConfiguration: .init()
+                    ) { stream in
+                        stream.eventLoop.makeCompletedFuture { try stream.pipeline.syncOperations.addHandler(Answer(connection: connection)) }
+                    }
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    var port: Int { channel.localAddress!.port! }
+
+    private final class Answer: ChannelInboundHandler {
+        typealias InboundIn = HTTP2Frame.FramePayload
+        typealias OutboundOut = HTTP2Frame.FramePayload
+        let connection: any Channel
+        init(connection: any Channel) { self.connection = connection }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let ends: Bool
+            switch unwrapInboundIn(data) {
+            case .headers(let headers): ends = headers.endStream
+            case .data(let data): ends = data.endStream
+            default: ends = false
+            }
+            guard ends else { return }
+            context.write(wrapOutboundOut(.headers(.init(headers: [":status": "200", "content-length": "2"]))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer(string: "{}")), endStream: true))), promise: nil)
+            connection.writeAndFlush(HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: .maxID, errorCode: .noError, opaqueData: nil)), promise: nil)
+        }
+    }
+}
+
+extension UpstreamHTTP2Tests {
+    @Test func aReplicaThatSendsGoAwayGetsItsNextRequestsOnANewConnection() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let replica = try await GoAwayReplica(group: group)
+        defer { Task { try? await replica.channel.close(); try? await group.shutdownGracefully() } }
+        try await GatewayHarness.run(threads: 1, configure: { config, _ in
+            config.pools[0].replicas = [ReplicaID(host: "127.0.0.1", port: replica.port)]
+            config.pools[0].upstream.wire = .h2c
+        }) { h in
+            for _ in 0..<4 {
+                let response = try await h.request("/v1/chat/completions", body: chatBody())
+                #expect(response.status == 200)
+            }
         }
     }
 }

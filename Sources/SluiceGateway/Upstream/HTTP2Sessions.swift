@@ -15,8 +15,11 @@ final class HTTP2Sessions {
         /// Streams open or promised to waiters while it connects.
         var streams = 0
         var waiters: [(EventLoopPromise<any Channel>, NIOChannelInitializer)] = []
+        /// The replica sent GOAWAY (a restart, a connection age limit): streams open on it finish,
+        /// new ones go to another connection.
+        var goingAway = false
 
-        var isUsable: Bool { channel?.isActive ?? true }
+        var isUsable: Bool { !goingAway && (channel?.isActive ?? true) }
     }
 
     private let replica: ReplicaID
@@ -70,11 +73,15 @@ final class HTTP2Sessions {
         // (Listed at once: the streams promised to it count while it connects.)
         let session = Session()
         sessions.append(session)
+        let loop = eventLoop
         bootstrap.connect(host: replica.host, port: replica.port).flatMap { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
                     mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
                 ) { $0.eventLoop.makeSucceededVoidFuture() }
+                let marked = NIOLoopBound(session, eventLoop: loop)
+                try channel.pipeline.syncOperations.addHandler(GoAwayWatch { marked.value.goingAway = true })
+                return multiplexer
             }.map { (channel, $0) }
         }.hop(to: eventLoop).assumeIsolated().whenComplete { result in
             let waiters = session.waiters
@@ -98,5 +105,21 @@ final class HTTP2Sessions {
 
     func closeAll() {
         for session in sessions { session.channel?.close(promise: nil) }
+    }
+}
+
+/// Tells its session when the replica sends GOAWAY.
+private final class GoAwayWatch: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+
+    private let received: () -> Void
+
+    init(_ received: @escaping () -> Void) {
+        self.received = received
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .goAway = unwrapInboundIn(data).payload { received() }
+        context.fireChannelRead(data)
     }
 }
