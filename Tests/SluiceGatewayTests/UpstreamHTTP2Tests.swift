@@ -26,7 +26,7 @@ import Testing
     }
 
     static func metric(_ text: String, _ prefix: String) -> Int {
-        text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { $0.split(separator: " ").last }.flatMap { Int($0) } ?? -1
+        text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }.map { Int($0) } ?? -1
     }
 
     @Test func requestsGoToAnH2CReplicaAsStreamsOnFewConnections() async throws {
@@ -171,6 +171,31 @@ extension UpstreamHTTP2Tests {
                 let response = try await h.request("/v1/chat/completions", body: chatBody())
                 #expect(response.status == 200)
             }
+        }
+    }
+}
+
+extension UpstreamHTTP2Tests {
+    @Test func anIdleHTTP2ConnectionToAReplicaClosesAfterKeepaliveIdle() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let replica = ReplicaServer(configuration: ReplicaConfiguration(id: "r1"), group: group)
+        let replicaPort = try await replica.start().port!
+        let inner = try await Self.inner(to: ReplicaID(host: "127.0.0.1", port: replicaPort), group: group)
+        defer { Task { await inner.stop(); await replica.stop(); try? await group.shutdownGracefully() } }
+        try await GatewayHarness.run(configure: { config, _ in
+            config.pools[0].replicas = [ReplicaID(host: "127.0.0.1", port: inner.bound.data.port!)]
+            config.pools[0].upstream.wire = .h2c
+            config.pools[0].upstream.keepaliveIdle = .milliseconds(200)
+        }) { h in
+            let response = try await h.request("/v1/chat/completions", body: chatBody())
+            #expect(response.status == 200)
+            let open = try await TestHTTPConnection.request(.GET, "/metrics", to: inner.bound.admin, group: h.group).text
+            #expect(Self.metric(open, "sluice_downstream_connections ") == 1)
+            let closed = try await eventually(timeout: .seconds(3)) {
+                let text = try await TestHTTPConnection.request(.GET, "/metrics", to: inner.bound.admin, group: h.group).text
+                return Self.metric(text, "sluice_downstream_connections ") == 0
+            }
+            #expect(closed)
         }
     }
 }

@@ -18,6 +18,8 @@ final class HTTP2Sessions {
         /// The replica sent GOAWAY (a restart, a connection age limit): streams open on it finish,
         /// new ones go to another connection.
         var goingAway = false
+        /// When its last stream ended (nil while streams are open).
+        var idleSince: NIODeadline?
 
         var isUsable: Bool { !goingAway && (channel?.isActive ?? true) }
     }
@@ -26,6 +28,8 @@ final class HTTP2Sessions {
     private let eventLoop: any EventLoop
     private let settings: UpstreamSettings
     private var sessions: [Session] = []
+    /// Closes connections idle for `keepaliveIdle` (as the HTTP/1.1 pool does); one at a time.
+    private var sweep: Scheduled<Void>?
 
     init(replica: ReplicaID, eventLoop: any EventLoop, settings: UpstreamSettings) {
         self.replica = replica
@@ -37,6 +41,7 @@ final class HTTP2Sessions {
     func openStream(_ initializer: @escaping NIOChannelInitializer) -> EventLoopFuture<any Channel> {
         let session = sessions.first { $0.streams < settings.maxConcurrentStreams && $0.isUsable } ?? dial()
         session.streams += 1
+        session.idleSince = nil
         guard let multiplexer = session.multiplexer else {
             let promise = eventLoop.makePromise(of: (any Channel).self)
             session.waiters.append((promise, initializer))
@@ -51,8 +56,8 @@ final class HTTP2Sessions {
         let promise = eventLoop.makePromise(of: (any Channel).self)
         multiplexer.createStreamChannel(promise: promise, initializer)
         promise.futureResult.assumeIsolated().whenComplete { result in
-            guard case .success(let stream) = result else { session.streams -= 1; return }
-            stream.closeFuture.assumeIsolated().whenComplete { _ in session.streams -= 1 }
+            guard case .success(let stream) = result else { return self.streamEnded(on: session) }
+            stream.closeFuture.assumeIsolated().whenComplete { _ in self.streamEnded(on: session) }
         }
         return promise.futureResult
     }
@@ -103,8 +108,37 @@ final class HTTP2Sessions {
         return session
     }
 
-    func closeAll() {
-        for session in sessions { session.channel?.close(promise: nil) }
+    /// A connection whose last stream ended closes now if it is going away, else once it has
+    /// been idle for `keepaliveIdle`.
+    private func streamEnded(on session: Session) {
+        session.streams -= 1
+        guard session.streams == 0 else { return }
+        if session.goingAway { return session.channel?.close(promise: nil) ?? () }
+        session.idleSince = eventLoop.now
+        scheduleSweep()
+    }
+
+    private func scheduleSweep() {
+        guard sweep == nil else { return }
+        sweep = eventLoop.assumeIsolated().scheduleTask(in: settings.keepaliveIdle) {
+            self.sweep = nil
+            let now = self.eventLoop.now
+            var stillIdle = false
+            for session in self.sessions {
+                guard let since = session.idleSince, session.streams == 0 else { continue }
+                if now - since >= self.settings.keepaliveIdle { session.channel?.close(promise: nil) } else { stillIdle = true }
+            }
+            if stillIdle { self.scheduleSweep() }
+        }
+    }
+
+    /// The replica left the pool, or the gateway stops: idle connections close now, busy ones
+    /// when their last stream ends.
+    func closeWhenIdle() {
+        for session in sessions {
+            session.goingAway = true
+            if session.streams == 0 { session.channel?.close(promise: nil) }
+        }
     }
 }
 

@@ -79,7 +79,7 @@ final class UpstreamConnectionPool {
 
     /// Closes every idle connection, and any returned later (shutdown, or a removed replica).
     func closeIdle() {
-        sessions?.closeAll()
+        sessions?.closeWhenIdle()
         sweep?.cancel()
         sweep = nil
         run(.close(state.closeAll()))
