@@ -95,6 +95,11 @@ extension GatewayConfiguration {
                 node.report("queue needs max_concurrent_per_replica (requests wait when every replica is at it) or scaling.min_replicas: 0 (they wait for the first replica)")
             }
         }
+        // Active checks are HTTP/1.1 in cleartext: against a TLS or HTTP/2-only port every check
+        // would fail, and a checked replica waits for its first pass, so the pool would never serve.
+        if pool.healthCheck != nil, pool.upstream.wire != .http1 || pool.upstream.tls != nil, let node = keys["health"] {
+            node.report("health.check sends HTTP/1.1 in cleartext, which replicas behind upstream protocol \(pool.upstream.wire.rawValue)\(pool.upstream.tls == nil ? "" : " with tls") do not answer; leave it out (outlier ejection still applies)")
+        }
         return pool
     }
 

@@ -73,5 +73,8 @@ import Testing
         #expect(wrong.contains { $0.hasPrefix("pools[0].upstream.protocol") && $0.contains("h3") })
         #expect(wrong.contains { $0.hasPrefix("pools[0].upstream.tls") && $0.contains("go together") })
         #expect(issues(pool("{ protocol: h2c, tls: { ca_file: ca.pem } }")).contains { $0.contains("use protocol h2") })
+        // Active checks cannot reach a gRPC or TLS port: refused rather than a pool that never serves.
+        let checked = pool("{ protocol: h2c }").replacingOccurrences(of: "    upstream:", with: "    health: { check: { path: /v2/health/ready } }\n    upstream:")
+        #expect(issues(checked).contains { $0.hasPrefix("pools[0].health") && $0.contains("leave it out") })
     }
 }
