@@ -36,6 +36,8 @@ public struct HTTP1Head: Sendable {
     public var hasHost = false
     /// `Expect: 100-continue`.
     public var expectsContinue = false
+    /// `Content-Type: application/grpc*`: a gRPC call (or its answer).
+    public var isGRPC = false
 
     public init(bytes: ByteBuffer) {
         self.bytes = bytes

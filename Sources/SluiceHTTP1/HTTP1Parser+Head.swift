@@ -137,6 +137,8 @@ extension HTTP1Parser {
                     head.connectionNamesOthers = true
                 }
             }
+        case 12 where HTTP1Bytes.equalsLowercase(name, "content-type"):
+            head.isGRPC = isGRPC(value)
         case 14 where HTTP1Bytes.equalsLowercase(name, "content-length"):
             var failed = false
             var elements = 0
@@ -236,5 +238,15 @@ extension HTTP1Parser {
         case UInt8(ascii: "0"): return 0
         default: throw .malformed("unsupported HTTP version")
         }
+    }
+
+    /// `application/grpc`, alone or with a suffix (`+proto`, `+json`) or parameters.
+    static func isGRPC(_ value: Slice<UnsafeRawBufferPointer>) -> Bool {
+        let prefix: StaticString = "application/grpc"
+        let length = prefix.utf8CodeUnitCount
+        guard value.count >= length, HTTP1Bytes.equalsLowercase(value.prefix(length), prefix) else { return false }
+        guard value.count > length else { return true }
+        let next = value[value.startIndex + length]
+        return next == UInt8(ascii: "+") || next == UInt8(ascii: ";")
     }
 }

@@ -106,11 +106,15 @@ import Testing
         #expect(try GRPCInferBatch.member(bytes) == nil)
     }
 
-    @Test func framingHoldsOneUncompressedMessage() {
+    @Test func framingHoldsOneUncompressedMessage() throws {
         let framed = GRPCMessage.framed([1, 2, 3])
         #expect(framed == [0, 0, 0, 0, 3, 1, 2, 3])
-        #expect(GRPCMessage.single(framed).map(Array.init) == [1, 2, 3])
-        #expect(GRPCMessage.single([1, 0, 0, 0, 0]) == nil)  // compressed
-        #expect(GRPCMessage.single(framed + [0]) == nil)  // more than one message
+        #expect(framed.withUnsafeBytes { GRPCMessage.messageRange(in: $0) } == 5..<8)
+        #expect([UInt8]([1, 0, 0, 0, 0]).withUnsafeBytes { GRPCMessage.messageRange(in: $0) } == nil)  // compressed
+        #expect((framed + [0]).withUnsafeBytes { GRPCMessage.messageRange(in: $0) } == nil)  // more than one message
+        let request = Self.request(id: "a", rows: [[1, 2]])
+        let body = GRPCMessage.framed(try request.serializedBytes())
+        #expect(body.withUnsafeBytes { GRPCMessage.decode(Inference_ModelInferRequest.self, from: $0) } == request)
+        #expect([UInt8]([0, 0, 0, 0, 2, 0xFF, 0xFF]).withUnsafeBytes { GRPCMessage.decode(Inference_ModelInferRequest.self, from: $0) } == nil)
     }
 }

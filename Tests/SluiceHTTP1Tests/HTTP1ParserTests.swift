@@ -16,6 +16,18 @@ import Testing
         #expect(parsed.value(parsed.first("x-custom")!) == "spaced value")
     }
 
+    @Test func aGRPCContentTypeIsNotedInTheHead() throws {
+        func grpc(_ type: String) throws -> Bool {
+            try head("POST /x HTTP/1.1\r\nhost: a\r\ncontent-type: \(type)\r\ncontent-length: 0\r\n\r\n").isGRPC
+        }
+        #expect(try grpc("application/grpc"))
+        #expect(try grpc("Application/GRPC+proto"))
+        #expect(try grpc("application/grpc; charset=utf-8"))
+        #expect(try !grpc("application/grpcx"))
+        #expect(try !grpc("application/json"))
+        #expect(try !head("GET / HTTP/1.1\r\nhost: a\r\n\r\n").isGRPC)
+    }
+
     @Test func everySplitOfTheInputGivesTheSameEvents() {
         let pipelined = Self.post + "GET /v1/models HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + Self.chunked
         let whole = parse(pipelined)

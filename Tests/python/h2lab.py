@@ -44,7 +44,7 @@ def free_port():
 
 def run(cmd, timeout=30, stdin=""):
     try:
-        return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(cmd, input=stdin, capture_output=True, text=True, errors="replace", timeout=timeout)
     except subprocess.TimeoutExpired as e:
         return subprocess.CompletedProcess(cmd, -1, e.stdout or "", f"timed out after {timeout}s")
 

@@ -13,7 +13,6 @@ import concurrent.futures
 import json
 import os
 import random
-import re
 import socket
 import subprocess
 import sys
@@ -83,10 +82,7 @@ pools:
                 problems.append(f"request {index}: {answer['outputs']} != {single['outputs']}")
             elif answer.get("id") != requests[index]["id"]:
                 problems.append(f"request {index}: id {answer.get('id')}")
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as response:
-            metrics = response.read().decode()
-        members = sum(int(v) for v in re.findall(r'^sluice_batch_members_total\{pool="sklearn"\} (\d+)', metrics, re.M))
-        batches = sum(int(v) for v in re.findall(r'^sluice_batches_total\{pool="sklearn",trigger="[a-z_]+"\} (\d+)', metrics, re.M))
+        members, batches = mlserver_fleet.batch_counts(admin_port, "sklearn")
         if members != 64 or not 0 < batches < 64:
             problems.append(f"64 requests went as {batches} batches of {members} members")
         if problems:

@@ -12,6 +12,7 @@ one per line, once every replica answers /v2/health/ready, and writes the PIDs t
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,6 +72,15 @@ def start(directory, count, adaptive):
             time.sleep(0.2)
     for port in ports:
         print(port)
+
+
+def batch_counts(admin_port, pool):
+    """(members, batches) a gateway's pool sent upstream, from its admin /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    members = sum(int(v) for v in re.findall(rf'^sluice_batch_members_total\{{pool="{pool}"\}} (\d+)', metrics, re.M))
+    batches = sum(int(v) for v in re.findall(rf'^sluice_batches_total\{{pool="{pool}",trigger="[a-z_]+"\}} (\d+)', metrics, re.M))
+    return members, batches
 
 
 def stop(directory):

@@ -21,7 +21,6 @@ import contextlib
 import io
 import os
 import random
-import re
 import subprocess
 import sys
 import tempfile
@@ -122,10 +121,7 @@ def main():
             answer = pb.ModelInferResponse.FromString(data)
             if list(answer.outputs) != list(single.outputs) or answer.id != requests[index].id:
                 problems.append(f"batched call {index}: {answer} != {single}")
-        with urllib.request.urlopen(f"http://127.0.0.1:{batched_admin}/metrics", timeout=5) as response:
-            metrics = response.read().decode()
-        members = sum(int(v) for v in re.findall(r'^sluice_batch_members_total\{pool="clf-batched"\} (\d+)', metrics, re.M))
-        batches = sum(int(v) for v in re.findall(r'^sluice_batches_total\{pool="clf-batched",trigger="[a-z_]+"\} (\d+)', metrics, re.M))
+        members, batches = mlserver_fleet.batch_counts(batched_admin, "clf-batched")
         if members != 64 or not 0 < batches < 64:
             problems.append(f"64 calls went as {batches} batches of {members} members")
         if problems:

@@ -62,8 +62,8 @@ extension Batcher {
     /// A gRPC `ModelInfer` call: one uncompressed message that decodes; compressed or streamed
     /// calls go alone, the replica judges them.
     private static func grpcMembership(_ body: ByteBuffer) -> Membership {
-        guard let message = GRPCMessage.single(body.readableBytesView) else { return .alone }
-        guard let request = try? Inference_ModelInferRequest(serializedBytes: Array(message)) else {
+        guard body.withUnsafeReadableBytes({ GRPCMessage.messageRange(in: $0) }) != nil else { return .alone }
+        guard let request = body.withUnsafeReadableBytes({ GRPCMessage.decode(Inference_ModelInferRequest.self, from: $0) }) else {
             return .refuse(GatewayError(status: .badRequest, message: "The ModelInfer message does not decode.", type: "invalid_request_error", code: "invalid_request"))
         }
         do throws(GRPCInferBatch.Refusal) {

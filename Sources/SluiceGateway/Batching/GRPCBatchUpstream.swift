@@ -96,7 +96,7 @@ private final class UnaryCallCollector: ChannelInboundHandler {
     private func finish(_ trailers: HPACKHeaders) {
         let status = trailers.first(name: "grpc-status").flatMap { Int($0) } ?? 2
         let http = headers?.first(name: ":status").flatMap { Int($0) } ?? 0
-        let message = GRPCMessage.single(body.readableBytesView).map(Array.init) ?? []
+        let message = body.withUnsafeReadableBytes { raw in GRPCMessage.messageRange(in: raw).map { Array(raw[$0]) } } ?? []
         promise.succeed(.init(grpcStatus: http == 200 ? status : 14, message: message))
     }
 

@@ -19,22 +19,15 @@ final class HTTP2StreamBridge: ChannelDuplexHandler {
     private var requestStarted = false
     /// The request body goes on as chunks (it had no `content-length`).
     private var chunked = false
-    /// The response as the handler writes it, parsed back into head, data and end.
-    var response: HTTP1Parser
-    var unparsed: ByteBuffer?
-    /// A response's header block or data held for the next write or flush, so a head and its
-    /// body, or the last data and the end, go in one frame sequence with END_STREAM on the last.
-    var heldHeaders: HPACKHeaders?
-    var heldData: ByteBuffer?
-    /// The frame sequence's last frame in this write, written with the write's promise.
+    /// The response as the handler writes it, as frames.
+    var response: HTTP1MessageFramer
+    /// The last frame of a write so far, written with the write's promise.
     var slot: HTTP2Frame.FramePayload?
     /// Completed when the frame carrying END_STREAM has gone to the connection.
     var ended: EventLoopFuture<Void>?
 
     init(maxHeadBytes: Int) {
-        self.response = HTTP1Parser(role: .response, maxHeadBytes: maxHeadBytes)
-        // (gRPC's status is a trailer: the replica's trailers end the stream.)
-        self.response.keepsTrailers = true
+        self.response = HTTP1MessageFramer(role: .response, maxHeadBytes: maxHeadBytes, headerBlock: Self.headerBlock)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -46,7 +39,7 @@ final class HTTP2StreamBridge: ChannelDuplexHandler {
                 return context.close(promise: nil)
             }
             chunked = encoded.chunked
-            response.requestWasHEAD = encoded.isHEAD
+            if encoded.isHEAD { response.requestWasHEAD() }
             context.fireChannelRead(wrapInboundOut(encoded.bytes))
         case .headers(let trailers):
             // Trailers: the chunked body's trailer section. (A body framed by `content-length`

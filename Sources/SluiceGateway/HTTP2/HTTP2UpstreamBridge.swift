@@ -14,81 +14,38 @@ final class HTTP2UpstreamBridge: ChannelDuplexHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = HTTP2Frame.FramePayload
 
-    private let scheme: String
-    private var request = HTTP1Parser(role: .request, maxHeadBytes: 1 << 20)
-    private var unparsed: ByteBuffer?
-    private var heldHeaders: HPACKHeaders?
-    private var heldData: ByteBuffer?
-    private var requestEnded = false
+    /// The request as the exchange writes it, as frames.
+    private var request: HTTP1MessageFramer
     private var responseStarted = false
     private var responseChunked = false
 
     init(tls: Bool) {
-        self.scheme = tls ? "https" : "http"
-        request.keepsTrailers = true
+        let scheme = tls ? "https" : "http"
+        request = HTTP1MessageFramer(role: .request, maxHeadBytes: 1 << 20) { Self.requestBlock($0, scheme: scheme) }
     }
 
     // MARK: The request, HTTP/1.1 bytes to frames
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        unparsed = .unparsed(unparsed, then: unwrapOutboundIn(data), allocator: context.channel.allocator)
-        while unparsed != nil, !requestEnded {
-            let event: HTTP1Parser.Event?
-            do {
-                event = try request.next(&unparsed!)
-            } catch {
-                promise?.fail(error)
-                return context.close(promise: nil)
+        do throws(HTTP1ParseError) {
+            try request.take(unwrapOutboundIn(data), allocator: context.channel.allocator) { frame, _ in
+                context.write(wrapOutboundOut(frame), promise: nil)
             }
-            guard let event else { break }
-            switch event {
-            case .head(let head):
-                heldHeaders = requestBlock(head)
-            case .body(let data):
-                guard data.readableBytes > 0 else { continue }
-                writeHeld(context)
-                heldData = data
-            case .end:
-                requestEnded = true
-                let trailers = request.trailers
-                if !trailers.isEmpty {
-                    writeHeld(context)
-                    context.write(wrapOutboundOut(.headers(.init(headers: HTTP2StreamBridge.fieldBlock(trailers), endStream: true))), promise: nil)
-                } else if let data = heldData {
-                    heldData = nil
-                    if let headers = heldHeaders { heldHeaders = nil; context.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil) }
-                    context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(data), endStream: true))), promise: nil)
-                } else if let headers = heldHeaders {
-                    heldHeaders = nil
-                    context.write(wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: nil)
-                } else {
-                    context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))), promise: nil)
-                }
-            }
+        } catch {
+            promise?.fail(error)
+            return context.close(promise: nil)
         }
-        if let rest = unparsed, rest.readableBytes == 0 { unparsed = nil }
         promise?.succeed()
     }
 
     func flush(context: ChannelHandlerContext) {
-        writeHeld(context)
+        request.release { frame, _ in context.write(wrapOutboundOut(frame), promise: nil) }
         context.flush()
     }
 
-    private func writeHeld(_ context: ChannelHandlerContext) {
-        if let headers = heldHeaders {
-            heldHeaders = nil
-            context.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
-        }
-        if let data = heldData {
-            heldData = nil
-            context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(data)))), promise: nil)
-        }
-    }
-
     /// The request head as a header block: `host` becomes `:authority`; HTTP/1.1's
-    /// connection-specific fields go.
-    private func requestBlock(_ head: HTTP1Head) -> HPACKHeaders {
+    /// connection-specific fields go; gRPC calls get `te: trailers`, which servers require.
+    private static func requestBlock(_ head: HTTP1Head, scheme: String) -> HPACKHeaders {
         var block = HPACKHeaders()
         block.reserveCapacity(head.fields.count + 4)
         block.add(name: ":method", value: head.string(head.method))
@@ -98,16 +55,11 @@ final class HTTP2UpstreamBridge: ChannelDuplexHandler {
         head.bytes.withUnsafeReadableBytes { raw in
             for field in head.fields {
                 let name = raw[field.name]
-                if HTTP1Bytes.equalsLowercase(name, "host") || HTTP1Bytes.equalsLowercase(name, "connection")
-                    || HTTP1Bytes.equalsLowercase(name, "keep-alive") || HTTP1Bytes.equalsLowercase(name, "transfer-encoding")
-                    || HTTP1Bytes.equalsLowercase(name, "proxy-connection") || HTTP1Bytes.equalsLowercase(name, "upgrade")
-                    || HTTP1Bytes.equalsLowercase(name, "te") {
-                    continue
-                }
+                if HTTP1Bytes.equalsLowercase(name, "host") || HTTP1MessageFramer.isConnectionSpecific(name) { continue }
                 block.add(name: String(decoding: name, as: UTF8.self).lowercased(), value: String(decoding: raw[field.value], as: UTF8.self))
             }
         }
-        if GRPCAnswer.isGRPC(head) { block.add(name: "te", value: "trailers") }
+        if head.isGRPC { block.add(name: "te", value: "trailers") }
         return block
     }
 

@@ -111,7 +111,7 @@ final class Exchange {
         self.contentLength = head.contentLength
         self.keepAlive = head.keepAlive
         self.expectsContinue = head.expectsContinue
-        self.isGRPC = GRPCAnswer.isGRPC(head)
+        self.isGRPC = head.isGRPC
     }
 
     /// `100 Continue` (in the client's HTTP version), once, if the client waits for it and has not

@@ -25,19 +25,6 @@ enum GRPCAnswer {
         }
     }
 
-    /// Whether a request's `content-type` is gRPC's (`application/grpc`, `+proto`, `+json`...).
-    static func isGRPC(_ head: HTTP1Head) -> Bool {
-        guard let field = head.first("content-type") else { return false }
-        return head.bytes.withUnsafeReadableBytes { raw in
-            let value = raw[field.value]
-            let prefix = Array("application/grpc".utf8)
-            guard value.count >= prefix.count else { return false }
-            return zip(value.prefix(prefix.count), prefix).allSatisfy { $0 | 0x20 == $1 | 0x20 }
-                && (value.count == prefix.count || value[value.startIndex + prefix.count] == UInt8(ascii: "+")
-                    || value[value.startIndex + prefix.count] == UInt8(ascii: ";"))
-        }
-    }
-
     static func render(
         status httpStatus: Int, jsonBody: String, requestID: String?, fields extra: [(String, String)], close: Bool, allocator: ByteBufferAllocator
     ) -> ByteBuffer {

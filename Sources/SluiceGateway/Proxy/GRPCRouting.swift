@@ -1,6 +1,5 @@
 import NIOCore
 import SluiceGRPC
-import SwiftProtobuf
 
 /// The model an Open Inference Protocol gRPC call is for, so pools match it by `models` as they
 /// match a REST body's `model`: `ModelInfer`'s `model_name`, `ModelReady`'s and
@@ -9,14 +8,13 @@ enum GRPCRouting {
     static let service = "/inference.GRPCInferenceService/"
 
     static func model(path: String, body: ByteBuffer) -> String? {
-        guard path.hasPrefix(service), let message = GRPCMessage.single(body.readableBytesView) else { return nil }
-        switch path.dropFirst(service.count) {
-        case "ModelInfer":
-            return (try? Inference_ModelInferRequest(serializedBytes: Array(message)))?.modelName
-        case "ModelReady", "ModelMetadata":
-            return (try? Inference_ModelNameRequest(serializedBytes: Array(message)))?.name
-        default:
-            return nil
+        guard path.hasPrefix(service) else { return nil }
+        return body.withUnsafeReadableBytes { raw in
+            switch path.dropFirst(service.count) {
+            case "ModelInfer": GRPCMessage.decode(Inference_ModelInferRequest.self, from: raw)?.modelName
+            case "ModelReady", "ModelMetadata": GRPCMessage.decode(Inference_ModelNameRequest.self, from: raw)?.name
+            default: nil
+            }
         }
     }
 }
