@@ -178,7 +178,7 @@ final class RedisServerProcess {
         let group = MultiThreadedEventLoopGroup.singleton
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: redis.port)
         let limiter = RedisRateLimiter(address: address, eventLoop: group.next(), timeout: .milliseconds(300))
-        #expect(try await Self.decide(limiter, key: "k", perMinute: 600, burst: 10).allowed)
+        #expect(try await Self.decide(limiter, key: "k", perMinute: 6, burst: 10).allowed)
         // The script cache flushed (as after a restart): loaded again, transparently.
         let loop = group.next()
         _ = try await loop.flatSubmit {
@@ -186,16 +186,16 @@ final class RedisServerProcess {
                 connection.send(["SCRIPT", "FLUSH"], timeout: .milliseconds(300)).always { _ in connection.close() }
             }
         }.get()
-        #expect(try await Self.decide(limiter, key: "k", perMinute: 600, burst: 10).remaining == 8)
+        #expect(try await Self.decide(limiter, key: "k", perMinute: 6, burst: 10).remaining == 8)
         // Redis gone: decisions fail (the caller applies on_backend_failure), quickly.
         await redis.stop()
         let start = ContinuousClock.now
-        await #expect(throws: (any Error).self) { _ = try await Self.decide(limiter, key: "k", perMinute: 600, burst: 10) }
+        await #expect(throws: (any Error).self) { _ = try await Self.decide(limiter, key: "k", perMinute: 6, burst: 10) }
         #expect(ContinuousClock.now - start < .seconds(2))
         // Back on the same port: the next decision reconnects (the restart lost the counters).
         let again = try RedisServerProcess(port: redis.port)
         try await again.start()
-        #expect(try await Self.decide(limiter, key: "k", perMinute: 600, burst: 10).remaining == 9)
+        #expect(try await Self.decide(limiter, key: "k", perMinute: 6, burst: 10).remaining == 9)
         // A server that accepts but never answers: the decision fails at the timeout.
         let silent = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
         let stuck = RedisRateLimiter(address: silent.localAddress!, eventLoop: group.next(), timeout: .milliseconds(100))
