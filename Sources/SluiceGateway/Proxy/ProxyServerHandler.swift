@@ -30,7 +30,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     var unparsed: ByteBuffer?
     private var parsing = false
     var pendingRead = false
-    var flush = UpstreamFlush()
+    var flush: UpstreamFlush
     var clientAddress: String?
     var writer = ClientWriter()
     /// Set by a graceful shutdown: finish the current exchange, then close.
@@ -43,6 +43,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         self.upstreams = upstreams
         self.clientProtocol = clientProtocol
         self.clientAddress = clientAddress
+        self.flush = UpstreamFlush(toRoundEnd: clientProtocol.isHTTP2)
         self.parser = HTTP1Parser(role: .request, maxHeadBytes: runtime.limits.maxHeaderBytes)
         self.state = ExchangeStateMachine(limits: .init(runtime.limits), now: upstreams.eventLoop.now)
     }
