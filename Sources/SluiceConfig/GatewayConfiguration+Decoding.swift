@@ -32,7 +32,7 @@ extension GatewayConfiguration {
     }
 
     private static func decodeRoot(_ root: NodeReader) -> GatewayConfiguration? {
-        guard let keys = root.mapping(allowed: ["listen", "workers", "pin_workers", "log_level", "admin", "pools", "limits", "publish", "shutdown", "tls", "http2"]) else {
+        guard let keys = root.mapping(allowed: ["listen", "workers", "pin_workers", "log_level", "admin", "pools", "limits", "publish", "shutdown", "tls", "http2", "models"]) else {
             return nil
         }
         guard let listenNode = keys["listen"] else {
@@ -68,6 +68,7 @@ extension GatewayConfiguration {
         if let node = keys["publish"] { config.publish = PublishConfiguration.decode(node) }
         if let node = keys["tls"] { config.tls = decodeTLS(node) }
         if let node = keys["http2"] { config.http2 = decodeHTTP2(node) }
+        if let node = keys["models"] { config.models = decodeModels(node, pools: pools) }
         if let node = keys["shutdown"], let entries = node.mapping(allowed: ["grace"]) {
             if let grace = entries["grace"]?.duration() { config.shutdownGrace = grace }
         }
@@ -242,4 +243,78 @@ func repeatedKeyLine(_ key: String, column: Int, after line: Int, in yaml: Strin
         }
     }
     return nil
+}
+
+extension GatewayConfiguration {
+    /// `models:`; each version's pool must exist, and no name may route to two models.
+    static func decodeModels(_ reader: NodeReader, pools: [PoolConfiguration]) -> [ModelConfiguration] {
+        guard let items = reader.sequence() else { return [] }
+        let poolNames = Set(pools.map(\.name))
+        var models: [ModelConfiguration] = []
+        var claimed: Set<String> = []
+        for item in items {
+            guard let keys = item.mapping(allowed: ["name", "aliases", "versions", "sticky"]) else { continue }
+            guard let name = keys["name"]?.string(), !name.isEmpty else {
+                if keys["name"] == nil { item.report("a model needs name: the model field requests carry") }
+                continue
+            }
+            var versions: [ModelConfiguration.Version] = []
+            if let node = keys["versions"], let entries = node.sequence() {
+                if entries.isEmpty { node.report("list at least one version") }
+                var seen: Set<String> = []
+                for entry in entries {
+                    guard let fields = entry.mapping(allowed: ["pool", "weight"]) else { continue }
+                    guard let pool = fields["pool"]?.string() else {
+                        if fields["pool"] == nil { entry.report("a version needs pool: the name of the pool that serves it") }
+                        continue
+                    }
+                    if !poolNames.contains(pool) {
+                        fields["pool"]!.report("no pool is named \"\(pool)\" (pools: \(pools.map(\.name).joined(separator: ", ")))")
+                    } else if !seen.insert(pool).inserted {
+                        fields["pool"]!.report("pool \"\(pool)\" is already a version of \(name)")
+                    }
+                    let weight = fields["weight"].map { $0.double(in: 0...1_000_000) } ?? 1
+                    if let weight { versions.append(.init(pool: pool, weight: weight)) }
+                }
+                if !versions.isEmpty, VersionSplit(weights: versions.map(\.weight)) == nil {
+                    node.report("the weights of \(name)'s versions add up to zero")
+                }
+            } else if keys["versions"] == nil {
+                item.report("model \"\(name)\" needs versions: the pools that serve it, with weights")
+            }
+            var model = ModelConfiguration(name: name, versions: versions)
+            if let node = keys["aliases"], let aliases = node.strings() {
+                if aliases.contains(where: \.isEmpty) { node.report("an alias cannot be empty") }
+                model.aliases = aliases.filter { !$0.isEmpty }
+            }
+            if let node = keys["sticky"] { model.sticky = decodeKeySources(node) }
+            for taken in model.names where !claimed.insert(taken).inserted {
+                item.report("\"\(taken)\" already names another model or alias")
+            }
+            models.append(model)
+        }
+        return models
+    }
+
+    /// A list of key sources (`routing.key`, `models[].sticky`): header:<name>, tenant, body:user, prefix.
+    static func decodeKeySources(_ node: NodeReader) -> [RoutingKeySource] {
+        guard let items = node.sequence() else { return [] }
+        var sources: [RoutingKeySource] = []
+        for item in items {
+            guard let text = item.string() else { continue }
+            if text.hasPrefix("header:"), text.count > "header:".count {
+                sources.append(.header(String(text.dropFirst("header:".count)).lowercased()))
+            } else if text == "tenant" {
+                sources.append(.tenant)
+            } else if text == "body:user" {
+                sources.append(.bodyUser)
+            } else if text == "prefix" {
+                sources.append(.prefix)
+            } else {
+                item.report("\"\(text)\" is not a key source (header:<name>, tenant, body:user, prefix)")
+            }
+        }
+        if items.isEmpty { node.report("list at least one key source, or leave it out") }
+        return sources
+    }
 }

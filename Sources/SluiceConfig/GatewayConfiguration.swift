@@ -22,6 +22,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// TLS on `listen`; nil: plaintext HTTP/1.1 and h2c.
     public var tls: ListenerTLSConfiguration?
     public var http2 = HTTP2Configuration()
+    /// Model names served by weighted pools (versions, canaries) and their aliases.
+    public var models: [ModelConfiguration] = []
 
     public init(listen: ReplicaID, admin: AdminConfiguration, pools: [PoolConfiguration]) {
         self.listen = listen
@@ -177,6 +179,16 @@ public enum RoutingKeySource: Sendable, Equatable {
         switch self {
         case .bodyUser, .prefix: true
         case .header, .tenant: false
+        }
+    }
+
+    /// As written in a config file (`header:x-session-id`, `tenant`, `body:user`, `prefix`).
+    public var configText: String {
+        switch self {
+        case .header(let name): "header:\(name)"
+        case .tenant: "tenant"
+        case .bodyUser: "body:user"
+        case .prefix: "prefix"
         }
     }
 }

@@ -216,23 +216,7 @@ extension GatewayConfiguration {
            let policy = RoutingPolicyName(rawValue: text) {
             routing.policy = policy
         }
-        if let keyNode = keys["key"], let items = keyNode.sequence() {
-            for item in items {
-                guard let text = item.string() else { continue }
-                if text.hasPrefix("header:"), text.count > "header:".count {
-                    routing.key.append(.header(String(text.dropFirst("header:".count)).lowercased()))
-                } else if text == "tenant" {
-                    routing.key.append(.tenant)
-                } else if text == "body:user" {
-                    routing.key.append(.bodyUser)
-                } else if text == "prefix" {
-                    routing.key.append(.prefix)
-                } else {
-                    item.report("\"\(text)\" is not a key source (header:<name>, tenant, body:user, prefix)")
-                }
-            }
-            if items.isEmpty { keyNode.report("list at least one key source, or leave key out") }
-        }
+        if let keyNode = keys["key"] { routing.key = decodeKeySources(keyNode) }
         if let value = keys["prefix_tokens"]?.int(in: 1...1_000_000) { routing.prefixTokens = value }
         if let value = keys["load_factor"]?.double(in: 1...100) { routing.loadFactor = value }
         if let value = keys["max_queue"]?.int(in: 0...1_000_000) { routing.maxQueue = value }

@@ -3,7 +3,8 @@ import SluiceCore
 /// What a config reload may change in a running gateway, decided before anything is touched.
 ///
 /// A reload swaps pools' replica lists (each pool's membership is an immutable snapshot, so the
-/// swap is atomic and in-flight requests keep the replica they were sent to). Everything else —
+/// swap is atomic and in-flight requests keep the replica they were sent to) and versioned
+/// models' weights (a canary's share moves, sessions on unchanged slices stay). Everything else —
 /// listeners, workers, pools added, removed or renamed, routing, timeouts, limits — is wired
 /// into connections and handlers at start, so a reload that changes any of it is refused as a
 /// whole, naming each key, and the running configuration stays exactly as it was. Envoy and
@@ -11,17 +12,21 @@ import SluiceCore
 public struct ReloadPlan: Sendable, Equatable {
     /// New replica lists, by pool name, for the pools whose membership changes.
     public var membership: [String: [ReplicaID]]
+    /// New weights, by model name then version pool, for the versioned models whose weights change.
+    public var weights: [String: [String: Double]]
 
-    public init(membership: [String: [ReplicaID]]) {
+    public init(membership: [String: [ReplicaID]], weights: [String: [String: Double]] = [:]) {
         self.membership = membership
+        self.weights = weights
     }
 
     /// Compares `new` with `running` (the running config, its pools' `replicas` being their
-    /// current members, which admin calls may have changed since the file was read).
+    /// current members and its models' weights their current weights, which admin calls may
+    /// have changed since the file was read).
     public static func make(running: GatewayConfiguration, new: GatewayConfiguration) -> Result<ReloadPlan, ConfigError> {
         var issues: [ConfigIssue] = []
         func refuse(_ path: String, _ what: String) {
-            issues.append(ConfigIssue(path: path, line: nil, message: "\(what); only pools' replicas change on reload, restart to apply this"))
+            issues.append(ConfigIssue(path: path, line: nil, message: "\(what); only pools' replicas and models' weights change on reload, restart to apply this"))
         }
         if new.listen != running.listen { refuse("listen", "changed") }
         if new.workers != running.workers { refuse("workers", "changed") }
@@ -59,7 +64,22 @@ public struct ReloadPlan: Sendable, Equatable {
             // (A discovered pool's members are its source's, not the file's.)
             if pool.replicas != old.replicas, pool.discovery == nil { membership[pool.name] = pool.replicas }
         }
+        var weights: [String: [String: Double]] = [:]
+        let shape = { (models: [ModelConfiguration]) in
+            models.map { model in
+                var shape = model
+                shape.versions = model.versions.map { .init(pool: $0.pool, weight: 0) }
+                return shape
+            }
+        }
+        if shape(new.models) != shape(running.models) {
+            refuse("models", "models, aliases, versions or sticky keys changed")
+        } else {
+            for (old, model) in zip(running.models, new.models) where old.versions != model.versions {
+                weights[model.name] = Dictionary(uniqueKeysWithValues: model.versions.map { ($0.pool, $0.weight) })
+            }
+        }
         if !issues.isEmpty { return .failure(ConfigError(issues: issues)) }
-        return .success(ReloadPlan(membership: membership))
+        return .success(ReloadPlan(membership: membership, weights: weights))
     }
 }

@@ -69,3 +69,33 @@ import Testing
         #expect(throws: Never.self) { try scan(fine) }
     }
 }
+
+@Suite struct VersionedRouteTableTests {
+    /// Pool 0 serves any model on chat paths; pools 1 and 2 are the versions of "llama" (alias
+    /// "gpt-default"), pool 2 only on chat completions.
+    static let table = RouteTable(
+        entries: [
+            .init(paths: [PathPattern("/v1/*")!], models: ["other"]),
+            .init(paths: [PathPattern("/v1/*")!], models: nil),
+            .init(paths: [PathPattern("/v1/chat/completions")!], models: nil),
+        ],
+        versioned: [.init(names: ["llama", "gpt-default"], pools: [1, 2])])
+
+    @Test func aVersionedModelOrAliasIsRoutedToItsVersions() {
+        #expect(Self.table.route(path: "/v1/chat/completions") == .needsModel)
+        #expect(Self.table.route(path: "/v1/chat/completions", model: "llama") == .versioned(0))
+        #expect(Self.table.route(path: "/v1/chat/completions", model: "gpt-default") == .versioned(0))
+        #expect(Self.table.route(path: "/v1/chat/completions", model: "other") == .pool(0))
+        // Any other model: the first pool that takes any model.
+        #expect(Self.table.route(path: "/v1/chat/completions", model: "mistral") == .pool(1))
+        #expect(Self.table.route(path: "/v2/infer", model: "llama") == .noRoute)
+        #expect(Self.table.admits(path: "/v1/embeddings", pool: 1))
+        #expect(!Self.table.admits(path: "/v1/embeddings", pool: 2))
+    }
+
+    @Test func aPoolThatServesAVersionNeedsTheModelEvenIfItTakesAnyModel() {
+        let table = RouteTable(entries: [.init(paths: [PathPattern("/v1/*")!], models: nil)], versioned: [.init(names: ["m"], pools: [0])])
+        #expect(table.route(path: "/v1/embeddings") == .needsModel)
+        #expect(RouteTable(entries: table.entries).route(path: "/v1/embeddings") == .pool(0))
+    }
+}

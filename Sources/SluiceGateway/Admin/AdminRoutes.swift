@@ -72,6 +72,8 @@ final class AdminRoutes: Sendable {
             return AdminResponse(status: .ok, contentType: "application/json", body: ByteBuffer(string: ScaleView.document(gateway)))
         case (.POST, "/admin/reload"):
             return reload()
+        case (.GET, "/admin/versions"):
+            return .json(.ok, VersionsView(gateway.runtime.versions))
         default:
             break
         }
@@ -79,6 +81,10 @@ final class AdminRoutes: Sendable {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         if parts.count >= 5, parts[1] == "admin", parts[2] == "pools", parts[4] == "replicas" {
             return membership(request, pool: parts[3], rest: Array(parts.dropFirst(5)))
+        }
+        // /admin/versions/{model}
+        if parts.count == 4, parts[1] == "admin", parts[2] == "versions", request.method == .PUT || request.method == .POST {
+            return setWeights(request, model: parts[3].removingPercentEncoding ?? parts[3])
         }
         return .error(.notFound, "No admin route \(request.method) \(path).", code: "not_found")
     }
@@ -139,6 +145,24 @@ final class AdminRoutes: Sendable {
                 return .error(.conflict, "\(id) is already a replica of pool \(pool).", code: "already_a_member")
             case .notMember(let id):
                 return .error(.notFound, "\(id) is not a replica of pool \(pool).", code: "not_a_member")
+            }
+        }
+    }
+
+    /// `{"weights": {"<pool>": <weight>, ...}}`: the named versions' new weights, the others unchanged.
+    private func setWeights(_ request: AdminRequest, model: String) -> AdminResponse {
+        struct Body: Decodable { var weights: [String: Double] }
+        guard let body = request.body.flatMap({ try? JSONDecoder().decode(Body.self, from: Data($0.readableBytesView)) }), !body.weights.isEmpty else {
+            return .error(.badRequest, #"Send a JSON body {"weights": {"<pool>": <weight>}}."#, code: "invalid_body")
+        }
+        do throws(ModelVersions.ChangeError) {
+            try gateway.runtime.versions.setWeights(model: model, body.weights, by: "admin API from \(request.peer?.ipAddress ?? "?")")
+            return .json(.ok, VersionsView(gateway.runtime.versions))
+        } catch {
+            switch error {
+            case .unknownModel: return .error(.notFound, "\(error).", code: "unknown_model")
+            case .unknownVersion: return .error(.notFound, "\(error).", code: "unknown_version")
+            case .badWeights: return .error(.badRequest, "\(error).", code: "invalid_weights")
             }
         }
     }

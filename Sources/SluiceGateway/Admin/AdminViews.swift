@@ -131,8 +131,10 @@ struct MembershipView: Encodable {
 struct ReloadView: Encodable {
     var reloaded = true
     var changed: [String: [String]]
+    var weights: [String: [String: Double]]
 
     init(outcome: Gateway.ReloadOutcome) {
         changed = outcome.changed.mapValues { $0.map(\.description) }
+        weights = outcome.weights
     }
 }

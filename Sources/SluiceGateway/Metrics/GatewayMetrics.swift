@@ -39,6 +39,16 @@ public final class GatewayMetrics: Sendable {
         bounds: [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
                  .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250)])
 
+    /// A versioned model's requests by the version (pool) that served them (`ModelVersions`).
+    let versionDuration = LatencyHistogramFamily(
+        name: "sluice_version_request_duration_seconds",
+        help: "Requests for a versioned model, by the version (pool) that served them: from the request head to the last byte.",
+        bounds: GatewayMetrics.latencyBuckets)
+    let versionResponses = CounterFamily(
+        name: "sluice_version_responses_total", help: "Requests for a versioned model, by version (pool) and status class.")
+    let versionTokens = CounterFamily(
+        name: "sluice_version_tokens_total", help: "Tokens (prompt and completion) replicas reported in their usage, by versioned model and version (pool).")
+
     static let latencyBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
@@ -75,6 +85,9 @@ public final class GatewayMetrics: Sendable {
         queueWait.render(into: &text)
         scalingSignal.render(into: &text)
         batchWait.render(into: &text)
+        versionDuration.render(into: &text)
+        versionResponses.render(into: &text)
+        versionTokens.render(into: &text)
         return text
     }
 }

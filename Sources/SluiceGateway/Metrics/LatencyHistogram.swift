@@ -39,7 +39,7 @@ final class LatencyHistogram: Sendable {
 
     init(family: LatencyHistogramFamily, labels: [(String, String)]) {
         self.family = family
-        self.labelText = labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",")
+        self.labelText = labels.map { "\($0.0)=\"\(PrometheusText.escape($0.1))\"" }.joined(separator: ",")
         self.buckets = AtomicArray(repeating: 0, count: family.bounds.count + 1)
     }
 
@@ -49,6 +49,31 @@ final class LatencyHistogram: Sendable {
         while index < bounds.count, nanoseconds > bounds[index] { index += 1 }
         buckets[index].wrappingAdd(1, ordering: .relaxed)
         sumNanos.wrappingAdd(Int(nanoseconds), ordering: .relaxed)
+    }
+
+    /// Samples recorded.
+    var count: Int {
+        (0...family.bounds.count).reduce(0) { $0 + buckets[$1].load(ordering: .relaxed) }
+    }
+
+    /// The `q` quantile in seconds, interpolated within its bucket as Prometheus's
+    /// `histogram_quantile` does (nil without samples; the last finite bound past it).
+    func quantile(_ q: Double) -> Double? {
+        let counts = (0...family.bounds.count).map { buckets[$0].load(ordering: .relaxed) }
+        let total = counts.reduce(0, +)
+        guard total > 0 else { return nil }
+        let rank = q * Double(total)
+        var below = 0
+        for (index, bound) in family.bounds.enumerated() {
+            let upTo = below + counts[index]
+            if Double(upTo) >= rank, counts[index] > 0 {
+                let lower = index == 0 ? 0 : Double(family.bounds[index - 1])
+                let fraction = (rank - Double(below)) / Double(counts[index])
+                return (lower + (Double(bound) - lower) * fraction) / 1e9
+            }
+            below = upTo
+        }
+        return Double(family.bounds.last ?? 0) / 1e9
     }
 
     func render(into text: inout String) {
@@ -67,15 +92,18 @@ final class LatencyHistogram: Sendable {
     }
 }
 
-private func escape(_ value: String) -> String {
-    var out = ""
-    for character in value {
-        switch character {
-        case "\\": out += "\\\\"
-        case "\"": out += "\\\""
-        case "\n": out += "\\n"
-        default: out.append(character)
+/// Label values in the Prometheus text format.
+enum PrometheusText {
+    static func escape(_ value: String) -> String {
+        var out = ""
+        for character in value {
+            switch character {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(character)
+            }
         }
+        return out
     }
-    return out
 }

@@ -17,6 +17,8 @@ struct BodyInspection {
     let cost: RequestCost?
     /// The request as a member of one of its pool's batches; nil when it goes alone.
     let batchItem: Batcher.Item?
+    /// The version that serves it, when it named a versioned model.
+    let version: VersionStats?
 
     enum Outcome {
         case inspected(BodyInspection)
@@ -25,7 +27,9 @@ struct BodyInspection {
     }
 
     /// Inspects `body`, and gives `exchange` the prompt chain its pool's policy will read.
-    static func of(_ exchange: Exchange, head: HTTP1Head, body: ByteBuffer, runtime: GatewayRuntime) -> Outcome {
+    static func of(
+        _ exchange: Exchange, head: HTTP1Head, body: ByteBuffer, runtime: GatewayRuntime, random: inout some RandomNumberGenerator
+    ) -> Outcome {
         var scanned: Result<CompletionRequestFacts, JSONFieldScanner.Failure>?
         func facts() -> Result<CompletionRequestFacts, JSONFieldScanner.Failure> {
             if let scanned { return scanned }
@@ -37,6 +41,7 @@ struct BodyInspection {
         }
 
         let pool: PoolRuntime
+        var version: VersionStats?
         if let index = exchange.keyPool {
             pool = runtime.pools[index]
         } else {
@@ -49,10 +54,21 @@ struct BodyInspection {
                 case .failure(let failure): return .answer(.badJSON(failure.description))
                 }
             }
-            guard case .pool(let index) = runtime.routeTable.route(path: exchange.path[...], model: model) else {
+            switch runtime.routeTable.route(path: exchange.path[...], model: model) {
+            case .pool(let index):
+                pool = runtime.pools[index]
+            case .versioned(let index):
+                let sticky = runtime.versions.models[index].configuration.sticky
+                let key = RoutingKeys.fromBody(body, facts: { try? facts().get() }, head: head, sources: sticky, prefixTokens: 256).key
+                let chosen = runtime.versions.choose(model: index, key: key, random: &random)
+                guard runtime.routeTable.admits(path: exchange.path[...], pool: chosen.pool) else {
+                    return .answer(.noRoute(path: exchange.path, model: model ?? "(none)"))
+                }
+                pool = runtime.pools[chosen.pool]
+                version = chosen.stats
+            case .needsModel, .noRoute:
                 return .answer(.noRoute(path: exchange.path, model: model ?? "(none)"))
             }
-            pool = runtime.pools[index]
         }
 
         let routing = pool.configuration.routing
@@ -80,6 +96,6 @@ struct BodyInspection {
             case .alone: break
             }
         }
-        return .inspected(BodyInspection(pool: pool, key: key, prompt: prompt, streams: streams, cost: cost, batchItem: batchItem))
+        return .inspected(BodyInspection(pool: pool, key: key, prompt: prompt, streams: streams, cost: cost, batchItem: batchItem, version: version))
     }
 }

@@ -21,6 +21,8 @@ extension Exchange {
             tenant = nil
         }
         let metrics = pool?.metrics ?? runtime.metrics.unrouted
-        metrics.recordResponse(status: status, nanoseconds: Int64(now.uptimeNanoseconds - start.uptimeNanoseconds))
+        let nanoseconds = Int64(now.uptimeNanoseconds - start.uptimeNanoseconds)
+        metrics.recordResponse(status: status, nanoseconds: nanoseconds)
+        version?.record(status: status, nanoseconds: nanoseconds, tokens: knownUsage ?? usageMeter?.usedTokens)
     }
 }

@@ -33,6 +33,8 @@ final class Exchange {
     var limitWindows: [RateLimitHeaders.Window] = []
     /// The pool chosen by path when the body is read first (for a key in it, limits or batching).
     var keyPool: Int?
+    /// The version of a versioned model that serves it (`ModelVersions`).
+    var version: VersionStats?
     var pool: PoolRuntime?
     var routingKey: String?
     /// The prompt's block chain, for cache-aware pools keyed on the prompt (`PromptChain`), and

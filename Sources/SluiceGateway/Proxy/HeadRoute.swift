@@ -25,7 +25,7 @@ enum HeadRoute {
             } else {
                 self = .hold(pool: index)
             }
-        case .needsModel:
+        case .needsModel, .versioned:  // (a path alone never names a version)
             self = .hold(pool: nil)
         case .noRoute:
             self = .noRoute

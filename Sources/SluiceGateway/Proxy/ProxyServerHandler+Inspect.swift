@@ -6,9 +6,14 @@ import SluiceHTTP1
 extension ProxyServerHandler {
     func inspect(_ exchange: Exchange, head: HTTP1Head, body: ByteBuffer) {
         let inspection: BodyInspection
-        switch BodyInspection.of(exchange, head: head, body: body, runtime: runtime) {
+        switch BodyInspection.of(exchange, head: head, body: body, runtime: runtime, random: &upstreams.random) {
         case .answer(let error): return respond(error, closeAfter: false)
         case .inspected(let found): inspection = found
+        }
+        if let version = inspection.version {
+            exchange.version = version
+            // (Token limits may have set one already, which asks for a stream's usage.)
+            if exchange.usageMeter == nil { exchange.usageMeter = UsageMeter(strip: false) }
         }
         guard let cost = inspection.cost, let admission = runtime.admission, let tenant = exchange.tenant else {
             return forward(exchange, head: head, inspection, body: body)

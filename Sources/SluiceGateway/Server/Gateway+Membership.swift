@@ -15,9 +15,11 @@ extension Gateway {
         case notMember(ReplicaID)
     }
 
-    /// What a successful reload changed: the new replica list of each pool that changed.
+    /// What a successful reload changed: the new replica list of each pool that changed, and
+    /// the new weights of each versioned model whose weights changed.
     public struct ReloadOutcome: Sendable, Equatable {
         public var changed: [String: [ReplicaID]]
+        public var weights: [String: [String: Double]] = [:]
     }
 
     public enum ReloadError: Error, CustomStringConvertible {
@@ -87,6 +89,9 @@ extension Gateway {
         for index in running.pools.indices {
             running.pools[index].replicas = runtime.pools[index].snapshot.replicas.map(\.id)
         }
+        for (index, model) in runtime.versions.models.enumerated() {
+            running.models[index].versions = zip(model.configuration.versions, runtime.versions.weights(of: index)).map { .init(pool: $0.pool, weight: $1) }
+        }
         switch ReloadPlan.make(running: running, new: new) {
         case .failure(let error):
             throw .rejected(error.report(file: path))
@@ -96,10 +101,14 @@ extension Gateway {
                 pool.setMembers(replicas)
                 retireConnections(of: pool)
             }
+            for (model, weights) in plan.weights {
+                // (The plan checked the models' shape: these names and pools exist.)
+                try? runtime.versions.setWeights(model: model, weights, by: "reload of \(path)")
+            }
             runtime.logger.notice("config reloaded", metadata: [
-                "changed": "\(plan.membership.keys.sorted().joined(separator: ","))",
+                "changed": "\((plan.membership.keys.sorted() + plan.weights.keys.sorted().map { "models.\($0)" }).joined(separator: ","))",
             ])
-            return ReloadOutcome(changed: plan.membership)
+            return ReloadOutcome(changed: plan.membership, weights: plan.weights)
         }
     }
 

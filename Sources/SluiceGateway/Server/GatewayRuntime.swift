@@ -10,6 +10,8 @@ final class GatewayRuntime: Sendable {
     let configuration: GatewayConfiguration
     let routeTable: RouteTable
     let pools: [PoolRuntime]
+    /// Versioned models (`models:`) and their weights.
+    let versions: ModelVersions
     let metrics: GatewayMetrics
     let tracker = ConnectionTracker()
     let upstreamStats = UpstreamStatsRegistry()
@@ -56,9 +58,11 @@ final class GatewayRuntime: Sendable {
             PoolRuntime(index: index, configuration: pool, client: httpClient, metrics: metrics, clock: clock)
         }
         self.pools = pools
-        self.routeTable = RouteTable(entries: configuration.pools.map { pool in
-            RouteTable.Entry(paths: pool.paths, models: pool.models.map(Set.init))
-        })
+        let versions = ModelVersions(configuration.models, poolNames: configuration.pools.map(\.name), metrics: metrics, logger: logger)
+        self.versions = versions
+        self.routeTable = RouteTable(
+            entries: configuration.pools.map { pool in RouteTable.Entry(paths: pool.paths, models: pool.models.map(Set.init)) },
+            versioned: versions.routeEntries)
     }
 
     var limits: LimitsConfiguration { configuration.limits }

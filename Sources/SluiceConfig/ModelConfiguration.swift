@@ -1,0 +1,32 @@
+import SluiceCore
+
+/// `models[]`: a model name that requests carry, served by one or more pools (its versions) with
+/// weights, so a new version takes a share of the sessions (a canary); and other names for it.
+public struct ModelConfiguration: Sendable, Equatable {
+    public struct Version: Sendable, Equatable {
+        /// A pool's `name`.
+        public var pool: String
+        public var weight: Double
+
+        public init(pool: String, weight: Double) {
+            self.pool = pool
+            self.weight = weight
+        }
+    }
+
+    public var name: String
+    /// Other names requests may use for it, e.g. `gpt-default`.
+    public var aliases: [String] = []
+    public var versions: [Version]
+    /// What keeps a conversation on one version: the first source present (as `routing.key`);
+    /// a request with none is placed at random.
+    public var sticky: [RoutingKeySource] = [.header("x-session-id"), .tenant]
+
+    public init(name: String, versions: [Version]) {
+        self.name = name
+        self.versions = versions
+    }
+
+    /// Every name that routes here: the name, then the aliases.
+    public var names: [String] { [name] + aliases }
+}
