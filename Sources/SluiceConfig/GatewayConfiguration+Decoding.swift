@@ -253,7 +253,7 @@ extension GatewayConfiguration {
         var models: [ModelConfiguration] = []
         var claimed: Set<String> = []
         for item in items {
-            guard let keys = item.mapping(allowed: ["name", "aliases", "versions", "sticky"]) else { continue }
+            guard let keys = item.mapping(allowed: ["name", "aliases", "versions", "sticky", "shadow"]) else { continue }
             guard let name = keys["name"]?.string(), !name.isEmpty else {
                 if keys["name"] == nil { item.report("a model needs name: the model field requests carry") }
                 continue
@@ -288,12 +288,31 @@ extension GatewayConfiguration {
                 model.aliases = aliases.filter { !$0.isEmpty }
             }
             if let node = keys["sticky"] { model.sticky = decodeKeySources(node) }
+            if let node = keys["shadow"] { model.shadow = decodeShadow(node, model: model, poolNames: poolNames) }
             for taken in model.names where !claimed.insert(taken).inserted {
                 item.report("\"\(taken)\" already names another model or alias")
             }
             models.append(model)
         }
         return models
+    }
+
+    /// `models[].shadow`: a pool that is not one of the model's versions.
+    private static func decodeShadow(_ node: NodeReader, model: ModelConfiguration, poolNames: Set<String>) -> ModelConfiguration.Shadow? {
+        guard let keys = node.mapping(allowed: ["pool", "share", "max_in_flight", "timeout"]) else { return nil }
+        guard let pool = keys["pool"]?.string(), let share = keys["share"]?.double(in: 0...1) else {
+            for key in ["pool", "share"] where keys[key] == nil { node.report("missing required key \"\(key)\"") }
+            return nil
+        }
+        if !poolNames.contains(pool) {
+            keys["pool"]!.report("no pool is named \"\(pool)\"")
+        } else if model.versions.contains(where: { $0.pool == pool }) {
+            keys["pool"]!.report("pool \"\(pool)\" is a version of \(model.name): a shadow gets copies, not a share")
+        }
+        var shadow = ModelConfiguration.Shadow(pool: pool, share: share)
+        if let value = keys["max_in_flight"]?.int(in: 1...100_000) { shadow.maxInFlight = value }
+        if let value = keys["timeout"]?.duration(atLeast: .milliseconds(1)) { shadow.timeout = value }
+        return shadow
     }
 
     /// A list of key sources (`routing.key`, `models[].sticky`): header:<name>, tenant, body:user, prefix.

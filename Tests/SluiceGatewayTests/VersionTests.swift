@@ -85,7 +85,7 @@ import Testing
             #expect(versions[1]["p95"] as? Double != nil)
             #expect((versions[1]["tokens"] as? Int ?? 0) > 0)
             let metrics = try await h.adminRequest("/metrics").text
-            #expect(metrics.contains(#"sluice_version_responses_total{model="sim-7b",pool="v2",class="2xx"} "#))
+            #expect(metrics.contains(#"sluice_version_responses_total{model="sim-7b",pool="v2",role="version",class="2xx"} "#))
         }
     }
 

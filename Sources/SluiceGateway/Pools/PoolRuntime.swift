@@ -189,10 +189,16 @@ final class PoolRuntime: Sendable {
     /// Another available replica than `failed`, for the one retry after a failed connect: the
     /// least loaded of the others (not counted as a routing decision; the first one was).
     func pickOther(than failed: Replica, now: NIODeadline) -> Replica? {
+        leastLoaded(now: now, excluding: failed)
+    }
+
+    /// The least loaded available replica (a shadow copy's, a retry's), not counted as a
+    /// routing decision.
+    func leastLoaded(now: NIODeadline, excluding excluded: Replica? = nil) -> Replica? {
         let instant = now.uptimeNanoseconds
         let staleAfter = UInt64(max(1, configuration.routing.scrapeInterval.nanoseconds * 3))
         return snapshot.replicas
-            .filter { $0 !== failed && $0.isAvailable(at: instant) }
+            .filter { $0 !== excluded && $0.isAvailable(at: instant) }
             .min { $0.load(at: instant, staleAfter: staleAfter) < $1.load(at: instant, staleAfter: staleAfter) }
     }
 

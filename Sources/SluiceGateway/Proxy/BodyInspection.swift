@@ -19,6 +19,8 @@ struct BodyInspection {
     let batchItem: Batcher.Item?
     /// The version that serves it, when it named a versioned model.
     let version: VersionStats?
+    /// Where a copy of it goes, when it is one of its model's shadowed share.
+    let shadow: ShadowMirror?
 
     enum Outcome {
         case inspected(BodyInspection)
@@ -42,6 +44,7 @@ struct BodyInspection {
 
         let pool: PoolRuntime
         var version: VersionStats?
+        var shadow: ShadowMirror?
         if let index = exchange.keyPool {
             pool = runtime.pools[index]
         } else {
@@ -66,6 +69,7 @@ struct BodyInspection {
                 }
                 pool = runtime.pools[chosen.pool]
                 version = chosen.stats
+                shadow = chosen.shadow
             case .needsModel, .noRoute:
                 return .answer(.noRoute(path: exchange.path, model: model ?? "(none)"))
             }
@@ -96,6 +100,6 @@ struct BodyInspection {
             case .alone: break
             }
         }
-        return .inspected(BodyInspection(pool: pool, key: key, prompt: prompt, streams: streams, cost: cost, batchItem: batchItem, version: version))
+        return .inspected(BodyInspection(pool: pool, key: key, prompt: prompt, streams: streams, cost: cost, batchItem: batchItem, version: version, shadow: shadow))
     }
 }

@@ -33,6 +33,8 @@ extension ProxyServerHandler {
     /// Sends an inspected request on: into its pool's batch (`Batcher`; the member then waits for
     /// its part of the batch's answer), or alone.
     private func forward(_ exchange: Exchange, head: HTTP1Head, _ inspection: BodyInspection, body: ByteBuffer) {
+        // An admitted request's copy (the client's request does not wait on it).
+        inspection.shadow?.mirror(path: exchange.path, body: body, client: runtime.httpClient, on: context.eventLoop)
         let pool = inspection.pool
         guard let item = inspection.batchItem, let batcher = pool.batcher else {
             return sendRead(exchange, head: head, body: body, pool: pool, key: inspection.key)

@@ -58,7 +58,7 @@ final class GatewayRuntime: Sendable {
             PoolRuntime(index: index, configuration: pool, client: httpClient, metrics: metrics, clock: clock)
         }
         self.pools = pools
-        let versions = ModelVersions(configuration.models, poolNames: configuration.pools.map(\.name), metrics: metrics, logger: logger)
+        let versions = ModelVersions(configuration.models, pools: pools, metrics: metrics, logger: logger)
         self.versions = versions
         self.routeTable = RouteTable(
             entries: configuration.pools.map { pool in RouteTable.Entry(paths: pool.paths, models: pool.models.map(Set.init)) },

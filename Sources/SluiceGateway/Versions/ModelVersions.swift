@@ -13,12 +13,14 @@ final class ModelVersions: Sendable {
         let pools: [Int]
         let split: Mutex<VersionSplit>
         let stats: [VersionStats]
+        let shadow: ShadowMirror?
 
-        init(configuration: ModelConfiguration, pools: [Int], split: VersionSplit, stats: [VersionStats]) {
+        init(configuration: ModelConfiguration, pools: [Int], split: VersionSplit, stats: [VersionStats], shadow: ShadowMirror?) {
             self.configuration = configuration
             self.pools = pools
             self.split = Mutex(split)
             self.stats = stats
+            self.shadow = shadow
         }
     }
 
@@ -40,14 +42,18 @@ final class ModelVersions: Sendable {
     private let logger: Logger
 
     /// `configuration` was validated: its pools exist and its weights make a split.
-    init(_ configuration: [ModelConfiguration], poolNames: [String], metrics: GatewayMetrics, logger: Logger) {
+    init(_ configuration: [ModelConfiguration], pools: [PoolRuntime], metrics: GatewayMetrics, logger: Logger) {
         self.logger = logger
+        let poolNames = pools.map(\.name)
         models = configuration.map { model in
             Model(
                 configuration: model,
                 pools: model.versions.map { version in poolNames.firstIndex(of: version.pool)! },
                 split: VersionSplit(weights: model.versions.map(\.weight))!,
-                stats: model.versions.map { VersionStats(model: model.name, pool: $0.pool, metrics: metrics) })
+                stats: model.versions.map { VersionStats(model: model.name, pool: $0.pool, metrics: metrics) },
+                shadow: model.shadow.map { shadow in
+                    ShadowMirror(shadow, model: model.name, pool: pools[poolNames.firstIndex(of: shadow.pool)!], metrics: metrics)
+                })
         }
     }
 
@@ -55,12 +61,14 @@ final class ModelVersions: Sendable {
         models.map { RouteTable.VersionedModel(names: Set($0.configuration.names), pools: $0.pools) }
     }
 
-    /// The version for a request of model `index`: by its sticky key, else at random.
-    func choose(model index: Int, key: String?, random: inout some RandomNumberGenerator) -> (pool: Int, stats: VersionStats) {
+    /// The version for a request of model `index`: by its sticky key, else at random; and the
+    /// shadow to copy it to, when it is one of the shadow's share.
+    func choose(model index: Int, key: String?, random: inout some RandomNumberGenerator) -> (pool: Int, stats: VersionStats, shadow: ShadowMirror?) {
         let model = models[index]
         let split = model.split.withLock { $0 }
         let version = key.map { split.version(forKey: $0, model: model.configuration.name) } ?? split.version(using: &random)
-        return (model.pools[version], model.stats[version])
+        let shadow = model.shadow.flatMap { $0.draws(using: &random) ? $0 : nil }
+        return (model.pools[version], model.stats[version], shadow)
     }
 
     func weights(of index: Int) -> [Double] {

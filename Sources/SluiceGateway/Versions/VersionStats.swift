@@ -8,8 +8,9 @@ final class VersionStats: Sendable {
     private let responses: [CounterSeries]
     let tokens: CounterSeries
 
-    init(model: String, pool: String, metrics: GatewayMetrics) {
-        let labels = [("model", model), ("pool", pool)]
+    /// - Parameter role: `version` (it serves a share) or `shadow` (it gets copies).
+    init(model: String, pool: String, metrics: GatewayMetrics, role: String = "version") {
+        let labels = [("model", model), ("pool", pool), ("role", role)]
         duration = metrics.versionDuration.makeSeries(labels: labels)
         responses = ["2xx", "4xx", "5xx"].map { metrics.versionResponses.makeSeries(labels: labels + [("class", $0)]) }
         tokens = metrics.versionTokens.makeSeries(labels: labels)
