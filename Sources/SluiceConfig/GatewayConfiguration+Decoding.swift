@@ -79,7 +79,7 @@ extension GatewayConfiguration {
     }
 
     private static func decodeAdmin(_ reader: NodeReader) -> AdminConfiguration? {
-        guard let keys = reader.mapping(allowed: ["listen", "token_env"]) else { return nil }
+        guard let keys = reader.mapping(allowed: ["listen", "token_env", "chatops"]) else { return nil }
         guard let listenNode = keys["listen"] else {
             reader.report("missing required key \"listen\"")
             return nil
@@ -93,7 +93,31 @@ extension GatewayConfiguration {
                 admin.tokenEnv = name
             }
         }
+        if let node = keys["chatops"] { admin.chatops = decodeChatOps(node) }
         return admin
+    }
+
+    private static func decodeChatOps(_ reader: NodeReader) -> ChatOpsConfiguration? {
+        guard let keys = reader.mapping(allowed: ["signing_secret_env", "mattermost_token_env", "webhook_url", "audit_log"]) else { return nil }
+        var chatops = ChatOpsConfiguration()
+        for (key, assign) in [("signing_secret_env", \ChatOpsConfiguration.signingSecretEnv), ("mattermost_token_env", \.mattermostTokenEnv)] {
+            guard let node = keys[key], let name = node.string() else { continue }
+            if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) {
+                node.report("\"\(name)\" is not an environment variable name")
+            } else {
+                chatops[keyPath: assign] = name
+            }
+        }
+        if keys["signing_secret_env"] == nil, keys["mattermost_token_env"] == nil {
+            reader.report("chatops needs signing_secret_env (Slack) or mattermost_token_env (Mattermost): who may send commands")
+        }
+        if let node = keys["webhook_url"], let url = node.string() {
+            if url.hasPrefix("http://") || url.hasPrefix("https://") { chatops.webhookURL = url } else { node.report("\"\(url)\" is not an http(s) URL") }
+        }
+        if let node = keys["audit_log"], let path = node.string() {
+            if path.isEmpty { node.report("an empty path") } else { chatops.auditLog = path }
+        }
+        return chatops
     }
 
     private static func decodeLimits(_ reader: NodeReader) -> LimitsConfiguration {

@@ -38,11 +38,28 @@ public struct AdminConfiguration: Sendable, Equatable {
     public var listen: ReplicaID
     /// Environment variable holding the bearer token for `/admin/*`; the token never sits in YAML.
     public var tokenEnv: String?
+    /// Slash commands from Slack or Mattermost on `POST /chat/command`.
+    public var chatops: ChatOpsConfiguration?
 
     public init(listen: ReplicaID, tokenEnv: String? = nil) {
         self.listen = listen
         self.tokenEnv = tokenEnv
     }
+}
+
+/// `admin.chatops`: who may send commands (secrets named by environment variable, never in the
+/// file), where notices go, and where every command is recorded.
+public struct ChatOpsConfiguration: Sendable, Equatable {
+    /// Slack's signing secret (requests signed with HMAC-SHA256).
+    public var signingSecretEnv: String?
+    /// Mattermost's slash-command token.
+    public var mattermostTokenEnv: String?
+    /// An incoming webhook (Slack or Mattermost) for notices: scale decisions, ejections, canary changes.
+    public var webhookURL: String?
+    /// A file every command is appended to (JSON lines), besides the log.
+    public var auditLog: String?
+
+    public init() {}
 }
 
 public struct LimitsConfiguration: Sendable, Equatable {

@@ -41,10 +41,13 @@ struct AdminResponse {
 final class AdminRoutes: Sendable {
     let gateway: Gateway
     private let token: [UInt8]?
+    /// Slash commands (`admin.chatops`), authorized by their own signatures, not the admin token.
+    private let chatops: ChatOps?
 
     init(gateway: Gateway, token: String?) {
         self.gateway = gateway
         self.token = token.map { Array($0.utf8) }
+        chatops = gateway.runtime.configuration.admin.chatops.map { ChatOps(gateway: gateway, configuration: $0) }
     }
 
     func handle(_ request: AdminRequest) -> AdminResponse {
@@ -58,6 +61,9 @@ final class AdminRoutes: Sendable {
             return AdminResponse(
                 status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8",
                 body: ByteBuffer(string: MetricsExport.render(gateway)))
+        case (.POST, "/chat/command"):
+            guard let chatops else { return .error(.notFound, "Chat commands are not configured (admin.chatops).", code: "not_found") }
+            return chatops.handle(request)
         default:
             break
         }

@@ -105,7 +105,7 @@ final class HealthMonitor: Service, Sendable {
                 let (successes, failures) = replica.takeOutcomes()
                 if policy.failureRateTooHigh(successes: successes, failures: failures), !replica.isEjected(at: now), pool.mayEject(at: now) {
                     replica.eject(at: now, policy: policy, reason: .failureRate)
-                    pool.metrics.recordEjection(.failureRate)
+                    pool.ejected(replica, reason: .failureRate)
                     logger.warning(
                         "replica ejected: too many of its requests failed",
                         metadata: ["pool": "\(pool.name)", "replica": "\(replica.id)", "failed": "\(failures)", "answered": "\(successes)"])

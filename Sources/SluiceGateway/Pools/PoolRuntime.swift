@@ -32,9 +32,10 @@ final class PoolRuntime: Sendable {
 
     init(
         index: Int, configuration: PoolConfiguration, client: BackgroundHTTPClient, metrics: GatewayMetrics,
-        clock: @escaping @Sendable () -> NIODeadline = { .now() }
+        clock: @escaping @Sendable () -> NIODeadline = { .now() }, notify: (@Sendable (String) -> Void)? = nil
     ) {
         self.clock = clock
+        self.notify = notify
         self.index = index
         self.configuration = configuration
         let routing = configuration.routing
@@ -85,6 +86,8 @@ final class PoolRuntime: Sendable {
     /// The data path's clock, for decisions made off an exchange's loop (a slot freed, a member
     /// relocated): the event loops' in production, a manual one in tests.
     let clock: @Sendable () -> NIODeadline
+    /// Tells the chat room of ejections (`ChatNotifier`).
+    private let notify: (@Sendable (String) -> Void)?
 
     /// The membership now. A decision reads one copy throughout, so a membership change in the
     /// middle of it cannot show it two different replica lists.
@@ -200,6 +203,12 @@ final class PoolRuntime: Sendable {
         return snapshot.replicas
             .filter { $0 !== excluded && $0.isAvailable(at: instant) }
             .min { $0.load(at: instant, staleAfter: staleAfter) < $1.load(at: instant, staleAfter: staleAfter) }
+    }
+
+    /// `replica` was taken out of rotation by passive health: counted, and told to the chat room.
+    func ejected(_ replica: Replica, reason: Replica.EjectionReason) {
+        metrics.recordEjection(reason)
+        notify?("Pool \(name): replica \(replica.id) ejected (\(reason.name.replacingOccurrences(of: "_", with: " ")))")
     }
 
     /// Whether routing reads the body (a `body:user` or `prefix` key source).

@@ -20,7 +20,7 @@ extension Exchange {
         guard let replica, let pool else { return }
         let instant = now.uptimeNanoseconds
         if replica.recordFailure(at: instant, policy: pool.configuration.ejection, mayEject: { pool.mayEject(at: instant) }) {
-            pool.metrics.recordEjection(.consecutiveFailures)
+            pool.ejected(replica, reason: .consecutiveFailures)
         }
     }
 

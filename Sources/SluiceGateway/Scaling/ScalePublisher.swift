@@ -32,13 +32,19 @@ final class ScalePublisher: Service, Sendable {
     private let tls: Result<TLSConfiguration?, any Error>
     private let client: BackgroundHTTPClient
     private let logger: Logger
+    private let notify: (@Sendable (String) -> Void)?
     private let generations = Mutex<[String: Int]>([:])
     private let delivered: Counter
     private let failed: Counter
     private let queue: AsyncStream<Delivery>
     private let enqueue: AsyncStream<Delivery>.Continuation
 
-    init(_ configuration: PublishConfiguration, client: BackgroundHTTPClient, logger: Logger, metrics: GatewayMetrics) {
+    /// - Parameter notify: also tells the chat room (`ChatNotifier`).
+    init(
+        _ configuration: PublishConfiguration, client: BackgroundHTTPClient, logger: Logger, metrics: GatewayMetrics,
+        notify: (@Sendable (String) -> Void)? = nil
+    ) {
+        self.notify = notify
         webhook = configuration.webhook
         self.client = client
         self.logger = logger
@@ -64,6 +70,7 @@ final class ScalePublisher: Service, Sendable {
         logger.info(
             "scale decision for pool \(published.pool): \(decision.current) → \(decision.desired) replicas",
             metadata: ["pool": "\(published.pool)", "mode": "\(decision.mode.rawValue)", "reason": "\(decision.reason)"])
+        notify?("Pool \(published.pool): \(decision.current) → \(decision.desired) replicas (\(decision.mode.rawValue)). \(decision.reason)")
         guard let webhook else { return }
         let generation = generations.withLock { generations -> Int in
             generations[published.pool, default: 0] += 1

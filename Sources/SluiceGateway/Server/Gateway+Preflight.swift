@@ -23,6 +23,11 @@ extension Gateway {
                 problems.append("tls: \(error)")
             }
         }
+        if let chatops = configuration.admin.chatops {
+            for name in [chatops.signingSecretEnv, chatops.mattermostTokenEnv].compactMap({ $0 }) where environment[name]?.isEmpty ?? true {
+                problems.append("admin.chatops: the environment variable \(name) is not set")
+            }
+        }
         for pool in configuration.pools {
             do {
                 _ = try UpstreamSettings(pool)

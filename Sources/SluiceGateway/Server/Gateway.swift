@@ -79,7 +79,9 @@ public final class Gateway: Sendable {
             pool.gossip.withLock { $0 = gossip }
             return gossip
         }
-        let publisher = ScalePublisher(configuration.publish, client: runtime.httpClient, logger: logger, metrics: metrics)
+        let publisher = ScalePublisher(
+            configuration.publish, client: runtime.httpClient, logger: logger, metrics: metrics,
+            notify: runtime.chatNotifier?.notify)
         self.scalePublisher = publisher
         self.scaleTicker = ScaleTicker(pools: runtime.pools, group: group, publisher: publisher, metrics: metrics)
         self.certificates = configuration.tls.map { tls in Result { () throws(ListenerCertificates.LoadError) in try ListenerCertificates(tls) } }

@@ -12,6 +12,8 @@ final class GatewayRuntime: Sendable {
     let pools: [PoolRuntime]
     /// Versioned models (`models:`) and their weights.
     let versions: ModelVersions
+    /// The chat room's incoming webhook (`admin.chatops.webhook_url`), for notices.
+    let chatNotifier: ChatNotifier?
     let metrics: GatewayMetrics
     let tracker = ConnectionTracker()
     let upstreamStats = UpstreamStatsRegistry()
@@ -54,11 +56,14 @@ final class GatewayRuntime: Sendable {
             admission = nil
             admissionError = nil
         }
+        let notifier = configuration.admin.chatops?.webhookURL.map { ChatNotifier(url: $0, client: httpClient, logger: logger) }
+        self.chatNotifier = notifier
+        let notify: (@Sendable (String) -> Void)? = notifier?.notify
         let pools = configuration.pools.enumerated().map { index, pool in
-            PoolRuntime(index: index, configuration: pool, client: httpClient, metrics: metrics, clock: clock)
+            PoolRuntime(index: index, configuration: pool, client: httpClient, metrics: metrics, clock: clock, notify: notify)
         }
         self.pools = pools
-        let versions = ModelVersions(configuration.models, pools: pools, metrics: metrics, logger: logger)
+        let versions = ModelVersions(configuration.models, pools: pools, metrics: metrics, logger: logger, notify: notify)
         self.versions = versions
         self.routeTable = RouteTable(
             entries: configuration.pools.map { pool in RouteTable.Entry(paths: pool.paths, models: pool.models.map(Set.init)) },

@@ -40,10 +40,16 @@ final class ModelVersions: Sendable {
 
     let models: [Model]
     private let logger: Logger
+    /// Announces weight changes in the chat room (`ChatNotifier`).
+    private let notify: (@Sendable (String) -> Void)?
 
     /// `configuration` was validated: its pools exist and its weights make a split.
-    init(_ configuration: [ModelConfiguration], pools: [PoolRuntime], metrics: GatewayMetrics, logger: Logger) {
+    init(
+        _ configuration: [ModelConfiguration], pools: [PoolRuntime], metrics: GatewayMetrics, logger: Logger,
+        notify: (@Sendable (String) -> Void)? = nil
+    ) {
         self.logger = logger
+        self.notify = notify
         let poolNames = pools.map(\.name)
         models = configuration.map { model in
             Model(
@@ -104,6 +110,7 @@ final class ModelVersions: Sendable {
             logger.notice("version weights changed", metadata: [
                 "model": "\(model.configuration.name)", "from": "\(describe(old))", "to": "\(describe(new))", "by": "\(who)",
             ])
+            notify?("Model \(model.configuration.name): weights \(describe(old)) → \(describe(new)) (by \(who))")
         }
         return new
     }
