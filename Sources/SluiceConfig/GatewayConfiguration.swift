@@ -353,6 +353,8 @@ public struct QueueConfiguration: Sendable, Equatable {
     public var max = 256
     /// How long a request may wait for a slot; past it, 503.
     public var timeout: Duration = .seconds(5)
+    /// How tenants of one priority share the pool while requests wait (`FairQueue`).
+    public var fairness: QueueFairness = .requests
 
     public init() {}
 }

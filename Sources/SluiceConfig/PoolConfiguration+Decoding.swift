@@ -88,8 +88,9 @@ extension GatewayConfiguration {
             if let value = batching["max_values"]?.int(in: 16...(1 << 24)) { configuration.maxValues = value }
             pool.batching = configuration
         }
-        if let node = keys["queue"], let queue = node.mapping(allowed: ["max", "timeout"]) {
+        if let node = keys["queue"], let queue = node.mapping(allowed: ["max", "timeout", "fairness"]) {
             if let value = queue["max"]?.int(in: 0...1_000_000) { pool.queue.max = value }
+            if let value = queue["fairness"]?.oneOf(QueueFairness.allCases.map(\.rawValue)) { pool.queue.fairness = QueueFairness(rawValue: value)! }
             if let value = queue["timeout"]?.duration(atLeast: .milliseconds(1)) { pool.queue.timeout = value }
             if keys["max_concurrent_per_replica"] == nil, pool.scaling?.minReplicas != 0 {
                 node.report("queue needs max_concurrent_per_replica (requests wait when every replica is at it) or scaling.min_replicas: 0 (they wait for the first replica)")

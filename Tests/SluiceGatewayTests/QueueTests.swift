@@ -156,4 +156,44 @@ import Testing
             #expect(order.value == ["important", "flood-1", "low", "flood-2", "flood-3"])
         }
     }
+
+    @Test func withTokenFairnessATenantOfLongPromptsWaitsForTheShortOnesTokens() async throws {
+        let long = try AdmissionTests.keysFile(["sk-long"])
+        let short = try AdmissionTests.keysFile(["sk-short"])
+        defer { for path in [long, short] { try? FileManager.default.removeItem(atPath: path) } }
+        try await Self.run(configure: { config in
+            config.pools[0].queue.fairness = .tokens
+            config.limits.tenants = [AdmissionTests.tenant("long", keysFile: long), AdmissionTests.tenant("short", keysFile: short)]
+        }) { h, gate in
+            let order = Locked<[String]>([])
+            let longPrompt = String(repeating: "context ", count: 1_000)
+            func ask(_ key: String, prompt: String, tokens: Int) async throws -> TestResponse {
+                try await h.request(
+                    "/v1/chat/completions", headers: [("content-type", "application/json"), ("authorization", "Bearer \(key)")],
+                    body: chatBody(maxTokens: tokens, prompt: prompt))
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { _ = try await ask("sk-long", prompt: longPrompt, tokens: 150) }
+                try await Self.waitUntil("the slot is taken") { h.inFlight() == 1 }
+                // Queued: long ×2 (about 2,000 prompt tokens each), then short ×3 (a few each).
+                // By tokens: one long, then the three short, then the other long (by request, the
+                // second long would go second).
+                let arrivals = ["long-1": "sk-long", "long-2": "sk-long", "short-1": "sk-short", "short-2": "sk-short", "short-3": "sk-short"]
+                for (waiting, name) in ["long-1", "long-2", "short-1", "short-2", "short-3"].enumerated() {
+                    group.addTask {
+                        let key = arrivals[name]!
+                        let response = try await ask(key, prompt: key == "sk-long" ? longPrompt : "hi", tokens: 1)
+                        #expect(response.status == 200)
+                        order.withLock { $0.append(name) }
+                    }
+                    try await Self.waitUntil("\(name) waits") { gate.waiting == waiting + 1 }
+                }
+                try await group.waitForAll()
+            }
+            #expect(order.value == ["long-1", "short-1", "short-2", "short-3", "long-2"])
+            // Each tenant is charged what its replica reported using, not the estimate.
+            let served = gate.served
+            #expect(served.count == 2 && served.values.allSatisfy { $0 > 0 }, "\(served)")
+        }
+    }
 }

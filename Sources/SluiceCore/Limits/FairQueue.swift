@@ -4,9 +4,12 @@
 /// - **Bounded**: `enqueue` refuses past `capacity`, so an overloaded gateway answers 503 at once
 ///   instead of holding memory and clients (shedding).
 /// - **Priority first**: a higher `priority` is always served before a lower one.
-/// - **Fair within a priority**: tenants take turns, one request each per turn (round-robin), so
-///   a tenant that floods the queue delays its own requests, not everyone's; within a tenant,
-///   first come, first served. (Plain FIFO would let the flood go first.)
+/// - **Fair within a priority**, by `Fairness`: with `.requests`, tenants take turns, one request
+///   each per turn (round-robin), so a tenant that floods the queue delays its own requests, not
+///   everyone's. With `.tokens`, the tenant served the fewest tokens so far goes next (virtual
+///   token counters, as VTC in Sheng et al., "Fairness in Serving Large Language Models", OSDI
+///   2024): a tenant whose requests are ten times longer gets a tenth of the turns, so tenants
+///   share a saturated pool by the work done for them. Within a tenant, first come, first served.
 /// - **Deadlines**: every entry carries one; `expire(now:)` takes out those past it (the caller
 ///   answers 503, or 504 if already sent upstream) and `nextDeadline` says when to look again.
 public struct FairQueue<Element> {
@@ -16,7 +19,11 @@ public struct FairQueue<Element> {
         var ticket: Ticket
         var element: Element
         var deadline: UInt64
+        /// Tokens it is expected to cost (`.tokens` fairness), charged when it is served.
+        var cost: Int
     }
+
+    public typealias Fairness = QueueFairness
 
     /// One priority level: each tenant's FIFO, and the order in which tenants take turns.
     fileprivate struct Level {
@@ -29,7 +36,11 @@ public struct FairQueue<Element> {
     }
 
     public let capacity: Int
+    public let fairness: Fairness
     public private(set) var count = 0
+    /// Tokens served to each tenant (`.tokens`): charged as requests are served, corrected when
+    /// their real usage is known, and lifted when a tenant starts waiting (below).
+    public private(set) var served: [Int: Double] = [:]
     private var levels: [Int: Level] = [:]
     /// Priorities with entries, highest first.
     private var priorities: [Int] = []
@@ -37,16 +48,21 @@ public struct FairQueue<Element> {
     /// Where each ticket waits, for `remove` and `expire`.
     private var locations: [Ticket: (priority: Int, tenant: Int)] = [:]
 
-    public init(capacity: Int) {
+    public init(capacity: Int, fairness: Fairness = .requests) {
         precondition(capacity >= 0)
         self.capacity = capacity
+        self.fairness = fairness
     }
 
     public var isEmpty: Bool { count == 0 }
     public var isFull: Bool { count >= capacity }
 
     /// Queues `element`; nil (nothing queued) when the queue is full.
-    public mutating func enqueue(_ element: Element, tenant: Int, priority: Int, deadline: UInt64) -> Ticket? {
+    ///
+    /// With `.tokens`, a tenant that starts waiting (none of its requests waited at this priority)
+    /// has its count lifted to the lowest count of those waiting, so time spent idle is not
+    /// banked as credit to flood with later (VTC's rule).
+    public mutating func enqueue(_ element: Element, tenant: Int, priority: Int, deadline: UInt64, cost: Int = 1) -> Ticket? {
         guard count < capacity else { return nil }
         let ticket = nextTicket
         nextTicket += 1
@@ -56,21 +72,36 @@ public struct FairQueue<Element> {
             priorities.sort(by: >)
         }
         if levels[priority]!.queues[tenant] == nil {
+            if fairness == .tokens {
+                let counts = served
+                if let lowest = levels[priority]!.turns.map({ counts[$0] ?? 0 }).min() {
+                    served[tenant] = max(served[tenant] ?? 0, lowest)
+                }
+            }
             levels[priority]!.queues[tenant] = []
             levels[priority]!.heads[tenant] = 0
             levels[priority]!.turns.append(tenant)
         }
-        levels[priority]!.queues[tenant]!.append(Entry(ticket: ticket, element: element, deadline: deadline))
+        levels[priority]!.queues[tenant]!.append(Entry(ticket: ticket, element: element, deadline: deadline, cost: cost))
         locations[ticket] = (priority, tenant)
         count += 1
         return ticket
     }
 
-    /// The next element to serve: from the highest priority, the tenant whose turn it is.
+    /// The next element to serve: from the highest priority, the tenant whose turn it is (with
+    /// `.tokens`, the one served the fewest tokens; ties in turn order). Its cost is charged.
     public mutating func dequeue() -> Element? {
         guard let priority = priorities.first else { return nil }
         var level = levels[priority]!
         if level.turn >= level.turns.count { level.turn = 0 }
+        if fairness == .tokens {
+            var best = level.turn
+            for step in 1..<max(1, level.turns.count) {
+                let candidate = (level.turn + step) % level.turns.count
+                if served[level.turns[candidate]] ?? 0 < served[level.turns[best]] ?? 0 { best = candidate }
+            }
+            level.turn = best
+        }
         let tenant = level.turns[level.turn]
         let head = level.heads[tenant]!
         let entry = level.queues[tenant]![head]
@@ -93,7 +124,14 @@ public struct FairQueue<Element> {
         store(level, at: priority)
         locations[entry.ticket] = nil
         count -= 1
+        if fairness == .tokens { charge(tenant: tenant, tokens: entry.cost) }
         return entry.element
+    }
+
+    /// Adds `tokens` (negative: a correction) to what `tenant` has been served: a request that
+    /// went straight to a slot, or one whose usage turned out other than its cost.
+    public mutating func charge(tenant: Int, tokens: Int) {
+        served[tenant] = max(0, (served[tenant] ?? 0) + Double(tokens))
     }
 
     /// Takes out a waiting entry (its client left); nil if it is no longer queued.
@@ -158,3 +196,9 @@ public struct FairQueue<Element> {
 extension FairQueue: Sendable where Element: Sendable {}
 extension FairQueue.Entry: Sendable where Element: Sendable {}
 extension FairQueue.Level: Sendable where Element: Sendable {}
+
+/// How `FairQueue` shares a priority level among tenants: turns by request, or by tokens served.
+public enum QueueFairness: String, Sendable, CaseIterable {
+    case requests
+    case tokens
+}

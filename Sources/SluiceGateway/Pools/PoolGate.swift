@@ -59,6 +59,7 @@ final class PoolGate: Sendable {
 
     let limit: Int
     let timeout: TimeAmount
+    let fairness: QueueFairness
     /// The data path's clock (the event loops' in production; a manual one in tests).
     private let clock: @Sendable () -> NIODeadline
     private let queue: Mutex<FairQueue<Waiter>>
@@ -72,7 +73,8 @@ final class PoolGate: Sendable {
         self.clock = clock
         self.limit = limit
         self.timeout = .nanoseconds(configuration.timeout.nanoseconds)
-        self.queue = Mutex(FairQueue(capacity: configuration.max))
+        self.queue = Mutex(FairQueue(capacity: configuration.max, fairness: configuration.fairness))
+        self.fairness = configuration.fairness
         self.outcomes = Outcome.allCases.map { outcome in
             metrics.registry.makeCounter(
                 descriptor: .sluice("sluice_queue_requests_total", "Requests that had to wait for a replica slot, by what became of them."),
@@ -85,18 +87,20 @@ final class PoolGate: Sendable {
     /// Requests waiting now.
     var waiting: Int { waitingCount.load(ordering: .relaxed) }
 
-    /// Takes a slot for a request routed to `preferred`, or queues it.
+    /// Takes a slot for a request routed to `preferred`, or queues it. `cost`: the tokens it is
+    /// expected to take (`fairness: tokens`), charged to its tenant when it gets its slot.
     func enter(
-        preferred: Replica?, snapshot: PoolSnapshot, tenant: Int, priority: Int, now: UInt64,
+        preferred: Replica?, snapshot: PoolSnapshot, tenant: Int, priority: Int, now: UInt64, cost: Int = 1,
         deliver: @escaping @Sendable (Replica) -> Void
     ) -> Entry {
         if waitingCount.load(ordering: .relaxed) == 0, let replica = takeSlot(preferring: preferred, in: snapshot, now: now) {
+            charge(tenant: tenant, tokens: cost)
             return .slot(replica)
         }
         let waiter = Waiter(preferred: preferred, enqueuedAt: now, deliver: deliver)
         let deadline = now &+ UInt64(max(0, timeout.nanoseconds))
         let ticket = queue.withLock { queue -> FairQueue<Waiter>.Ticket? in
-            let ticket = queue.enqueue(waiter, tenant: tenant, priority: priority, deadline: deadline)
+            let ticket = queue.enqueue(waiter, tenant: tenant, priority: priority, deadline: deadline, cost: cost)
             waitingCount.store(queue.count, ordering: .relaxed)
             return ticket
         }
@@ -109,6 +113,17 @@ final class PoolGate: Sendable {
         dispatch(snapshot)
         return .queued(ticket)
     }
+
+    /// Counts `tokens` as served to `tenant` (`fairness: tokens`; no lock taken otherwise): a
+    /// request that took a slot without waiting, or the difference between a request's expected
+    /// cost and the usage its replica reported.
+    func charge(tenant: Int, tokens: Int) {
+        guard fairness == .tokens, tokens != 0 else { return }
+        queue.withLock { $0.charge(tenant: tenant, tokens: tokens) }
+    }
+
+    /// Tokens served to each tenant so far (`fairness: tokens`).
+    var served: [Int: Double] { queue.withLock { $0.served } }
 
     /// Gives `replica`'s slot back (a request on it ended) and hands free slots to waiters.
     func release(_ replica: Replica, snapshot: PoolSnapshot) {

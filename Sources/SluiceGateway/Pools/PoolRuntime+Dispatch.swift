@@ -27,12 +27,15 @@ extension PoolRuntime {
         _ exchange: Exchange, random: UInt64, priority: Int, now: NIODeadline, deliver: (@Sendable (Replica) -> Void)?
     ) -> Dispatch {
         scaling?.recordArrival()
+        let cost = fairnessCost(exchange)
         let facts = RoutingFacts(key: exchange.routingKey, random: random, prompt: exchange.prompt)
         guard let choice = pick(facts, now: now) else {
             // No replica in rotation: where there is a queue (every replica out, or a pool
             // scaled to zero), the request waits for one; the scale signal counts it.
             guard let gate, let deliver else { return .noReplica }
-            return entered(gate.enter(preferred: nil, snapshot: snapshot, tenant: exchange.tenant ?? 0, priority: priority, now: now.uptimeNanoseconds, deliver: deliver), gate)
+            return entered(
+                gate.enter(preferred: nil, snapshot: snapshot, tenant: exchange.tenant ?? 0, priority: priority, now: now.uptimeNanoseconds, cost: cost, deliver: deliver),
+                gate)
         }
         exchange.picked = (choice.replica, facts)
         exchange.pickedReason = choice.reason
@@ -45,8 +48,19 @@ extension PoolRuntime {
         }
         let entry = gate.enter(
             preferred: choice.replica, snapshot: snapshot, tenant: exchange.tenant ?? 0, priority: priority, now: now.uptimeNanoseconds,
-            deliver: deliver)
+            cost: cost, deliver: deliver)
         return entered(entry, gate)
+    }
+
+    /// What a request is expected to cost its tenant under `queue.fairness: tokens`: its prompt's
+    /// tokens, estimated from its body's bytes as the token limits do (`RoutingKeys.bytesPerToken`),
+    /// corrected by the usage its replica reports when it ends (`Exchange.settle`). 1 otherwise.
+    private func fairnessCost(_ exchange: Exchange) -> Int {
+        guard gate?.fairness == .tokens else { return 1 }
+        let cost = max(1, (exchange.contentLength ?? exchange.bodyBytes) / RoutingKeys.bytesPerToken)
+        exchange.fairnessCost = cost
+        if exchange.usageMeter == nil { exchange.usageMeter = UsageMeter(strip: false) }
+        return cost
     }
 
     private func entered(_ entry: PoolGate.Entry, _ gate: PoolGate) -> Dispatch {

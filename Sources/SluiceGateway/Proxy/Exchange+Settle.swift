@@ -15,6 +15,12 @@ extension Exchange {
             self.replica = nil
             if let pool { pool.release(replica) } else { replica.requestFinished() }
         }
+        let used = knownUsage ?? usageMeter?.usedTokens
+        if let cost = fairnessCost, let gate = pool?.gate {
+            fairnessCost = nil
+            // (A request that failed before its usage was known keeps its estimate.)
+            if let used { gate.charge(tenant: tenant ?? 0, tokens: used - cost) }
+        }
         if let admission = runtime.admission {
             BodyAdmission.settle(self, status: status, admission: admission, now: now, limiter: admission.shared.map { upstreams.redisLimiter($0) })
             if let tenant { admission.release(tenant: tenant) }
@@ -23,6 +29,6 @@ extension Exchange {
         let metrics = pool?.metrics ?? runtime.metrics.unrouted
         let nanoseconds = Int64(now.uptimeNanoseconds - start.uptimeNanoseconds)
         metrics.recordResponse(status: status, nanoseconds: nanoseconds)
-        version?.record(status: status, nanoseconds: nanoseconds, tokens: knownUsage ?? usageMeter?.usedTokens)
+        version?.record(status: status, nanoseconds: nanoseconds, tokens: used)
     }
 }

@@ -35,6 +35,8 @@ final class Exchange {
     var keyPool: Int?
     /// The version of a versioned model that serves it (`ModelVersions`).
     var version: VersionStats?
+    /// The tokens charged to its tenant in its pool's queue (`fairness: tokens`), until its usage is known.
+    var fairnessCost: Int?
     var pool: PoolRuntime?
     var routingKey: String?
     /// The prompt's block chain, for cache-aware pools keyed on the prompt (`PromptChain`), and
