@@ -17,15 +17,16 @@ import Testing
     static let token = "mm-token-\(UUID())"
 
     static func run(_ body: (GatewayHarness, ScriptedServer, String) async throws -> Void) async throws {
-        let secretEnv = "SLUICE_TEST_SLACK_\(UInt32.random(in: 0...UInt32.max))"
-        let tokenEnv = "SLUICE_TEST_MM_\(UInt32.random(in: 0...UInt32.max))"
-        setenv(secretEnv, secret, 1)
-        setenv(tokenEnv, token, 1)
+        // (Not `setenv`: other tests start processes meanwhile, and Foundation's `Process` reads
+        // the environment unlocked.)
+        let secretEnv = "SLACK_SIGNING_SECRET"
+        let tokenEnv = "MATTERMOST_TOKEN"
         let audit = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-chat-audit-\(UUID()).jsonl").path
         defer { try? FileManager.default.removeItem(atPath: audit) }
         let hook = try await ScriptedServer.start { _, _ in .status(200, body: "ok") }
         try await GatewayHarness.run(
             replicas: [ReplicaConfiguration(id: "r1"), ReplicaConfiguration(id: "r2")],
+            environment: [secretEnv: secret, tokenEnv: token],
             configure: { config, ids in
                 config = try! GatewayConfiguration.decode(yaml: """
                 listen: "127.0.0.1:0"

@@ -24,6 +24,7 @@ struct GatewayHarness {
         adminToken: String? = nil,
         threads: Int = 2,
         configurationPath: String? = nil,
+        environment: [String: String] = [:],
         grace: Duration = .seconds(1),
         configure: (inout GatewayConfiguration, [ReplicaID]) -> Void = { _, _ in },
         services: (Gateway) -> [any Service] = { _ in [] },
@@ -50,7 +51,7 @@ struct GatewayHarness {
         logger.logLevel = .critical
         let gateway = Gateway(
             configuration: configuration, group: group, adminToken: adminToken, logger: logger,
-            configurationPath: configurationPath)
+            configurationPath: configurationPath, environment: environment)
         let running: RunningGateway
         do {
             running = try await RunningGateway.start(gateway, grace: grace, extra: services(gateway))

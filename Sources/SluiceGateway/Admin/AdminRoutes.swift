@@ -47,7 +47,7 @@ final class AdminRoutes: Sendable {
     init(gateway: Gateway, token: String?) {
         self.gateway = gateway
         self.token = token.map { Array($0.utf8) }
-        chatops = gateway.runtime.configuration.admin.chatops.map { ChatOps(gateway: gateway, configuration: $0) }
+        chatops = gateway.runtime.configuration.admin.chatops.map { ChatOps(gateway: gateway, configuration: $0, environment: gateway.environment) }
     }
 
     func handle(_ request: AdminRequest) -> AdminResponse {

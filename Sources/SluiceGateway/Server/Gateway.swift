@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -21,6 +22,7 @@ public final class Gateway: Sendable {
     }
 
     let runtime: GatewayRuntime
+    let environment: [String: String]
     let group: any EventLoopGroup
     let upstreamsByLoop: [ObjectIdentifier: LoopOwned<EventLoopUpstreams>]
     let loops: [any EventLoop]
@@ -59,15 +61,18 @@ public final class Gateway: Sendable {
     ///   - adminToken: the bearer token for `/admin/*`, already read from the environment.
     ///   - configurationPath: the file the configuration came from, read again by `POST /admin/reload`
     ///     and SIGHUP.
+    ///   - environment: where the secrets the file names by variable are read (`admin.chatops`).
     public init(
         configuration: GatewayConfiguration,
         group: any EventLoopGroup,
         adminToken: String?,
         metrics: GatewayMetrics = GatewayMetrics(),
         logger: Logger = Logger(label: "sluice"),
-        configurationPath: String? = nil
+        configurationPath: String? = nil,
+        environment: [String: String] = ProcessInfo.processInfo.environment
     ) {
         self.configurationPath = configurationPath
+        self.environment = environment
         self.runtime = GatewayRuntime(configuration: configuration, group: group, metrics: metrics, logger: logger)
         self.scraper = QueueScraper(pools: runtime.pools, client: runtime.httpClient)
         self.healthMonitor = HealthMonitor(pools: runtime.pools, client: runtime.httpClient, logger: logger)
