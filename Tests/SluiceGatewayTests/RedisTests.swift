@@ -123,7 +123,9 @@ final class RedisServerProcess {
             let decision = try await Self.decide(index % 2 == 0 ? a : b, key: key, perMinute: 60, burst: 5)
             if decision.allowed { admitted += 1 } else {
                 #expect(decision.remaining == 0)
-                #expect(decision.retryAfter > 500_000_000 && decision.retryAfter <= 1_000_000_000)
+                // (Within the second a token takes to come back; how far into it depends on how
+                // long the twelve round trips took on a loaded machine.)
+                #expect(decision.retryAfter > 0 && decision.retryAfter <= 1_000_000_000, "\(decision.retryAfter)")
             }
         }
         #expect(admitted == 5)
