@@ -48,7 +48,9 @@ extension GatewayConfiguration {
             admin = nil
         }
         var pools: [PoolConfiguration]? = nil
+        var poolItems: [NodeReader] = []
         if let poolsNode = keys["pools"], let items = poolsNode.sequence() {
+            poolItems = items
             if items.isEmpty { poolsNode.report("at least one pool is required") }
             let decoded = items.compactMap(decodePool)
             if decoded.count == items.count { pools = decoded }
@@ -69,6 +71,7 @@ extension GatewayConfiguration {
         if let node = keys["tls"] { config.tls = decodeTLS(node) }
         if let node = keys["http2"] { config.http2 = decodeHTTP2(node) }
         if let node = keys["models"] { config.models = decodeModels(node, pools: pools) }
+        checkOverflow(config, items: poolItems)
         if let node = keys["shutdown"], let entries = node.mapping(allowed: ["grace"]) {
             if let grace = entries["grace"]?.duration() { config.shutdownGrace = grace }
         }
@@ -359,5 +362,25 @@ extension GatewayConfiguration {
         }
         if items.isEmpty { node.report("list at least one key source, or leave it out") }
         return sources
+    }
+}
+
+extension GatewayConfiguration {
+    /// `pools[].overflow` names a pool with a `provider`, and tenants that exist.
+    static func checkOverflow(_ config: GatewayConfiguration, items: [NodeReader]) {
+        let tenants = Set(config.limits.tenants.map(\.name) + ["default"])
+        for (pool, item) in zip(config.pools, items) {
+            guard let overflow = pool.overflow else { continue }
+            let at = item.child(key: "overflow", node: item.node.mapping?["overflow"] ?? item.node)
+            if let target = config.pools.first(where: { $0.name == overflow.pool }) {
+                if target.provider == nil { at.report("pool \"\(overflow.pool)\" has no provider: overflow goes to a hosted provider's pool") }
+                if target.name == pool.name { at.report("a pool cannot overflow into itself") }
+            } else {
+                at.report("no pool is named \"\(overflow.pool)\"")
+            }
+            for tenant in overflow.tenants where !tenants.contains(tenant) {
+                at.report("no tenant is named \"\(tenant)\" (limits.tenants, or default)")
+            }
+        }
     }
 }

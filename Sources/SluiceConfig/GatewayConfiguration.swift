@@ -273,6 +273,10 @@ public struct PoolConfiguration: Sendable, Equatable {
     public var scaling: ScalingConfiguration?
     /// Gateway batching of `/v1/embeddings` and V2 `infer` requests; nil: none.
     public var batching: BatchingConfiguration?
+    /// The replica is a hosted provider's API (`provider:`).
+    public var provider: ProviderConfiguration?
+    /// Where allowed tenants' requests go when this pool is saturated (`overflow:`).
+    public var overflow: OverflowConfiguration?
 
     public init(name: String, paths: [PathPattern], models: [String]? = nil, replicas: [ReplicaID]) {
         self.name = name

@@ -2,7 +2,7 @@ import SluiceCore
 
 extension GatewayConfiguration {
     static func decodePool(_ reader: NodeReader) -> PoolConfiguration? {
-        guard let keys = reader.mapping(allowed: ["name", "match", "replicas", "routing", "timeouts", "upstream", "health", "retry", "queue", "max_concurrent_per_replica", "scaling", "batching", "discovery"]) else {
+        guard let keys = reader.mapping(allowed: ["name", "match", "replicas", "routing", "timeouts", "upstream", "health", "retry", "queue", "max_concurrent_per_replica", "scaling", "batching", "discovery", "provider", "overflow"]) else {
             return nil
         }
         var name: String?
@@ -80,6 +80,30 @@ extension GatewayConfiguration {
         }
         if let value = keys["max_concurrent_per_replica"]?.int(in: 1...1_000_000) { pool.maxConcurrentPerReplica = value }
         if let node = keys["scaling"] { pool.scaling = decodeScaling(node) }
+        if let node = keys["provider"], let entries = node.mapping(allowed: ["api_key_env", "host", "price_per_million_tokens"]) {
+            if let name = entries["api_key_env"]?.string() {
+                if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) {
+                    entries["api_key_env"]!.report("\"\(name)\" is not an environment variable name")
+                }
+                var provider = ProviderConfiguration(apiKeyEnv: name)
+                provider.host = entries["host"]?.string()
+                provider.pricePerMillionTokens = entries["price_per_million_tokens"]?.double(in: 0...1_000_000)
+                pool.provider = provider
+            } else if entries["api_key_env"] == nil {
+                node.report("a provider needs api_key_env: the variable holding its API key (keys never sit in this file)")
+            }
+            if pool.upstream.tls == nil { node.report("a hosted provider is reached over TLS: set upstream.tls (server_name, and ca_file if it is not a public CA)") }
+        }
+        if let node = keys["overflow"], let entries = node.mapping(allowed: ["pool", "when_waiting", "tenants"]) {
+            if let target = entries["pool"]?.string(), let tenants = entries["tenants"]?.strings() {
+                var overflow = OverflowConfiguration(pool: target, tenants: tenants)
+                if let value = entries["when_waiting"]?.int(in: 0...1_000_000) { overflow.whenWaiting = value }
+                if tenants.isEmpty { entries["tenants"]!.report("list the tenants allowed to overflow") }
+                pool.overflow = overflow
+            } else {
+                for key in ["pool", "tenants"] where entries[key] == nil { node.report("missing required key \"\(key)\"") }
+            }
+        }
         if let node = keys["batching"], let batching = node.mapping(allowed: ["max_batch", "max_wait", "target_latency", "max_values"]) {
             var configuration = BatchingConfiguration()
             if let value = batching["max_batch"]?.int(in: 1...4_096) { configuration.maxBatch = value }

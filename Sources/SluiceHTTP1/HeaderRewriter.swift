@@ -7,7 +7,7 @@ public enum HeaderRewriter {
     /// The fields the rewriter treats specially, found by length first (each is then compared
     /// once), so a head costs one switch per field.
     enum FieldKind {
-        case hopByHop, contentLength, transferEncoding, host, expect
+        case hopByHop, contentLength, transferEncoding, host, expect, authorization
         case xForwardedFor, xForwardedProto, xRequestID, traceparent, other
     }
 
@@ -23,6 +23,7 @@ public enum HeaderRewriter {
         case 10: return match("connection", .hopByHop) ?? match("keep-alive", .hopByHop) ?? .other
         case 11: return match("traceparent", .traceparent) ?? .other
         case 12: return match("x-request-id", .xRequestID) ?? .other
+        case 13: return match("authorization", .authorization) ?? .other
         case 14: return match("content-length", .contentLength) ?? .other
         case 15: return match("x-forwarded-for", .xForwardedFor) ?? .other
         case 16: return match("proxy-connection", .hopByHop) ?? .other
@@ -60,6 +61,9 @@ public enum HeaderRewriter {
     /// set; `x-request-id` and `traceparent` kept when valid, else created; `Host` added from
     /// `host` when the client sent none (HTTP/1.0).
     ///
+    /// For a hosted provider (`provider`), the client's `Host` and `Authorization` are dropped
+    /// and the provider's written instead: the client's key never leaves the gateway.
+    ///
     /// Returns the head in a new buffer with `extraCapacity` spare bytes, and the request ID.
     /// (Everything is written to locals inside the byte-access closure: state captured by it
     /// would be checked for exclusive access on every write.)
@@ -71,8 +75,10 @@ public enum HeaderRewriter {
         random: inout FastRandom,
         allocator: ByteBufferAllocator,
         extraCapacity: Int = 0,
-        contentLength: Int? = nil
+        contentLength: Int? = nil,
+        provider: (host: String, authorization: String)? = nil
     ) -> (head: ByteBuffer, requestID: String) {
+        let replacesCredentials = provider != nil
         var (out, requestID, keptTraceparent, forwardedFor) = head.bytes.withUnsafeReadableBytes { raw in
             var out = allocator.buffer(capacity: raw.count + 256 + extraCapacity)
             var requestID: String?
@@ -102,6 +108,8 @@ public enum HeaderRewriter {
                 case .traceparent:
                     guard !keptTraceparent, isValidTraceparent(raw[field.value]) else { continue }
                     keptTraceparent = true
+                case .host, .authorization:
+                    if replacesCredentials || isNamed(name, in: named) { continue }
                 default:
                     if isNamed(name, in: named) { continue }
                 }
@@ -144,7 +152,13 @@ public enum HeaderRewriter {
             writeTraceparent(traceID: created ? id : random.hex(bytes: 16), spanID: random.next(), into: &out)
             out.writeStaticString("\r\n")
         }
-        if !head.hasHost {
+        if let provider {
+            out.writeStaticString("host: ")
+            out.writeString(provider.host)
+            out.writeStaticString("\r\nauthorization: ")
+            out.writeString(provider.authorization)
+            out.writeStaticString("\r\n")
+        } else if !head.hasHost {
             // HTTP/1.0 clients may omit Host; HTTP/1.1 (what is sent upstream) requires it.
             out.writeStaticString("host: ")
             out.writeString(host)

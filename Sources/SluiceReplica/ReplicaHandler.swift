@@ -12,7 +12,8 @@ final class ReplicaHandler: ChannelDuplexHandler {
     /// Sent through every connection's pipeline by `ReplicaServer.resumeUploads()`.
     struct ResumeReading: Sendable {}
 
-    static let echoedHeaders = ["x-forwarded-for", "x-forwarded-proto", "x-request-id", "traceparent", "connection", "keep-alive", "x-custom", "host"]
+    /// (`authorization` too: tests check which key a hosted provider was sent. A simulator only.)
+    static let echoedHeaders = ["x-forwarded-for", "x-forwarded-proto", "x-request-id", "traceparent", "connection", "keep-alive", "x-custom", "host", "authorization"]
 
     let server: ReplicaServer
     private var head: HTTPRequestHead?

@@ -11,6 +11,23 @@ import Testing
         return (String(buffer: out), id)
     }
 
+    @Test func aProvidersRequestCarriesItsKeyAndHostNeverTheClients() throws {
+        var random = FastRandom()
+        let text = "POST /v1/chat/completions HTTP/1.1\r\nHost: gateway.local\r\nAuthorization: Bearer sk-client\r\nX-Custom: kept\r\nContent-Length: 2\r\n\r\n"
+        let (out, _) = HeaderRewriter.upstreamRequest(
+            try head(text), host: "127.0.0.1:443", clientAddress: nil, random: &random, allocator: ByteBufferAllocator(),
+            provider: (host: "api.example.com", authorization: "Bearer sk-provider"))
+        let written = String(buffer: out).lowercased()
+        #expect(!written.contains("sk-client") && !written.contains("gateway.local"))
+        #expect(written.contains("host: api.example.com\r\n") && written.contains("authorization: bearer sk-provider\r\n"))
+        #expect(written.contains("x-custom: kept\r\n"))
+        // Without a provider both pass, unless `Connection` names the authorization.
+        let (plain, _) = try upstream(text)
+        #expect(plain.contains("Authorization: Bearer sk-client\r\n") && plain.contains("Host: gateway.local\r\n"))
+        let (named, _) = try upstream(text.replacingOccurrences(of: "X-Custom: kept", with: "Connection: authorization"))
+        #expect(!named.contains("sk-client"))
+    }
+
     @Test func theUpstreamRequestDropsHopByHopFieldsAndAddsIdentity() throws {
         let (text, id) = try upstream(
             "POST /v1/x?y HTTP/1.0\r\nConnection: keep-alive, X-Secret, Content-Length\r\nKeep-Alive: 5\r\nX-Secret: s\r\n"

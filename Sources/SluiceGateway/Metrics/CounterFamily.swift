@@ -5,11 +5,14 @@ import Synchronization
 final class CounterFamily: Sendable {
     let name: String
     let help: String
+    /// Values are counted in units of 1/`divisor` and rendered divided by it (money in nano-dollars).
+    let divisor: Int
     private let series = Mutex<[CounterSeries]>([])
 
-    init(name: String, help: String) {
+    init(name: String, help: String, divisor: Int = 1) {
         self.name = name
         self.help = help
+        self.divisor = divisor
     }
 
     func makeSeries(labels: [(String, String)]) -> CounterSeries {
@@ -23,7 +26,9 @@ final class CounterFamily: Sendable {
         guard !all.isEmpty else { return }
         text += "# HELP \(name) \(help)\n# TYPE \(name) counter\n"
         for counter in all {
-            text += "\(name){\(counter.labelText)} \(counter.value)\n"
+            text += divisor == 1
+                ? "\(name){\(counter.labelText)} \(counter.value)\n"
+                : "\(name){\(counter.labelText)} \(Double(counter.value) / Double(divisor))\n"
         }
     }
 }

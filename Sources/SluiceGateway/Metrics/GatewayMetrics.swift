@@ -49,6 +49,15 @@ public final class GatewayMetrics: Sendable {
     let versionTokens = CounterFamily(
         name: "sluice_version_tokens_total", help: "Tokens (prompt and completion) replicas reported in their usage, by versioned model and version (pool).")
 
+    /// Requests sent to a hosted provider because their pool was saturated (`overflow:`).
+    let overflowRequests = CounterFamily(
+        name: "sluice_overflow_requests_total", help: "Requests sent to a hosted provider's pool because their own pool was saturated, by pool and tenant.")
+    let overflowTokens = CounterFamily(
+        name: "sluice_overflow_tokens_total", help: "Tokens a hosted provider reported using for overflowed requests, by provider pool and tenant.")
+    let overflowCost = CounterFamily(
+        name: "sluice_overflow_cost_dollars_total", help: "What overflowed requests cost at the provider's configured price, by provider pool and tenant.",
+        divisor: 1_000_000_000)
+
     static let latencyBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
@@ -88,6 +97,9 @@ public final class GatewayMetrics: Sendable {
         versionDuration.render(into: &text)
         versionResponses.render(into: &text)
         versionTokens.render(into: &text)
+        overflowRequests.render(into: &text)
+        overflowTokens.render(into: &text)
+        overflowCost.render(into: &text)
         return text
     }
 }

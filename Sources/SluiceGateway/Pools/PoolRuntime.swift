@@ -32,9 +32,11 @@ final class PoolRuntime: Sendable {
 
     init(
         index: Int, configuration: PoolConfiguration, client: BackgroundHTTPClient, metrics: GatewayMetrics,
-        clock: @escaping @Sendable () -> NIODeadline = { .now() }, notify: (@Sendable (String) -> Void)? = nil
+        clock: @escaping @Sendable () -> NIODeadline = { .now() }, notify: (@Sendable (String) -> Void)? = nil,
+        provider: ProviderCredentials? = nil
     ) {
         self.clock = clock
+        self.provider = provider
         self.notify = notify
         self.index = index
         self.configuration = configuration
@@ -86,6 +88,8 @@ final class PoolRuntime: Sendable {
     /// The data path's clock, for decisions made off an exchange's loop (a slot freed, a member
     /// relocated): the event loops' in production, a manual one in tests.
     let clock: @Sendable () -> NIODeadline
+    /// The hosted provider this pool's replica is (`provider:`): its host and key.
+    let provider: ProviderCredentials?
     /// Tells the chat room of ejections (`ChatNotifier`).
     private let notify: (@Sendable (String) -> Void)?
 

@@ -16,6 +16,11 @@ extension Exchange {
             if let pool { pool.release(replica) } else { replica.requestFinished() }
         }
         let used = knownUsage ?? usageMeter?.usedTokens
+        if let overflow, let used {
+            self.overflow = nil
+            overflow.tokens.increment(by: used)
+            if let cost = pool?.provider?.cost(tokens: used) { overflow.cost.increment(by: Int((cost * 1_000_000_000).rounded())) }
+        }
         if let cost = fairnessCost, let gate = pool?.gate {
             fairnessCost = nil
             // (A request that failed before its usage was known keeps its estimate.)

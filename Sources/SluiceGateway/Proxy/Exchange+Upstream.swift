@@ -20,9 +20,10 @@ extension Exchange {
             scaling.record(nanoseconds: queuedSince.map { (now - $0).nanoseconds } ?? 0, at: now)
         }
         let length = rewrittenLength ?? contentLength
+        let provider = pool?.provider.map { (host: $0.host, authorization: $0.authorization) }
         let (out, id) = HeaderRewriter.upstreamRequest(
             head, host: replica.id.description, clientAddress: clientAddress, https: https, random: &random, allocator: allocator,
-            extraCapacity: length.map { $0 <= Exchange.coalesceLimit ? $0 : 0 } ?? 0, contentLength: rewrittenLength)
+            extraCapacity: length.map { $0 <= Exchange.coalesceLimit ? $0 : 0 } ?? 0, contentLength: rewrittenLength, provider: provider)
         requestID = id
         upstreamHead = out
     }

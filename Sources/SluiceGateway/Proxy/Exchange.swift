@@ -35,6 +35,10 @@ final class Exchange {
     var keyPool: Int?
     /// The version of a versioned model that serves it (`ModelVersions`).
     var version: VersionStats?
+    /// Set when its pool was saturated and it went to a hosted provider (`overflow:`): the
+    /// tenant's overflow counters (a tenant without counters overflows uncounted: never, as
+    /// only listed tenants may).
+    var overflow: OverflowCounters?
     /// The tokens charged to its tenant in its pool's queue (`fairness: tokens`), until its usage is known.
     var fairnessCost: Int?
     var pool: PoolRuntime?

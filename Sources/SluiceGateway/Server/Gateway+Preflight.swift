@@ -29,6 +29,13 @@ extension Gateway {
             }
         }
         for pool in configuration.pools {
+            if let provider = pool.provider {
+                do {
+                    _ = try ProviderCredentials(pool, provider: provider, environment: environment)
+                } catch {
+                    problems.append("\(error)")
+                }
+            }
             do {
                 _ = try UpstreamSettings(pool)
             } catch {

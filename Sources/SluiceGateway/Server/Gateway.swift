@@ -73,7 +73,7 @@ public final class Gateway: Sendable {
     ) {
         self.configurationPath = configurationPath
         self.environment = environment
-        self.runtime = GatewayRuntime(configuration: configuration, group: group, metrics: metrics, logger: logger)
+        self.runtime = GatewayRuntime(configuration: configuration, group: group, metrics: metrics, logger: logger, environment: environment)
         self.scraper = QueueScraper(pools: runtime.pools, client: runtime.httpClient)
         self.healthMonitor = HealthMonitor(pools: runtime.pools, client: runtime.httpClient, logger: logger)
         self.discovery = DiscoveryService(pools: runtime.pools, group: group, logger: logger)
@@ -116,6 +116,7 @@ public final class Gateway: Sendable {
     @discardableResult
     public func start() async throws -> BoundAddresses {
         if let error = runtime.admissionError { throw error }
+        if let error = runtime.providerError { throw error }
         if case .failure(let error) = certificates { throw error }
         if let error = runtime.pools.lazy.compactMap(\.upstreamError).first { throw error }
         let configuration = runtime.configuration

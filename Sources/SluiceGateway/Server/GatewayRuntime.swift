@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import SluiceConfig
@@ -10,6 +11,12 @@ final class GatewayRuntime: Sendable {
     let configuration: GatewayConfiguration
     let routeTable: RouteTable
     let pools: [PoolRuntime]
+    /// Per pool: its hosted provider's credentials (`provider:`); nil for self-hosted pools.
+    let providers: [ProviderCredentials?]
+    /// Per pool: where its allowed tenants' requests go when it is saturated (`overflow:`).
+    let overflows: [OverflowRoute?]
+    /// A provider key that could not be read; `start()` throws it.
+    let providerError: (any Error)?
     /// Versioned models (`models:`) and their weights.
     let versions: ModelVersions
     /// The chat room's incoming webhook (`admin.chatops.webhook_url`), for notices.
@@ -37,7 +44,7 @@ final class GatewayRuntime: Sendable {
     ///   (handlers read their loop's `now`).
     init(
         configuration: GatewayConfiguration, group: any EventLoopGroup, metrics: GatewayMetrics, logger: Logger,
-        clock: @escaping @Sendable () -> NIODeadline = { .now() }
+        clock: @escaping @Sendable () -> NIODeadline = { .now() }, environment: [String: String] = ProcessInfo.processInfo.environment
     ) {
         self.configuration = configuration
         let httpClient = BackgroundHTTPClient(group: group)
@@ -59,10 +66,26 @@ final class GatewayRuntime: Sendable {
         let notifier = configuration.admin.chatops?.webhookURL.map { ChatNotifier(url: $0, client: httpClient, logger: logger) }
         self.chatNotifier = notifier
         let notify: (@Sendable (String) -> Void)? = notifier?.notify
+        var providerError: (any Error)?
+        let providers = configuration.pools.map { pool -> ProviderCredentials? in
+            guard let provider = pool.provider else { return nil }
+            do {
+                return try ProviderCredentials(pool, provider: provider, environment: environment)
+            } catch {
+                providerError = providerError ?? error
+                return nil
+            }
+        }
+        self.providers = providers
+        self.providerError = providerError
         let pools = configuration.pools.enumerated().map { index, pool in
-            PoolRuntime(index: index, configuration: pool, client: httpClient, metrics: metrics, clock: clock, notify: notify)
+            PoolRuntime(index: index, configuration: pool, client: httpClient, metrics: metrics, clock: clock, notify: notify, provider: providers[index])
         }
         self.pools = pools
+        let admission = self.admission
+        overflows = configuration.pools.map { pool in
+            pool.overflow.flatMap { OverflowRoute($0, pools: configuration.pools, admission: admission, metrics: metrics) }
+        }
         let versions = ModelVersions(configuration.models, pools: pools, metrics: metrics, logger: logger, notify: notify)
         self.versions = versions
         self.routeTable = RouteTable(

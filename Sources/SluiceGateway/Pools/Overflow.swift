@@ -1,0 +1,82 @@
+import Foundation
+import SluiceConfig
+
+/// A pool's hosted provider (`provider:`), as requests to it are written: its host and the
+/// `Authorization` carrying its key, read from the environment at start.
+struct ProviderCredentials: Sendable {
+    let host: String
+    let authorization: String
+    let pricePerMillionTokens: Double?
+
+    enum LoadError: Error, CustomStringConvertible {
+        case missingKey(pool: String, variable: String)
+
+        var description: String {
+            switch self {
+            case .missingKey(let pool, let variable): "pool \(pool): provider.api_key_env names \(variable), which is unset or empty"
+            }
+        }
+    }
+
+    init(_ pool: PoolConfiguration, provider: ProviderConfiguration, environment: [String: String]) throws(LoadError) {
+        guard let key = environment[provider.apiKeyEnv], !key.isEmpty else {
+            throw .missingKey(pool: pool.name, variable: provider.apiKeyEnv)
+        }
+        host = provider.host ?? pool.upstream.tls?.serverName ?? pool.replicas.first?.host ?? ""
+        authorization = "Bearer \(key)"
+        pricePerMillionTokens = provider.pricePerMillionTokens
+    }
+
+    /// US dollars for `tokens`, when the provider has a price.
+    func cost(tokens: Int) -> Double? {
+        pricePerMillionTokens.map { Double(tokens) * $0 / 1_000_000 }
+    }
+}
+
+/// Where a pool's allowed tenants' requests go when it is saturated (`overflow:`), resolved to
+/// indices: the provider's pool and the tenants (`Admission.tenants`) allowed.
+struct OverflowRoute: Sendable {
+    let pool: Int
+    let whenWaiting: Int
+    let tenants: Set<Int>
+    /// By tenant index.
+    let counters: [Int: OverflowCounters]
+
+    /// Nil when the gateway identifies no tenants (no `limits`): none could be allowed.
+    init?(_ overflow: OverflowConfiguration, pools: [PoolConfiguration], admission: Admission?, metrics: GatewayMetrics) {
+        guard let admission, let target = pools.firstIndex(where: { $0.name == overflow.pool }) else { return nil }
+        pool = target
+        whenWaiting = overflow.whenWaiting
+        let indices = overflow.tenants.compactMap { name in admission.tenants.firstIndex { $0.name == name } }
+        tenants = Set(indices)
+        counters = Dictionary(uniqueKeysWithValues: indices.map { index in
+            (index, OverflowCounters(pool: overflow.pool, tenant: admission.tenants[index].name, metrics: metrics))
+        })
+    }
+
+    /// Whether a request of `tenant` goes to the provider now: it is allowed, and `pool` has no
+    /// replica in rotation, or it would wait (every replica at `max_concurrent_per_replica`)
+    /// behind `when_waiting` or more.
+    func applies(to tenant: Int?, in pool: PoolRuntime, now: UInt64) -> Bool {
+        guard let tenant, tenants.contains(tenant) else { return false }
+        let available = pool.snapshot.replicas.filter { $0.isAvailable(at: now) }
+        if available.isEmpty { return true }
+        guard let gate = pool.gate, gate.waiting >= whenWaiting else { return false }
+        return available.allSatisfy { $0.inFlight >= gate.limit }
+    }
+}
+
+/// What one tenant's overflow to one provider pool came to: requests, tokens, cost.
+final class OverflowCounters: Sendable {
+    let requests: CounterSeries
+    let tokens: CounterSeries
+    /// Nano-dollars.
+    let cost: CounterSeries
+
+    init(pool: String, tenant: String, metrics: GatewayMetrics) {
+        let labels = [("pool", pool), ("tenant", tenant)]
+        requests = metrics.overflowRequests.makeSeries(labels: labels)
+        tokens = metrics.overflowTokens.makeSeries(labels: labels)
+        cost = metrics.overflowCost.makeSeries(labels: labels)
+    }
+}
