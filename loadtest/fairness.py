@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""loadtest/fairness.py: two tenants on one saturated pool, by request turns and by tokens.
+
+A quiet tenant sends short chat requests (a short prompt, QUIET_TOKENS of output, streamed);
+a noisy one sends requests ten times larger in tokens (a longer prompt, ten times the output,
+not streamed), at the same request rate: ten times the quiet tenant's tokens. Both are Poisson,
+open-loop. The pool has REPLICAS simulated replicas on a fixed clock (`sluice-replica --ttft-ms
+--itl-ms`: a request's time is its output length, whatever else runs), each capped at
+`max_concurrent_per_replica: SLOTS`, so the gateway's queue decides who goes next. The quiet
+tenant's rate is set to about 45% of the pool's slots, under its fair half; the noisy one asks
+for several times the pool.
+
+Runs, each RUN seconds on a fresh gateway (the same replicas):
+  alone     the quiet tenant only (`queue.fairness: tokens`; nothing else waits)
+  requests  both tenants, `queue.fairness: requests` (turns by request: the current default)
+  tokens    both tenants, `queue.fairness: tokens` (virtual token counters)
+repeated ROUNDS times, interleaved. For each: tokens served per tenant over the run (the usage
+the replicas reported, prompt and completion, of answers that finished within it), Jain's index
+over the two tenants' tokens served ((x1 + x2)^2 / (2 (x1^2 + x2^2)); 1 = equal), and the
+quiet tenant's p50/p95 time to first token, with its ratio to the `alone` run of the same round.
+
+The issue's bar: Jain >= 0.95 and the quiet tenant's p95 TTFT within 1.2x of alone.
+
+Usage: loadtest/fairness.py [--bin DIR] [--rounds N] [--run SECONDS] [--ttft-ms MS] [--itl-ms MS]
+"""
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+QUIET_TOKENS = 10
+NOISY_TOKENS = 100
+USAGE = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url, seconds=30):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"fairness.py: {url} never answered 200")
+
+
+async def one_request(port, key, body, stream, started_at, results, tenant):
+    """Sends one request on its own connection; records TTFT (streams) and the usage total."""
+    payload = json.dumps(body).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
+    start = time.monotonic()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head + payload)
+        await writer.drain()
+        received = b""
+        first = None
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            received += chunk
+            if stream and first is None and b'"content"' in received.split(b"\r\n\r\n", 1)[-1]:
+                first = time.monotonic() - start
+        writer.close()
+    except OSError as error:
+        results.append((tenant, "error", str(error), 0, None, time.monotonic()))
+        return
+    status = received[9:12].decode(errors="replace")
+    found = USAGE.findall(received)
+    tokens = int(found[-1]) if found else 0
+    results.append((tenant, status, None, tokens, first, time.monotonic()))
+
+
+async def tenant_load(port, key, tenant, rate, seconds, body, stream, results, seed, tasks):
+    rng = random.Random(seed)
+    end = time.monotonic() + seconds
+    next_at = time.monotonic()
+    while True:
+        next_at += rng.expovariate(rate)
+        if next_at >= end:
+            return
+        await asyncio.sleep(max(0, next_at - time.monotonic()))
+        tasks.append(asyncio.ensure_future(one_request(port, key, body, stream, next_at, results, tenant)))
+
+
+async def drive(port, tenants, seconds, grace):
+    results, tasks = [], []
+    begin = time.monotonic()
+    await asyncio.gather(*(tenant_load(port, key, name, rate, seconds, body, stream, results, seed, tasks)
+                           for name, key, rate, body, stream, seed in tenants))
+    end = begin + seconds
+    # Answers that finish within the run count; the rest are cut at the grace's end.
+    done, pending = await asyncio.wait(tasks, timeout=grace) if tasks else (set(), set())
+    for task in pending:
+        task.cancel()
+    return [r for r in results if r[5] <= end + grace], end
+
+
+def gateway_yaml(port, admin, replicas, slots, fairness, quiet_keys, noisy_keys):
+    listed = ", ".join(f'"127.0.0.1:{p}"' for p in replicas)
+    return f"""listen: "127.0.0.1:{port}"
+admin: {{ listen: "127.0.0.1:{admin}" }}
+workers: 2
+log_level: warning
+pools:
+  - name: chat
+    match: {{ paths: ["/v1/*"] }}
+    replicas: [{listed}]
+    routing: {{ policy: round-robin }}
+    max_concurrent_per_replica: {slots}
+    queue: {{ max: 100000, timeout: 120s, fairness: {fairness} }}
+limits:
+  max_connections: 100000
+  tenants:
+    - {{ name: quiet, keys_file: "{quiet_keys}" }}
+    - {{ name: noisy, keys_file: "{noisy_keys}" }}
+"""
+
+
+def jain(values):
+    total = sum(values)
+    squares = sum(v * v for v in values)
+    return total * total / (len(values) * squares) if squares else 0.0
+
+
+def percentile(values, q):
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bin", default=".build/release")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--run", type=float, default=30)
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--ttft-ms", type=int, default=100)
+    parser.add_argument("--itl-ms", type=int, default=10)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    out = args.out or tempfile.mkdtemp(prefix="sluice-fairness-")
+    os.makedirs(out, exist_ok=True)
+    quiet_keys, noisy_keys = os.path.join(out, "quiet.keys"), os.path.join(out, "noisy.keys")
+    open(quiet_keys, "w").write("sk-quiet\n")
+    open(noisy_keys, "w").write("sk-noisy\n")
+    slots = args.replicas * args.slots
+    quiet_service = (args.ttft_ms + QUIET_TOKENS * args.itl_ms) / 1000
+    quiet_rate = 0.45 * slots / quiet_service
+    quiet_body = {"model": "sim-7b", "max_tokens": QUIET_TOKENS, "stream": True, "stream_options": {"include_usage": True},
+                  "messages": [{"role": "user", "content": "a short question " * 4}]}
+    noisy_body = {"model": "sim-7b", "max_tokens": NOISY_TOKENS, "stream": False,
+                  "messages": [{"role": "user", "content": "a long document to summarise " * 40}]}
+    processes = []
+
+    def stop(process):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    try:
+        replicas = [free_port() for _ in range(args.replicas)]
+        for index, port in enumerate(replicas):
+            processes.append(subprocess.Popen(
+                [os.path.join(args.bin, "sluice-replica"), "--port", str(port), "--id", f"r{index + 1}",
+                 "--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms)],
+                stdout=subprocess.DEVNULL, stderr=open(os.path.join(out, f"replica{index + 1}.log"), "w")))
+        for port in replicas:
+            wait_ready(f"http://127.0.0.1:{port}/v2/health/ready")
+        print(f"{args.replicas} replicas x {args.slots} slots, TTFT {args.ttft_ms} ms, ITL {args.itl_ms} ms; "
+              f"quiet {quiet_rate:.1f} req/s x {QUIET_TOKENS} tokens out (streamed), noisy the same rate x {NOISY_TOKENS}; "
+              f"{args.run:.0f} s runs, {args.rounds} rounds", flush=True)
+        rows = []
+        for round_number in range(1, args.rounds + 1):
+            alone_p95 = None
+            for mode in ("alone", "requests", "tokens"):
+                port, admin = free_port(), free_port()
+                path = os.path.join(out, f"{mode}-{round_number}.yaml")
+                open(path, "w").write(gateway_yaml(port, admin, replicas, args.slots, "tokens" if mode == "alone" else mode, quiet_keys, noisy_keys))
+                gateway = subprocess.Popen([os.path.join(args.bin, "sluice"), "serve", "--config", path],
+                                           stdout=subprocess.DEVNULL, stderr=open(os.path.join(out, f"{mode}-{round_number}.log"), "w"))
+                try:
+                    wait_ready(f"http://127.0.0.1:{admin}/readyz")
+                    tenants = [("quiet", "sk-quiet", quiet_rate, quiet_body, True, round_number * 2)]
+                    if mode != "alone":
+                        tenants.append(("noisy", "sk-noisy", quiet_rate, noisy_body, False, round_number * 2 + 1))
+                    results, _ = asyncio.run(drive(port, tenants, args.run, grace=2.0))
+                finally:
+                    stop(gateway)
+                served = {name: sum(r[3] for r in results if r[0] == name and r[1] == "200") for name in ("quiet", "noisy")}
+                ttfts = [r[4] * 1000 for r in results if r[0] == "quiet" and r[1] == "200" and r[4] is not None]
+                failed = sum(1 for r in results if r[1] != "200")
+                p95 = percentile(ttfts, 0.95)
+                if mode == "alone":
+                    alone_p95 = p95
+                row = {"round": round_number, "mode": mode, "quiet_tokens": served["quiet"], "noisy_tokens": served["noisy"],
+                       "jain": jain([served["quiet"], served["noisy"]]) if mode != "alone" else None,
+                       "ttft_p50": percentile(ttfts, 0.5), "ttft_p95": p95, "ttft_ratio": p95 / alone_p95 if alone_p95 else None,
+                       "quiet_answers": len(ttfts), "failed": failed}
+                rows.append(row)
+                jain_text = f"{row['jain']:.3f}" if row["jain"] is not None else "-"
+                print(f"round {round_number} {mode:8}  tokens served quiet {served['quiet']:7d} noisy {served['noisy']:7d}  Jain {jain_text}"
+                      f"  quiet TTFT p50 {row['ttft_p50']:6.1f} p95 {p95:6.1f} ms ({row['ttft_ratio']:.2f}x alone)  answers {len(ttfts)}  failed {failed}",
+                      flush=True)
+        json.dump(rows, open(os.path.join(out, "fairness.json"), "w"), indent=1)
+        print()
+        print("| queue | Jain over tokens served | quiet TTFT p95 ms | x alone |")
+        print("|---|---|---|---|")
+        for mode in ("alone", "requests", "tokens"):
+            mine = [r for r in rows if r["mode"] == mode]
+            jains = [r["jain"] for r in mine if r["jain"] is not None]
+            print(f"| {mode} | {statistics.median(jains):.3f} | {statistics.median(r['ttft_p95'] for r in mine):.1f} | "
+                  f"{statistics.median(r['ttft_ratio'] for r in mine):.2f} |" if jains else
+                  f"| {mode} | - | {statistics.median(r['ttft_p95'] for r in mine):.1f} | 1.00 |")
+        print(f"raw: {out}")
+    finally:
+        for process in processes:
+            stop(process)
+
+
+if __name__ == "__main__":
+    main()
