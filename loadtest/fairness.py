@@ -161,6 +161,8 @@ def main():
     parser.add_argument("--ttft-ms", type=int, default=100)
     parser.add_argument("--itl-ms", type=int, default=10)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if a request failed, or if by tokens the quiet tenant was served less or waited longer than by turns (CI's smoke run)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -241,6 +243,12 @@ def main():
                   f"{statistics.median(r['ttft_ratio'] for r in mine):.2f} |" if jains else
                   f"| {mode} | - | {statistics.median(r['ttft_p95'] for r in mine):.1f} | 1.00 |")
         print(f"raw: {out}")
+        if args.check:
+            by = {(r["round"], r["mode"]): r for r in rows}
+            for round_number in range(1, args.rounds + 1):
+                turns, tokens = by[(round_number, "requests")], by[(round_number, "tokens")]
+                if any(r["failed"] for r in rows) or tokens["quiet_tokens"] < turns["quiet_tokens"] or tokens["ttft_p95"] > turns["ttft_p95"]:
+                    sys.exit(f"fairness.py --check: round {round_number}: by turns {turns}, by tokens {tokens}")
     finally:
         for process in processes:
             stop(process)

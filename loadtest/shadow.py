@@ -76,6 +76,8 @@ def main():
     parser.add_argument("--rate-scale", default="1.0")
     parser.add_argument("--profile", default="configs/replicas/fast.yaml")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 unless no run had errors and the candidate answered every copy (CI's smoke run)")
     args = parser.parse_args()
     for tool in ("sluice", "sluice-replica", "sluice-load"):
         if not os.access(os.path.join(args.bin, tool), os.X_OK):
@@ -153,6 +155,11 @@ def main():
         print(f"copies: {shadow['requests']} answered by the candidate ({shadow['succeeded']} 2xx, {shadow['failed']} failed), "
               f"{shadow['skipped']} skipped; candidate p99 {shadow['p99']}")
         print(f"raw: {out}")
+        if args.check:
+            errors = sum(row["errors"] for name in rows for row in rows[name])
+            if errors or shadow["skipped"] or shadow["succeeded"] != shadow["requests"] or shadow["requests"] == 0:
+                sys.exit(f"shadow.py --check: {errors} client errors; copies {shadow['requests']} answered, "
+                         f"{shadow['succeeded']} succeeded, {shadow['skipped']} skipped")
     finally:
         stop_all()
 

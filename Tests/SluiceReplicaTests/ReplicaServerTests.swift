@@ -80,7 +80,9 @@ import Testing
 
     @Test func requestsQueueBehindTheRunningCapAndShowInMetrics() async throws {
         var configuration = Self.engineConfiguration()
-        configuration.engine!.stepBase = .milliseconds(20)
+        // (Steps long enough that the two waiting streams wait about a second: a loaded machine's
+        // metrics polls do not miss it.)
+        configuration.engine!.stepBase = .milliseconds(100)
         try await Self.withReplica(configuration) { _, address, group in
             // Cap 2: four long streams, two of them wait.
             try await withThrowingTaskGroup(of: Void.self) { tasks in

@@ -66,6 +66,25 @@ struct OverflowRoute: Sendable {
     }
 }
 
+extension OverflowRoute {
+    /// Marks `exchange` as overflowed (counted; its answer says so, with its prompt's estimated
+    /// price, since the answer's tokens are known only at its end) and returns the provider's pool.
+    func divert(_ exchange: Exchange, runtime: GatewayRuntime) -> PoolRuntime {
+        let counters = exchange.tenant.flatMap { self.counters[$0] }
+        exchange.overflow = counters
+        counters?.requests.increment()
+        let provider = runtime.pools[pool]
+        exchange.limitFields.append(("x-sluice-overflow", provider.name))
+        let prompt = max(1, (exchange.contentLength ?? exchange.bodyBytes) / RoutingKeys.bytesPerToken)
+        if let cost = provider.provider?.cost(tokens: prompt) {
+            exchange.limitFields.append(("x-sluice-prompt-cost-estimate-usd", String(format: "%.6f", cost)))
+        }
+        // (Its usage is read from the answer for the tokens and cost counted when it ends.)
+        if exchange.usageMeter == nil { exchange.usageMeter = UsageMeter(strip: false) }
+        return provider
+    }
+}
+
 /// What one tenant's overflow to one provider pool came to: requests, tokens, cost.
 final class OverflowCounters: Sendable {
     let requests: CounterSeries

@@ -17,8 +17,6 @@ struct BodyInspection {
     let cost: RequestCost?
     /// The request as a member of one of its pool's batches; nil when it goes alone.
     let batchItem: Batcher.Item?
-    /// The version that serves it, when it named a versioned model.
-    let version: VersionStats?
     /// Where a copy of it goes, when it is one of its model's shadowed share.
     let shadow: ShadowMirror?
 
@@ -43,7 +41,6 @@ struct BodyInspection {
         }
 
         let pool: PoolRuntime
-        var version: VersionStats?
         var shadow: ShadowMirror?
         if let index = exchange.keyPool {
             pool = runtime.pools[index]
@@ -68,7 +65,9 @@ struct BodyInspection {
                     return .answer(.noRoute(path: exchange.path, model: model ?? "(none)"))
                 }
                 pool = runtime.pools[chosen.pool]
-                version = chosen.stats
+                exchange.version = chosen.stats
+                // (Its usage is read from the answer, to count the version's tokens.)
+                exchange.usageMeter = UsageMeter(strip: false)
                 shadow = chosen.shadow
             case .needsModel, .noRoute:
                 return .answer(.noRoute(path: exchange.path, model: model ?? "(none)"))
@@ -100,6 +99,6 @@ struct BodyInspection {
             case .alone: break
             }
         }
-        return .inspected(BodyInspection(pool: pool, key: key, prompt: prompt, streams: streams, cost: cost, batchItem: batchItem, version: version, shadow: shadow))
+        return .inspected(BodyInspection(pool: pool, key: key, prompt: prompt, streams: streams, cost: cost, batchItem: batchItem, shadow: shadow))
     }
 }

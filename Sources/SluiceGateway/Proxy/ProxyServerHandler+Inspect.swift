@@ -10,11 +10,6 @@ extension ProxyServerHandler {
         case .answer(let error): return respond(error, closeAfter: false)
         case .inspected(let found): inspection = found
         }
-        if let version = inspection.version {
-            exchange.version = version
-            // (Token limits may have set one already, which asks for a stream's usage.)
-            if exchange.usageMeter == nil { exchange.usageMeter = UsageMeter(strip: false) }
-        }
         guard let cost = inspection.cost, let admission = runtime.admission, let tenant = exchange.tenant else {
             return forward(exchange, head: head, inspection, body: body)
         }

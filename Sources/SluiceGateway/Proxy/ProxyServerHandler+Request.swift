@@ -106,7 +106,7 @@ extension ProxyServerHandler {
         if exchange.overflow == nil, let route = runtime.overflows[pool.index],
            route.applies(to: exchange.tenant, in: pool, now: now.uptimeNanoseconds) {
             // Saturated, and this tenant may overflow: to the hosted provider instead.
-            return overflow(exchange, head: head, from: pool, route: route, key: key)
+            return begin(exchange, head: head, pool: route.divert(exchange, runtime: runtime), key: key)
         }
         exchange.pool = pool
         exchange.routingKey = key
@@ -126,24 +126,6 @@ extension ProxyServerHandler {
         case .noReplica:
             respond(.noHealthyReplica(pool: pool.name), closeAfter: false)
         }
-    }
-
-    private func overflow(_ exchange: Exchange, head: HTTP1Head, from pool: PoolRuntime, route: OverflowRoute, key: String?) {
-        let counters = exchange.tenant.flatMap { route.counters[$0] }
-        exchange.overflow = counters
-        counters?.requests.increment()
-        let provider = runtime.pools[route.pool]
-        exchange.limitFields.append(("x-sluice-overflow", provider.name))
-        if let credentials = runtime.providers[route.pool] {
-            // The price of the prompt as estimated now; the answer's tokens are known only at its end
-            // (counted in sluice_overflow_cost_dollars_total).
-            let prompt = max(1, (exchange.contentLength ?? exchange.bodyBytes) / RoutingKeys.bytesPerToken)
-            if let cost = credentials.cost(tokens: prompt) {
-                exchange.limitFields.append(("x-sluice-prompt-cost-estimate-usd", String(format: "%.6f", cost)))
-            }
-        }
-        if exchange.usageMeter == nil { exchange.usageMeter = UsageMeter(strip: false) }
-        begin(exchange, head: head, pool: provider, key: key)
     }
 
     /// A queued request's slot arrived (on this loop): it goes on to that replica, unless it was
