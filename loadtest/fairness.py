@@ -13,7 +13,8 @@ for several times the pool.
 Runs, each RUN seconds on a fresh gateway (the same replicas):
   alone     the quiet tenant only (`queue.fairness: tokens`; nothing else waits)
   requests  both tenants, `queue.fairness: requests` (turns by request: the current default)
-  tokens    both tenants, `queue.fairness: tokens` (virtual token counters)
+  tokens    both tenants, `queue.fairness: tokens` (virtual token counters), and
+            `queue.headroom: HEADROOM` (--headroom, default 0)
 repeated ROUNDS times, interleaved. For each: tokens served per tenant over the run (the usage
 the replicas reported, prompt and completion, of answers that finished within it), Jain's index
 over the two tenants' tokens served ((x1 + x2)^2 / (2 (x1^2 + x2^2)); 1 = equal), and the
@@ -117,7 +118,7 @@ async def drive(port, tenants, seconds, grace):
     return [r for r in results if r[5] <= end + grace], end
 
 
-def gateway_yaml(port, admin, replicas, slots, fairness, quiet_keys, noisy_keys):
+def gateway_yaml(port, admin, replicas, slots, fairness, quiet_keys, noisy_keys, headroom=0):
     listed = ", ".join(f'"127.0.0.1:{p}"' for p in replicas)
     return f"""listen: "127.0.0.1:{port}"
 admin: {{ listen: "127.0.0.1:{admin}" }}
@@ -129,7 +130,7 @@ pools:
     replicas: [{listed}]
     routing: {{ policy: round-robin }}
     max_concurrent_per_replica: {slots}
-    queue: {{ max: 100000, timeout: 120s, fairness: {fairness} }}
+    queue: {{ max: 100000, timeout: 120s, fairness: {fairness}, headroom: {headroom} }}
 limits:
   max_connections: 100000
   tenants:
@@ -160,6 +161,7 @@ def main():
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--ttft-ms", type=int, default=100)
     parser.add_argument("--itl-ms", type=int, default=10)
+    parser.add_argument("--headroom", type=int, default=0, help="queue.headroom of the tokens runs")
     parser.add_argument("--out", default=None)
     parser.add_argument("--check", action="store_true",
                         help="exit 1 if a request failed, or if by tokens the quiet tenant was served less or waited longer than by turns (CI's smoke run)")
@@ -199,14 +201,15 @@ def main():
             wait_ready(f"http://127.0.0.1:{port}/v2/health/ready")
         print(f"{args.replicas} replicas x {args.slots} slots, TTFT {args.ttft_ms} ms, ITL {args.itl_ms} ms; "
               f"quiet {quiet_rate:.1f} req/s x {QUIET_TOKENS} tokens out (streamed), noisy the same rate x {NOISY_TOKENS}; "
-              f"{args.run:.0f} s runs, {args.rounds} rounds", flush=True)
+              f"{args.run:.0f} s runs, {args.rounds} rounds; tokens runs with queue.headroom {args.headroom}", flush=True)
         rows = []
         for round_number in range(1, args.rounds + 1):
             alone_p95 = None
             for mode in ("alone", "requests", "tokens"):
                 port, admin = free_port(), free_port()
                 path = os.path.join(out, f"{mode}-{round_number}.yaml")
-                open(path, "w").write(gateway_yaml(port, admin, replicas, args.slots, "tokens" if mode == "alone" else mode, quiet_keys, noisy_keys))
+                open(path, "w").write(gateway_yaml(port, admin, replicas, args.slots, "tokens" if mode == "alone" else mode, quiet_keys, noisy_keys,
+                                                      args.headroom if mode == "tokens" else 0))
                 gateway = subprocess.Popen([os.path.join(args.bin, "sluice"), "serve", "--config", path],
                                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(out, f"{mode}-{round_number}.log"), "w"))
                 try:

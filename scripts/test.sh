@@ -123,10 +123,10 @@ python3 loadtest/chaos.py .build/debug
 # memory figures are in docs/benchmarks.md).
 python3 loadtest/soak.py .build/debug --duration 15 --smoke
 # The shadow and fairness benchmarks, short, on the debug build: every shadow copy answered and
-# no client error; by tokens the quiet tenant is served at least as much and waits no longer
-# than by turns (docs/versions.md and docs/limits.md have the full runs).
+# no client error; by tokens (with headroom) the quiet tenant is served at least as much and
+# waits no longer than by turns (docs/versions.md and docs/limits.md have the full runs).
 python3 loadtest/shadow.py --bin .build/debug --rounds 1 --duration-scale 0.05 --check >/dev/null
-python3 loadtest/fairness.py --bin .build/debug --rounds 1 --run 5 --check >/dev/null
+python3 loadtest/fairness.py --bin .build/debug --rounds 1 --run 5 --headroom 4 --check >/dev/null
 # The benchmark floor (`sluice relay`, a plain TCP relay) carries a request to the same replica.
 relport=$(free_port)
 .build/debug/sluice relay --listen "127.0.0.1:$relport" --to "127.0.0.1:$rport" >/dev/null 2>&1 &

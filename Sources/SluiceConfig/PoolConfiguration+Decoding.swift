@@ -112,7 +112,8 @@ extension GatewayConfiguration {
             if let value = batching["max_values"]?.int(in: 16...(1 << 24)) { configuration.maxValues = value }
             pool.batching = configuration
         }
-        if let node = keys["queue"], let queue = node.mapping(allowed: ["max", "timeout", "fairness"]) {
+        if let node = keys["queue"], let queue = node.mapping(allowed: ["max", "timeout", "fairness", "headroom"]) {
+            if let value = queue["headroom"]?.int(in: 0...1_000_000) { pool.queue.headroom = value }
             if let value = queue["max"]?.int(in: 0...1_000_000) { pool.queue.max = value }
             if let value = queue["fairness"]?.oneOf(QueueFairness.allCases.map(\.rawValue)) { pool.queue.fairness = QueueFairness(rawValue: value)! }
             if let value = queue["timeout"]?.duration(atLeast: .milliseconds(1)) { pool.queue.timeout = value }

@@ -63,3 +63,37 @@ import Testing
         #expect(queue.served[3] == 0)
     }
 }
+
+/// What `queue.headroom` reads from the queue: who waits, and who asked for the most lately.
+@Suite struct FairQueueHeadroomTests {
+    @Test func aFilteredDequeueSkipsTheExcludedTenantAndReturnsNilWhenOnlyItWaits() {
+        var queue = FairQueue<String>(capacity: 100, fairness: .tokens)
+        for index in 0..<3 { _ = queue.enqueue("noisy\(index)", tenant: 1, priority: 0, deadline: 9, cost: 300) }
+        #expect(queue.waiting(tenant: 1) == 3)
+        #expect(queue.dequeue { $0 != 1 } == nil)
+        #expect(queue.count == 3)
+        _ = queue.enqueue("quiet", tenant: 2, priority: 0, deadline: 9, cost: 20)
+        #expect(queue.dequeue { $0 != 1 } == "quiet")
+        #expect(queue.waiting(tenant: 2) == 0 && queue.waiting(tenant: 1) == 3)
+        #expect(queue.dequeue() == "noisy0")
+        #expect(queue.waitingPerTenant == [1: 2])
+        var turns = FairQueue<String>(capacity: 10, fairness: .requests)
+        _ = turns.enqueue("a", tenant: 1, priority: 0, deadline: 9)
+        _ = turns.enqueue("b", tenant: 2, priority: 0, deadline: 9)
+        #expect(turns.dequeue { $0 == 2 } == "b")
+    }
+
+    @Test func theHeaviestTenantIsTheOneAskingForTheMostLatelyAndNoneWhenAlone() {
+        var queue = FairQueue<String>(capacity: 10, fairness: .tokens)
+        let second: UInt64 = 1_000_000_000
+        queue.noteArrival(tenant: 1, now: 0, cost: 300)
+        #expect(queue.heaviest(now: 0, window: 2 * second) == nil)  // alone: no one to keep room for
+        queue.noteArrival(tenant: 2, now: 0, cost: 20)
+        #expect(queue.heaviest(now: 0, window: 2 * second) == 1)
+        // The heavy one stopped a while ago: its demand halves every second, the light one keeps asking.
+        for step in 1...8 { queue.noteArrival(tenant: 2, now: UInt64(step) * second / 4, cost: 20) }
+        #expect(queue.heaviest(now: 2 * second, window: 2 * second) == 2)
+        // Gone quiet for longer than the window: not active.
+        #expect(queue.heaviest(now: 5 * second, window: 2 * second) == nil)
+    }
+}

@@ -1,3 +1,4 @@
+import Foundation
 /// Requests waiting for a replica slot when every replica of a pool is at its concurrency: the
 /// bounded queue of issue 5, as pure logic (the gateway drives it with its clock).
 ///
@@ -47,6 +48,13 @@ public struct FairQueue<Element> {
     private var nextTicket: Ticket = 1
     /// Where each ticket waits, for `remove` and `expire`.
     private var locations: [Ticket: (priority: Int, tenant: Int)] = [:]
+    /// Requests waiting per tenant, at any priority.
+    private var waitingByTenant: [Int: Int] = [:]
+    /// Each tenant's recent demand (`noteArrival`): the tokens its requests are expected to cost,
+    /// decaying by half every `halfLife`, and when it was last updated.
+    private var recent: [Int: (tokens: Double, at: UInt64)] = [:]
+    /// How fast `recent` forgets, in nanoseconds.
+    public static var halfLife: UInt64 { 1_000_000_000 }
 
     public init(capacity: Int, fairness: Fairness = .requests) {
         precondition(capacity >= 0)
@@ -84,6 +92,7 @@ public struct FairQueue<Element> {
         }
         levels[priority]!.queues[tenant]!.append(Entry(ticket: ticket, element: element, deadline: deadline, cost: cost))
         locations[ticket] = (priority, tenant)
+        waitingByTenant[tenant, default: 0] += 1
         count += 1
         return ticket
     }
@@ -91,17 +100,28 @@ public struct FairQueue<Element> {
     /// The next element to serve: from the highest priority, the tenant whose turn it is (with
     /// `.tokens`, the one served the fewest tokens; ties in turn order). Its cost is charged.
     public mutating func dequeue() -> Element? {
+        dequeue { _ in true }
+    }
+
+    /// As `dequeue()`, among the tenants `allowed` admits at the highest priority; nil when it
+    /// admits none of them (the slot is kept, see `PoolGate`'s headroom).
+    public mutating func dequeue(where allowed: (Int) -> Bool) -> Element? {
         guard let priority = priorities.first else { return nil }
         var level = levels[priority]!
         if level.turn >= level.turns.count { level.turn = 0 }
-        if fairness == .tokens {
-            var best = level.turn
-            for step in 1..<max(1, level.turns.count) {
-                let candidate = (level.turn + step) % level.turns.count
-                if served[level.turns[candidate]] ?? 0 < served[level.turns[best]] ?? 0 { best = candidate }
+        var chosen: Int?
+        for step in 0..<level.turns.count {
+            let candidate = (level.turn + step) % level.turns.count
+            guard allowed(level.turns[candidate]) else { continue }
+            guard let best = chosen else {
+                chosen = candidate
+                if fairness == .requests { break }
+                continue
             }
-            level.turn = best
+            if served[level.turns[candidate]] ?? 0 < served[level.turns[best]] ?? 0 { chosen = candidate }
         }
+        guard let chosen else { return nil }
+        level.turn = chosen
         let tenant = level.turns[level.turn]
         let head = level.heads[tenant]!
         let entry = level.queues[tenant]![head]
@@ -123,9 +143,42 @@ public struct FairQueue<Element> {
         }
         store(level, at: priority)
         locations[entry.ticket] = nil
+        leftQueue(tenant)
         count -= 1
         if fairness == .tokens { charge(tenant: tenant, tokens: entry.cost) }
         return entry.element
+    }
+
+    private mutating func leftQueue(_ tenant: Int) {
+        let left = (waitingByTenant[tenant] ?? 1) - 1
+        waitingByTenant[tenant] = left > 0 ? left : nil
+    }
+
+    /// Requests of `tenant` waiting now.
+    public func waiting(tenant: Int) -> Int {
+        waitingByTenant[tenant] ?? 0
+    }
+
+    /// Requests waiting per tenant (tenants with none are absent).
+    public var waitingPerTenant: [Int: Int] { waitingByTenant }
+
+    /// `tenant` sent a request expected to cost `cost` tokens at `now` (waiting or not).
+    public mutating func noteArrival(tenant: Int, now: UInt64, cost: Int) {
+        recent[tenant] = (Self.decayed(recent[tenant], to: now) + Double(cost), max(now, recent[tenant]?.at ?? 0))
+    }
+
+    /// The tenant asking for the most tokens lately, when two or more have asked within
+    /// `window` of `now` (nil otherwise: with one tenant active there is no one to keep room for).
+    public func heaviest(now: UInt64, window: UInt64) -> Int? {
+        let active = recent.filter { $0.value.at > now || now - $0.value.at <= window }
+        guard active.count >= 2 else { return nil }
+        return active.max { Self.decayed($0.value, to: now) < Self.decayed($1.value, to: now) }?.key
+    }
+
+    private static func decayed(_ entry: (tokens: Double, at: UInt64)?, to now: UInt64) -> Double {
+        guard let entry else { return 0 }
+        guard now > entry.at else { return entry.tokens }
+        return entry.tokens * pow(0.5, Double(now - entry.at) / Double(halfLife))
     }
 
     /// Adds `tokens` (negative: a correction) to what `tenant` has been served: a request that
@@ -152,6 +205,7 @@ public struct FairQueue<Element> {
         }
         store(level, at: priority)
         locations[ticket] = nil
+        leftQueue(tenant)
         count -= 1
         return entry.element
     }

@@ -33,7 +33,7 @@ final class ChatAudit: Sendable {
     private func append(_ entry: [String: String]) {
         guard let path, let data = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) else { return }
         lock.withLock { _ in
-            if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+            if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
             guard let handle = FileHandle(forWritingAtPath: path) else {
                 logger.error("cannot write the chat audit log", metadata: ["path": "\(path)"])
                 return

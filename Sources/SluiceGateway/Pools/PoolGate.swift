@@ -60,6 +60,10 @@ final class PoolGate: Sendable {
     let limit: Int
     let timeout: TimeAmount
     let fairness: QueueFairness
+    /// `queue.headroom`: free slots a backlogged tenant leaves for the others while they are active.
+    let headroom: Int
+    /// A tenant is active while its last request is this recent (for `headroom`).
+    static let activeWindow: UInt64 = 2_000_000_000
     /// The data path's clock (the event loops' in production; a manual one in tests).
     private let clock: @Sendable () -> NIODeadline
     private let queue: Mutex<FairQueue<Waiter>>
@@ -75,6 +79,7 @@ final class PoolGate: Sendable {
         self.timeout = .nanoseconds(configuration.timeout.nanoseconds)
         self.queue = Mutex(FairQueue(capacity: configuration.max, fairness: configuration.fairness))
         self.fairness = configuration.fairness
+        self.headroom = configuration.headroom
         self.outcomes = Outcome.allCases.map { outcome in
             metrics.registry.makeCounter(
                 descriptor: .sluice("sluice_queue_requests_total", "Requests that had to wait for a replica slot, by what became of them."),
@@ -93,6 +98,7 @@ final class PoolGate: Sendable {
         preferred: Replica?, snapshot: PoolSnapshot, tenant: Int, priority: Int, now: UInt64, cost: Int = 1,
         deliver: @escaping @Sendable (Replica) -> Void
     ) -> Entry {
+        if headroom > 0 { queue.withLock { $0.noteArrival(tenant: tenant, now: now, cost: cost) } }
         if waitingCount.load(ordering: .relaxed) == 0, let replica = takeSlot(preferring: preferred, in: snapshot, now: now) {
             charge(tenant: tenant, tokens: cost)
             return .slot(replica)
@@ -155,7 +161,11 @@ final class PoolGate: Sendable {
                 // Any slot at all? (Checked before dequeuing, so a waiter is only taken out
                 // with a slot in hand.)
                 guard let free = takeSlot(preferring: nil, in: snapshot, now: now) else { break }
-                let waiter = queue.dequeue()!
+                guard let waiter = nextWaiter(&queue, snapshot: snapshot, now: now) else {
+                    // Only backlogged tenants wait, and this slot is headroom: kept free.
+                    free.requestFinished()
+                    break
+                }
                 var replica = free
                 if let preferred = waiter.preferred, preferred !== free, preferred.isAvailable(at: now),
                    snapshot.replica(preferred.id) === preferred,  // still a member
@@ -175,6 +185,17 @@ final class PoolGate: Sendable {
             wait.record(nanoseconds: Int64(now > waiter.enqueuedAt ? now - waiter.enqueuedAt : 0))
             waiter.deliver(replica)
         }
+    }
+
+    /// The waiter to hand a slot just taken to. Within `headroom` free slots (counting that one),
+    /// the tenant asking for the most tokens lately may not have it while another tenant is
+    /// active: the slot stays for a lighter one, and nil is returned when none of those waits.
+    private func nextWaiter(_ queue: inout FairQueue<Waiter>, snapshot: PoolSnapshot, now: UInt64) -> Waiter? {
+        guard headroom > 0 else { return queue.dequeue() }
+        var free = 1
+        for replica in snapshot.replicas where replica.isAvailable(at: now) { free += max(0, limit - replica.inFlight) }
+        guard free <= headroom, let heaviest = queue.heaviest(now: now, window: Self.activeWindow) else { return queue.dequeue() }
+        return queue.dequeue { $0 != heaviest }
     }
 
     /// A slot on `preferred` if it has room, else on the least busy available replica with room.
