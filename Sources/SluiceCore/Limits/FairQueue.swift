@@ -1,4 +1,3 @@
-import Foundation
 /// Requests waiting for a replica slot when every replica of a pool is at its concurrency: the
 /// bounded queue of issue 5, as pure logic (the gateway drives it with its clock).
 ///
@@ -178,7 +177,13 @@ public struct FairQueue<Element> {
     private static func decayed(_ entry: (tokens: Double, at: UInt64)?, to now: UInt64) -> Double {
         guard let entry else { return 0 }
         guard now > entry.at else { return entry.tokens }
-        return entry.tokens * pow(0.5, Double(now - entry.at) / Double(halfLife))
+        let halvings = Double(now - entry.at) / Double(halfLife)
+        guard halvings < 64 else { return 0 }
+        // 2^-x: whole halvings exactly, the fraction by its Taylor series (within 1%; no libm here).
+        let whole = halvings.rounded(.down)
+        let f = halvings - whole
+        let fraction = 1 - f * (0.693_147 - f * (0.240_227 - f * 0.055_504))
+        return entry.tokens * fraction / Double(UInt64(1) << UInt64(whole))
     }
 
     /// Adds `tokens` (negative: a correction) to what `tenant` has been served: a request that
