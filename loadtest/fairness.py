@@ -32,36 +32,18 @@ import random
 import re
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Tests", "python"))
+from localnet import free_port, wait_http_ok  # noqa: E402
 
 QUIET_TOKENS = 10
 NOISY_TOKENS = 100
 USAGE = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url, seconds=30):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"fairness.py: {url} never answered 200")
 
 
 async def one_request(port, key, body, stream, started_at, results, tenant):
@@ -198,7 +180,7 @@ def main():
                  "--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms)],
                 stdout=subprocess.DEVNULL, stderr=open(os.path.join(out, f"replica{index + 1}.log"), "w")))
         for port in replicas:
-            wait_ready(f"http://127.0.0.1:{port}/v2/health/ready")
+            wait_http_ok(f"http://127.0.0.1:{port}/v2/health/ready")
         print(f"{args.replicas} replicas x {args.slots} slots, TTFT {args.ttft_ms} ms, ITL {args.itl_ms} ms; "
               f"quiet {quiet_rate:.1f} req/s x {QUIET_TOKENS} tokens out (streamed), noisy the same rate x {NOISY_TOKENS}; "
               f"{args.run:.0f} s runs, {args.rounds} rounds; tokens runs with queue.headroom {args.headroom}", flush=True)
@@ -213,7 +195,7 @@ def main():
                 gateway = subprocess.Popen([os.path.join(args.bin, "sluice"), "serve", "--config", path],
                                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(out, f"{mode}-{round_number}.log"), "w"))
                 try:
-                    wait_ready(f"http://127.0.0.1:{admin}/readyz")
+                    wait_http_ok(f"http://127.0.0.1:{admin}/readyz")
                     tenants = [("quiet", "sk-quiet", quiet_rate, quiet_body, True, round_number * 2)]
                     if mode != "alone":
                         tenants.append(("noisy", "sk-noisy", quiet_rate, noisy_body, False, round_number * 2 + 1))

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,24 +30,8 @@ import tempfile
 import time
 import urllib.request
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url, seconds=30):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"shadow.py: {url} never answered 200")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Tests", "python"))
+from localnet import free_port, wait_http_ok  # noqa: E402
 
 
 def gateway_yaml(port, admin, replicas, share):
@@ -104,7 +87,7 @@ def main():
                 [os.path.join(args.bin, "sluice-replica"), "--port", str(port), "--id", f"r{index + 1}", "--profile", args.profile],
                 stdout=subprocess.DEVNULL, stderr=open(os.path.join(out, f"replica{index + 1}.log"), "w")))
         for port in replicas:
-            wait_ready(f"http://127.0.0.1:{port}/v2/health/ready")
+            wait_http_ok(f"http://127.0.0.1:{port}/v2/health/ready")
         gateways = {}
         for name, share in (("baseline", 0), ("shadowed", 1)):
             port, admin = free_port(), free_port()
@@ -114,7 +97,7 @@ def main():
             processes.append(subprocess.Popen(
                 [os.path.join(args.bin, "sluice"), "serve", "--config", path],
                 stdout=subprocess.DEVNULL, stderr=open(os.path.join(out, f"{name}.log"), "w")))
-            wait_ready(f"http://127.0.0.1:{admin}/readyz")
+            wait_http_ok(f"http://127.0.0.1:{admin}/readyz")
             gateways[name] = (port, admin)
         rows = {"baseline": [], "shadowed": []}
         for round_number in range(1, args.rounds + 1):

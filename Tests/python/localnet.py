@@ -20,3 +20,18 @@ def wait_port(port, timeout=10.0):
         except OSError:
             time.sleep(0.05)
     raise SystemExit(f"nothing listens on {port}")
+
+
+def wait_http_ok(url, timeout=30.0):
+    """Polls `url` until it answers 200 (a replica's or a gateway's readiness route)."""
+    import urllib.request
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} never answered 200")

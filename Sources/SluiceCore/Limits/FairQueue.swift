@@ -47,8 +47,6 @@ public struct FairQueue<Element> {
     private var nextTicket: Ticket = 1
     /// Where each ticket waits, for `remove` and `expire`.
     private var locations: [Ticket: (priority: Int, tenant: Int)] = [:]
-    /// Requests waiting per tenant, at any priority.
-    private var waitingByTenant: [Int: Int] = [:]
     /// Each tenant's recent demand (`noteArrival`): the tokens its requests are expected to cost,
     /// decaying by half every `halfLife`, and when it was last updated.
     private var recent: [Int: (tokens: Double, at: UInt64)] = [:]
@@ -91,7 +89,6 @@ public struct FairQueue<Element> {
         }
         levels[priority]!.queues[tenant]!.append(Entry(ticket: ticket, element: element, deadline: deadline, cost: cost))
         locations[ticket] = (priority, tenant)
-        waitingByTenant[tenant, default: 0] += 1
         count += 1
         return ticket
     }
@@ -142,24 +139,10 @@ public struct FairQueue<Element> {
         }
         store(level, at: priority)
         locations[entry.ticket] = nil
-        leftQueue(tenant)
         count -= 1
         if fairness == .tokens { charge(tenant: tenant, tokens: entry.cost) }
         return entry.element
     }
-
-    private mutating func leftQueue(_ tenant: Int) {
-        let left = (waitingByTenant[tenant] ?? 1) - 1
-        waitingByTenant[tenant] = left > 0 ? left : nil
-    }
-
-    /// Requests of `tenant` waiting now.
-    public func waiting(tenant: Int) -> Int {
-        waitingByTenant[tenant] ?? 0
-    }
-
-    /// Requests waiting per tenant (tenants with none are absent).
-    public var waitingPerTenant: [Int: Int] { waitingByTenant }
 
     /// `tenant` sent a request expected to cost `cost` tokens at `now` (waiting or not).
     public mutating func noteArrival(tenant: Int, now: UInt64, cost: Int) {
@@ -210,7 +193,6 @@ public struct FairQueue<Element> {
         }
         store(level, at: priority)
         locations[ticket] = nil
-        leftQueue(tenant)
         count -= 1
         return entry.element
     }

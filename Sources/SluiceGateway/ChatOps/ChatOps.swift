@@ -60,20 +60,20 @@ final class ChatOps: Sendable {
         let user = form["user_name"] ?? form["user_id"] ?? "unknown"
         let text = form["text"] ?? ""
         let answer: String
-        var changed = false
+        var announce = false
         switch ChatCommand.parse(text) {
         case .failure(let error):
             answer = "\(error)"
         case .success(let command):
-            (answer, changed) = run(command, by: "\(source):\(user)")
+            (answer, announce) = run(command, by: "\(source):\(user)")
         }
         audit.record(source: source, user: user, userID: form["user_id"], channel: form["channel_name"], command: text, answer: answer)
-        // (Weight changes are announced by `ModelVersions` whoever makes them.)
-        if changed, !isCanary(text) { notifier?.notify("\(user): \(answer)") }
+        if announce { notifier?.notify("\(user): \(answer)") }
         return .json(.ok, ["response_type": "in_channel", "text": answer])
     }
 
-    /// The answer, and whether the command changed the gateway.
+    /// The answer, and whether to announce it in the chat room (a drain; weight changes are
+    /// announced by `ModelVersions`, whoever makes them).
     private func run(_ command: ChatCommand, by who: String) -> (String, Bool) {
         switch command {
         case .help:
@@ -118,15 +118,10 @@ final class ChatOps: Sendable {
             let changes = Dictionary(uniqueKeysWithValues: zip(model.versions.map(\.pool), weights))
             let set = try versions.setWeights(model: model.name, changes, by: who)
             let shares = zip(model.versions, set).map { "\($0.pool) \(ModelVersions.format(($1 * 10).rounded() / 10))%" }
-            return ("Canary for \(model.name): " + shares.joined(separator: ", ") + ".", true)
+            return ("Canary for \(model.name): " + shares.joined(separator: ", ") + ".", false)
         } catch {
             return ("\(error)", false)
         }
-    }
-
-    private func isCanary(_ text: String) -> Bool {
-        if case .success(.canary) = ChatCommand.parse(text) { return true }
-        return false
     }
 
     /// `application/x-www-form-urlencoded` fields (Slack and Mattermost send commands so).

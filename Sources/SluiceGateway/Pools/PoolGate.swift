@@ -60,7 +60,7 @@ final class PoolGate: Sendable {
     let limit: Int
     let timeout: TimeAmount
     let fairness: QueueFairness
-    /// `queue.headroom`: free slots a backlogged tenant leaves for the others while they are active.
+    /// `queue.headroom`: free slots the heaviest recent tenant leaves for the others while they are active.
     let headroom: Int
     /// A tenant is active while its last request is this recent (for `headroom`).
     static let activeWindow: UInt64 = 2_000_000_000
@@ -162,7 +162,7 @@ final class PoolGate: Sendable {
                 // with a slot in hand.)
                 guard let free = takeSlot(preferring: nil, in: snapshot, now: now) else { break }
                 guard let waiter = nextWaiter(&queue, snapshot: snapshot, now: now) else {
-                    // Only backlogged tenants wait, and this slot is headroom: kept free.
+                    // Only the heaviest tenant waits, and this slot is headroom: kept free.
                     free.requestFinished()
                     break
                 }
