@@ -36,7 +36,7 @@ struct AdminResponse {
 }
 
 /// The admin API's routes. `/healthz`, `/readyz` and `/metrics` are open (probes and Prometheus
-/// must reach them); `/admin/*` needs the bearer token, or, with no token configured, a loopback
+/// must reach them); the status page (`/`) and `/admin/*` need the token, or, with no token configured, a loopback
 /// client.
 final class AdminRoutes: Sendable {
     let gateway: Gateway
@@ -67,11 +67,17 @@ final class AdminRoutes: Sendable {
         default:
             break
         }
-        guard path.hasPrefix("/admin/") else {
+        guard Self.needsToken(path) else {
             return .error(.notFound, "No admin route \(path).", code: "not_found")
         }
         if let denied = authorize(request) { return denied }
         switch (request.method, path) {
+        case (.GET, "/"):
+            return AdminResponse(
+                status: .ok, contentType: "text/html; charset=utf-8", body: ByteBuffer(string: StatusPage.render(StatusView(gateway: gateway))),
+                extraHeaders: [("cache-control", "no-store")])
+        case (.GET, "/admin/status"):
+            return .json(.ok, StatusView(gateway: gateway))
         case (.GET, "/admin/pools"):
             return .json(.ok, PoolsView(gateway: gateway))
         case (.GET, "/admin/scale"):
@@ -182,24 +188,47 @@ final class AdminRoutes: Sendable {
     /// so its body is never read; nil when the request may go on.
     func refusal(method: HTTPMethod, uri: String, headers: HTTPHeaders, peer: SocketAddress?) -> AdminResponse? {
         let request = AdminRequest(method: method, uri: uri, headers: headers, body: nil, peer: peer)
-        guard request.path.hasPrefix("/admin/") else { return nil }
+        guard Self.needsToken(request.path) else { return nil }
         return authorize(request)
+    }
+
+    /// The status page and `/admin/*` need the token; probes, metrics and chat commands do not.
+    static func needsToken(_ path: Substring) -> Bool {
+        path == "/" || path.hasPrefix("/admin/")
     }
 
     private func authorize(_ request: AdminRequest) -> AdminResponse? {
         guard let token else {
             if request.peer.map(Self.isLoopback) == true { return nil }
-            return .error(.forbidden, "No admin token is configured, so /admin/* answers loopback clients only.", code: "admin_loopback_only")
+            return .error(
+                .forbidden, "No admin token is configured, so the status page and /admin/* answer loopback clients only.",
+                code: "admin_loopback_only")
         }
-        let presented = request.headers.first(name: "authorization").flatMap { value -> [UInt8]? in
-            let prefix = "Bearer "
-            guard value.count > prefix.count, value.lowercased().hasPrefix("bearer ") else { return nil }
-            return Array(value.utf8.dropFirst(prefix.utf8.count))
+        if let presented = request.headers.first(name: "authorization").flatMap(Self.presentedToken),
+            Self.constantTimeEqual(presented, token)
+        {
+            return nil
         }
-        if let presented, Self.constantTimeEqual(presented, token) { return nil }
-        var response = AdminResponse.error(.unauthorized, "A valid bearer token is required for /admin/*.", code: "unauthorized")
-        response.extraHeaders.append(("www-authenticate", "Bearer realm=\"sluice-admin\""))
+        var response = AdminResponse.error(.unauthorized, "A valid admin token is required for the status page and /admin/*.", code: "unauthorized")
+        // A browser asks its user for Basic credentials (the token as the password) and then
+        // sends them with the page's own polls; API clients send the token as a bearer.
+        response.extraHeaders.append(
+            ("www-authenticate", request.path == "/" ? "Basic realm=\"sluice-admin\", charset=\"UTF-8\"" : "Bearer realm=\"sluice-admin\""))
         return response
+    }
+
+    /// The token in `Authorization: Bearer <token>`, or the password of `Basic` credentials
+    /// (any user name).
+    static func presentedToken(_ value: String) -> [UInt8]? {
+        let lowered = value.lowercased()
+        if lowered.hasPrefix("bearer "), value.utf8.count > 7 {
+            return Array(value.utf8.dropFirst(7))
+        }
+        guard lowered.hasPrefix("basic "),
+            let decoded = Data(base64Encoded: String(value.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
+            let colon = decoded.firstIndex(of: UInt8(ascii: ":"))
+        else { return nil }
+        return Array(decoded[decoded.index(after: colon)...])
     }
 
     /// Compares in time that depends only on the lengths, so the token cannot be guessed byte by byte.

@@ -58,6 +58,10 @@ public final class GatewayMetrics: Sendable {
         name: "sluice_overflow_cost_dollars_total", help: "What overflowed requests cost at the provider's configured price, by provider pool and tenant.",
         divisor: 1_000_000_000)
 
+    /// Replica choices by the branch the policy took: read back by the status page.
+    let routingDecisions = CounterFamily(
+        name: "sluice_routing_decisions_total", help: "Replica choices, by the branch the routing policy took.")
+
     static let latencyBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
@@ -66,7 +70,7 @@ public final class GatewayMetrics: Sendable {
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
-        unrouted = PoolMetrics(pool: "", registry: registry, requestDuration: requestDuration, firstByte: firstByte)
+        unrouted = PoolMetrics(pool: "", registry: registry, requestDuration: requestDuration, firstByte: firstByte, routing: routingDecisions)
         downstreamConnections = registry.makeGauge(
             descriptor: .sluice("sluice_downstream_connections", "Client connections open now."))
         downstreamConnectionsTotal = registry.makeCounter(
@@ -83,7 +87,7 @@ public final class GatewayMetrics: Sendable {
     }
 
     func pool(_ name: String) -> PoolMetrics {
-        PoolMetrics(pool: name, registry: registry, requestDuration: requestDuration, firstByte: firstByte)
+        PoolMetrics(pool: name, registry: registry, requestDuration: requestDuration, firstByte: firstByte, routing: routingDecisions)
     }
 
     /// The Prometheus text of everything: the registry's metrics and the lock-free histograms.
@@ -100,6 +104,7 @@ public final class GatewayMetrics: Sendable {
         overflowRequests.render(into: &text)
         overflowTokens.render(into: &text)
         overflowCost.render(into: &text)
+        routingDecisions.render(into: &text)
         return text
     }
 }
@@ -117,7 +122,7 @@ final class PoolMetrics: Sendable {
     /// Requests sent again after a replica failed them (`RetryPolicy`).
     let retries: Counter
     /// Routing decisions by the branch the policy took (`RoutingReason`).
-    private let routing: [Counter]
+    private let routing: [CounterSeries]
     /// Placements told to and heard from other gateway instances (`routing.shared`).
     private let shared: [Counter]
     /// Ejections by reason (consecutive failures, failure rate), and active checks by result.
@@ -135,7 +140,10 @@ final class PoolMetrics: Sendable {
 
     private static let commonStatuses = [200, 400, 404, 413, 429, 431, 499, 502, 503, 504]
 
-    init(pool: String, registry: PrometheusCollectorRegistry, requestDuration: LatencyHistogramFamily, firstByte: LatencyHistogramFamily) {
+    init(
+        pool: String, registry: PrometheusCollectorRegistry, requestDuration: LatencyHistogramFamily, firstByte: LatencyHistogramFamily,
+        routing: CounterFamily
+    ) {
         self.pool = pool
         self.registry = registry
         var common = [Counter?](repeating: nil, count: 600)
@@ -152,11 +160,7 @@ final class PoolMetrics: Sendable {
             descriptor: .sluice("sluice_upstream_retries_total", "Requests sent again after a replica failed them (no connection, closed before answering)."),
             labels: [("pool", pool)])
         // Requests that matched no pool were routed by no policy: no routing series for them.
-        routing = pool.isEmpty ? [] : RoutingReason.allCases.map { reason in
-            registry.makeCounter(
-                descriptor: .sluice("sluice_routing_decisions_total", "Replica choices, by the branch the routing policy took."),
-                labels: [("pool", pool), ("reason", reason.rawValue)])
-        }
+        self.routing = pool.isEmpty ? [] : RoutingReason.allCases.map { routing.makeSeries(labels: [("pool", pool), ("reason", $0.rawValue)]) }
         ejections = pool.isEmpty ? [] : [Replica.EjectionReason.consecutiveFailures, .failureRate].map { reason in
             registry.makeCounter(
                 descriptor: .sluice("sluice_replica_ejections_total", "Replicas taken out of rotation by passive health, by reason."),
@@ -193,6 +197,11 @@ final class PoolMetrics: Sendable {
     func recordRouting(_ reason: RoutingReason) {
         guard !routing.isEmpty else { return }
         routing[RoutingReason.allCases.firstIndex(of: reason)!].increment()
+    }
+
+    /// Decisions so far by reason, those taken at least once.
+    var routingCounts: [(reason: RoutingReason, count: Int)] {
+        zip(RoutingReason.allCases, routing).compactMap { reason, series in series.value > 0 ? (reason, series.value) : nil }
     }
 
     func recordResponse(status: Int, nanoseconds: Int64) {

@@ -25,7 +25,19 @@ final class PoolScaling: Sendable {
         var lastArrivals = 0
         var lastTick: UInt64?
         var latest: Published?
+        /// The last `historyLength` decisions, oldest first: the status page's chart.
+        var history: [Published] = []
+
+        mutating func publish(_ published: Published, replacingLatest: Bool = false) {
+            latest = published
+            if replacingLatest, !history.isEmpty { history.removeLast() }
+            history.append(published)
+            if history.count > PoolScaling.historyLength { history.removeFirst(history.count - PoolScaling.historyLength) }
+        }
     }
+
+    /// Decisions kept for the status page: twenty minutes at the default two-second tick.
+    static let historyLength = 600
 
     let configuration: ScalingConfiguration
     let window: SignalWindow
@@ -56,6 +68,9 @@ final class PoolScaling: Sendable {
     }
 
     var latest: Published? { state.withLock { $0.latest } }
+
+    /// The recent decisions, oldest first.
+    var history: [Published] { state.withLock { $0.history } }
 
     /// The pool's load now: in flight, queued (here and as replicas report), healthy replicas.
     private func load(_ pool: PoolRuntime, now: UInt64) -> (inFlight: Int, queued: Int, healthy: Int) {
@@ -97,7 +112,7 @@ final class PoolScaling: Sendable {
             let published = Published(
                 pool: pool.name, signal: configuration.signal, decision: decision, arrivalRate: rate,
                 inFlight: inFlight, queued: queued, at: wall)
-            state.latest = published
+            state.publish(published)
             return (published, previous != nil && previous != decision.desired)
         }
     }
@@ -128,7 +143,7 @@ final class PoolScaling: Sendable {
             return view.settle(decision: ScaleView.json(mine), number: number, ttlSeconds: ttl).map { stored, ours in
                 let published = ScaleView.published(fromJSON: stored, signal: self.configuration.signal) ?? mine
                 self.state.withLock { state in
-                    state.latest = published
+                    state.publish(published, replacingLatest: true)
                     state.advisor.adopt(desired: published.decision.desired)
                 }
                 return (published, ours && before != nil && before != published.decision.desired)
