@@ -32,7 +32,7 @@ extension GatewayConfiguration {
     }
 
     private static func decodeRoot(_ root: NodeReader) -> GatewayConfiguration? {
-        guard let keys = root.mapping(allowed: ["listen", "workers", "pin_workers", "log_level", "admin", "pools", "limits", "publish", "shutdown", "tls", "http2", "models"]) else {
+        guard let keys = root.mapping(allowed: ["listen", "workers", "pin_workers", "log_level", "admin", "pools", "limits", "publish", "shutdown", "tls", "http2", "models", "tracing"]) else {
             return nil
         }
         guard let listenNode = keys["listen"] else {
@@ -68,6 +68,7 @@ extension GatewayConfiguration {
         if let node = keys["log_level"], let value = node.oneOf(logLevels) { config.logLevel = value }
         if let node = keys["limits"] { config.limits = decodeLimits(node) }
         if let node = keys["publish"] { config.publish = PublishConfiguration.decode(node) }
+        if let node = keys["tracing"] { config.tracing = TracingConfiguration.decode(node) }
         if let node = keys["tls"] { config.tls = decodeTLS(node) }
         if let node = keys["http2"] { config.http2 = decodeHTTP2(node) }
         if let node = keys["models"] { config.models = decodeModels(node, pools: pools) }

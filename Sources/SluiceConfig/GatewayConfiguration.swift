@@ -17,6 +17,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var limits = LimitsConfiguration()
     /// Where scale decisions are sent besides `/admin/scale` and `/metrics`.
     public var publish = PublishConfiguration()
+    /// OpenTelemetry traces; nil (the default) traces nothing.
+    public var tracing: TracingConfiguration?
     /// How long in-flight requests and streams may run on after SIGTERM before they are cut.
     public var shutdownGrace: Duration = .seconds(30)
     /// TLS on `listen`; nil: plaintext HTTP/1.1 and h2c.

@@ -38,6 +38,7 @@ public struct ReloadPlan: Sendable, Equatable {
         // (The certificate files' contents are read again on every reload; their paths are not.)
         if new.tls != running.tls { refuse("tls", "changed") }
         if new.http2 != running.http2 { refuse("http2", "changed") }
+        if new.tracing != running.tracing { refuse("tracing", "changed") }
         let oldNames = running.pools.map(\.name)
         let newNames = new.pools.map(\.name)
         if oldNames != newNames {

@@ -61,6 +61,8 @@ public enum HeaderRewriter {
     /// set; `x-request-id` and `traceparent` kept when valid, else created; `Host` added from
     /// `host` when the client sent none (HTTP/1.0).
     ///
+    /// With `traceparent` (the gateway traces this request), the client's is replaced by it.
+    ///
     /// For a hosted provider (`provider`), the client's `Host` and `Authorization` are dropped
     /// and the provider's written instead: the client's key never leaves the gateway.
     ///
@@ -76,9 +78,11 @@ public enum HeaderRewriter {
         allocator: ByteBufferAllocator,
         extraCapacity: Int = 0,
         contentLength: Int? = nil,
-        provider: (host: String, authorization: String)? = nil
+        provider: (host: String, authorization: String)? = nil,
+        traceparent: String? = nil
     ) -> (head: ByteBuffer, requestID: String) {
         let replacesCredentials = provider != nil
+        let replacesTraceparent = traceparent != nil
         var (out, requestID, keptTraceparent, forwardedFor) = head.bytes.withUnsafeReadableBytes { raw in
             var out = allocator.buffer(capacity: raw.count + 256 + extraCapacity)
             var requestID: String?
@@ -106,7 +110,7 @@ public enum HeaderRewriter {
                     guard requestID == nil, (1...200).contains(field.value.count) else { continue }
                     requestID = String(decoding: raw[field.value], as: UTF8.self)
                 case .traceparent:
-                    guard !keptTraceparent, isValidTraceparent(raw[field.value]) else { continue }
+                    guard !replacesTraceparent, !keptTraceparent, isValidTraceparent(raw[field.value]) else { continue }
                     keptTraceparent = true
                 case .host, .authorization:
                     if replacesCredentials || isNamed(name, in: named) { continue }
@@ -145,7 +149,12 @@ public enum HeaderRewriter {
             out.writeString(id)
             out.writeStaticString("\r\n")
         }
-        if !keptTraceparent {
+        if let traceparent {
+            // The gateway's own span for this attempt: the replica's spans become its children.
+            out.writeStaticString("traceparent: ")
+            out.writeString(traceparent)
+            out.writeStaticString("\r\n")
+        } else if !keptTraceparent {
             // A request ID Sluice just made is 32 random hex digits: it doubles as the trace ID,
             // which also lets logs be joined to traces.
             out.writeStaticString("traceparent: ")

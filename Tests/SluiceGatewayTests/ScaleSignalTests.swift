@@ -325,18 +325,20 @@ extension ScaleSignalTests {
 /// A tiny HTTP server that answers 200 and keeps each request body.
 final class WebhookSink: Sendable {
     private let channel: any Channel
-    private let received: Locked<[String]>
+    private let received: Locked<[[UInt8]]>
     var port: Int { channel.localAddress!.port! }
-    var bodies: [String] { received.value }
+    var bodies: [String] { received.value.map { String(decoding: $0, as: UTF8.self) } }
+    /// The bodies as bytes (an OTLP/protobuf export is not text).
+    var rawBodies: [[UInt8]] { received.value }
 
-    private init(channel: any Channel, received: Locked<[String]>) {
+    private init(channel: any Channel, received: Locked<[[UInt8]]>) {
         self.channel = channel
         self.received = received
     }
 
     /// Listens on 127.0.0.1, port 0; with `tls`, speaks https only.
     static func start(tls: NIOSSLContext? = nil) async throws -> WebhookSink {
-        let box = Locked<[String]>([])
+        let box = Locked<[[UInt8]]>([])
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -356,19 +358,19 @@ final class WebhookSink: Sendable {
     private final class Collector: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
-        let box: Locked<[String]>
-        var body = ""
+        let box: Locked<[[UInt8]]>
+        var body: [UInt8] = []
 
-        init(box: Locked<[String]>) {
+        init(box: Locked<[[UInt8]]>) {
             self.box = box
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
             case .head:
-                body = ""
+                body = []
             case .body(let buffer):
-                body += String(buffer: buffer)
+                body += buffer.readableBytesView
             case .end:
                 box.withLock { $0.append(body) }
                 var headers = HTTPHeaders()

@@ -31,6 +31,10 @@ extension Exchange {
             if let tenant { admission.release(tenant: tenant) }
             tenant = nil
         }
+        if let trace {
+            self.trace = nil
+            trace.finish(status: status, at: now)
+        }
         let metrics = pool?.metrics ?? runtime.metrics.unrouted
         let nanoseconds = Int64(now.uptimeNanoseconds - start.uptimeNanoseconds)
         metrics.recordResponse(status: status, nanoseconds: nanoseconds)

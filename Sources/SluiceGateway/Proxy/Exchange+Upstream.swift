@@ -10,7 +10,7 @@ extension Exchange {
     /// for a small body behind it: the upstream handler copies it there, one write).
     func sending(
         _ head: HTTP1Head, to replica: Replica, queuedSince: NIODeadline?, now: @autoclosure () -> NIODeadline, clientAddress: String?, https: Bool = false,
-        random: inout FastRandom, allocator: ByteBufferAllocator
+        random: inout FastRandom, allocator: ByteBufferAllocator, traceparent: String? = nil
     ) {
         self.replica = replica
         pool?.noteDestination(of: self, replica)
@@ -23,7 +23,8 @@ extension Exchange {
         let provider = pool?.provider.map { (host: $0.host, authorization: $0.authorization) }
         let (out, id) = HeaderRewriter.upstreamRequest(
             head, host: replica.id.description, clientAddress: clientAddress, https: https, random: &random, allocator: allocator,
-            extraCapacity: length.map { $0 <= Exchange.coalesceLimit ? $0 : 0 } ?? 0, contentLength: rewrittenLength, provider: provider)
+            extraCapacity: length.map { $0 <= Exchange.coalesceLimit ? $0 : 0 } ?? 0, contentLength: rewrittenLength, provider: provider,
+            traceparent: traceparent)
         requestID = id
         upstreamHead = out
     }

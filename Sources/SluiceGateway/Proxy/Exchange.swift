@@ -104,6 +104,8 @@ final class Exchange {
     var signalRecorded = false
     /// Set once metrics and in-flight counts are settled; makes `finish` idempotent.
     var finished = false
+    /// This request's spans, when the gateway traces (`tracing:`) and the request was sampled.
+    var trace: RequestTrace?
 
     init(head: HTTP1Head, now: NIODeadline) {
         self.start = now

@@ -5,6 +5,7 @@ import SluiceHTTP1
 /// that read bodies (`BodyAdmission`), then on into a batch (`Batcher`) or to a replica.
 extension ProxyServerHandler {
     func inspect(_ exchange: Exchange, head: HTTP1Head, body: ByteBuffer) {
+        exchange.trace?.event("body read", at: now)
         let inspection: BodyInspection
         switch BodyInspection.of(exchange, head: head, body: body, runtime: runtime, random: &upstreams.random) {
         case .answer(let error): return respond(error, closeAfter: false)
@@ -39,6 +40,7 @@ extension ProxyServerHandler {
         pool.scaling?.recordArrival()
         let answered = exchange.callback(to: self, on: context.eventLoop) { $0.batchAnswered($1, $2) }
         let (ticket, key) = batcher.join(item, path: exchange.path, pool: pool, loop: context.eventLoop, deliver: answered)
+        exchange.trace?.event("joined a batch", at: now)
         // (The outcome cannot arrive before this line: it hops to this loop.)
         state.joinedBatch(head.detached(context.channel.allocator), body: body, ticket: ticket, key: key)
     }

@@ -2,6 +2,7 @@ import NIOCore
 import SluiceConfig
 import SluiceCore
 import SluiceHTTP1
+import Tracing
 
 /// A request's way in: head → admit(head) → route → [read the body → admit(body)] → batch, or
 /// pick → queue → connect → send. Each step either goes on at once or leaves the request in one
@@ -13,6 +14,7 @@ extension ProxyServerHandler {
         let exchange = Exchange(head: head, now: now)
         if quiescing { exchange.keepAlive = false }
         self.exchange = exchange
+        if let tracer = runtime.tracer { exchange.trace = tracer.start(head, path: exchange.path, at: now) }
         state.requestStarted(now: now)
         runtime.metrics.requestsByProtocol[clientProtocol.rawValue].increment()
         if let length = head.contentLength, length > runtime.limits.maxBodyBytes {
@@ -25,7 +27,9 @@ extension ProxyServerHandler {
             stillWanted: { self.exchange === exchange && !exchange.finished && self.state.isAdmitting }
         ) { verdict, later in
             switch verdict {
-            case .admitted: self.route(exchange, head: head)
+            case .admitted:
+                if let trace = exchange.trace { self.traceAdmitted(trace, exchange) }
+                self.route(exchange, head: head)
             case .refused(let error, let fields, let body): self.respond(error, closeAfter: self.mustCloseUnfinished(exchange), extraFields: fields, body: body)
             }
             // The body that waited for the shared backend is parsed now.
@@ -117,6 +121,7 @@ extension ProxyServerHandler {
         case .slot(let replica):
             send(exchange, head: head, to: replica, queuedSince: nil)
         case .queued(let ticket, let timeout):
+            exchange.trace?.event("queued", at: now)
             // The body gathers in `pending` meanwhile (reads stop past `pendingLimit`).
             state.queued(head.detached(context.channel.allocator), ticket: ticket, now: now, deadline: now + timeout)
             armTimer()
@@ -134,14 +139,21 @@ extension ProxyServerHandler {
         guard self.exchange === exchange, let (head, since) = state.slotArrived(now: now) else {
             return exchange.pool?.release(replica) ?? ()
         }
+        exchange.trace?.event("slot", at: now)
         send(exchange, head: head, to: replica, queuedSince: since)
     }
 
     /// Sends the request to `replica`, whose slot (in-flight count) it now holds.
     func send(_ exchange: Exchange, head: HTTP1Head, to replica: Replica, queuedSince: NIODeadline?) {
+        let traceparent = exchange.trace.flatMap { trace in
+            trace.sending(
+                pool: exchange.pool?.name ?? "", replica: replica.id.description, reason: exchange.pickedReason?.rawValue,
+                attempt: exchange.retries + 1, at: now
+            ).first { $0.0 == "traceparent" }?.1
+        }
         exchange.sending(
             head, to: replica, queuedSince: queuedSince, now: self.now, clientAddress: clientAddress, https: clientProtocol.isTLS, random: &upstreams.random,
-            allocator: context.channel.allocator)
+            allocator: context.channel.allocator, traceparent: traceparent)
         sendContinueIfExpected(exchange)
         acquireUpstream(exchange)
     }
@@ -174,5 +186,15 @@ extension ProxyServerHandler {
         flush.wrote(connection)
         armTimer()
         if connection.isWritable { resumeReading() }
+    }
+
+    /// The trace's event for a request let in by its tenant's limits.
+    func traceAdmitted(_ trace: RequestTrace, _ exchange: Exchange) {
+        var attributes = SpanAttributes()
+        if let tenant = exchange.tenant, let name = runtime.admission?.tenants[tenant].name {
+            attributes["sluice.tenant"] = name
+            trace.span.attributes["sluice.tenant"] = name
+        }
+        trace.event("admitted", at: now, attributes)
     }
 }

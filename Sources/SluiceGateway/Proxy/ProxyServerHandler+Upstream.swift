@@ -16,6 +16,7 @@ extension ProxyServerHandler: UpstreamDelegate {
         state.responseStarted(now: now)
         exchange.replica?.recordSuccess()
         exchange.pool?.metrics.recordFirstByte(nanoseconds: Int64(now.uptimeNanoseconds - exchange.start.uptimeNanoseconds))
+        exchange.trace?.firstByte(status: head.status, at: now)
         // From the head on, the replica's silence is what is timed.
         armTimer()
         let out = exchange.responseBegan(head, untilClose: connection.handler.parser.readsUntilClose, allocator: context.channel.allocator)

@@ -7,9 +7,10 @@ extension Gateway {
     /// ticker and the publisher stop; the admin listener closes after them, so `/readyz` says
     /// "draining" all along; the HTTP client they share goes last. Each is made once: run them
     /// in one group, once.
+    /// The span exporter, when tracing, stops after the data listener, so the last requests'
+    /// spans are sent.
     public func services(grace: Duration) -> [any Service] {
-        [
-            runtime.httpClient,
+        [runtime.httpClient] + (runtime.tracer.map { [$0.service] } ?? []) + [
             AdminService(gateway: self),
             scalePublisher,
             scaleTicker,

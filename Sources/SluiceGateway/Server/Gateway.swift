@@ -117,6 +117,7 @@ public final class Gateway: Sendable {
     public func start() async throws -> BoundAddresses {
         if let error = runtime.admissionError { throw error }
         if let error = runtime.providerError { throw error }
+        if let error = runtime.tracerError { throw error }
         if case .failure(let error) = certificates { throw error }
         if let error = runtime.pools.lazy.compactMap(\.upstreamError).first { throw error }
         let configuration = runtime.configuration

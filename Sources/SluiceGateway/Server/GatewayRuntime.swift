@@ -31,6 +31,9 @@ final class GatewayRuntime: Sendable {
     let admission: Admission?
     /// Why admission could not be built (a keys file that cannot be read); `start()` throws it.
     let admissionError: (any Error)?
+    /// Spans per request (`tracing:`), and why tracing could not start.
+    let tracer: GatewayTracer?
+    let tracerError: (any Error)?
     private let draining = Atomic<Bool>(false)
 
     /// Set when a graceful shutdown starts; connections accepted after it close once idle.
@@ -62,6 +65,13 @@ final class GatewayRuntime: Sendable {
         } else {
             admission = nil
             admissionError = nil
+        }
+        do {
+            tracer = try configuration.tracing.map { try GatewayTracer($0, logger: logger) }
+            tracerError = nil
+        } catch {
+            tracer = nil
+            tracerError = error
         }
         let notifier = configuration.admin.chatops?.webhookURL.map { ChatNotifier(url: $0, client: httpClient, logger: logger) }
         self.chatNotifier = notifier
