@@ -65,6 +65,8 @@
 #                      sluice admin N+7, envoy N+8, envoy admin N+9, relay N+10,
 #                      sglang N+11, sglang metrics N+12)
 #   KEEP_TMP=1         keep the temp dir (configs, process logs) after exit
+#   SLUICE_YAML_APPEND=TEXT  top-level YAML appended to Sluice's config (e.g.
+#                      "tracing: { endpoint: http://127.0.0.1:4318/v1/traces }")
 #
 # Requirements (not installed by this script): wrk nginx haproxy curl python3
 #   apt-get install -y wrk nginx haproxy curl python3
@@ -285,6 +287,8 @@ render "$TPL_DIR/backend-nginx.conf.tmpl" "$WORK/backend/nginx.conf" "$WORK/back
 render "$TPL_DIR/proxy-nginx.conf.tmpl" "$WORK/nginx/nginx.conf" "$WORK/nginx" "$NGINX_PORT"
 render "$TPL_DIR/haproxy.cfg.tmpl" "$WORK/haproxy/haproxy.cfg" "$WORK/haproxy" "$HAPROXY_PORT"
 render "$TPL_DIR/sluice.yaml.tmpl" "$WORK/sluice/sluice.yaml" "$WORK/sluice" "$SLUICE_PORT"
+# Extra top-level configuration for the Sluice run (e.g. a `tracing:` section).
+if [ -n "${SLUICE_YAML_APPEND:-}" ]; then printf '%s\n' "$SLUICE_YAML_APPEND" >> "$WORK/sluice/sluice.yaml"; fi
 if [[ -n $ENVOY_BIN ]]; then
     render "$TPL_DIR/envoy.yaml.tmpl" "$WORK/envoy/envoy.yaml" "$WORK/envoy" "$ENVOY_PORT"
 fi

@@ -130,6 +130,9 @@ pools:
         wait_for("a scale-out decision (desired above current)", scaled_out, 30, driver)
         if not driver.find_elements(By.CSS_SELECTOR, ".scale svg polyline.p95[points*=',']"):
             fail("no p95 line in the chart", driver)
+        routing = driver.find_element(By.CSS_SELECTOR, 'section.pool[data-pool="chat"]').text
+        if "least_queue" not in routing or "(+" not in routing:
+            fail("the routing decisions, with what they gained since the last poll, are not shown", driver)
         if driver.execute_script("return window.sluiceCheckMark;") != "same page":
             fail("the page was reloaded", driver)
 

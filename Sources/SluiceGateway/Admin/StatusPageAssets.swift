@@ -53,6 +53,11 @@ enum StatusPageAssets {
             [["desired", scale.history.map((d) => d.desired)], ["current", scale.history.map((d) => d.current)]]);
         }
 
+        // Routing decisions at the last poll, by pool and reason: the page shows what each
+        // reason gained since (the recent decisions), beside the totals.
+        let lastRouting = null;
+        let routingNow = {};
+
         function pool(p) {
           let html = `<section class="pool" data-pool="${esc(p.name)}"><h2>${esc(p.name)} <small>${esc(p.policy)}</small></h2>`;
           html += "<div class=\"scroll\"><table><thead><tr><th>Replica</th><th>State</th><th>In flight</th><th>Queue</th><th>Health</th><th>Share</th></tr></thead><tbody>";
@@ -65,7 +70,12 @@ enum StatusPageAssets {
             html += `<td>${percent(r.share)} <small>(${r.requests})</small></td></tr>`;
           }
           html += "</tbody></table></div>";
-          const routing = p.routing.map((d) => `${esc(d.reason)} ${d.count}`).join(" · ");
+          const routing = p.routing.map((d) => {
+            const key = p.name + " " + d.reason;
+            routingNow[key] = d.count;
+            const gained = lastRouting ? d.count - (lastRouting[key] ?? 0) : null;
+            return `${esc(d.reason)} ${d.count}` + (gained === null ? "" : ` <small>(+${gained})</small>`);
+          }).join(" · ");
           html += `<p><b>Routing</b> ${routing || "no decisions yet"}</p>`;
           if (p.queue) {
             const q = p.queue;
@@ -98,7 +108,9 @@ enum StatusPageAssets {
             const response = await fetch("/admin/status", {cache: "no-store", credentials: "same-origin"});
             if (!response.ok) throw new Error(`status ${response.status}`);
             const status = await response.json();
+            routingNow = {};
             document.getElementById("pools").innerHTML = status.pools.map(pool).join("");
+            lastRouting = routingNow;
             document.getElementById("tenants").innerHTML = tenants(status.tenants);
             phase.className = "badge " + (status.ready ? "ok" : "bad");
             phase.textContent = status.phase + (status.ready ? "" : ", not ready");

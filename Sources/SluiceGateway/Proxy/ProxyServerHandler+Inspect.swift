@@ -53,6 +53,7 @@ extension ProxyServerHandler {
     /// A batch member's outcome, on this loop.
     func batchAnswered(_ exchange: Exchange, _ outcome: Batcher.Outcome) {
         guard self.exchange === exchange, let (head, body) = state.batchAnswered() else { return }
+        exchange.trace?.event("batch answered", at: now)
         switch outcome {
         case .answer(let body, let usage):
             exchange.knownUsage = usage

@@ -14,7 +14,7 @@ extension ProxyServerHandler {
         let exchange = Exchange(head: head, now: now)
         if quiescing { exchange.keepAlive = false }
         self.exchange = exchange
-        if let tracer = runtime.tracer { exchange.trace = tracer.start(head, path: exchange.path, at: now) }
+        if let tracer = runtime.tracer { exchange.trace = tracer.start(head, path: exchange.path, at: now, random: upstreams.random.next()) }
         state.requestStarted(now: now)
         runtime.metrics.requestsByProtocol[clientProtocol.rawValue].increment()
         if let length = head.contentLength, length > runtime.limits.maxBodyBytes {

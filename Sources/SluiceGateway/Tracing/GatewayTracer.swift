@@ -16,6 +16,8 @@ final class GatewayTracer: Sendable {
     /// Unix nanoseconds minus monotonic nanoseconds, taken once: the data path keeps monotonic
     /// `NIODeadline`s and spans want wall-clock instants.
     let wallOffset: UInt64
+    /// The share of requests without a client's `traceparent` that are traced.
+    let sample: Double
 
     init(_ configuration: TracingConfiguration, logger: Logger) throws {
         var otel = OTel.Configuration.default
@@ -26,8 +28,9 @@ final class GatewayTracer: Sendable {
         otel.traces.exporter = .otlp
         otel.traces.otlpExporter.endpoint = configuration.endpoint
         otel.traces.otlpExporter.protocol = .httpProtobuf
-        // A client's sampled flag is followed; requests without one are sampled at `sample`.
-        otel.traces.sampler = .parentBasedTraceIDRatio(ratio: configuration.sample) ?? .parentBasedAlwaysOn
+        // A client's sampled flag is followed; requests without one were sampled by `start`.
+        otel.traces.sampler = .parentBasedAlwaysOn
+        sample = configuration.sample
         otel.traces.batchSpanProcessor.scheduleDelay = configuration.exportDelay
         otel.propagators = [.traceContext]
         otel.diagnosticLogger = .custom(logger)
@@ -42,12 +45,20 @@ final class GatewayTracer: Sendable {
         TraceInstant(nanosecondsSinceEpoch: wallOffset &+ deadline.uptimeNanoseconds)
     }
 
-    /// A request's server span, child of the client's `traceparent` when it sent one.
-    func start(_ head: HTTP1Head, path: String, at now: NIODeadline) -> RequestTrace {
+    /// A request's server span, child of the client's `traceparent` when it sent one; nil when
+    /// the request is not sampled. Without a client's trace, the draw (`random`) comes first,
+    /// so an unsampled request costs no span at all.
+    func start(_ head: HTTP1Head, path: String, at now: NIODeadline, random: UInt64) -> RequestTrace? {
+        if head.first("traceparent") == nil, Double(random >> 11) / Double(UInt64(1) << 53) >= sample { return nil }
         var context = ServiceContext.topLevel
         tracer.extract(head, into: &context, using: HeadExtractor())
         let method = head.string(head.method)
         let span = tracer.startSpan("\(method) \(path)", context: context, ofKind: .server, at: instant(now))
+        // (A client's trace it did not sample.)
+        guard span.isRecording else {
+            span.end(at: instant(now))
+            return nil
+        }
         span.attributes["http.request.method"] = method
         span.attributes["url.path"] = path
         return RequestTrace(span: span, tracer: self)
