@@ -2,7 +2,6 @@ import NIOCore
 import SluiceConfig
 import SluiceCore
 import SluiceHTTP1
-import Tracing
 
 /// A request's way in: head → admit(head) → route → [read the body → admit(body)] → batch, or
 /// pick → queue → connect → send. Each step either goes on at once or leaves the request in one
@@ -28,7 +27,7 @@ extension ProxyServerHandler {
         ) { verdict, later in
             switch verdict {
             case .admitted:
-                if let trace = exchange.trace { self.traceAdmitted(trace, exchange) }
+                exchange.trace?.admitted(tenant: exchange.tenant.flatMap { self.runtime.admission?.tenants[$0].name }, at: self.now)
                 self.route(exchange, head: head)
             case .refused(let error, let fields, let body): self.respond(error, closeAfter: self.mustCloseUnfinished(exchange), extraFields: fields, body: body)
             }
@@ -145,12 +144,7 @@ extension ProxyServerHandler {
 
     /// Sends the request to `replica`, whose slot (in-flight count) it now holds.
     func send(_ exchange: Exchange, head: HTTP1Head, to replica: Replica, queuedSince: NIODeadline?) {
-        let traceparent = exchange.trace.flatMap { trace in
-            trace.sending(
-                pool: exchange.pool?.name ?? "", replica: replica.id.description, reason: exchange.pickedReason?.rawValue,
-                attempt: exchange.retries + 1, at: now
-            ).first { $0.0 == "traceparent" }?.1
-        }
+        let traceparent = exchange.trace?.sending(exchange, to: replica, at: now)
         exchange.sending(
             head, to: replica, queuedSince: queuedSince, now: self.now, clientAddress: clientAddress, https: clientProtocol.isTLS, random: &upstreams.random,
             allocator: context.channel.allocator, traceparent: traceparent)
@@ -188,13 +182,4 @@ extension ProxyServerHandler {
         if connection.isWritable { resumeReading() }
     }
 
-    /// The trace's event for a request let in by its tenant's limits.
-    func traceAdmitted(_ trace: RequestTrace, _ exchange: Exchange) {
-        var attributes = SpanAttributes()
-        if let tenant = exchange.tenant, let name = runtime.admission?.tenants[tenant].name {
-            attributes["sluice.tenant"] = name
-            trace.span.attributes["sluice.tenant"] = name
-        }
-        trace.event("admitted", at: now, attributes)
-    }
 }

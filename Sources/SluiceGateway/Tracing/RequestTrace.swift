@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceCore
 import Tracing
 
 /// One sampled request's trace: its server span with an event per stage (admitted, body read,
@@ -19,9 +20,27 @@ final class RequestTrace {
         span.addEvent(SpanEvent(name: name, at: tracer.instant(now), attributes: attributes))
     }
 
+    /// The tenant's limits let the request in.
+    func admitted(tenant: String?, at now: NIODeadline) {
+        var attributes = SpanAttributes()
+        if let tenant {
+            attributes["sluice.tenant"] = tenant
+            span.attributes["sluice.tenant"] = tenant
+        }
+        event("admitted", at: now, attributes)
+    }
+
+    /// `exchange` goes to `replica`: returns the `traceparent` the replica gets (`sending`).
+    func sending(_ exchange: Exchange, to replica: Replica, at now: NIODeadline) -> String? {
+        sending(
+            pool: exchange.pool?.name ?? "", replica: replica.id.description, reason: exchange.pickedReason?.rawValue,
+            attempt: exchange.retries + 1, at: now
+        ).first { $0.0 == "traceparent" }?.1
+    }
+
     /// The request goes to `replica` (the previous attempt's span, if any, ends failed): an
-    /// event on the server span, a client span for this attempt, and the `traceparent` field
-    /// that makes the replica's own spans its children.
+    /// event on the server span, a client span for this attempt, and the fields (the
+    /// `traceparent`) that make the replica's own spans its children.
     func sending(pool: String, replica: String, reason: String?, attempt: Int, at now: NIODeadline) -> [(String, String)] {
         if let upstream {
             upstream.setStatus(SpanStatus(code: .error, message: "retried on another attempt"))
