@@ -127,4 +127,17 @@ import Testing
             #expect(h.gateway.runtime.versions.weights(of: 0) == [90, 10])
         }
     }
+
+    @Test func anAliasIsRenamedToTheModelsNameForTheReplica() async throws {
+        try await Self.run { h in
+            let sent = #"{"temperature":0.50,"model":"gpt-default","messages":[{"role":"user","content":"hi"}]}"#
+            let response = try await h.request("/v1/echo", headers: [("content-type", "application/json")], body: sent)
+            #expect(response.status == 200)
+            // The replica serves the name, not the alias; nothing else in the body changed.
+            #expect(response.text == #"{"temperature":0.50,"model":"sim-7b","messages":[{"role":"user","content":"hi"}]}"#, "\(response.text)")
+            // By its own name, the body goes as sent.
+            let named = #"{"model": "sim-7b", "messages": []}"#
+            #expect(try await h.request("/v1/echo", headers: [("content-type", "application/json")], body: named).text == named)
+        }
+    }
 }

@@ -2,6 +2,19 @@ import NIOCore
 import SluiceCore
 import SluiceHTTP1
 
+extension BodyInspection {
+    /// `body` with its top-level `model` set to `name` (re-encoded through `JSONValue`, which
+    /// keeps every other key's order and every number's text as sent); nil if it is not a JSON
+    /// object.
+    static func renamingModel(_ body: ByteBuffer, to name: String, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        guard let object = try? JSONValue.parse(Array(body.readableBytesView)), case .object = object else { return nil }
+        let data = object.setting("model", to: .string(name)).serialized
+        var out = allocator.buffer(capacity: data.count)
+        out.writeBytes(data)
+        return out
+    }
+}
+
 /// Everything the gateway reads from a body held whole, read in one place: its pool (by `model`
 /// when the path did not choose one), its routing key and prompt chain, its token cost when the
 /// tenant's limits read bodies, and its batch membership. The completion facts are scanned once
@@ -19,6 +32,9 @@ struct BodyInspection {
     let batchItem: Batcher.Item?
     /// Where a copy of it goes, when it is one of its model's shadowed share.
     let shadow: ShadowMirror?
+    /// The model's own name, when the request named it by an alias: the replicas serve the
+    /// name, and would refuse the alias.
+    var modelRename: String?
 
     enum Outcome {
         case inspected(BodyInspection)
@@ -42,6 +58,7 @@ struct BodyInspection {
 
         let pool: PoolRuntime
         var shadow: ShadowMirror?
+        var modelRename: String?
         if let index = exchange.keyPool {
             pool = runtime.pools[index]
         } else {
@@ -69,6 +86,8 @@ struct BodyInspection {
                 // (Its usage is read from the answer, to count the version's tokens.)
                 exchange.usageMeter = UsageMeter(strip: false)
                 shadow = chosen.shadow
+                let name = runtime.versions.models[index].configuration.name
+                if !exchange.isGRPC, let model, model != name { modelRename = name }
             case .needsModel, .noRoute:
                 return .answer(.noRoute(path: exchange.path, model: model ?? "(none)"))
             }
@@ -99,6 +118,7 @@ struct BodyInspection {
             case .alone: break
             }
         }
-        return .inspected(BodyInspection(pool: pool, key: key, prompt: prompt, streams: streams, cost: cost, batchItem: batchItem, shadow: shadow))
+        return .inspected(BodyInspection(
+            pool: pool, key: key, prompt: prompt, streams: streams, cost: cost, batchItem: batchItem, shadow: shadow, modelRename: modelRename))
     }
 }

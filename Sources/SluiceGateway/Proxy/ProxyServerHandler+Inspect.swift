@@ -29,6 +29,11 @@ extension ProxyServerHandler {
     /// Sends an inspected request on: into its pool's batch (`Batcher`; the member then waits for
     /// its part of the batch's answer), or alone.
     private func forward(_ exchange: Exchange, head: HTTP1Head, _ inspection: BodyInspection, body: ByteBuffer) {
+        var body = body
+        if let name = inspection.modelRename, let renamed = BodyInspection.renamingModel(body, to: name, allocator: context.channel.allocator) {
+            body = renamed
+            if exchange.contentLength != nil { exchange.rewrittenLength = renamed.readableBytes }
+        }
         // An admitted request's copy (the client's request does not wait on it).
         inspection.shadow?.mirror(path: exchange.path, body: body, client: runtime.httpClient, on: context.eventLoop)
         let pool = inspection.pool
