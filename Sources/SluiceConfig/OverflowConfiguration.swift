@@ -9,6 +9,9 @@ public struct ProviderConfiguration: Sendable, Equatable {
     /// US dollars per million tokens (prompt and completion alike), for the cost in metrics
     /// and headers; nil: tokens only.
     public var pricePerMillionTokens: Double?
+    /// The provider's name for the model (`gpt-4o-mini`): written into each request's `model`
+    /// (requests overflowing to it have their bodies read first); nil: sent as the client named it.
+    public var model: String?
 
     public init(apiKeyEnv: String) {
         self.apiKeyEnv = apiKeyEnv

@@ -80,7 +80,7 @@ extension GatewayConfiguration {
         }
         if let value = keys["max_concurrent_per_replica"]?.int(in: 1...1_000_000) { pool.maxConcurrentPerReplica = value }
         if let node = keys["scaling"] { pool.scaling = decodeScaling(node) }
-        if let node = keys["provider"], let entries = node.mapping(allowed: ["api_key_env", "host", "price_per_million_tokens"]) {
+        if let node = keys["provider"], let entries = node.mapping(allowed: ["api_key_env", "host", "price_per_million_tokens", "model"]) {
             if let name = entries["api_key_env"]?.string() {
                 if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) {
                     entries["api_key_env"]!.report("\"\(name)\" is not an environment variable name")
@@ -88,6 +88,9 @@ extension GatewayConfiguration {
                 var provider = ProviderConfiguration(apiKeyEnv: name)
                 provider.host = entries["host"]?.string()
                 provider.pricePerMillionTokens = entries["price_per_million_tokens"]?.double(in: 0...1_000_000)
+                if let node = entries["model"], let model = node.string() {
+                    if model.isEmpty { node.report("an empty model name") } else { provider.model = model }
+                }
                 pool.provider = provider
             } else if entries["api_key_env"] == nil {
                 node.report("a provider needs api_key_env: the variable holding its API key (keys never sit in this file)")

@@ -30,7 +30,7 @@ import Testing
             match: { paths: ["/v1/*"], models: [provider-only] }
             replicas: ["\(provider)"]
             upstream: { tls: { ca_file: "\(ca)", server_name: localhost } }
-            provider: { api_key_env: PROVIDER_KEY, host: api.example.test, price_per_million_tokens: 2.5 }
+            provider: { api_key_env: PROVIDER_KEY, host: api.example.test, price_per_million_tokens: 2.5, model: gpt-4o-mini }
         limits:
           tenants:
             - { name: gold, keys_file: "\(gold)" }
@@ -77,6 +77,8 @@ import Testing
                 #expect(echoed.header("x-sluice-overflow") == "hosted")
                 #expect(echoed.header("x-seen-authorization") == "Bearer sk-provider-123")
                 #expect(echoed.header("x-seen-host") == "api.example.test")
+                // The provider's name for the model, not the self-hosted one.
+                #expect(echoed.text.contains(#""model":"gpt-4o-mini""#) && !echoed.text.contains("sim-7b"), "\(echoed.text)")
                 let answered = try await Self.ask(h, key: "sk-gold", tokens: 5)
                 #expect(answered.status == 200 && answered.header("x-replica-id") == "provider", "\(answered.status) \(answered.text)")
                 #expect(answered.header("x-sluice-prompt-cost-estimate-usd") != nil)

@@ -7,6 +7,8 @@ struct ProviderCredentials: Sendable {
     let host: String
     let authorization: String
     let pricePerMillionTokens: Double?
+    /// The provider's model name, written into requests sent to it (`provider.model`).
+    let model: String?
 
     enum LoadError: Error, CustomStringConvertible {
         case missingKey(pool: String, variable: String)
@@ -25,6 +27,7 @@ struct ProviderCredentials: Sendable {
         host = provider.host ?? pool.upstream.tls?.serverName ?? pool.replicas.first?.host ?? ""
         authorization = "Bearer \(key)"
         pricePerMillionTokens = provider.pricePerMillionTokens
+        model = provider.model
     }
 
     /// US dollars for `tokens`, when the provider has a price.
@@ -39,6 +42,8 @@ struct OverflowRoute: Sendable {
     let pool: Int
     let whenWaiting: Int
     let tenants: Set<Int>
+    /// The provider renames the model: a request that may overflow has its body read first.
+    let renamesModel: Bool
     /// By tenant index.
     let counters: [Int: OverflowCounters]
 
@@ -47,6 +52,7 @@ struct OverflowRoute: Sendable {
         guard let admission, let target = pools.firstIndex(where: { $0.name == overflow.pool }) else { return nil }
         pool = target
         whenWaiting = overflow.whenWaiting
+        renamesModel = pools[target].provider?.model != nil
         let indices = overflow.tenants.compactMap { name in admission.tenants.firstIndex { $0.name == name } }
         tenants = Set(indices)
         counters = Dictionary(uniqueKeysWithValues: indices.map { index in

@@ -16,7 +16,9 @@ enum HeadRoute {
             let pool = runtime.pools[index]
             let hasBody = head.isChunked || (head.contentLength ?? 0) > 0
             let admissionNeedsBody = exchange.tenant.map { runtime.admission?.needsBody($0) ?? false } ?? false
-            let bodyNeeded = hasBody && (admissionNeedsBody || (pool.batcher != nil && Batcher.kind(of: exchange.path) != nil))
+            // (A request that may overflow to a provider with its own model name is renamed first.)
+            let mayBeRenamed = runtime.overflows[index].map { $0.renamesModel && $0.tenants.contains(exchange.tenant ?? -1) } ?? false
+            let bodyNeeded = hasBody && (admissionNeedsBody || mayBeRenamed || (pool.batcher != nil && Batcher.kind(of: exchange.path) != nil))
             if !bodyNeeded, case .key(let key) = RoutingKeys.fromHead(head, sources: pool.configuration.routing.key) {
                 self = .begin(pool, key: key)
             } else if !bodyNeeded, let length = head.contentLength, length > runtime.limits.maxInspectBytes {

@@ -51,6 +51,18 @@ extension ProxyServerHandler {
     }
 
     private func sendRead(_ exchange: Exchange, head: HTTP1Head, body: ByteBuffer, pool: PoolRuntime, key: String?) {
+        var pool = pool
+        var body = body
+        // Overflowing now: decided here rather than in `begin`, while the body can still take the
+        // provider's model name.
+        if exchange.overflow == nil, let route = runtime.overflows[pool.index],
+           route.applies(to: exchange.tenant, in: pool, now: now.uptimeNanoseconds) {
+            pool = route.divert(exchange, runtime: runtime)
+            if let model = pool.provider?.model, let renamed = BodyInspection.renamingModel(body, to: model, allocator: context.channel.allocator) {
+                body = renamed
+                if exchange.contentLength != nil { exchange.rewrittenLength = renamed.readableBytes }
+            }
+        }
         exchange.pendRead(body, chunked: head.isChunked, allocator: context.channel.allocator)
         begin(exchange, head: head, pool: pool, key: key)
     }
