@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SluiceConfig
 
 /// A pool's hosted provider (`provider:`), as requests to it are written: its host and the
@@ -88,6 +89,13 @@ extension OverflowRoute {
         // (Its usage is read from the answer for the tokens and cost counted when it ends.)
         if exchange.usageMeter == nil { exchange.usageMeter = UsageMeter(strip: false) }
         return provider
+    }
+
+    /// `divert`, with the held `body` given the provider's name for the model (`provider.model`).
+    func divert(_ exchange: Exchange, body: ByteBuffer, runtime: GatewayRuntime, allocator: ByteBufferAllocator) -> (PoolRuntime, ByteBuffer) {
+        let provider = divert(exchange, runtime: runtime)
+        guard let model = provider.provider?.model else { return (provider, body) }
+        return (provider, exchange.renamingModel(body, to: model, allocator: allocator))
     }
 }
 

@@ -2,19 +2,6 @@ import NIOCore
 import SluiceCore
 import SluiceHTTP1
 
-extension BodyInspection {
-    /// `body` with its top-level `model` set to `name` (re-encoded through `JSONValue`, which
-    /// keeps every other key's order and every number's text as sent); nil if it is not a JSON
-    /// object.
-    static func renamingModel(_ body: ByteBuffer, to name: String, allocator: ByteBufferAllocator) -> ByteBuffer? {
-        guard let object = try? JSONValue.parse(Array(body.readableBytesView)), case .object = object else { return nil }
-        let data = object.setting("model", to: .string(name)).serialized
-        var out = allocator.buffer(capacity: data.count)
-        out.writeBytes(data)
-        return out
-    }
-}
-
 /// Everything the gateway reads from a body held whole, read in one place: its pool (by `model`
 /// when the path did not choose one), its routing key and prompt chain, its token cost when the
 /// tenant's limits read bodies, and its batch membership. The completion facts are scanned once

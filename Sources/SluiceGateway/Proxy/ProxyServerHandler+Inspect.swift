@@ -29,11 +29,7 @@ extension ProxyServerHandler {
     /// Sends an inspected request on: into its pool's batch (`Batcher`; the member then waits for
     /// its part of the batch's answer), or alone.
     private func forward(_ exchange: Exchange, head: HTTP1Head, _ inspection: BodyInspection, body: ByteBuffer) {
-        var body = body
-        if let name = inspection.modelRename, let renamed = BodyInspection.renamingModel(body, to: name, allocator: context.channel.allocator) {
-            body = renamed
-            if exchange.contentLength != nil { exchange.rewrittenLength = renamed.readableBytes }
-        }
+        let body = inspection.modelRename.map { exchange.renamingModel(body, to: $0, allocator: context.channel.allocator) } ?? body
         // An admitted request's copy (the client's request does not wait on it).
         inspection.shadow?.mirror(path: exchange.path, body: body, client: runtime.httpClient, on: context.eventLoop)
         let pool = inspection.pool
@@ -51,17 +47,11 @@ extension ProxyServerHandler {
     }
 
     private func sendRead(_ exchange: Exchange, head: HTTP1Head, body: ByteBuffer, pool: PoolRuntime, key: String?) {
-        var pool = pool
-        var body = body
+        var (pool, body) = (pool, body)
         // Overflowing now: decided here rather than in `begin`, while the body can still take the
         // provider's model name.
-        if exchange.overflow == nil, let route = runtime.overflows[pool.index],
-           route.applies(to: exchange.tenant, in: pool, now: now.uptimeNanoseconds) {
-            pool = route.divert(exchange, runtime: runtime)
-            if let model = pool.provider?.model, let renamed = BodyInspection.renamingModel(body, to: model, allocator: context.channel.allocator) {
-                body = renamed
-                if exchange.contentLength != nil { exchange.rewrittenLength = renamed.readableBytes }
-            }
+        if exchange.overflow == nil, let route = runtime.overflows[pool.index], route.applies(to: exchange.tenant, in: pool, now: now.uptimeNanoseconds) {
+            (pool, body) = route.divert(exchange, body: body, runtime: runtime, allocator: context.channel.allocator)
         }
         exchange.pendRead(body, chunked: head.isChunked, allocator: context.channel.allocator)
         begin(exchange, head: head, pool: pool, key: key)
