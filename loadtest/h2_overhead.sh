@@ -128,6 +128,8 @@ esac
 
 log() { printf '[h2-overhead] %s\n' "$*" >&2; }
 die() { printf '[h2-overhead] ERROR: %s\n' "$*" >&2; exit 1; }
+# find_tool, start, show_logs, wait_ready, proc_tree, tree_cpu_ticks, tree_rss_mb
+source "$(dirname "${BASH_SOURCE[0]}")/lib/processes.sh"
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
@@ -168,9 +170,6 @@ fi
 if [[ -n ${OUT:-} ]]; then OUT=$(realpath -m -- "$OUT"); else OUT="$ROOT/loadtest/out"; fi
 
 # ---------------------------------------------------------------- tools ----
-find_tool() {  # nginx/haproxy live in /usr/sbin, which a non-root PATH may lack
-    command -v "$1" 2>/dev/null || { [[ -x /usr/sbin/$1 ]] && echo "/usr/sbin/$1"; } || true
-}
 H2LOAD=$(find_tool h2load); NGINX=$(find_tool nginx); HAPROXY=$(find_tool haproxy)
 CURL=$(find_tool curl); PYTHON=$(find_tool python3); OPENSSL=$(find_tool openssl)
 TIMEOUT=$(find_tool timeout)
@@ -243,11 +242,6 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-h2-overhead.XXXXXX")
 PIDS=()
 LOAD_PID=""
 
-proc_tree() {  # print PID and all its descendants
-    local p=$1 c
-    echo "$p"
-    for c in $(pgrep -P "$p" 2>/dev/null || true); do proc_tree "$c"; done
-}
 
 cleanup() {
     local rc=$? p all=()
@@ -374,21 +368,7 @@ open(sys.argv[2], "w").write(body)
 EOF
 
 # ------------------------------------------------------------- processes ----
-start() {  # start NAME CMD...  -> sets LAST_PID; stdout/stderr to $WORK/NAME.log
-    local name=$1; shift
-    "$@" >"$WORK/$name.log" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
 
-show_logs() {  # show_logs NAME [extra files...]
-    local f
-    for f in "$WORK/$1.log" "${@:2}"; do
-        [[ -s $f ]] || continue
-        echo "---- $f (last 30 lines) ----" >&2
-        tail -n 30 "$f" >&2
-    done
-}
 
 curl_opts() {  # curl options for a frontend URL: h2c with prior knowledge, or h2 over TLS with our CA
     case $1 in
@@ -397,16 +377,6 @@ curl_opts() {  # curl options for a frontend URL: h2c with prior knowledge, or h
     esac
 }
 
-wait_ready() {  # wait_ready NAME PID URL [extra log files...]: plain HTTP/1.1 GET (admin ports, backends) (<= ~10 s)
-    local name=$1 pid=$2 url=$3 deadline=$(( SECONDS + 10 ))
-    while (( SECONDS < deadline )); do
-        kill -0 "$pid" 2>/dev/null || { show_logs "$name" "${@:4}"; die "$name exited during startup"; }
-        if "$CURL" -sf -o /dev/null --max-time 1 "$url"; then return 0; fi
-        sleep 0.1
-    done
-    show_logs "$name" "${@:4}"
-    die "$name not ready after ~10 s ($url)"
-}
 
 post_ok() {  # post_ok NAME BASEURL MAX_TIME: the test POST over HTTP/2; 0 if HTTP 200 + h2 + chat.completion body
     local opts
@@ -485,25 +455,7 @@ done
 # --------------------------------------------------------------- measure ----
 CLK_TCK=$(getconf CLK_TCK)
 
-tree_cpu_ticks() {  # utime+stime (clock ticks) of PID and all descendants
-    local total=0 p stat f
-    for p in $(proc_tree "$1"); do
-        stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-        stat=${stat##*) }          # drop "pid (comm) " — comm may contain spaces
-        read -r -a f <<<"$stat"    # f[0] is field 3 (state): utime=f[11], stime=f[12]
-        total=$(( total + f[11] + f[12] ))
-    done
-    echo "$total"
-}
 
-tree_rss_mb() {  # VmRSS of PID and all descendants, MB
-    local total=0 p kb
-    for p in $(proc_tree "$1"); do
-        kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
-        total=$(( total + ${kb:-0} ))
-    done
-    awk -v k="$total" 'BEGIN { printf "%.1f", k / 1024 }'
-}
 
 tree_task_ticks() {  # "TID TICKS" for every thread of PID and of all its descendants
     local p t stat f
