@@ -116,16 +116,16 @@ final class RedisServerProcess {
         let a = RedisRateLimiter(address: address, eventLoop: loops[0], timeout: .milliseconds(500))
         let b = RedisRateLimiter(address: address, eventLoop: loops[1], timeout: .milliseconds(500))
         let key = "test-\(UUID())"
-        // 60 a minute with a burst of 5: two instances together get 5 at once, then refusals
-        // saying when the next one passes.
+        // 6 a minute with a burst of 5: two instances together get 5 at once, then refusals
+        // saying when the next one passes. (One token every 10 s: the twelve round trips cannot
+        // outlast a refill, however loaded the machine; at 60 a minute, seen doing so in a full run.)
         var admitted = 0
         for index in 0..<12 {
-            let decision = try await Self.decide(index % 2 == 0 ? a : b, key: key, perMinute: 60, burst: 5)
+            let decision = try await Self.decide(index % 2 == 0 ? a : b, key: key, perMinute: 6, burst: 5)
             if decision.allowed { admitted += 1 } else {
                 #expect(decision.remaining == 0)
-                // (Within the second a token takes to come back; how far into it depends on how
-                // long the twelve round trips took on a loaded machine.)
-                #expect(decision.retryAfter > 0 && decision.retryAfter <= 1_000_000_000, "\(decision.retryAfter)")
+                // (Within the 10 s a token takes to come back.)
+                #expect(decision.retryAfter > 0 && decision.retryAfter <= 10_000_000_000, "\(decision.retryAfter)")
             }
         }
         #expect(admitted == 5)

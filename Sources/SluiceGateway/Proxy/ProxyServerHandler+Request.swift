@@ -181,5 +181,4 @@ extension ProxyServerHandler {
         armTimer()
         if connection.isWritable { resumeReading() }
     }
-
 }
