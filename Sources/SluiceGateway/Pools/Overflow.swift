@@ -75,8 +75,9 @@ struct OverflowRoute: Sendable {
 
 extension OverflowRoute {
     /// Marks `exchange` as overflowed (counted; its answer says so, with its prompt's estimated
-    /// price, since the answer's tokens are known only at its end) and returns the provider's pool.
-    func divert(_ exchange: Exchange, runtime: GatewayRuntime) -> PoolRuntime {
+    /// price, since the answer's tokens are known only at its end) and returns the provider's
+    /// pool, and the held `body`, if any, with the provider's name for the model (`provider.model`).
+    func divert(_ exchange: Exchange, body: ByteBuffer?, runtime: GatewayRuntime, allocator: ByteBufferAllocator) -> (PoolRuntime, ByteBuffer?) {
         let counters = exchange.tenant.flatMap { self.counters[$0] }
         exchange.overflow = counters
         counters?.requests.increment()
@@ -88,13 +89,7 @@ extension OverflowRoute {
         }
         // (Its usage is read from the answer for the tokens and cost counted when it ends.)
         if exchange.usageMeter == nil { exchange.usageMeter = UsageMeter(strip: false) }
-        return provider
-    }
-
-    /// `divert`, with the held `body` given the provider's name for the model (`provider.model`).
-    func divert(_ exchange: Exchange, body: ByteBuffer, runtime: GatewayRuntime, allocator: ByteBufferAllocator) -> (PoolRuntime, ByteBuffer) {
-        let provider = divert(exchange, runtime: runtime)
-        guard let model = provider.provider?.model else { return (provider, body) }
+        guard let body, let model = provider.provider?.model else { return (provider, body) }
         return (provider, exchange.renamingModel(body, to: model, allocator: allocator))
     }
 }

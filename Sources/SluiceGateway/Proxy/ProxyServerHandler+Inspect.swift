@@ -34,7 +34,7 @@ extension ProxyServerHandler {
         inspection.shadow?.mirror(path: exchange.path, body: body, client: runtime.httpClient, on: context.eventLoop)
         let pool = inspection.pool
         guard let item = inspection.batchItem, let batcher = pool.batcher else {
-            return sendRead(exchange, head: head, body: body, pool: pool, key: inspection.key)
+            return begin(exchange, head: head, pool: pool, key: inspection.key, held: body)
         }
         exchange.pool = pool
         exchange.routingKey = inspection.key
@@ -44,17 +44,6 @@ extension ProxyServerHandler {
         exchange.trace?.event("joined a batch", at: now)
         // (The outcome cannot arrive before this line: it hops to this loop.)
         state.joinedBatch(head.detached(context.channel.allocator), body: body, ticket: ticket, key: key)
-    }
-
-    private func sendRead(_ exchange: Exchange, head: HTTP1Head, body: ByteBuffer, pool: PoolRuntime, key: String?) {
-        var (pool, body) = (pool, body)
-        // Overflowing now: decided here rather than in `begin`, while the body can still take the
-        // provider's model name.
-        if exchange.overflow == nil, let route = runtime.overflows[pool.index], route.applies(to: exchange.tenant, in: pool, now: now.uptimeNanoseconds) {
-            (pool, body) = route.divert(exchange, body: body, runtime: runtime, allocator: context.channel.allocator)
-        }
-        exchange.pendRead(body, chunked: head.isChunked, allocator: context.channel.allocator)
-        begin(exchange, head: head, pool: pool, key: key)
     }
 
     /// A batch member's outcome, on this loop.
@@ -72,7 +61,7 @@ extension ProxyServerHandler {
             respond(.batchTimedOut(exchange.pool?.configuration), closeAfter: false)
         case .alone:
             guard let pool = exchange.pool else { return }
-            sendRead(exchange, head: head, body: body, pool: pool, key: exchange.routingKey)
+            begin(exchange, head: head, pool: pool, key: exchange.routingKey, held: body)
         }
     }
 }

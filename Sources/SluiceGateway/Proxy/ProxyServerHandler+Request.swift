@@ -104,13 +104,16 @@ extension ProxyServerHandler {
     }
 
     /// Commits the exchange to a pool: picks a replica, takes a slot on it (or waits in the
-    /// pool's queue for one, when the pool caps requests per replica) and goes on.
-    func begin(_ exchange: Exchange, head: HTTP1Head, pool: PoolRuntime, key: String?) {
-        if exchange.overflow == nil, let route = runtime.overflows[pool.index],
-           route.applies(to: exchange.tenant, in: pool, now: now.uptimeNanoseconds) {
+    /// pool's queue for one, when the pool caps requests per replica) and goes on. `held` is
+    /// the body read whole first (`HeadRoute.hold`); it is pended here, after the overflow
+    /// decision, so a provider's name for the model can still be written into it.
+    func begin(_ exchange: Exchange, head: HTTP1Head, pool: PoolRuntime, key: String?, held: ByteBuffer? = nil) {
+        var (pool, held) = (pool, held)
+        if let route = runtime.overflows[pool.index], route.applies(to: exchange.tenant, in: pool, now: now.uptimeNanoseconds) {
             // Saturated, and this tenant may overflow: to the hosted provider instead.
-            return begin(exchange, head: head, pool: route.divert(exchange, runtime: runtime), key: key)
+            (pool, held) = route.divert(exchange, body: held, runtime: runtime, allocator: context.channel.allocator)
         }
+        if let held { exchange.pendRead(held, chunked: head.isChunked, allocator: context.channel.allocator) }
         exchange.pool = pool
         exchange.routingKey = key
         let now = self.now
