@@ -99,20 +99,23 @@ import Testing
                 steady.append(Self.decision(h)?.desired ?? -1)
                 try await Task.sleep(for: .milliseconds(100))
             }
-            #expect(Set(steady) == [2], "steady: \(steady)")
-            #expect(Self.decision(h)?.reason.contains("within target 200 ms; holding 2") == true, "\(Self.decision(h)?.reason ?? "")")
+            // Steady load holds whatever it settled on. That is 2, unless a loaded machine's first
+            // answers (new connections, other suites running) passed the target while warming up.
+            let base = steady.first ?? -1
+            #expect(Set(steady) == [base] && (2...3).contains(base), "steady: \(steady)")
+            #expect(Self.decision(h)?.reason.contains("within target 200 ms; holding \(base)") == true, "\(Self.decision(h)?.reason ?? "")")
 
             // Surge: TTFT about 470 ms, over twice the target: panic, scale-out at once.
             let surge = ContinuousClock.now
             Self.setLatency(h, .milliseconds(450))
-            try await QueueTests.waitUntil("a scale-out") { (Self.decision(h)?.desired ?? 0) > 2 }
+            try await QueueTests.waitUntil("a scale-out") { (Self.decision(h)?.desired ?? 0) > base }
             let reaction = ContinuousClock.now - surge
             let out = try #require(Self.decision(h))
             // (Usually the panic window's p95 passes twice the target first; on a busy machine the
             // stable window's can get there in the same tick: either way the step is bounded.
             // The modes themselves are tested exactly on traces, in ScaleAdvisorTests.)
-            #expect(out.desired <= 2 + 4)
-            #expect(out.reason.contains("> target 200 ms (") && out.reason.contains("); 2 → \(out.desired) replicas"), "\(out.reason)")
+            #expect(out.desired <= base + 4)
+            #expect(out.reason.contains("> target 200 ms (") && out.reason.contains("); \(base) → \(out.desired) replicas"), "\(out.reason)")
             // The first slow answers take 470 ms; the panic window then has data, and one tick decides.
             #expect(reaction < .milliseconds(2_000), "reaction \(reaction)")
             var during: [Int] = []
