@@ -54,8 +54,9 @@ import Testing
                 }
             }
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
-                // One long request holds the only slot (about 0.6 s) while three more arrive.
-                group.addTask { try await Self.chat(h, tokens: 30).status }
+                // One long request holds the only slot (about 2 s, time enough on a loaded
+                // machine) while three more arrive.
+                group.addTask { try await Self.chat(h, tokens: 100).status }
                 try await Self.waitUntil("the slot is taken") { h.inFlight() == 1 }
                 for _ in 0..<3 { group.addTask { try await Self.chat(h, tokens: 2).status } }
                 try await Self.waitUntil("three requests wait") { gate.waiting == 3 }

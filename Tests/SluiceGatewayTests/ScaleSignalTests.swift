@@ -108,7 +108,7 @@ import Testing
             // Surge: TTFT about 470 ms, over twice the target: panic, scale-out at once.
             let surge = ContinuousClock.now
             Self.setLatency(h, .milliseconds(450))
-            try await QueueTests.waitUntil("a scale-out") { (Self.decision(h)?.desired ?? 0) > base }
+            try await QueueTests.waitUntil("a scale-out", seconds: 10) { (Self.decision(h)?.desired ?? 0) > base }
             let reaction = ContinuousClock.now - surge
             let out = try #require(Self.decision(h))
             // (Usually the panic window's p95 passes twice the target first; on a busy machine the
@@ -116,8 +116,10 @@ import Testing
             // The modes themselves are tested exactly on traces, in ScaleAdvisorTests.)
             #expect(out.desired <= base + 4)
             #expect(out.reason.contains("> target 200 ms (") && out.reason.contains("); \(base) → \(out.desired) replicas"), "\(out.reason)")
-            // The first slow answers take 470 ms; the panic window then has data, and one tick decides.
-            #expect(reaction < .milliseconds(2_000), "reaction \(reaction)")
+            // The first slow answers take 470 ms; the panic window then has data, and one tick
+            // decides. The bound leaves room for a loaded CI machine (both cores busy with other
+            // suites); the modes' timing is tested exactly in ScaleAdvisorTests.
+            #expect(reaction < .seconds(6), "reaction \(reaction)")
             var during: [Int] = []
             for _ in 0..<10 {
                 during.append(Self.decision(h)?.desired ?? -1)
