@@ -56,7 +56,7 @@ GRACE = 2.0  # seconds after a run in which answers still count
 USAGE = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
 
 
-async def one_request(port, key, body, stream, started_at, results, tenant):
+async def one_request(port, key, body, stream, results, tenant):
     """Sends one request on its own connection; records TTFT (streams) and the usage total."""
     payload = json.dumps(body).encode()
     head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\n"
@@ -95,20 +95,18 @@ async def tenant_load(port, key, tenant, rate, seconds, body, stream, results, s
             return
         await asyncio.sleep(max(0, next_at - time.monotonic()))
         sent[tenant] = sent.get(tenant, 0) + 1
-        tasks.append(asyncio.ensure_future(one_request(port, key, body, stream, next_at, results, tenant)))
+        tasks.append(asyncio.ensure_future(one_request(port, key, body, stream, results, tenant)))
 
 
 async def drive(port, tenants, seconds, grace):
     results, tasks, sent = [], [], {}
-    begin = time.monotonic()
     await asyncio.gather(*(tenant_load(port, key, name, rate, seconds, body, stream, results, seed, tasks, sent)
                            for name, key, rate, body, stream, seed in tenants))
-    end = begin + seconds
-    # Answers that finish within the run count; the rest are cut at the grace's end.
-    done, pending = await asyncio.wait(tasks, timeout=grace) if tasks else (set(), set())
+    # Answers still running `grace` after the last arrival are cut, and not counted.
+    _, pending = await asyncio.wait(tasks, timeout=grace) if tasks else (set(), set())
     for task in pending:
         task.cancel()
-    return [r for r in results if r[5] <= end + grace], sent
+    return results, sent
 
 
 def gateway_yaml(port, admin, replicas, slots, fairness, quiet_keys, noisy_keys, headroom=0):
@@ -187,7 +185,7 @@ def main():
                         help="exit 1 if a request failed, or if by tokens the quiet tenant was served less, waited longer or "
                              "was further from its fair share than by turns (CI's smoke run)")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     out = args.out or tempfile.mkdtemp(prefix="sluice-fairness-")
     os.makedirs(out, exist_ok=True)
@@ -242,13 +240,14 @@ def main():
                     results, sent = asyncio.run(drive(port, tenants, args.run, grace=GRACE))
                 finally:
                     stop(gateway)
-                served = {name: sum(r[3] for r in results if r[0] == name and r[1] == "200") for name in ("quiet", "noisy")}
-                ttfts = [r[4] * 1000 for r in results if r[0] == "quiet" and r[1] == "200" and r[4] is not None]
+                answers = {name: [r for r in results if r[0] == name and r[1] == "200"] for name in ("quiet", "noisy")}
+                answered = {name: len(answers[name]) for name in answers}
+                served = {name: sum(r[3] for r in answers[name]) for name in answers}
+                ttfts = [r[4] * 1000 for r in answers["quiet"] if r[4] is not None]
                 failed = sum(1 for r in results if r[1] != "200")
                 # Requests of one tenant are all alike, so what it asked for is what it sent times
                 # the tokens of one answer.
-                per_request = {name: statistics.median([r[3] for r in results if r[0] == name and r[1] == "200"] or [0])
-                               for name in ("quiet", "noisy")}
+                per_request = {name: statistics.median([r[3] for r in answers[name]] or [0]) for name in answers}
                 demands = {name: int(sent.get(name, 0) * per_request[name]) for name in ("quiet", "noisy")}
                 p95 = percentile(ttfts, 0.95)
                 if mode == "alone":
@@ -258,8 +257,7 @@ def main():
                        "jain_fair": jain_against_fair(served, demands) if mode != "alone" else None,
                        "quiet_asked": demands["quiet"], "noisy_asked": demands["noisy"],
                        # The replicas' clock is fixed, so each answer held its slot for TTFT + tokens x ITL.
-                       "slots_busy": sum(1 for r in results if r[1] == "200" and r[0] == "quiet") * quiet_service / (slots * (args.run + GRACE))
-                                     + sum(1 for r in results if r[1] == "200" and r[0] == "noisy") * noisy_service / (slots * (args.run + GRACE)),
+                       "slots_busy": (answered["quiet"] * quiet_service + answered["noisy"] * noisy_service) / (slots * (args.run + GRACE)),
                        "ttft_p50": percentile(ttfts, 0.5), "ttft_p95": p95, "ttft_ratio": p95 / alone_p95 if alone_p95 else None,
                        "quiet_answers": len(ttfts), "failed": failed}
                 rows.append(row)
@@ -283,10 +281,12 @@ def main():
                       f"{median('ttft_p95'):.1f} | {median('ttft_ratio'):.2f} |")
         print(f"raw: {out}")
         if args.check:
+            if any(r["failed"] or not r["quiet_answers"] for r in rows):
+                sys.exit(f"fairness.py --check: a request failed, or a run had no quiet answer: {rows}")
             by = {(r["round"], r["mode"]): r for r in rows}
             for round_number in range(1, args.rounds + 1):
                 turns, tokens = by[(round_number, "requests")], by[(round_number, "tokens")]
-                if any(r["failed"] for r in rows) or tokens["quiet_tokens"] < turns["quiet_tokens"] \
+                if tokens["quiet_tokens"] < turns["quiet_tokens"] \
                         or tokens["ttft_p95"] > turns["ttft_p95"] or tokens["jain_fair"] < turns["jain_fair"]:
                     sys.exit(f"fairness.py --check: round {round_number}: by turns {turns}, by tokens {tokens}")
     finally:

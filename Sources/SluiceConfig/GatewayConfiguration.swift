@@ -346,9 +346,9 @@ public struct QueueConfiguration: Sendable, Equatable {
     public var timeout: Duration = .seconds(5)
     /// How tenants of one priority share the pool while requests wait (`FairQueue`).
     public var fairness: QueueFairness = .requests
-    /// Slots kept free, while two or more tenants are active, for the tenants with fewer
-    /// requests waiting than the most backlogged one: that one does not take the last `headroom`
-    /// free slots, so a light tenant's request finds one instead of waiting for a long answer.
+    /// Slots kept free, while two or more tenants are active, for all but the tenant asking for
+    /// the most tokens lately (decayed by half each second): that one does not take the last
+    /// `headroom` free slots, so a light tenant's request finds one instead of waiting for a long answer.
     public var headroom = 0
 
     public init() {}

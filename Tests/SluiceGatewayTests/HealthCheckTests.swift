@@ -32,15 +32,15 @@ import Testing
         var id: ReplicaID { ReplicaID(host: "127.0.0.1", port: server.port) }
     }
 
-    /// The checks' interval (`interval` below, in nanoseconds). Its timeout is 200 ms: a check
-    /// on a loaded two-core machine (every suite running at once) was seen past 50 ms.
+    /// The checks' interval. Their timeout is 200 ms: a check on a loaded two-core machine
+    /// (every suite running at once) was seen past 50 ms.
     static let interval = Duration.milliseconds(250)
 
     static func run(_ scripted: Scripted, ejectAfter: Int = 3, _ body: (GatewayHarness, Replica) async throws -> Void) async throws {
         try await GatewayHarness.run(replicas: [], configure: { config, _ in
             config.pools[0].replicas = [scripted.id]
             config.pools[0].healthCheck = HealthCheckPolicy(
-                path: "/health", interval: 250_000_000, timeout: 200_000_000, healthyAfter: 1,
+                path: "/health", interval: UInt64(Self.interval.nanoseconds), timeout: 200_000_000, healthyAfter: 1,
                 unhealthyAfter: 2, jitter: 0)
             config.pools[0].ejection = EjectionPolicy(consecutiveFailures: ejectAfter, duration: 60_000_000_000)
         }) { h in

@@ -52,7 +52,7 @@ enum OTLPReader {
     }
 
     /// `KeyValue { key = 1; AnyValue value = 2 }`, `AnyValue { string_value = 1; bool_value = 2;
-    /// int_value = 3; double_value = 4 }`, as text.
+    /// int_value = 3 }`, as text (the gateway sets no other kind).
     private static func keyValue(_ bytes: [UInt8]) -> (String, String)? {
         var key: String?
         var value = ""

@@ -152,9 +152,14 @@ public struct FairQueue<Element> {
     /// The tenant asking for the most tokens lately, when two or more have asked within
     /// `window` of `now` (nil otherwise: with one tenant active there is no one to keep room for).
     public func heaviest(now: UInt64, window: UInt64) -> Int? {
-        let active = recent.filter { $0.value.at > now || now - $0.value.at <= window }
-        guard active.count >= 2 else { return nil }
-        return active.max { Self.decayed($0.value, to: now) < Self.decayed($1.value, to: now) }?.key
+        var active = 0
+        var heaviest: (tenant: Int, tokens: Double)?
+        for (tenant, entry) in recent where entry.at > now || now - entry.at <= window {
+            active += 1
+            let tokens = Self.decayed(entry, to: now)
+            if tokens > heaviest?.tokens ?? -1 { heaviest = (tenant, tokens) }
+        }
+        return active >= 2 ? heaviest?.tenant : nil
     }
 
     private static func decayed(_ entry: (tokens: Double, at: UInt64)?, to now: UInt64) -> Double {

@@ -6,7 +6,7 @@ import Synchronization
 public final class Replica: Sendable {
     public let id: ReplicaID
     private let inFlightCount = Atomic<Int>(0)
-    private let finishedCount = Atomic<Int>(0)
+    private let sentCount = Atomic<Int>(0)
     private let failures = Atomic<Int>(0)
     /// Monotonic nanoseconds until which the replica is out of rotation; 0 when it is in.
     private let ejectedUntilNanos = Atomic<UInt64>(0)
@@ -70,12 +70,17 @@ public final class Replica: Sendable {
 
     public func requestFinished() {
         inFlightCount.wrappingSubtract(1, ordering: .relaxed)
-        finishedCount.wrappingAdd(1, ordering: .relaxed)
         poolLoad?.finished()
     }
 
-    /// Requests this replica has finished, answered or not: the status page's share of requests.
-    public var finished: Int { finishedCount.load(ordering: .relaxed) }
+    /// A request (or a retry of one) was written to this replica. Counted here, not at
+    /// `requestFinished()`, which also gives back slots a queue took but handed to no one.
+    public func requestSent() {
+        sentCount.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// Requests sent to this replica: the status page's share of requests.
+    public var sent: Int { sentCount.load(ordering: .relaxed) }
 
     public func isEjected(at now: UInt64) -> Bool {
         ejectedUntilNanos.load(ordering: .relaxed) > now

@@ -18,7 +18,7 @@ struct StatusView: Encodable {
         /// The queue the replica itself last reported (scraped or from its answers), if fresh.
         var reported_waiting: Int?
         var health: String
-        /// Requests it finished, and that count's share of the pool's.
+        /// Requests sent to it, and that count's share of the pool's.
         var requests: Int
         var share: Double
     }
@@ -101,7 +101,7 @@ struct StatusView: Encodable {
 
     private static func pool(_ pool: PoolRuntime, now: UInt64) -> Pool {
         let replicas = pool.snapshot.replicas
-        let total = replicas.reduce(0) { $0 + $1.finished }
+        let total = replicas.reduce(0) { $0 + $1.sent }
         let staleAfter = UInt64(max(1, pool.configuration.routing.scrapeInterval.nanoseconds * 3))
         let gate = pool.gate
         return Pool(
@@ -116,7 +116,7 @@ struct StatusView: Encodable {
                     ejected_for_ms: until > now ? Int64((until - now) / 1_000_000) : 0,
                     in_flight: replica.inFlight, reported_waiting: waiting > 0 ? waiting : nil,
                     health: replica.checkHealth.rawValue,
-                    requests: replica.finished, share: total > 0 ? Double(replica.finished) / Double(total) : 0)
+                    requests: replica.sent, share: total > 0 ? Double(replica.sent) / Double(total) : 0)
             },
             routing: pool.metrics.routingCounts.map { Routing(reason: $0.reason.rawValue, count: $0.count) },
             queue: gate.map {

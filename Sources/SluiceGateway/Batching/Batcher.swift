@@ -221,6 +221,7 @@ final class Batcher: Sendable {
             for member in taken { member.deliver(.alone) }
             return
         }
+        replica.requestSent()
         let started = loop.now
         let timeout = TimeAmount.nanoseconds(pool.configuration.timeouts.responseHeader.nanoseconds)
         BatchUpstream.post(body, path: path, to: replica.id, client: client, on: loop, timeout: timeout).whenComplete { result in
@@ -257,6 +258,7 @@ final class Batcher: Sendable {
             for member in taken { member.deliver(.alone) }
             return
         }
+        replica.requestSent()
         let started = loop.now
         let timeout = TimeAmount.nanoseconds(pool.configuration.timeouts.responseHeader.nanoseconds)
         grpc.call(GRPCMessage.framed(merged), path: path, to: replica.id, on: loop, timeout: timeout).whenComplete { result in

@@ -66,10 +66,10 @@ struct OverflowRoute: Sendable {
     /// behind `when_waiting` or more.
     func applies(to tenant: Int?, in pool: PoolRuntime, now: UInt64) -> Bool {
         guard let tenant, tenants.contains(tenant) else { return false }
-        let available = pool.snapshot.replicas.filter { $0.isAvailable(at: now) }
-        if available.isEmpty { return true }
+        let replicas = pool.snapshot.replicas
+        guard replicas.contains(where: { $0.isAvailable(at: now) }) else { return true }
         guard let gate = pool.gate, gate.waiting >= whenWaiting else { return false }
-        return available.allSatisfy { $0.inFlight >= gate.limit }
+        return !replicas.contains { $0.isAvailable(at: now) && $0.inFlight < gate.limit }
     }
 }
 

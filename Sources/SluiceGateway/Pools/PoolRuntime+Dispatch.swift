@@ -91,6 +91,7 @@ extension PoolRuntime {
         } else if !orSame || !failed.isAvailable(at: now.uptimeNanoseconds) {
             return nil
         }
+        exchange.replica?.requestSent()
         exchange.retries += 1
         if !exchange.retrying {
             exchange.retrying = true

@@ -13,6 +13,7 @@ extension Exchange {
         random: inout FastRandom, allocator: ByteBufferAllocator, traceparent: String? = nil
     ) {
         self.replica = replica
+        replica.requestSent()
         pool?.noteDestination(of: self, replica)
         countPrefill(on: replica)
         if let scaling = pool?.scaling, scaling.configuration.signal == .queueWait {
