@@ -40,15 +40,13 @@ import os
 import random
 import re
 import resource
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Tests", "python"))
-from localnet import free_port, wait_http_ok  # noqa: E402
+from localnet import free_port, start_gateway, start_replicas, stop_processes  # noqa: E402
 
 QUIET_TOKENS = 10
 NOISY_TOKENS = 100
@@ -201,24 +199,8 @@ def main():
     noisy_body = {"model": "sim-7b", "max_tokens": NOISY_TOKENS, "stream": False,
                   "messages": [{"role": "user", "content": "a long document to summarise " * 40}]}
     processes = []
-
-    def stop(process):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
     try:
-        replicas = [free_port() for _ in range(args.replicas)]
-        for index, port in enumerate(replicas):
-            processes.append(subprocess.Popen(
-                [os.path.join(args.bin, "sluice-replica"), "--port", str(port), "--id", f"r{index + 1}",
-                 "--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms)],
-                stdout=subprocess.DEVNULL, stderr=open(os.path.join(out, f"replica{index + 1}.log"), "w")))
-        for port in replicas:
-            wait_http_ok(f"http://127.0.0.1:{port}/v2/health/ready")
+        replicas = start_replicas(args.bin, args.replicas, out, ["--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms)], processes)
         print(f"{args.replicas} replicas x {args.slots} slots, TTFT {args.ttft_ms} ms, ITL {args.itl_ms} ms; "
               f"quiet {quiet_rate:.1f} req/s x {QUIET_TOKENS} tokens out (streamed), noisy the same rate x {NOISY_TOKENS}; "
               f"{args.run:.0f} s runs, {args.rounds} rounds; tokens runs with queue.headroom {args.headroom}", flush=True)
@@ -230,16 +212,15 @@ def main():
                 path = os.path.join(out, f"{mode}-{round_number}.yaml")
                 open(path, "w").write(gateway_yaml(port, admin, replicas, args.slots, "tokens" if mode == "alone" else mode, quiet_keys, noisy_keys,
                                                       args.headroom if mode == "tokens" else 0))
-                gateway = subprocess.Popen([os.path.join(args.bin, "sluice"), "serve", "--config", path],
-                                           stdout=subprocess.DEVNULL, stderr=open(os.path.join(out, f"{mode}-{round_number}.log"), "w"))
+                gateway = []
                 try:
-                    wait_http_ok(f"http://127.0.0.1:{admin}/readyz")
+                    start_gateway(args.bin, path, admin, os.path.join(out, f"{mode}-{round_number}.log"), gateway)
                     tenants = [("quiet", "sk-quiet", quiet_rate, quiet_body, True, round_number * 2)]
                     if mode != "alone":
                         tenants.append(("noisy", "sk-noisy", quiet_rate, noisy_body, False, round_number * 2 + 1))
                     results, sent = asyncio.run(drive(port, tenants, args.run, grace=GRACE))
                 finally:
-                    stop(gateway)
+                    stop_processes(gateway)
                 answers = {name: [r for r in results if r[0] == name and r[1] == "200"] for name in ("quiet", "noisy")}
                 answered = {name: len(answers[name]) for name in answers}
                 served = {name: sum(r[3] for r in answers[name]) for name in answers}
@@ -290,8 +271,7 @@ def main():
                         or tokens["ttft_p95"] > turns["ttft_p95"] or tokens["jain_fair"] < turns["jain_fair"]:
                     sys.exit(f"fairness.py --check: round {round_number}: by turns {turns}, by tokens {tokens}")
     finally:
-        for process in processes:
-            stop(process)
+        stop_processes(processes)
 
 
 if __name__ == "__main__":

@@ -27,11 +27,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Tests", "python"))
-from localnet import free_port, wait_http_ok  # noqa: E402
+from localnet import free_port, start_gateway, start_replicas, stop_processes  # noqa: E402
 
 
 def gateway_yaml(port, admin, replicas, share):
@@ -68,36 +67,16 @@ def main():
     out = args.out or tempfile.mkdtemp(prefix="sluice-shadow-")
     os.makedirs(out, exist_ok=True)
     processes = []
-
-    def stop_all(*_):
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(1)))
+    signal.signal(signal.SIGTERM, lambda *_: (stop_processes(processes), sys.exit(1)))
     try:
-        replicas = [free_port() for _ in range(3)]
-        for index, port in enumerate(replicas):
-            processes.append(subprocess.Popen(
-                [os.path.join(args.bin, "sluice-replica"), "--port", str(port), "--id", f"r{index + 1}", "--profile", args.profile],
-                stdout=subprocess.DEVNULL, stderr=open(os.path.join(out, f"replica{index + 1}.log"), "w")))
-        for port in replicas:
-            wait_http_ok(f"http://127.0.0.1:{port}/v2/health/ready")
+        replicas = start_replicas(args.bin, 3, out, ["--profile", args.profile], processes)
         gateways = {}
         for name, share in (("baseline", 0), ("shadowed", 1)):
             port, admin = free_port(), free_port()
             path = os.path.join(out, f"{name}.yaml")
             with open(path, "w") as f:
                 f.write(gateway_yaml(port, admin, replicas, share))
-            processes.append(subprocess.Popen(
-                [os.path.join(args.bin, "sluice"), "serve", "--config", path],
-                stdout=subprocess.DEVNULL, stderr=open(os.path.join(out, f"{name}.log"), "w")))
-            wait_http_ok(f"http://127.0.0.1:{admin}/readyz")
+            start_gateway(args.bin, path, admin, os.path.join(out, f"{name}.log"), processes)
             gateways[name] = (port, admin)
         rows = {"baseline": [], "shadowed": []}
         for round_number in range(1, args.rounds + 1):
@@ -144,7 +123,7 @@ def main():
                 sys.exit(f"shadow.py --check: {errors} client errors; copies {shadow['requests']} answered, "
                          f"{shadow['succeeded']} succeeded, {shadow['skipped']} skipped")
     finally:
-        stop_all()
+        stop_processes(processes)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Loopback helpers shared by the Python checks: a free port, and waiting for a listener."""
+"""Loopback helpers shared by the Python checks: a free port, waiting for a listener, and
+starting and stopping simulated replicas and gateways."""
 import socket
 import time
 
@@ -35,3 +36,46 @@ def wait_http_ok(url, timeout=30.0):
             pass
         time.sleep(0.1)
     raise SystemExit(f"{url} never answered 200")
+
+
+def start_replicas(binary_dir, count, log_dir, extra, processes):
+    """Starts `count` simulated replicas (`sluice-replica`, ids r1..., each given `extra`
+    arguments and logging to `log_dir`/replicaN.log) on free ports, appending each process to
+    `processes` at once (so the caller's cleanup stops them even if one never gets ready), and
+    waits until all are ready. Returns their ports."""
+    import os
+    import subprocess
+    ports = [free_port() for _ in range(count)]
+    for index, port in enumerate(ports):
+        processes.append(subprocess.Popen(
+            [os.path.join(binary_dir, "sluice-replica"), "--port", str(port), "--id", f"r{index + 1}", *extra],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(log_dir, f"replica{index + 1}.log"), "w")))
+    for port in ports:
+        wait_http_ok(f"http://127.0.0.1:{port}/v2/health/ready")
+    return ports
+
+
+def start_gateway(binary_dir, config, admin_port, log_path, processes):
+    """Starts `sluice serve --config config` (logging to `log_path`), appended to `processes`,
+    and waits until its admin listener says it is ready. Returns the process."""
+    import os
+    import subprocess
+    gateway = subprocess.Popen([os.path.join(binary_dir, "sluice"), "serve", "--config", config],
+                               stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
+    processes.append(gateway)
+    wait_http_ok(f"http://127.0.0.1:{admin_port}/readyz")
+    return gateway
+
+
+def stop_processes(processes, timeout=10):
+    """SIGTERM to each process still running, then waits for each; kills what outlives `timeout`."""
+    import signal
+    import subprocess
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,7 +20,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from localnet import free_port, wait_http_ok  # noqa: E402
+from localnet import free_port, start_gateway, start_replicas, stop_processes  # noqa: E402
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -70,13 +69,7 @@ def main():
     stop = threading.Event()
     driver = None
     try:
-        replicas = [free_port(), free_port()]
-        for index, port in enumerate(replicas):
-            processes.append(subprocess.Popen(
-                [os.path.join(args.bin, "sluice-replica"), "--port", str(port), "--id", f"r{index + 1}", "--ttft-ms", "300", "--itl-ms", "10"],
-                stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"replica{index + 1}.log"), "w")))
-        for port in replicas:
-            wait_http_ok(f"http://127.0.0.1:{port}/v2/health/ready")
+        replicas = start_replicas(args.bin, 2, work, ["--ttft-ms", "300", "--itl-ms", "10"], processes)
         port, admin = free_port(), free_port()
         config = os.path.join(work, "sluice.yaml")
         open(config, "w").write(f"""listen: "127.0.0.1:{port}"
@@ -92,10 +85,7 @@ pools:
     max_concurrent_per_replica: 8
     scaling: {{ target_p95: 200ms, tick: 500ms, stable_window: 4s, panic_window: 1s, max_replicas: 6 }}
 """)
-        gateway = subprocess.Popen([os.path.join(args.bin, "sluice"), "serve", "--config", config],
-                                   stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "sluice.log"), "w"))
-        processes.append(gateway)
-        wait_http_ok(f"http://127.0.0.1:{admin}/readyz")
+        start_gateway(args.bin, config, admin, os.path.join(work, "sluice.log"), processes)
 
         options = webdriver.ChromeOptions()
         options.binary_location = "/usr/bin/chromium"
@@ -153,13 +143,7 @@ pools:
         stop.set()
         if driver is not None:
             driver.quit()
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop_processes(processes)
 
 
 if __name__ == "__main__":
